@@ -1,0 +1,108 @@
+# custos - plain Makefile; pkg-config for every library.
+#   make deps     install the Debian packages custos needs (apt-get, idempotent)
+#   make          build (-Wall -Wextra -Werror)
+#   make check    run every test (CUnit)
+#   make asan     build and test with AddressSanitizer + UBSan
+#   make demo     an archive under ./var from real sample mail, then searched
+#   make bench    run the benchmarks in bench/
+#   make install  PREFIX=/usr/local DESTDIR=
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BINDIR      = $(PREFIX)/bin
+MANDIR      = $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+
+CC         ?= cc
+BUILD      ?= build
+PKGS        = gmime-3.0 glib-2.0 sqlite3 libarchive libzstd libcrypto zlib cunit
+OPT        ?= -O2 -g
+CFLAGS_ALL  = -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
+              -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
+LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpthread -lm $(EXTRA_LDFLAGS)
+
+# Debian packages: build, test, demo and benchmark dependencies.
+DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
+              libgmime-3.0-dev libglib2.0-dev libsqlite3-dev libarchive-dev \
+              libzstd-dev libssl-dev zlib1g-dev libcunit1-dev \
+              python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3
+
+LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC   := $(wildcard tests/test-*.c) tests/runner.c
+TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
+PROGS      := $(BUILD)/custos-archive
+MANS       := $(wildcard man/*.[158])
+
+all: $(PROGS) $(BUILD)/run-tests
+
+$(BUILD)/%.o: %.c $(wildcard include/custos/*.h) $(wildcard archive/*-private.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/libcustos.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/custos-archive: $(BUILD)/archive/custos-archive.o $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# Test suites register themselves with CUS_SUITE(name); the list is generated.
+$(BUILD)/tests/suites.gen.h: $(wildcard tests/test-*.c)
+	@mkdir -p $(dir $@)
+	grep -ho '^CUS_SUITE([a-z0-9_]*)' $(wildcard tests/test-*.c) /dev/null | \
+	  sed 's/^CUS_SUITE(\(.*\))/X(\1)/' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/tests/runner.o: tests/runner.c $(BUILD)/tests/suites.gen.h tests/cutest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -I$(BUILD)/tests -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/%.c tests/cutest.h $(wildcard include/custos/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iarchive -c -o $@ $<
+
+$(BUILD)/run-tests: $(TEST_OBJ) $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# Real mail nobody here wrote, from Debian packages (see tests/data/README).
+CORPUS     ?= $(CURDIR)/var/corpus
+corpus: $(CORPUS)/.done
+$(CORPUS)/.done: tests/data/fetch-corpus.sh
+	sh tests/data/fetch-corpus.sh $(CORPUS)
+
+check: all corpus
+	CUSTOS_CORPUS=$(CORPUS) CUSTOS_BIN=$(CURDIR)/$(BUILD) CUSTOS_SRC=$(CURDIR) \
+	  $(BUILD)/run-tests $(SUITES)
+
+asan:
+	$(MAKE) BUILD=build-asan CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" check
+
+deps:
+	@missing=""; for p in $(DEB_DEPS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+demo: all corpus
+	sh tests/demo.sh $(BUILD) $(CORPUS)
+
+bench: all corpus
+	sh bench/run.sh $(BUILD) $(CORPUS)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(SYSCONFDIR)/custos
+	install -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	for m in $(MANS); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	install -m 0644 conf/custos.conf.sample $(DESTDIR)$(SYSCONFDIR)/custos/custos.conf.sample
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all check asan deps demo bench install clean corpus

@@ -1,0 +1,57 @@
+/*
+ * cfg.h - custos.conf: one GLib key-file for every program
+ *
+ * Options are declared in one table (group, key, type, default, bounds) and
+ * parsed into an immutable struct cfg. An unknown group or key, a bad value
+ * or a missing file is an error naming the file, the line and the key.
+ * The file is found from -c FILE, else $CUSTOS_CONF, else
+ * /etc/custos/custos.conf.
+ */
+#ifndef CUSTOS_CFG_H
+#define CUSTOS_CFG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CFG_DEFAULT_PATH "/etc/custos/custos.conf"
+
+struct cfg {
+    char *path;                 /* the file this came from */
+
+    /* [archive] */
+    char *arc_dir;              /* dir */
+    uint64_t arc_segment_size;  /* segment_size: seal a segment past this */
+    int arc_zstd_level;         /* zstd_level */
+    int arc_dict;               /* dictionary: train a zstd dictionary */
+    char *arc_key_file;         /* key_file: keyring for AES-256-GCM, or NULL */
+    char *arc_key_id;           /* key_id: key for new objects, or NULL = last */
+    int arc_batch;              /* batch: messages per index transaction */
+
+    /* [limits] */
+    uint64_t lim_message_size;  /* message_size */
+    int lim_depth;              /* depth */
+    int lim_parts;              /* parts */
+    uint64_t lim_expanded_size; /* expanded_size: all decoded bytes of a message */
+    int lim_expansion_ratio;    /* expansion_ratio: archive members */
+    uint64_t lim_text_size;     /* text_size: extracted text kept per message */
+
+    /* [log] */
+    int log_level;              /* level */
+    int log_syslog;             /* syslog */
+};
+
+/* Which file to read: explicit (-c) else $CUSTOS_CONF else the default. */
+const char *cfg_path(const char *explicit_path);
+
+/* Load and check path. */
+int cfg_load(const char *path, struct cfg **cfg_r, char **error_r);
+
+/* Defaults only (for tests and for a missing file when allowed). */
+struct cfg *cfg_defaults(void);
+
+void cfg_free(struct cfg **cfg);
+
+/* Print every option with its current value, key-file syntax. */
+void cfg_dump(const struct cfg *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,112 @@
+/*
+ * index.h - index.db: the SQLite index of the archive
+ *
+ * WAL mode, schema versioned with PRAGMA user_version and migrated forward
+ * on open. Schema version 1:
+ *
+ *   messages(id INTEGER PRIMARY KEY,        -- the archive id
+ *            sha256 BLOB NOT NULL UNIQUE,   -- of the raw bytes: dedup
+ *            segment INTEGER, offset INTEGER, length INTEGER, -- store_loc
+ *            raw_size INTEGER NOT NULL,
+ *            date INTEGER NOT NULL,         -- unix time, 0 = unknown
+ *            message_id TEXT NOT NULL,      -- without <>, '' if none
+ *            subject TEXT NOT NULL,
+ *            n_att INTEGER NOT NULL,
+ *            limits TEXT NOT NULL,          -- limits hit, '\n'-separated, ''
+ *            added INTEGER NOT NULL)        -- unix time archived
+ *   addrs(msg INTEGER NOT NULL REFERENCES messages(id),
+ *         role INTEGER NOT NULL,            -- enum msg_role
+ *         name TEXT NOT NULL, addr TEXT NOT NULL,   -- addr lower case
+ *         domain TEXT NOT NULL)             -- lower case, '' if none
+ *   attachments(msg INTEGER NOT NULL, seq INTEGER NOT NULL, name TEXT,
+ *               type TEXT, path TEXT, size INTEGER, sha256 TEXT, depth INTEGER)
+ *   deliveries(id INTEGER PRIMARY KEY, msg INTEGER NOT NULL,
+ *              time INTEGER NOT NULL, sender TEXT NOT NULL,
+ *              client TEXT NOT NULL, queue_id TEXT NOT NULL,
+ *              source TEXT NOT NULL,         -- "import:PATH", "milter", ...
+ *              segment INTEGER, offset INTEGER, length INTEGER)
+ *   rcpts(delivery INTEGER NOT NULL, msg INTEGER NOT NULL,
+ *         addr TEXT NOT NULL,               -- envelope recipient, lower case
+ *         domain TEXT NOT NULL)
+ *   fts USING fts5(subject, body, attname, atttext,
+ *                  content='', tokenize='custos')   -- rowid = messages.id
+ *
+ * Every statement binds its parameters; no SQL is built from input.
+ */
+#ifndef CUSTOS_INDEX_H
+#define CUSTOS_INDEX_H
+
+#include <stdint.h>
+#include <sqlite3.h>
+#include "custos/msg.h"
+#include "custos/store.h"
+
+#define IDX_SCHEMA_VERSION 1
+
+#define IDX_CREATE 1
+#define IDX_RDONLY 2
+
+struct idx;
+
+struct idx_envelope {
+    gint64 time;            /* when received / imported */
+    const char *sender;     /* envelope sender, "" if unknown */
+    const char *client;     /* client address, "" if unknown */
+    const char *queue_id;   /* Postfix queue id, "" if none */
+    const char *source;     /* "import:PATH", "milter", ... */
+    const char *const *rcpts; /* envelope recipients, NULL-terminated */
+};
+
+/* One search hit, as search --json prints it. */
+struct idx_hit {
+    gint64 id, date, size;
+    int n_att;
+    char sha256[CUS_SHA256_HEX];
+    char *message_id, *subject, *limits;
+    GPtrArray *from, *to, *cc, *bcc;   /* char *: "Name <addr>" or "addr" */
+    GPtrArray *att_names;              /* char * */
+};
+
+int idx_open(const char *path, int flags, struct idx **idx_r, char **error_r);
+void idx_close(struct idx **idx);
+sqlite3 *idx_db(struct idx *idx);
+
+int idx_begin(struct idx *idx, char **error_r);
+int idx_commit(struct idx *idx, char **error_r);
+void idx_rollback(struct idx *idx);
+
+/* Look a raw message up by SHA-256: 1 found (id_r, loc_r set), 0 not, -1. */
+int idx_find_sha(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
+                 gint64 *id_r, struct store_loc *loc_r, char **error_r);
+
+/* Look a message up by archive id: 1 found, 0 not, -1 error. */
+int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
+                struct store_loc *loc_r, char **error_r);
+
+/* Insert a new message (its sha must not be there yet). */
+int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
+                    const struct store_loc *loc, uint64_t raw_size,
+                    const struct msg *m, gint64 added, gint64 *id_r,
+                    char **error_r);
+
+/* Record one delivery of message id with its envelope recipients. */
+int idx_add_delivery(struct idx *idx, gint64 msg_id,
+                     const struct idx_envelope *env,
+                     const struct store_loc *loc, char **error_r);
+
+/* Search: every hit from offset, at most limit (-1: all), newest first.
+ * total_r gets the number of all matches. cb gets each hit (borrowed). */
+typedef int idx_hit_cb(void *ctx, const struct idx_hit *hit);
+int idx_search(struct idx *idx, const char *query, gint64 limit,
+               gint64 offset, gint64 *total_r, idx_hit_cb *cb, void *ctx,
+               char **error_r);
+
+struct idx_stats {
+    gint64 messages, deliveries, rcpts;
+    gint64 raw_bytes;       /* sum of raw sizes of distinct messages */
+    gint64 delivered_bytes; /* sum over deliveries of raw size */
+    gint64 limited;         /* messages with a limit hit */
+};
+int idx_stats(struct idx *idx, struct idx_stats *st, char **error_r);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * store.h - content-addressed segment store
+ *
+ * Raw objects are packed into append-only segment files under DIR/store/
+ * ("seg-000001.cseg"), sealed (fsync'd, made read-only) once they pass the
+ * configured size. Each record is self-describing: kind, SHA-256 of the raw
+ * bytes, raw and stored lengths, compression (zstd, optionally with a
+ * trained dictionary, itself stored as a record), encryption (AES-256-GCM
+ * with the key id in the record header and the header as AAD). So the whole
+ * archive can be rebuilt from the segments alone.
+ *
+ * The store does not deduplicate: the index holds the one row per SHA-256
+ * (UNIQUE) and asks the store to append only what is new. One writer at a
+ * time (store_open with STORE_WRITE takes an flock on DIR/store/lock);
+ * readers need no lock. store_read re-checks the SHA-256 on every read.
+ */
+#ifndef CUSTOS_STORE_H
+#define CUSTOS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <glib.h>
+#include "custos/util.h"
+
+enum store_kind {
+    STORE_MESSAGE = 1,      /* a raw message */
+    STORE_DELIVERY = 2,     /* an envelope record (JSON), see archive.h */
+    STORE_DICT = 3,         /* a zstd dictionary */
+};
+
+struct store_loc {
+    uint32_t segment;       /* segment number */
+    uint64_t offset;        /* record start in the segment */
+    uint32_t length;        /* whole record length on disk */
+};
+
+struct store_opts {
+    uint64_t segment_size;  /* seal past this many bytes */
+    int zstd_level;
+    int use_dict;           /* train and use a zstd dictionary */
+    const char *key_file;   /* keyring or NULL: "ID HEX64" per line */
+    const char *key_id;     /* key for new objects; NULL = last in file */
+};
+
+#define STORE_WRITE 1
+
+struct store;
+
+/* Open DIR/store (created by store_init). flags: 0 or STORE_WRITE. */
+int store_open(const char *arcdir, const struct store_opts *opts, int flags,
+               struct store **st_r, char **error_r);
+void store_close(struct store **st);
+
+/* Create DIR/store with mode 0700. Idempotent. */
+int store_init(const char *arcdir, char **error_r);
+
+/* Whether new messages would be compressed with a dictionary. */
+int store_has_dict(const struct store *st);
+
+/* Train a dictionary from samples (raw messages) and use it for new
+ * messages from now on; records it in the segment. No-op if use_dict is
+ * off or there are too few samples (returns 0). */
+int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
+                     char **error_r);
+
+/* Append one object; sha is the SHA-256 of data. Not durable until
+ * store_sync(). */
+int store_append(struct store *st, enum store_kind kind,
+                 const unsigned char sha[CUS_SHA256_LEN],
+                 const void *data, size_t len, struct store_loc *loc_r,
+                 char **error_r);
+
+/* fsync what was appended (and the directory for a new segment). */
+int store_sync(struct store *st, char **error_r);
+
+/* Read an object back, decrypt, decompress, verify its SHA-256 against
+ * sha (error if it differs). */
+int store_read(struct store *st, const struct store_loc *loc,
+               const unsigned char sha[CUS_SHA256_LEN], GBytes **data_r,
+               char **error_r);
+
+/* Bytes on disk of all segments (and dictionaries). */
+uint64_t store_disk_bytes(struct store *st);
+
+/* Walk every record of every segment in order (for verify and reindex).
+ * cb gets the record's kind, sha, location and the decoded data; a
+ * non-zero return stops the walk and is returned. */
+typedef int store_walk_cb(void *ctx, enum store_kind kind,
+                          const unsigned char sha[CUS_SHA256_LEN],
+                          const struct store_loc *loc, GBytes *data);
+int store_walk(struct store *st, store_walk_cb *cb, void *ctx, char **error_r);
+
+#endif
