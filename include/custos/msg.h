@@ -6,7 +6,7 @@
  * decoding, every GB* label decoded as GB18030, undeclared 8-bit tried as
  * UTF-8 then GB18030), addresses with decoded names, the date, the text of
  * text/plain and text/html parts (HTML reduced to text), and attachments with
- * their text extracted where there is text (text/*, CSV, vCard,
+ * their text extracted where there is text (text/ types, CSV, vCard,
  * message/rfc822 recursively, archives via libarchive, nested, and OOXML).
  *
  * Parsing is bounded by struct msg_limits. A limit hit is recorded in
