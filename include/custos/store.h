@@ -34,9 +34,12 @@ struct store_loc {
     uint32_t length;        /* whole record length on disk */
 };
 
+/* Largest object store_append accepts (raw bytes). */
+#define STORE_MAX_OBJECT (1024ULL * 1024 * 1024)
+
 struct store_opts {
-    uint64_t segment_size;  /* seal past this many bytes */
-    int zstd_level;
+    uint64_t segment_size;  /* seal past this many bytes; 0 = 256 MiB */
+    int zstd_level;         /* 0 = zstd's default (3) */
     int use_dict;           /* train and use a zstd dictionary */
     const char *key_file;   /* keyring or NULL: "ID HEX64" per line */
     const char *key_id;     /* key for new objects; NULL = last in file */
@@ -46,7 +49,10 @@ struct store_opts {
 
 struct store;
 
-/* Open DIR/store (created by store_init). flags: 0 or STORE_WRITE. */
+/* Open DIR/store (created by store_init). flags: 0 or STORE_WRITE.
+ * opts may be NULL (defaults, no key). A writer takes the lock (a second
+ * writer gets "archive DIR is in use by another writer"), then checks the
+ * last segment and truncates a torn tail left by a crash (logged). */
 int store_open(const char *arcdir, const struct store_opts *opts, int flags,
                struct store **st_r, char **error_r);
 void store_close(struct store **st);
@@ -74,7 +80,8 @@ int store_append(struct store *st, enum store_kind kind,
 int store_sync(struct store *st, char **error_r);
 
 /* Read an object back, decrypt, decompress, verify its SHA-256 against
- * sha (error if it differs). */
+ * sha (error if it differs; sha NULL = the one in the record header).
+ * Errors name the object, segment and offset. */
 int store_read(struct store *st, const struct store_loc *loc,
                const unsigned char sha[CUS_SHA256_LEN], GBytes **data_r,
                char **error_r);
@@ -89,5 +96,34 @@ typedef int store_walk_cb(void *ctx, enum store_kind kind,
                           const unsigned char sha[CUS_SHA256_LEN],
                           const struct store_loc *loc, GBytes *data);
 int store_walk(struct store *st, store_walk_cb *cb, void *ctx, char **error_r);
+/* store_walk() decrypts, decompresses and checks every record's SHA-256; it
+ * fails (-1, error_r naming the object) at the first record that does not
+ * check out. store_walk_ex() below goes on and reports each bad record. */
+
+enum store_comp { STORE_COMP_NONE = 0, STORE_COMP_ZSTD = 1, STORE_COMP_ZSTD_DICT = 2 };
+
+/* One record as store_walk_ex() sees it. */
+struct store_rec {
+    enum store_kind kind;   /* 0 if the header itself is unreadable */
+    unsigned char sha[CUS_SHA256_LEN]; /* from the header */
+    struct store_loc loc;   /* for an unreadable stretch: where it starts
+                             * and how many bytes were skipped */
+    uint64_t raw_len;
+    enum store_comp comp;
+    uint32_t dict_id;       /* dictionary used (or defined, for STORE_DICT) */
+    int encrypted;          /* AES-256-GCM */
+    char key_id[33];        /* "" when not encrypted */
+    const char *error;      /* NULL: decoded and the SHA-256 matched;
+                             * else why not (names object, file, offset) */
+};
+
+/* Like store_walk(), but every record is passed on, good or bad: data is
+ * NULL exactly when rec->error is set. Segments are read sequentially with
+ * a large buffer. An incomplete record at the very end of the newest
+ * unsealed segment (an append in progress, or a torn tail not yet
+ * truncated) is not reported. A non-zero cb return stops the walk and is
+ * returned; -1 with error_r only for I/O errors. */
+typedef int store_walk_ex_cb(void *ctx, const struct store_rec *rec, GBytes *data);
+int store_walk_ex(struct store *st, store_walk_ex_cb *cb, void *ctx, char **error_r);
 
 #endif

@@ -1,0 +1,1844 @@
+/*
+ * store.c - content-addressed segment store
+ *
+ * Objects are packed into append-only segments; each object is compressed
+ * (zstd, with a trained dictionary for messages once there is one), optionally
+ * encrypted (AES-256-GCM, key id in the record header, header as AAD) and
+ * addressed by the SHA-256 of the raw bytes. Reads re-check the hash. Every
+ * record describes itself, so the segments alone rebuild everything.
+ *
+ * Promises: an append is one positioned write at the end of the current
+ * segment; a failed or short write is cut back off (ftruncate), so a segment
+ * only ever holds whole records. A crash can leave a torn tail, which the
+ * next writer truncates at open (and logs). Nothing is durable before
+ * store_sync().
+ *
+ * On-disk format, version 1. Integers little-endian, fixed width.
+ *
+ * DIR/store/seg-NNNNNN.cseg - a segment (0640 while open, 0440 once sealed)
+ *   file header, 32 bytes:
+ *      0  8  magic "CUSTSEG1"
+ *      8  4  format version (1)
+ *     12  4  segment number (the same as in the file name)
+ *     16 12  reserved, zero
+ *     28  4  CRC-32 (zlib) of bytes 0..27
+ *   then records back to back: a 128-byte header, then stored_len bytes.
+ *      0  4  magic "CREC"
+ *      4  1  kind: 1 message, 2 delivery, 3 dictionary
+ *      5  1  compression: 0 none, 1 zstd, 2 zstd with dictionary dict_id
+ *      6  1  encryption: 0 none, 1 AES-256-GCM
+ *      7  1  key id length, 1..32 when encrypted, else 0
+ *      8  4  dictionary id: compression 2: the dictionary used;
+ *            kind 3: the id of the dictionary this record defines; else 0
+ *     12 32  key id (ASCII [A-Za-z0-9._-]), zero padded
+ *     44 32  SHA-256 of the raw object
+ *     76  8  raw length
+ *     84  8  stored length (payload bytes after the header)
+ *     92 12  GCM nonce (random per record; zero when not encrypted)
+ *    104  4  reserved, zero
+ *    108 16  GCM tag (zero when not encrypted)
+ *    124  4  CRC-32 of bytes 0..123
+ *   payload = encrypt(compress(raw)). The GCM AAD is header bytes 0..107,
+ *   so kind, lengths, hash, key id and dictionary id are authenticated too.
+ *   An object that zstd does not shrink is stored uncompressed.
+ *
+ * DIR/store/dict-N.zdict - a byte-for-byte copy of the kind-3 record that
+ *   defines dictionary N (header and payload, so encrypted like the rest),
+ *   for a fast load. The segment record is the truth: a missing file is
+ *   found again in the segments. Dictionary ids count up from 1; new messages
+ *   use the highest. If two records ever define the same id, the later one
+ *   wins (it is the one the records after it were written with).
+ *
+ * DIR/store/lock - flock(LOCK_EX) by the one writer.
+ *
+ * A struct store is not thread-safe: one per thread.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <zlib.h>
+#include <zstd.h>
+#include <zdict.h>
+#include "custos/log.h"
+#include "custos/store.h"
+
+#define SEG_MAGIC "CUSTSEG1"
+#define SEG_VERSION 1
+#define SEG_HDR_LEN 32
+#define REC_MAGIC "CREC"
+#define REC_HDR_LEN 128
+#define REC_AAD_LEN 108
+#define KEYID_MAX 32
+#define KEY_LEN 32
+#define NONCE_LEN 12
+#define TAG_LEN 16
+
+#define DEFAULT_SEGMENT_SIZE (256ULL << 20)
+#define DICT_CAPACITY (110 * 1024)      /* trained dictionary size */
+#define DICT_MIN_SAMPLES 200
+#define DICT_MIN_BYTES (1024 * 1024)
+#define DICT_SAMPLE_MAX (64 * 1024)     /* prefix of each sample used */
+#define DICT_TRAIN_MAX (32 * 1024 * 1024)
+#define DICT_FILE_MAX (4 * 1024 * 1024)
+#define KEYFILE_MAX (64 * 1024)
+#define WALK_BUF (8 * 1024 * 1024)
+#define FD_CACHE_MAX 64
+
+enum { ENC_NONE = 0, ENC_AES256GCM = 1 };
+
+/* Decoding failed because the record is damaged, or because something
+ * needed to read it (key, dictionary) is not at hand. */
+enum { DEC_OK = 0, DEC_CORRUPT = -1, DEC_UNAVAILABLE = -2 };
+
+struct rec_hdr {
+    uint8_t kind, comp, enc, keyid_len;
+    uint32_t dict_id;
+    char keyid[KEYID_MAX + 1];
+    unsigned char sha[CUS_SHA256_LEN];
+    uint64_t raw_len, stored_len;
+    unsigned char nonce[NONCE_LEN];
+    unsigned char tag[TAG_LEN];
+};
+
+struct store_key {
+    char id[KEYID_MAX + 1];
+    unsigned char key[KEY_LEN];
+};
+
+struct store_dict {
+    uint32_t id;
+    GBytes *raw;            /* the dictionary itself */
+    ZSTD_DDict *ddict;
+    ZSTD_CDict *cdict;      /* only for the dictionary new messages use */
+};
+
+struct store {
+    char *arcdir;
+    char *dir;              /* arcdir/store */
+    struct store_opts opts; /* key_file, key_id owned copies */
+    int writer;
+    int lock_fd;
+
+    uint32_t last_seg;      /* highest segment on disk; 0 = none yet */
+    int cur_fd;             /* last_seg open for appending; -1 = none/sealed */
+    uint64_t cur_end;       /* where the next record goes */
+    int cur_dirty;          /* appended since the last fsync */
+    char *broken;           /* why appends are refused (after a failure) */
+
+    GHashTable *fds;        /* segment number -> fd + 1, for reads */
+
+    struct store_key *keys;
+    size_t nkeys;
+    int wkey;               /* index of the key for new objects; -1 none */
+
+    GHashTable *dicts;      /* id -> struct store_dict */
+    GHashTable *dict_missing; /* ids looked for in every segment in vain */
+    uint32_t max_dict;      /* highest dictionary id seen */
+    uint32_t cur_dict;      /* dictionary for new messages; 0 = none */
+
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    EVP_CIPHER_CTX *evp;
+    unsigned char *buf;     /* append scratch: header + payload */
+    size_t buf_size;
+};
+
+/* ---- little helpers ---------------------------------------------------- */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    uint32_t v = 0;
+
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint32_t crc(const unsigned char *p, size_t len)
+{
+    return (uint32_t)crc32(0L, p, (uInt)len);
+}
+
+static void seg_name(uint32_t segno, char buf[32])
+{
+    snprintf(buf, 32, "seg-%06" PRIu32 ".cseg", segno);
+}
+
+static char *seg_path(const struct store *st, uint32_t segno)
+{
+    char name[32];
+
+    seg_name(segno, name);
+    return g_build_filename(st->dir, name, NULL);
+}
+
+static char *dict_path(const struct store *st, uint32_t id)
+{
+    char name[40];
+
+    snprintf(name, sizeof(name), "dict-%" PRIu32 ".zdict", id);
+    return g_build_filename(st->dir, name, NULL);
+}
+
+/* "seg-000012.cseg" -> 12; "dict-3.zdict" -> 3; 0 if name is neither. */
+static uint32_t parse_name(const char *name, const char *prefix, const char *suffix)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix), nl = strlen(name);
+    uint64_t v = 0;
+
+    if (nl <= pl + sl || nl - pl - sl > 10 || strncmp(name, prefix, pl) != 0 ||
+        strcmp(name + nl - sl, suffix) != 0)
+        return 0;
+    for (size_t i = pl; i < nl - sl; i++) {
+        if (name[i] < '0' || name[i] > '9')
+            return 0;
+        v = v * 10 + (uint64_t)(name[i] - '0');
+    }
+    return v > UINT32_MAX ? 0 : (uint32_t)v;
+}
+
+static int valid_keyid(const char *s, size_t len)
+{
+    if (len == 0 || len > KEYID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!g_ascii_isalnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return 0;
+    return 1;
+}
+
+/* Error about one object: "object <hex> in seg-000003.cseg at offset N: ..." */
+static int obj_error(char **error_r, const unsigned char *sha, uint32_t segno,
+                     uint64_t off, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int obj_error(char **error_r, const unsigned char *sha, uint32_t segno,
+                     uint64_t off, const char *fmt, ...)
+{
+    char hex[CUS_SHA256_HEX], name[32];
+    va_list ap;
+    char *msg;
+
+    if (error_r == NULL)
+        return -1;
+    if (sha != NULL)
+        cus_hex(sha, CUS_SHA256_LEN, hex);
+    seg_name(segno, name);
+    va_start(ap, fmt);
+    msg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    if (sha != NULL)
+        *error_r = g_strdup_printf("object %s in %s at offset %" PRIu64 ": %s",
+                                   hex, name, off, msg);
+    else
+        *error_r = g_strdup_printf("%s at offset %" PRIu64 ": %s", name, off, msg);
+    g_free(msg);
+    return -1;
+}
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off, size_t *got_r)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    *got_r = got;
+    return 0;
+}
+
+/* ---- headers ----------------------------------------------------------- */
+
+static void seg_hdr_encode(uint32_t segno, unsigned char p[SEG_HDR_LEN])
+{
+    memset(p, 0, SEG_HDR_LEN);
+    memcpy(p, SEG_MAGIC, 8);
+    put32(p + 8, SEG_VERSION);
+    put32(p + 12, segno);
+    put32(p + 28, crc(p, 28));
+}
+
+static const char *seg_hdr_check(const unsigned char p[SEG_HDR_LEN], uint32_t segno)
+{
+    if (memcmp(p, SEG_MAGIC, 8) != 0)
+        return "not a custos segment (bad magic)";
+    if (get32(p + 28) != crc(p, 28))
+        return "segment header checksum mismatch";
+    if (get32(p + 8) != SEG_VERSION)
+        return "unsupported segment format version";
+    if (get32(p + 12) != segno)
+        return "segment number in the header differs from the file name";
+    return NULL;
+}
+
+static void rec_hdr_encode(const struct rec_hdr *h, unsigned char p[REC_HDR_LEN])
+{
+    memset(p, 0, REC_HDR_LEN);
+    memcpy(p, REC_MAGIC, 4);
+    p[4] = h->kind;
+    p[5] = h->comp;
+    p[6] = h->enc;
+    p[7] = h->keyid_len;
+    put32(p + 8, h->dict_id);
+    memcpy(p + 12, h->keyid, h->keyid_len);
+    memcpy(p + 44, h->sha, CUS_SHA256_LEN);
+    put64(p + 76, h->raw_len);
+    put64(p + 84, h->stored_len);
+    memcpy(p + 92, h->nonce, NONCE_LEN);
+    memcpy(p + 108, h->tag, TAG_LEN);
+    put32(p + 124, crc(p, 124));
+}
+
+/* Decode and sanity-check a record header; NULL or why it is bad. */
+static const char *rec_hdr_decode(const unsigned char p[REC_HDR_LEN], struct rec_hdr *h)
+{
+    memset(h, 0, sizeof(*h));
+    if (memcmp(p, REC_MAGIC, 4) != 0)
+        return "bad record magic";
+    if (get32(p + 124) != crc(p, 124))
+        return "record header checksum mismatch";
+    h->kind = p[4];
+    h->comp = p[5];
+    h->enc = p[6];
+    h->keyid_len = p[7];
+    h->dict_id = get32(p + 8);
+    memcpy(h->sha, p + 44, CUS_SHA256_LEN);
+    h->raw_len = get64(p + 76);
+    h->stored_len = get64(p + 84);
+    memcpy(h->nonce, p + 92, NONCE_LEN);
+    memcpy(h->tag, p + 108, TAG_LEN);
+    if (h->kind < STORE_MESSAGE || h->kind > STORE_DICT)
+        return "unknown record kind";
+    if (h->comp > STORE_COMP_ZSTD_DICT || h->enc > ENC_AES256GCM)
+        return "unknown compression or encryption";
+    if (h->enc == ENC_NONE ? h->keyid_len != 0 : !valid_keyid((const char *)p + 12, h->keyid_len))
+        return "bad key id";
+    memcpy(h->keyid, p + 12, h->keyid_len);
+    if (get32(p + 104) != 0)
+        return "reserved header bytes are not zero";
+    if (h->raw_len > STORE_MAX_OBJECT || h->stored_len > UINT32_MAX - REC_HDR_LEN)
+        return "record length out of range";
+    if (h->comp == STORE_COMP_NONE && h->stored_len != h->raw_len)
+        return "stored length differs from raw length of an uncompressed record";
+    if (h->comp == STORE_COMP_ZSTD_DICT && (h->dict_id == 0 || h->kind == STORE_DICT))
+        return "bad dictionary reference";
+    if (h->kind == STORE_DICT && h->dict_id == 0)
+        return "dictionary record without an id";
+    return NULL;
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+static const struct store_key *key_find(const struct store *st, const char *id)
+{
+    for (size_t i = 0; i < st->nkeys; i++)
+        if (strcmp(st->keys[i].id, id) == 0)
+            return &st->keys[i];
+    return NULL;
+}
+
+/* Parse the keyring: "KEYID HEX64" per line, '#' comments, blank lines. */
+static int keyring_parse(struct store *st, const char *path, char *text, char **error_r)
+{
+    char *line = text, *next;
+    unsigned int lineno = 0;
+
+    for (; line != NULL; line = next) {
+        char *id, *hex, *p;
+
+        next = strchr(line, '\n');
+        if (next != NULL)
+            *next++ = '\0';
+        lineno++;
+        g_strstrip(line);
+        if (*line == '\0' || *line == '#')
+            continue;
+        id = line;
+        for (p = line; *p != '\0' && !g_ascii_isspace(*p); p++)
+            ;
+        if (*p == '\0')
+            return cus_error(error_r, "%s:%u: expected \"KEYID HEX64\" (key id, "
+                             "then 64 hex digits)", path, lineno);
+        *p++ = '\0';
+        hex = g_strchug(p);
+        if (!valid_keyid(id, strlen(id)))
+            return cus_error(error_r, "%s:%u: bad key id (1-%d characters of "
+                             "A-Z a-z 0-9 . _ -)", path, lineno, KEYID_MAX);
+        if (key_find(st, id) != NULL)
+            return cus_error(error_r, "%s:%u: key id '%s' appears twice",
+                             path, lineno, id);
+        st->keys = g_renew(struct store_key, st->keys, st->nkeys + 1);
+        memset(&st->keys[st->nkeys], 0, sizeof(struct store_key));
+        if (strlen(hex) != 2 * KEY_LEN ||
+            cus_unhex(hex, st->keys[st->nkeys].key, KEY_LEN) < 0)
+            return cus_error(error_r, "%s:%u: the key must be 64 hex digits "
+                             "(256 bits)", path, lineno);
+        g_strlcpy(st->keys[st->nkeys].id, id, sizeof(st->keys[0].id));
+        st->nkeys++;
+    }
+    return 0;
+}
+
+static int keyring_load(struct store *st, char **error_r)
+{
+    const char *path = st->opts.key_file;
+    struct stat sb;
+    char *text = NULL;
+    size_t got = 0;
+    int fd, ret = -1;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cus_error_errno(error_r, "open(%s) failed", path);
+    if (fstat(fd, &sb) < 0) {
+        cus_error_errno(error_r, "fstat(%s) failed", path);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        cus_error(error_r, "key file %s is not a regular file", path);
+        goto out;
+    }
+    if ((sb.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        cus_error(error_r, "key file %s has mode %04o: it must not be accessible "
+                  "by group or others (chmod 600 %s)", path,
+                  (unsigned int)(sb.st_mode & 07777), path);
+        goto out;
+    }
+    if (sb.st_size > KEYFILE_MAX) {
+        cus_error(error_r, "key file %s is too large (%lld bytes)", path,
+                  (long long)sb.st_size);
+        goto out;
+    }
+    text = g_malloc0((size_t)sb.st_size + 1);
+    if (pread_all(fd, text, (size_t)sb.st_size, 0, &got) < 0) {
+        cus_error_errno(error_r, "read(%s) failed", path);
+        goto out;
+    }
+    text[got] = '\0';
+    if (keyring_parse(st, path, text, error_r) < 0)
+        goto out;
+    if (st->nkeys == 0) {
+        cus_error(error_r, "key file %s holds no keys", path);
+        goto out;
+    }
+    st->wkey = (int)st->nkeys - 1;
+    if (st->opts.key_id != NULL) {
+        const struct store_key *k = key_find(st, st->opts.key_id);
+        if (k == NULL) {
+            cus_error(error_r, "key id '%s' is not in key file %s",
+                      st->opts.key_id, path);
+            goto out;
+        }
+        st->wkey = (int)(k - st->keys);
+    }
+    ret = 0;
+out:
+    if (text != NULL) {
+        OPENSSL_cleanse(text, (size_t)sb.st_size);
+        g_free(text);
+    }
+    close(fd);
+    return ret;
+}
+
+/* ---- AES-256-GCM ------------------------------------------------------- */
+
+/* Encrypt buf in place; 0 or -1. */
+static int gcm_seal(struct store *st, const unsigned char *key,
+                    const unsigned char *nonce, const unsigned char *aad,
+                    unsigned char *buf, size_t len, unsigned char tag[TAG_LEN])
+{
+    int outl;
+    size_t done = 0;
+
+    if (EVP_EncryptInit_ex(st->evp, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+        EVP_EncryptInit_ex(st->evp, NULL, NULL, key, nonce) != 1 ||
+        EVP_EncryptUpdate(st->evp, NULL, &outl, aad, REC_AAD_LEN) != 1)
+        return -1;
+    while (done < len) {
+        int chunk = len - done > (1 << 30) ? (1 << 30) : (int)(len - done);
+        if (EVP_EncryptUpdate(st->evp, buf + done, &outl, buf + done, chunk) != 1)
+            return -1;
+        done += (size_t)chunk;
+    }
+    if (EVP_EncryptFinal_ex(st->evp, buf + len, &outl) != 1 ||
+        EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_GET_TAG, TAG_LEN, tag) != 1)
+        return -1;
+    return 0;
+}
+
+/* Decrypt buf in place and check the tag; 0 or -1. */
+static int gcm_open(struct store *st, const unsigned char *key,
+                    const unsigned char *nonce, const unsigned char *aad,
+                    unsigned char *buf, size_t len, const unsigned char tag[TAG_LEN])
+{
+    int outl;
+    size_t done = 0;
+
+    if (EVP_DecryptInit_ex(st->evp, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+        EVP_DecryptInit_ex(st->evp, NULL, NULL, key, nonce) != 1 ||
+        EVP_DecryptUpdate(st->evp, NULL, &outl, aad, REC_AAD_LEN) != 1)
+        return -1;
+    while (done < len) {
+        int chunk = len - done > (1 << 30) ? (1 << 30) : (int)(len - done);
+        if (EVP_DecryptUpdate(st->evp, buf + done, &outl, buf + done, chunk) != 1)
+            return -1;
+        done += (size_t)chunk;
+    }
+    if (EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)tag) != 1 ||
+        EVP_DecryptFinal_ex(st->evp, buf + len, &outl) != 1)
+        return -1;
+    return 0;
+}
+
+/* ---- segment scanning (sequential, large buffer) ----------------------- */
+
+enum scan_ev { EV_RECORD, EV_BAD, EV_TAIL };
+
+struct seg_scan {
+    int fd;
+    uint32_t segno;
+    uint64_t limit;         /* do not read past this offset */
+    unsigned char *buf;
+    size_t cap, len, pos;   /* buf[pos..len) is unread data */
+    uint64_t base;          /* file offset of buf[0] */
+    int eof;
+};
+
+/* Make need bytes available at sc->buf + sc->pos: 1 yes, 0 end of file
+ * first, -1 read error (errno). */
+static int scan_fill(struct seg_scan *sc, size_t need)
+{
+    if (sc->len - sc->pos >= need)
+        return 1;
+    memmove(sc->buf, sc->buf + sc->pos, sc->len - sc->pos);
+    sc->base += sc->pos;
+    sc->len -= sc->pos;
+    sc->pos = 0;
+    if (need > sc->cap) {
+        sc->cap = need;
+        sc->buf = g_realloc(sc->buf, sc->cap);
+    }
+    while (sc->len < need && !sc->eof) {
+        size_t want = sc->cap - sc->len;
+        ssize_t n;
+
+        if (sc->base + sc->len + want > sc->limit)
+            want = (size_t)(sc->limit - sc->base - sc->len);
+        if (want == 0) {
+            sc->eof = 1;
+            break;
+        }
+        n = read(sc->fd, sc->buf + sc->len, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            sc->eof = 1;
+        sc->len += (size_t)n;
+    }
+    return sc->len >= need;
+}
+
+/* One event of a segment scan. For EV_RECORD, raw/h/payload are the record
+ * (payload may be modified); for EV_BAD (unreadable header) and EV_TAIL
+ * (incomplete record at end of file) skip is the bytes passed over. */
+typedef int scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
+                    uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
+                    unsigned char *payload, const char *problem, uint64_t skip);
+
+/* Scan one segment from its first record, fd positioned anywhere. A non-zero
+ * callback return stops and is returned; -1 with error_r on I/O errors. */
+static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit,
+                        scan_cb *cb, void *ctx, char **error_r)
+{
+    struct seg_scan sc = { .fd = fd, .segno = segno, .limit = limit };
+    unsigned char *fh;
+    struct rec_hdr h;
+    const char *why;
+    char name[32];
+    int r, ret = 0;
+
+    seg_name(segno, name);
+    sc.cap = WALK_BUF;
+    sc.buf = g_malloc(sc.cap);
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (lseek(fd, 0, SEEK_SET) < 0) {
+        ret = cus_error_errno(error_r, "lseek(%s) failed", name);
+        goto out;
+    }
+    r = scan_fill(&sc, SEG_HDR_LEN);
+    if (r < 0) {
+        ret = cus_error_errno(error_r, "read(%s/%s) failed", st->dir, name);
+        goto out;
+    }
+    fh = sc.buf;
+    why = r == 0 ? "shorter than the segment header" : seg_hdr_check(fh, segno);
+    if (why != NULL) {
+        ret = cus_error(error_r, "%s/%s: %s", st->dir, name, why);
+        goto out;
+    }
+    sc.pos = SEG_HDR_LEN;
+    for (;;) {
+        uint64_t off = sc.base + sc.pos;
+
+        r = scan_fill(&sc, REC_HDR_LEN);
+        if (r < 0)
+            goto ioerr;
+        if (r == 0) {
+            if (sc.len > sc.pos)
+                ret = cb(st, ctx, EV_TAIL, segno, off, NULL, NULL, NULL,
+                         "incomplete record header at end of file", sc.len - sc.pos);
+            break;
+        }
+        why = rec_hdr_decode(sc.buf + sc.pos, &h);
+        if (why == NULL) {
+            size_t total = REC_HDR_LEN + (size_t)h.stored_len;
+
+            r = scan_fill(&sc, total);
+            if (r < 0)
+                goto ioerr;
+            if (r == 0) {
+                ret = cb(st, ctx, EV_TAIL, segno, off, sc.buf + sc.pos, &h, NULL,
+                         "incomplete record at end of file", sc.len - sc.pos);
+                break;
+            }
+            ret = cb(st, ctx, EV_RECORD, segno, off, sc.buf + sc.pos, &h,
+                     sc.buf + sc.pos + REC_HDR_LEN, NULL, 0);
+            sc.pos += total;
+            if (ret != 0)
+                break;
+            continue;
+        }
+        /* Unreadable header: resynchronise on the next valid one. */
+        sc.pos++;
+        for (;;) {
+            unsigned char *p;
+
+            r = scan_fill(&sc, REC_HDR_LEN);
+            if (r < 0)
+                goto ioerr;
+            if (r == 0) {
+                sc.pos = sc.len;
+                break;
+            }
+            p = memmem(sc.buf + sc.pos, sc.len - sc.pos, REC_MAGIC, 4);
+            if (p == NULL) {
+                sc.pos = sc.len - 3;
+                if (sc.eof)
+                    sc.pos = sc.len;
+                if (sc.eof)
+                    break;
+                continue;
+            }
+            sc.pos = (size_t)(p - sc.buf);
+            r = scan_fill(&sc, REC_HDR_LEN);
+            if (r < 0)
+                goto ioerr;
+            if (r == 0) {
+                sc.pos = sc.len;
+                break;
+            }
+            if (rec_hdr_decode(sc.buf + sc.pos, &h) == NULL)
+                break;
+            sc.pos++;
+        }
+        ret = cb(st, ctx, EV_BAD, segno, off, NULL, NULL, NULL, why,
+                 sc.base + sc.pos - off);
+        if (ret != 0)
+            break;
+    }
+    goto out;
+ioerr:
+    ret = cus_error_errno(error_r, "read(%s/%s) failed", st->dir, name);
+out:
+    g_free(sc.buf);
+    return ret;
+}
+
+static gint cmp_u32(gconstpointer a, gconstpointer b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Segment numbers on disk, ascending. */
+static GArray *seg_list(const struct store *st, char **error_r)
+{
+    GArray *segs;
+    DIR *d = opendir(st->dir);
+    struct dirent *de;
+
+    if (d == NULL) {
+        cus_error_errno(error_r, "opendir(%s) failed", st->dir);
+        return NULL;
+    }
+    segs = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+    while ((de = readdir(d)) != NULL) {
+        uint32_t n = parse_name(de->d_name, "seg-", ".cseg");
+        if (n != 0)
+            g_array_append_val(segs, n);
+    }
+    closedir(d);
+    g_array_sort(segs, cmp_u32);
+    return segs;
+}
+
+/* ---- dictionaries ------------------------------------------------------ */
+
+static void dict_free(gpointer p)
+{
+    struct store_dict *d = p;
+
+    ZSTD_freeDDict(d->ddict);
+    ZSTD_freeCDict(d->cdict);
+    g_bytes_unref(d->raw);
+    g_free(d);
+}
+
+static struct store_dict *dict_install(struct store *st, uint32_t id, GBytes *dict,
+                                       char **error_r)
+{
+    struct store_dict *d = g_new0(struct store_dict, 1);
+    gsize size;
+    const void *data = g_bytes_get_data(dict, &size);
+
+    d->id = id;
+    d->ddict = ZSTD_createDDict(data, size);
+    if (d->ddict == NULL) {
+        g_free(d);
+        cus_error(error_r, "dictionary %" PRIu32 " cannot be loaded", id);
+        return NULL;
+    }
+    d->raw = g_bytes_ref(dict);
+    g_hash_table_replace(st->dicts, GUINT_TO_POINTER(id), d);
+    g_hash_table_remove(st->dict_missing, GUINT_TO_POINTER(id));
+    if (id > st->max_dict)
+        st->max_dict = id;
+    return d;
+}
+
+static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
+                      const unsigned char *raw, const struct rec_hdr *h,
+                      unsigned char *payload, GBytes **data_r, char **error_r);
+
+/* Install dictionary id from a copy of its record (a dict-N.zdict file or
+ * the bytes found in a segment). rec is modified (decrypted in place). */
+static struct store_dict *dict_from_record(struct store *st, uint32_t id,
+                                           unsigned char *rec, size_t len,
+                                           uint32_t segno, uint64_t off,
+                                           char **error_r)
+{
+    struct rec_hdr h;
+    const char *why;
+    GBytes *dict = NULL;
+    struct store_dict *d;
+
+    if (len < REC_HDR_LEN) {
+        cus_error(error_r, "dictionary %" PRIu32 ": record too short", id);
+        return NULL;
+    }
+    why = rec_hdr_decode(rec, &h);
+    if (why == NULL && (h.kind != STORE_DICT || h.dict_id != id))
+        why = "not the record of this dictionary";
+    if (why == NULL && REC_HDR_LEN + h.stored_len != len)
+        why = "record length mismatch";
+    if (why != NULL) {
+        cus_error(error_r, "dictionary %" PRIu32 ": %s", id, why);
+        return NULL;
+    }
+    if (rec_decode(st, segno, off, rec, &h, rec + REC_HDR_LEN, &dict, error_r) != DEC_OK)
+        return NULL;
+    d = dict_install(st, id, dict, error_r);
+    g_bytes_unref(dict);
+    return d;
+}
+
+struct dict_find {
+    uint32_t id;
+    GByteArray *rec;        /* the last record defining id */
+    uint32_t segno;
+    uint64_t off;
+};
+
+static int dict_find_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
+                        uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
+                        unsigned char *payload, const char *problem, uint64_t skip)
+{
+    struct dict_find *f = ctx;
+
+    if (ev == EV_RECORD && h->kind == STORE_DICT && h->dict_id == f->id) {
+        g_byte_array_set_size(f->rec, 0);
+        g_byte_array_append(f->rec, raw, REC_HDR_LEN + (guint)h->stored_len);
+        f->segno = segno;
+        f->off = off;
+    }
+    return 0;
+}
+
+static int seg_open_scan(struct store *st, uint32_t segno, scan_cb *cb, void *ctx,
+                         int *unsealed_r, char **error_r);
+
+/* The dictionary with this id: loaded, else from dict-N.zdict, else from
+ * its record in the segments (and then the file is written again). */
+static struct store_dict *dict_get(struct store *st, uint32_t id, char **error_r)
+{
+    struct store_dict *d = g_hash_table_lookup(st->dicts, GUINT_TO_POINTER(id));
+    struct dict_find f = { .id = id };
+    char *path, *err = NULL;
+    GBytes *file;
+    GArray *segs;
+
+    if (d != NULL)
+        return d;
+    path = dict_path(st, id);
+    if (cus_read_file(path, DICT_FILE_MAX, &file, &err) == 0) {
+        gsize len;
+        unsigned char *copy = g_bytes_unref_to_data(file, &len);
+
+        d = dict_from_record(st, id, copy, len, 0, 0, &err);
+        g_free(copy);
+        if (d != NULL) {
+            g_free(path);
+            return d;
+        }
+        log_warn("%s: %s; looking for the dictionary in the segments", path, err);
+    }
+    g_free(err);
+    err = NULL;
+    if (g_hash_table_contains(st->dict_missing, GUINT_TO_POINTER(id)))
+        goto missing;
+    segs = seg_list(st, error_r);
+    if (segs == NULL) {
+        g_free(path);
+        return NULL;
+    }
+    f.rec = g_byte_array_new();
+    for (guint i = 0; i < segs->len; i++) {
+        if (seg_open_scan(st, g_array_index(segs, uint32_t, i), dict_find_cb, &f,
+                          NULL, &err) < 0) {
+            log_warn("looking for dictionary %" PRIu32 ": %s", id, err);
+            g_free(err);
+            err = NULL;
+        }
+    }
+    g_array_unref(segs);
+    if (f.rec->len > 0) {
+        GByteArray *copy = g_byte_array_sized_new(f.rec->len);
+
+        g_byte_array_append(copy, f.rec->data, f.rec->len);
+        d = dict_from_record(st, id, f.rec->data, f.rec->len, f.segno, f.off, error_r);
+        if (d != NULL && st->writer &&
+            cus_write_file_atomic(path, copy->data, copy->len, 0440, &err) < 0) {
+            log_warn("%s", err);
+            g_free(err);
+        }
+        g_byte_array_unref(copy);
+    }
+    g_byte_array_unref(f.rec);
+    if (d != NULL) {
+        g_free(path);
+        return d;
+    }
+    g_hash_table_add(st->dict_missing, GUINT_TO_POINTER(id));
+missing:
+    cus_error(error_r, "dictionary %" PRIu32 " is missing (no readable %s and no "
+              "dictionary record in any segment)", id, path);
+    g_free(path);
+    return NULL;
+}
+
+/* Highest N of the dict-N.zdict files. */
+static uint32_t dict_files_max(const struct store *st)
+{
+    DIR *d = opendir(st->dir);
+    struct dirent *de;
+    uint32_t max = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        uint32_t n = parse_name(de->d_name, "dict-", ".zdict");
+        if (n > max)
+            max = n;
+    }
+    closedir(d);
+    return max;
+}
+
+/* Make dictionary id the one new messages are compressed with. */
+static int dict_use(struct store *st, uint32_t id, char **error_r)
+{
+    struct store_dict *d = dict_get(st, id, error_r), *old;
+    gsize size;
+    const void *data;
+
+    if (d == NULL)
+        return -1;
+    if (d->cdict == NULL) {
+        data = g_bytes_get_data(d->raw, &size);
+        d->cdict = ZSTD_createCDict(data, size, st->opts.zstd_level);
+        if (d->cdict == NULL)
+            return cus_error(error_r, "dictionary %" PRIu32 ": cannot prepare it "
+                             "for compression", id);
+    }
+    old = g_hash_table_lookup(st->dicts, GUINT_TO_POINTER(st->cur_dict));
+    if (old != NULL && old != d) {
+        ZSTD_freeCDict(old->cdict);
+        old->cdict = NULL;
+    }
+    st->cur_dict = id;
+    return 0;
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+/* Decrypt, decompress and hash-check one record; payload is modified.
+ * DEC_OK with *data_r, else DEC_CORRUPT / DEC_UNAVAILABLE with error_r. */
+static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
+                      const unsigned char *raw, const struct rec_hdr *h,
+                      unsigned char *payload, GBytes **data_r, char **error_r)
+{
+    unsigned char sha[CUS_SHA256_LEN];
+    GBytes *data;
+    char *err = NULL;
+
+    if (h->enc == ENC_AES256GCM) {
+        const struct store_key *k = key_find(st, h->keyid);
+
+        if (k == NULL && st->opts.key_file == NULL) {
+            obj_error(error_r, h->sha, segno, off, "encrypted with key id '%s', "
+                      "but no key file is configured", h->keyid);
+            return DEC_UNAVAILABLE;
+        }
+        if (k == NULL) {
+            obj_error(error_r, h->sha, segno, off, "encrypted with key id '%s', "
+                      "which is not in key file %s", h->keyid, st->opts.key_file);
+            return DEC_UNAVAILABLE;
+        }
+        if (gcm_open(st, k->key, h->nonce, raw, payload, (size_t)h->stored_len,
+                     h->tag) < 0) {
+            obj_error(error_r, h->sha, segno, off, "authentication failed (the "
+                      "record is corrupt, or key '%s' is not the key it was "
+                      "written with)", h->keyid);
+            return DEC_CORRUPT;
+        }
+    }
+    if (h->comp == STORE_COMP_NONE) {
+        data = g_bytes_new(payload, (gsize)h->stored_len);
+    } else {
+        unsigned long long fcs = ZSTD_getFrameContentSize(payload, (size_t)h->stored_len);
+        struct store_dict *d = NULL;
+        unsigned char *out;
+        size_t r;
+
+        if (fcs != h->raw_len) {
+            obj_error(error_r, h->sha, segno, off, "corrupt compressed data "
+                      "(frame does not hold %" PRIu64 " bytes)", h->raw_len);
+            return DEC_CORRUPT;
+        }
+        if (h->comp == STORE_COMP_ZSTD_DICT) {
+            d = dict_get(st, h->dict_id, &err);
+            if (d == NULL) {
+                obj_error(error_r, h->sha, segno, off, "%s", err);
+                g_free(err);
+                return DEC_UNAVAILABLE;
+            }
+        }
+        out = g_malloc(h->raw_len > 0 ? (size_t)h->raw_len : 1);
+        if (d != NULL)
+            r = ZSTD_decompress_usingDDict(st->dctx, out, (size_t)h->raw_len, payload,
+                                           (size_t)h->stored_len, d->ddict);
+        else
+            r = ZSTD_decompressDCtx(st->dctx, out, (size_t)h->raw_len, payload,
+                                    (size_t)h->stored_len);
+        if (ZSTD_isError(r) || r != h->raw_len) {
+            obj_error(error_r, h->sha, segno, off, "corrupt compressed data (%s)",
+                      ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short");
+            g_free(out);
+            return DEC_CORRUPT;
+        }
+        data = g_bytes_new_take(out, (gsize)h->raw_len);
+    }
+    cus_sha256(g_bytes_get_data(data, NULL), g_bytes_get_size(data), sha);
+    if (memcmp(sha, h->sha, CUS_SHA256_LEN) != 0) {
+        g_bytes_unref(data);
+        obj_error(error_r, h->sha, segno, off, "hash mismatch (the stored data "
+                  "is corrupt)");
+        return DEC_CORRUPT;
+    }
+    *data_r = data;
+    return DEC_OK;
+}
+
+/* ---- segment files ----------------------------------------------------- */
+
+/* Open a segment and scan it; *unsealed_r tells whether it is still open
+ * for appends (owner-writable). The writer's own segment is read only up to
+ * what it has appended. */
+static int seg_open_scan(struct store *st, uint32_t segno, scan_cb *cb, void *ctx,
+                         int *unsealed_r, char **error_r)
+{
+    char *path = seg_path(st, segno);
+    uint64_t limit = UINT64_MAX;
+    struct stat sb;
+    int fd, ret;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ret = cus_error_errno(error_r, "open(%s) failed", path);
+        g_free(path);
+        return ret;
+    }
+    if (fstat(fd, &sb) < 0) {
+        ret = cus_error_errno(error_r, "fstat(%s) failed", path);
+        goto out;
+    }
+    if (unsealed_r != NULL)
+        *unsealed_r = (sb.st_mode & S_IWUSR) != 0;
+    if (st->writer && st->cur_fd >= 0 && segno == st->last_seg)
+        limit = st->cur_end;
+    ret = seg_scan_run(st, fd, segno, limit, cb, ctx, error_r);
+out:
+    close(fd);
+    g_free(path);
+    return ret;
+}
+
+/* An fd for reading segment segno (cached). */
+static int seg_fd(struct store *st, uint32_t segno, char **error_r)
+{
+    unsigned char fh[SEG_HDR_LEN];
+    const char *why;
+    char *path;
+    size_t got;
+    int fd;
+
+    if (st->cur_fd >= 0 && segno == st->last_seg)
+        return st->cur_fd;
+    fd = GPOINTER_TO_INT(g_hash_table_lookup(st->fds, GUINT_TO_POINTER(segno))) - 1;
+    if (fd >= 0)
+        return fd;
+    path = seg_path(st, segno);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cus_error_errno(error_r, "open(%s) failed", path);
+        g_free(path);
+        return -1;
+    }
+    if (pread_all(fd, fh, SEG_HDR_LEN, 0, &got) < 0) {
+        cus_error_errno(error_r, "read(%s) failed", path);
+        goto fail;
+    }
+    why = got < SEG_HDR_LEN ? "shorter than the segment header" : seg_hdr_check(fh, segno);
+    if (why != NULL) {
+        cus_error(error_r, "%s: %s", path, why);
+        goto fail;
+    }
+    if (g_hash_table_size(st->fds) >= FD_CACHE_MAX)
+        g_hash_table_remove_all(st->fds);
+    g_hash_table_insert(st->fds, GUINT_TO_POINTER(segno), GINT_TO_POINTER(fd + 1));
+    g_free(path);
+    return fd;
+fail:
+    close(fd);
+    g_free(path);
+    return -1;
+}
+
+static void fd_close(gpointer p)
+{
+    close(GPOINTER_TO_INT(p) - 1);
+}
+
+/* Seal the current segment: read-only, fsync'd; the next append starts a
+ * new one. */
+static int seg_seal(struct store *st, char **error_r)
+{
+    char *path = seg_path(st, st->last_seg);
+    int ret = 0;
+
+    if (fchmod(st->cur_fd, 0440) < 0 || fsync(st->cur_fd) < 0) {
+        ret = cus_error_errno(error_r, "sealing %s failed", path);
+        g_free(st->broken);
+        st->broken = g_strdup_printf("sealing %s failed earlier", path);
+    } else {
+        log_debug("store: sealed %s (%" PRIu64 " bytes)", path, st->cur_end);
+    }
+    close(st->cur_fd);
+    st->cur_fd = -1;
+    st->cur_dirty = 0;
+    g_free(path);
+    return ret;
+}
+
+/* Create the next segment (header written and fsync'd, directory too). */
+static int seg_start(struct store *st, char **error_r)
+{
+    uint32_t segno = st->last_seg + 1;
+    char *path = seg_path(st, segno);
+    unsigned char fh[SEG_HDR_LEN];
+    int fd, ret = -1;
+
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        cus_error_errno(error_r, "open(%s) failed", path);
+        goto out;
+    }
+    seg_hdr_encode(segno, fh);
+    if (pwrite(fd, fh, SEG_HDR_LEN, 0) != SEG_HDR_LEN) {
+        if (errno == 0)
+            errno = ENOSPC;
+        cus_error_errno(error_r, "write(%s) failed", path);
+        goto fail;
+    }
+    if (fsync(fd) < 0) {
+        cus_error_errno(error_r, "fsync(%s) failed", path);
+        goto fail;
+    }
+    if (cus_fsync_dir(st->dir, error_r) < 0)
+        goto fail;
+    st->cur_fd = fd;
+    st->cur_end = SEG_HDR_LEN;
+    st->cur_dirty = 0;
+    st->last_seg = segno;
+    ret = 0;
+    goto out;
+fail:
+    close(fd);
+    unlink(path);
+out:
+    g_free(path);
+    return ret;
+}
+
+/* ---- opening: check the last segment, cut a torn tail ------------------ */
+
+struct check {
+    uint64_t good_end;      /* end of the last record that checked out */
+    GPtrArray *bad;         /* problems since then (strings) */
+    int tail_records;       /* records among them */
+};
+
+static void check_flush_bad(struct check *c, const char *path)
+{
+    /* Damage followed by good records is not a torn tail: leave it. */
+    for (guint i = 0; i < c->bad->len; i++)
+        log_error("store: %s: %s (left in place; custos-archive verify "
+                  "reports it)", path, (const char *)g_ptr_array_index(c->bad, i));
+    g_ptr_array_set_size(c->bad, 0);
+    c->tail_records = 0;
+}
+
+static int check_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
+                    uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
+                    unsigned char *payload, const char *problem, uint64_t skip)
+{
+    struct check *c = ctx;
+    GBytes *data = NULL;
+    unsigned char *copy = NULL;
+    char *err = NULL;
+    int rc;
+
+    if (ev != EV_RECORD) {
+        g_ptr_array_add(c->bad, g_strdup_printf("offset %" PRIu64 ": %s (%" PRIu64
+                                                " bytes)", off, problem, skip));
+        return 0;
+    }
+    if (h->kind == STORE_DICT)
+        copy = g_memdup2(raw, REC_HDR_LEN + (gsize)h->stored_len);
+    rc = rec_decode(st, segno, off, raw, h, payload, &data, &err);
+    if (rc == DEC_CORRUPT) {
+        g_ptr_array_add(c->bad, err);
+        c->tail_records++;
+        g_free(copy);
+        return 0;
+    }
+    if (c->bad->len > 0) {
+        char *path = seg_path(st, segno);
+        check_flush_bad(c, path);
+        g_free(path);
+    }
+    c->good_end = off + REC_HDR_LEN + h->stored_len;
+    if (rc == DEC_UNAVAILABLE) {
+        log_debug("store: %s (not checked)", err);
+        g_free(err);
+    }
+    if (rc == DEC_OK && h->kind == STORE_DICT &&
+        !g_hash_table_contains(st->dicts, GUINT_TO_POINTER(h->dict_id))) {
+        /* A dictionary whose file was not written before a crash. */
+        char *path = dict_path(st, h->dict_id);
+        if (dict_install(st, h->dict_id, data, &err) == NULL ||
+            (access(path, F_OK) < 0 &&
+             cus_write_file_atomic(path, copy, REC_HDR_LEN + (size_t)h->stored_len,
+                                   0440, &err) < 0)) {
+            log_warn("store: %s", err);
+            g_free(err);
+        }
+        g_free(path);
+    }
+    if (h->kind == STORE_DICT && h->dict_id > st->max_dict)
+        st->max_dict = h->dict_id;
+    if (data != NULL)
+        g_bytes_unref(data);
+    g_free(copy);
+    return 0;
+}
+
+/* Check the newest segment and get it ready for appends. */
+static int seg_recover(struct store *st, char **error_r)
+{
+    char *path = seg_path(st, st->last_seg);
+    struct check c = { .good_end = SEG_HDR_LEN };
+    struct stat sb;
+    int fd = -1, unsealed, ret = -1;
+
+    if (stat(path, &sb) < 0) {
+        cus_error_errno(error_r, "stat(%s) failed", path);
+        goto out;
+    }
+    unsealed = (sb.st_mode & S_IWUSR) != 0;
+    if (unsealed && sb.st_size < SEG_HDR_LEN) {
+        /* Crashed while creating it: nothing in it, start it again. */
+        unsigned char fh[SEG_HDR_LEN];
+
+        log_warn("store: %s: incomplete segment header (%lld bytes), rewritten",
+                 path, (long long)sb.st_size);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        seg_hdr_encode(st->last_seg, fh);
+        if (fd < 0 || ftruncate(fd, 0) < 0 ||
+            pwrite(fd, fh, SEG_HDR_LEN, 0) != SEG_HDR_LEN || fsync(fd) < 0) {
+            cus_error_errno(error_r, "rewriting %s failed", path);
+            goto out;
+        }
+        close(fd);
+        fd = -1;
+        sb.st_size = SEG_HDR_LEN;
+    }
+    c.bad = g_ptr_array_new_with_free_func(g_free);
+    if (seg_open_scan(st, st->last_seg, check_cb, &c, NULL, error_r) < 0)
+        goto out;
+    if ((uint64_t)sb.st_size > c.good_end) {
+        uint64_t cut = (uint64_t)sb.st_size - c.good_end;
+
+        if (!unsealed) {
+            check_flush_bad(&c, path);
+            log_error("store: %s: sealed, but its last %" PRIu64 " bytes are damaged",
+                      path, cut);
+        } else {
+            for (guint i = 0; i < c.bad->len; i++)
+                log_debug("store: %s: %s", path, (const char *)g_ptr_array_index(c.bad, i));
+            fd = open(path, O_RDWR | O_CLOEXEC);
+            if (fd < 0 || ftruncate(fd, (off_t)c.good_end) < 0 || fsync(fd) < 0) {
+                cus_error_errno(error_r, "truncating the torn tail of %s failed", path);
+                goto out;
+            }
+            log_warn("store: %s: truncated a torn tail of %" PRIu64 " bytes at offset %"
+                     PRIu64 " (left by an interrupted write; nothing committed is lost)",
+                     path, cut, c.good_end);
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (unsealed) {
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            cus_error_errno(error_r, "open(%s) failed", path);
+            goto out;
+        }
+        st->cur_fd = fd;
+        st->cur_end = c.good_end;
+        fd = -1;
+    }
+    ret = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (c.bad != NULL)
+        g_ptr_array_unref(c.bad);
+    g_free(path);
+    return ret;
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+int store_init(const char *arcdir, char **error_r)
+{
+    char *dir = g_build_filename(arcdir, "store", NULL);
+    int ret = cus_mkdirs(dir, 0700, error_r);
+
+    g_free(dir);
+    return ret;
+}
+
+int store_open(const char *arcdir, const struct store_opts *opts, int flags,
+               struct store **st_r, char **error_r)
+{
+    struct store *st = g_new0(struct store, 1);
+    char *lock_path = NULL;
+    struct stat sb;
+    GArray *segs;
+
+    *st_r = NULL;
+    st->arcdir = g_strdup(arcdir);
+    st->dir = g_build_filename(arcdir, "store", NULL);
+    if (opts != NULL)
+        st->opts = *opts;
+    st->opts.key_file = g_strdup(st->opts.key_file);
+    st->opts.key_id = g_strdup(st->opts.key_id);
+    if (st->opts.segment_size == 0)
+        st->opts.segment_size = DEFAULT_SEGMENT_SIZE;
+    if (st->opts.zstd_level == 0)
+        st->opts.zstd_level = ZSTD_CLEVEL_DEFAULT;
+    st->writer = (flags & STORE_WRITE) != 0;
+    st->lock_fd = -1;
+    st->cur_fd = -1;
+    st->wkey = -1;
+    st->fds = g_hash_table_new_full(NULL, NULL, NULL, fd_close);
+    st->dicts = g_hash_table_new_full(NULL, NULL, NULL, dict_free);
+    st->dict_missing = g_hash_table_new(NULL, NULL);
+    st->cctx = ZSTD_createCCtx();
+    st->dctx = ZSTD_createDCtx();
+    st->evp = EVP_CIPHER_CTX_new();
+    if (st->cctx == NULL || st->dctx == NULL || st->evp == NULL) {
+        cus_error(error_r, "out of memory for compression/encryption contexts");
+        goto fail;
+    }
+    if (stat(st->dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+        cus_error(error_r, "archive %s has no store (%s missing; run init)",
+                  arcdir, st->dir);
+        goto fail;
+    }
+    if (st->opts.key_file != NULL && keyring_load(st, error_r) < 0)
+        goto fail;
+    if (st->writer) {
+        lock_path = g_build_filename(st->dir, "lock", NULL);
+        st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (st->lock_fd < 0) {
+            cus_error_errno(error_r, "open(%s) failed", lock_path);
+            goto fail;
+        }
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+            if (errno == EWOULDBLOCK)
+                cus_error(error_r, "archive %s is in use by another writer", arcdir);
+            else
+                cus_error_errno(error_r, "flock(%s) failed", lock_path);
+            goto fail;
+        }
+    }
+    st->max_dict = dict_files_max(st);
+    segs = seg_list(st, error_r);
+    if (segs == NULL)
+        goto fail;
+    if (segs->len > 0)
+        st->last_seg = g_array_index(segs, uint32_t, segs->len - 1);
+    g_array_unref(segs);
+    if (st->writer && st->last_seg > 0 && seg_recover(st, error_r) < 0)
+        goto fail;
+    if (st->writer && st->opts.use_dict && st->max_dict > 0 &&
+        dict_use(st, st->max_dict, error_r) < 0)
+        goto fail;
+    g_free(lock_path);
+    *st_r = st;
+    return 0;
+fail:
+    g_free(lock_path);
+    store_close(&st);
+    return -1;
+}
+
+void store_close(struct store **stp)
+{
+    struct store *st = *stp;
+
+    if (st == NULL)
+        return;
+    *stp = NULL;
+    if (st->cur_fd >= 0) {
+        if (st->cur_dirty && fsync(st->cur_fd) < 0)
+            log_error("store: fsync(%s/seg-%06" PRIu32 ".cseg) failed: %m",
+                      st->dir, st->last_seg);
+        close(st->cur_fd);
+    }
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);     /* releases the flock */
+    g_hash_table_destroy(st->fds);
+    g_hash_table_destroy(st->dicts);
+    g_hash_table_destroy(st->dict_missing);
+    ZSTD_freeCCtx(st->cctx);
+    ZSTD_freeDCtx(st->dctx);
+    EVP_CIPHER_CTX_free(st->evp);
+    if (st->keys != NULL)
+        OPENSSL_cleanse(st->keys, st->nkeys * sizeof(struct store_key));
+    g_free(st->keys);
+    g_free(st->buf);
+    g_free(st->broken);
+    g_free((char *)st->opts.key_file);
+    g_free((char *)st->opts.key_id);
+    g_free(st->arcdir);
+    g_free(st->dir);
+    g_free(st);
+}
+
+int store_has_dict(const struct store *st)
+{
+    struct store_dict *d;
+
+    if (st->cur_dict == 0)
+        return 0;
+    d = g_hash_table_lookup(st->dicts, GUINT_TO_POINTER(st->cur_dict));
+    return d != NULL && d->cdict != NULL;
+}
+
+/* Build the record for data in st->buf and append it with one write. For
+ * kind STORE_DICT, dict_def is the id the record defines. */
+static int append_record(struct store *st, enum store_kind kind,
+                         const unsigned char sha[CUS_SHA256_LEN], const void *data,
+                         size_t len, uint32_t dict_def, struct store_loc *loc_r,
+                         char **error_r)
+{
+    struct rec_hdr h;
+    struct store_dict *d = NULL;
+    unsigned char *payload;
+    size_t need, cap, total, done = 0;
+    char *path;
+
+    if (!st->writer)
+        return cus_error(error_r, "store %s was opened read-only", st->dir);
+    if (st->broken != NULL)
+        return cus_error(error_r, "store %s: appends refused after an earlier "
+                         "failure (%s); reopen it", st->dir, st->broken);
+    if (len > STORE_MAX_OBJECT)
+        return cus_error(error_r, "object of %zu bytes is larger than the store's "
+                         "limit of %llu", len, STORE_MAX_OBJECT);
+    if (st->cur_fd >= 0 && st->cur_end >= st->opts.segment_size &&
+        st->cur_end > SEG_HDR_LEN && seg_seal(st, error_r) < 0)
+        return -1;
+    if (st->cur_fd < 0 && seg_start(st, error_r) < 0)
+        return -1;
+
+    cap = ZSTD_compressBound(len);
+    need = REC_HDR_LEN + (cap > len ? cap : len);
+    if (st->buf_size < need) {
+        g_free(st->buf);
+        st->buf_size = need;
+        st->buf = g_malloc(need);
+    }
+    payload = st->buf + REC_HDR_LEN;
+    memset(&h, 0, sizeof(h));
+    h.kind = (uint8_t)kind;
+    memcpy(h.sha, sha, CUS_SHA256_LEN);
+    h.raw_len = len;
+    h.comp = STORE_COMP_NONE;
+    if (kind == STORE_MESSAGE && st->cur_dict != 0)
+        d = g_hash_table_lookup(st->dicts, GUINT_TO_POINTER(st->cur_dict));
+    if (len > 0) {
+        size_t r;
+
+        if (d != NULL && d->cdict != NULL)
+            r = ZSTD_compress_usingCDict(st->cctx, payload, cap, data, len, d->cdict);
+        else
+            r = ZSTD_compressCCtx(st->cctx, payload, cap, data, len,
+                                  st->opts.zstd_level);
+        if (!ZSTD_isError(r) && r < len) {
+            h.comp = d != NULL && d->cdict != NULL ? STORE_COMP_ZSTD_DICT
+                                                   : STORE_COMP_ZSTD;
+            h.stored_len = r;
+        }
+    }
+    if (h.comp == STORE_COMP_NONE) {
+        if (len > 0)
+            memcpy(payload, data, len);
+        h.stored_len = len;
+    }
+    if (h.comp == STORE_COMP_ZSTD_DICT)
+        h.dict_id = st->cur_dict;
+    else if (kind == STORE_DICT)
+        h.dict_id = dict_def;
+    if (st->wkey >= 0) {
+        const struct store_key *k = &st->keys[st->wkey];
+
+        h.enc = ENC_AES256GCM;
+        h.keyid_len = (uint8_t)strlen(k->id);
+        memcpy(h.keyid, k->id, h.keyid_len);
+        if (RAND_bytes(h.nonce, NONCE_LEN) != 1)
+            return cus_error(error_r, "RAND_bytes failed: no random nonce");
+        rec_hdr_encode(&h, st->buf);
+        if (gcm_seal(st, k->key, h.nonce, st->buf, payload, (size_t)h.stored_len,
+                     h.tag) < 0)
+            return cus_error(error_r, "AES-256-GCM encryption failed");
+    }
+    rec_hdr_encode(&h, st->buf);
+
+    total = REC_HDR_LEN + (size_t)h.stored_len;
+    while (done < total) {
+        ssize_t n = pwrite(st->cur_fd, st->buf + done, total - done,
+                           (off_t)(st->cur_end + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int saved = n < 0 ? errno : ENOSPC;
+
+            path = seg_path(st, st->last_seg);
+            if (ftruncate(st->cur_fd, (off_t)st->cur_end) < 0) {
+                g_free(st->broken);
+                st->broken = g_strdup_printf("ftruncate(%s) after a failed write "
+                                             "failed: %s", path, g_strerror(errno));
+            }
+            cus_error(error_r, "write(%s) failed: %s (%zu of %zu bytes written, "
+                      "cut back off)", path, g_strerror(saved), done, total);
+            g_free(path);
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    if (loc_r != NULL) {
+        loc_r->segment = st->last_seg;
+        loc_r->offset = st->cur_end;
+        loc_r->length = (uint32_t)total;
+    }
+    st->cur_end += total;
+    st->cur_dirty = 1;
+    if (st->cur_end >= st->opts.segment_size)
+        return seg_seal(st, error_r);
+    return 0;
+}
+
+int store_append(struct store *st, enum store_kind kind,
+                 const unsigned char sha[CUS_SHA256_LEN],
+                 const void *data, size_t len, struct store_loc *loc_r,
+                 char **error_r)
+{
+    if (kind != STORE_MESSAGE && kind != STORE_DELIVERY)
+        return cus_error(error_r, "store_append: kind %d cannot be appended", (int)kind);
+    return append_record(st, kind, sha, data, len, 0, loc_r, error_r);
+}
+
+int store_sync(struct store *st, char **error_r)
+{
+    char *path;
+
+    if (!st->writer || st->cur_fd < 0 || !st->cur_dirty)
+        return 0;
+    if (st->broken != NULL)
+        return cus_error(error_r, "store %s: %s", st->dir, st->broken);
+    if (fsync(st->cur_fd) < 0) {
+        /* After a failed fsync the page cache cannot be trusted: reopen. */
+        path = seg_path(st, st->last_seg);
+        cus_error_errno(error_r, "fsync(%s) failed", path);
+        st->broken = g_strdup_printf("fsync(%s) failed", path);
+        g_free(path);
+        return -1;
+    }
+    st->cur_dirty = 0;
+    return 0;
+}
+
+int store_read(struct store *st, const struct store_loc *loc,
+               const unsigned char sha[CUS_SHA256_LEN], GBytes **data_r,
+               char **error_r)
+{
+    const unsigned char *want = sha;
+    unsigned char *buf = NULL;
+    struct rec_hdr h;
+    const char *why;
+    char hex[CUS_SHA256_HEX];
+    size_t got;
+    int fd, ret = -1;
+
+    *data_r = NULL;
+    if (loc->length < REC_HDR_LEN)
+        return obj_error(error_r, sha, loc->segment, loc->offset,
+                         "bad location (length %" PRIu32 ")", loc->length);
+    fd = seg_fd(st, loc->segment, error_r);
+    if (fd < 0)
+        return -1;
+    if (fd == st->cur_fd && loc->offset + loc->length > st->cur_end)
+        return obj_error(error_r, sha, loc->segment, loc->offset,
+                         "location is past the end of the segment");
+    buf = g_malloc(loc->length);
+    if (pread_all(fd, buf, loc->length, loc->offset, &got) < 0) {
+        char name[32];
+        seg_name(loc->segment, name);
+        cus_error_errno(error_r, "read(%s/%s) failed", st->dir, name);
+        goto out;
+    }
+    if (got < loc->length) {
+        obj_error(error_r, sha, loc->segment, loc->offset,
+                  "record runs past the end of the segment");
+        goto out;
+    }
+    why = rec_hdr_decode(buf, &h);
+    if (why != NULL) {
+        obj_error(error_r, sha, loc->segment, loc->offset, "bad record header (%s)", why);
+        goto out;
+    }
+    if (want == NULL)
+        want = h.sha;
+    if (REC_HDR_LEN + h.stored_len != loc->length) {
+        obj_error(error_r, want, loc->segment, loc->offset, "record is %" PRIu64
+                  " bytes, the location says %" PRIu32,
+                  REC_HDR_LEN + h.stored_len, loc->length);
+        goto out;
+    }
+    if (memcmp(h.sha, want, CUS_SHA256_LEN) != 0) {
+        cus_hex(h.sha, CUS_SHA256_LEN, hex);
+        obj_error(error_r, want, loc->segment, loc->offset,
+                  "the record there holds object %s (hash mismatch)", hex);
+        goto out;
+    }
+    if (rec_decode(st, loc->segment, loc->offset, buf, &h, buf + REC_HDR_LEN,
+                   data_r, error_r) == DEC_OK)
+        ret = 0;
+out:
+    g_free(buf);
+    return ret;
+}
+
+uint64_t store_disk_bytes(struct store *st)
+{
+    DIR *d = opendir(st->dir);
+    struct dirent *de;
+    struct stat sb;
+    uint64_t sum = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((de = readdir(d)) != NULL) {
+        if (parse_name(de->d_name, "seg-", ".cseg") == 0 &&
+            parse_name(de->d_name, "dict-", ".zdict") == 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &sb, 0) == 0)
+            sum += (uint64_t)sb.st_size;
+    }
+    closedir(d);
+    return sum;
+}
+
+/* ---- walking ----------------------------------------------------------- */
+
+struct walk {
+    store_walk_ex_cb *cb;
+    void *ctx;
+    int quiet_tail;         /* in the newest unsealed segment */
+};
+
+static int walk_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
+                   uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
+                   unsigned char *payload, const char *problem, uint64_t skip)
+{
+    struct walk *w = ctx;
+    struct store_rec rec;
+    GBytes *data = NULL;
+    char *err = NULL;
+    int ret;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.loc.segment = segno;
+    rec.loc.offset = off;
+    if (ev == EV_TAIL && w->quiet_tail)
+        return 0;
+    if (ev != EV_RECORD) {
+        rec.loc.length = skip > UINT32_MAX ? UINT32_MAX : (uint32_t)skip;
+        obj_error(&err, NULL, segno, off, "%s; %" PRIu64 " bytes skipped", problem, skip);
+    } else {
+        rec.kind = (enum store_kind)h->kind;
+        memcpy(rec.sha, h->sha, CUS_SHA256_LEN);
+        rec.loc.length = (uint32_t)(REC_HDR_LEN + h->stored_len);
+        rec.raw_len = h->raw_len;
+        rec.comp = (enum store_comp)h->comp;
+        rec.dict_id = h->dict_id;
+        rec.encrypted = h->enc != ENC_NONE;
+        memcpy(rec.key_id, h->keyid, sizeof(rec.key_id));
+        if (rec_decode(st, segno, off, raw, h, payload, &data, &err) == DEC_OK) {
+            if (h->kind == STORE_DICT &&
+                !g_hash_table_contains(st->dicts, GUINT_TO_POINTER(h->dict_id)) &&
+                dict_install(st, h->dict_id, data, NULL) == NULL)
+                log_warn("store: dictionary %" PRIu32 " in seg-%06" PRIu32
+                         ".cseg at offset %" PRIu64 " cannot be loaded",
+                         h->dict_id, segno, off);
+        }
+    }
+    rec.error = err;
+    ret = w->cb(w->ctx, &rec, data);
+    if (data != NULL)
+        g_bytes_unref(data);
+    g_free(err);
+    return ret;
+}
+
+int store_walk_ex(struct store *st, store_walk_ex_cb *cb, void *ctx, char **error_r)
+{
+    struct walk w = { .cb = cb, .ctx = ctx };
+    GArray *segs = seg_list(st, error_r);
+    int ret = 0;
+
+    if (segs == NULL)
+        return -1;
+    for (guint i = 0; i < segs->len && ret == 0; i++) {
+        uint32_t segno = g_array_index(segs, uint32_t, i);
+        int unsealed = 0;
+        struct stat sb;
+        char *path = seg_path(st, segno);
+
+        if (stat(path, &sb) == 0)
+            unsealed = (sb.st_mode & S_IWUSR) != 0;
+        g_free(path);
+        w.quiet_tail = unsealed && i == segs->len - 1;
+        ret = seg_open_scan(st, segno, walk_cb, &w, NULL, error_r);
+    }
+    g_array_unref(segs);
+    return ret;
+}
+
+struct walk_plain {
+    store_walk_cb *cb;
+    void *ctx;
+    char *error;
+};
+
+static int walk_plain_cb(void *ctx, const struct store_rec *rec, GBytes *data)
+{
+    struct walk_plain *w = ctx;
+
+    if (rec->error != NULL) {
+        w->error = g_strdup(rec->error);
+        return -1;
+    }
+    return w->cb(w->ctx, rec->kind, rec->sha, &rec->loc, data);
+}
+
+int store_walk(struct store *st, store_walk_cb *cb, void *ctx, char **error_r)
+{
+    struct walk_plain w = { .cb = cb, .ctx = ctx };
+    int ret = store_walk_ex(st, walk_plain_cb, &w, error_r);
+
+    if (w.error != NULL) {
+        cus_error(error_r, "%s", w.error);
+        g_free(w.error);
+        return -1;
+    }
+    return ret;
+}
+
+/* ---- dictionary training ----------------------------------------------- */
+
+int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
+                     char **error_r)
+{
+    size_t total = 0, used = 0, *sizes;
+    unsigned char *flat, *dict, sha[CUS_SHA256_LEN];
+    struct store_loc loc;
+    GBytes *dbytes;
+    uint32_t id;
+    char *path;
+    size_t r;
+    int ret = -1;
+
+    if (!st->opts.use_dict)
+        return 0;
+    if (!st->writer)
+        return cus_error(error_r, "store %s was opened read-only", st->dir);
+    for (size_t i = 0; i < n && total < DICT_TRAIN_MAX; i++) {
+        size_t len = g_bytes_get_size(samples[i]);
+        total += len < DICT_SAMPLE_MAX ? len : DICT_SAMPLE_MAX;
+        used++;
+    }
+    if (used < DICT_MIN_SAMPLES || total < DICT_MIN_BYTES) {
+        log_debug("store: %zu samples of %zu bytes: too little to train a "
+                  "dictionary", used, total);
+        return 0;
+    }
+    flat = g_malloc(total);
+    sizes = g_new(size_t, used);
+    total = 0;
+    for (size_t i = 0; i < used; i++) {
+        gsize len;
+        const void *p = g_bytes_get_data(samples[i], &len);
+
+        sizes[i] = len < DICT_SAMPLE_MAX ? len : DICT_SAMPLE_MAX;
+        memcpy(flat + total, p, sizes[i]);
+        total += sizes[i];
+    }
+    dict = g_malloc(DICT_CAPACITY);
+    r = ZDICT_trainFromBuffer(dict, DICT_CAPACITY, flat, sizes, (unsigned)used);
+    g_free(flat);
+    g_free(sizes);
+    if (ZDICT_isError(r)) {
+        log_warn("store: no dictionary trained from %zu samples (%s); going on "
+                 "without one", used, ZDICT_getErrorName(r));
+        g_free(dict);
+        return 0;
+    }
+    /* Record first (and sync it), then the file: a crash in between leaves
+     * the record, and the next writer writes the file from it. */
+    id = st->max_dict + 1;
+    cus_sha256(dict, r, sha);
+    if (append_record(st, STORE_DICT, sha, dict, r, id, &loc, error_r) < 0 ||
+        store_sync(st, error_r) < 0)
+        goto out;
+    path = dict_path(st, id);
+    if (cus_write_file_atomic(path, st->buf, loc.length, 0440, error_r) < 0) {
+        g_free(path);
+        goto out;
+    }
+    g_free(path);
+    dbytes = g_bytes_new_take(dict, r);
+    dict = NULL;
+    if (dict_install(st, id, dbytes, error_r) == NULL) {
+        g_bytes_unref(dbytes);
+        goto out;
+    }
+    g_bytes_unref(dbytes);
+    if (dict_use(st, id, error_r) < 0)
+        goto out;
+    log_info("store: trained dictionary %" PRIu32 " (%zu bytes) from %zu samples "
+             "(%zu bytes)", id, r, used, total);
+    ret = 0;
+out:
+    g_free(dict);
+    return ret;
+}
