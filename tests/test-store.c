@@ -189,6 +189,7 @@ static void test_roundtrip(void)
         struct obj objs[NOBJ];
         struct store *st;
         size_t sizes[] = { 0, 1, 100, 5000, 1024 * 1024 };
+        static const char json[] = "{\"from\":\"a@b\",\"rcpt\":[\"c@d\"]}";
         GString *big;
 
         memset(objs, 0, sizeof(objs));
@@ -210,8 +211,7 @@ static void test_roundtrip(void)
         obj_set(&objs[3], fake_mail(1, sizes[3]), STORE_MESSAGE);
         obj_set(&objs[4], random_bytes(sizes[4]), STORE_MESSAGE);
         obj_set(&objs[5], fake_mail(2, 200000), STORE_MESSAGE);
-        obj_set(&objs[6], g_bytes_new_static("{\"from\":\"a@b\",\"rcpt\":[\"c@d\"]}", 31),
-                STORE_DELIVERY);
+        obj_set(&objs[6], g_bytes_new_static(json, sizeof(json) - 1), STORE_DELIVERY);
         big = g_string_new(NULL);
         for (int i = 0; i < 300000; i++)
             g_string_append(big, "0123456789");
