@@ -1,46 +1,436 @@
 /*
  * custos-archive.c - the archive's command-line tool
+ *
+ *   custos-archive [-c FILE] [-n] COMMAND [ARGS]
+ *   init | import PATH... | search [--json|--count] [--limit N] [--offset N] QUERY
+ *   show [--raw] ID | stats [--json]
+ *
+ * Exit status: 0 ok; 1 some input skipped (import) or nothing found (show);
+ * 64 usage; 65 bad input (query); 74 archive I/O failure; 78 configuration.
  */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <glib.h>
+#include "custos/archive.h"
 #include "custos/cfg.h"
+#include "custos/import.h"
 #include "custos/log.h"
+#include "custos/util.h"
+
+#define EX_OK_SKIPPED 1
+#define EX_USAGE_ 64
+#define EX_DATAERR_ 65
+#define EX_IOERR_ 74
+#define EX_CONFIG_ 78
+
+static const char usage_text[] =
+    "usage: custos-archive [-c FILE] [-n] COMMAND [ARGS]\n"
+    "  -c FILE   configuration (default $CUSTOS_CONF or " CFG_DEFAULT_PATH ")\n"
+    "  -n        check the configuration, print it, and exit\n"
+    "commands:\n"
+    "  init                       create the archive\n"
+    "  import PATH...             .eml, mbox, Maildir, directories, zip/tar of those\n"
+    "  search [--json|--count] [--limit N] [--offset N] QUERY\n"
+    "  show [--raw] ID            a message, decoded; --raw: its exact bytes\n"
+    "  stats [--json]             sizes and ratios\n";
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: custos-archive [-c FILE] [-n] COMMAND [ARGS]\n");
-    exit(64);
+    fputs(usage_text, stderr);
+    exit(EX_USAGE_);
+}
+
+static int fail(char **err, int status)
+{
+    log_error("%s", *err);
+    g_free(*err);
+    *err = NULL;
+    return status;
+}
+
+static gint64 parse_count(const char *opt, const char *s)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < 0) {
+        log_error("%s: expected a number >= 0, not \"%s\"", opt, s);
+        exit(EX_USAGE_);
+    }
+    return v;
+}
+
+static int cmd_init(const struct cfg *cfg, int argc, char **argv)
+{
+    char *err = NULL;
+
+    if (argc != 1)
+        usage();
+    if (arc_init(cfg, &err) < 0)
+        return fail(&err, EX_IOERR_);
+    printf("archive ready at %s\n", cfg->arc_dir);
+    return 0;
+}
+
+struct progress {
+    double start;
+    int tty;
+};
+
+static void import_progress(void *ctx, const struct imp_stats *st)
+{
+    struct progress *p = ctx;
+    double el = cus_now() - p->start, rate = el > 0 ? st->messages / el : 0;
+    double eta = -1;
+
+    if (!p->tty)
+        return;
+    if (st->total_bytes > 0 && st->done_bytes > 0 && el > 0)
+        eta = el * (double)(st->total_bytes - MIN(st->done_bytes, st->total_bytes)) /
+              (double)st->done_bytes;
+    fprintf(stderr, "\r%" G_GUINT64_FORMAT " messages, %.0f/s", st->messages, rate);
+    if (eta >= 0)
+        fprintf(stderr, ", ETA %d:%02d   ", (int)eta / 60, (int)eta % 60);
+    else
+        fputs("   ", stderr);
+}
+
+static int cmd_import(const struct cfg *cfg, int argc, char **argv)
+{
+    struct imp_stats st = { 0 };
+    struct progress pr = { cus_now(), isatty(2) };
+    struct arc *arc = NULL;
+    char *err = NULL;
+    double el;
+    int ret = 0;
+
+    if (argc < 2)
+        usage();
+    if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0)
+        return fail(&err, EX_IOERR_);
+    st.total_bytes = imp_measure(argv + 1, argc - 1);
+    for (int i = 1; i < argc && ret == 0; i++)
+        if (imp_path(arc, argv[i], &st, import_progress, &pr, &err) < 0)
+            ret = -1;
+    if (ret == 0 && arc_flush(arc, &err) < 0)
+        ret = -1;
+    if (ret < 0) {
+        /* The batch in flight is not committed: those messages are not
+         * archived, and we say so. */
+        arc_abort(arc);
+        log_error("%s", err);
+        log_error("import stopped; messages of the last uncommitted batch were not archived;"
+                  " run the import again once the cause is fixed (archived messages are"
+                  " recognised and not stored twice)");
+        g_free(err);
+    }
+    arc_close(&arc);
+    el = cus_now() - pr.start;
+    if (pr.tty)
+        fputc('\n', stderr);
+    fprintf(stderr, "imported %" G_GUINT64_FORMAT " messages (%" G_GUINT64_FORMAT " new, %"
+            G_GUINT64_FORMAT " already archived, %" G_GUINT64_FORMAT " skipped),"
+            " %.1f MB in %.1f s, %.0f messages/s\n", st.messages, st.added, st.dups,
+            st.skipped, st.bytes / 1e6, el, el > 0 ? st.messages / el : 0.0);
+    if (ret < 0)
+        return EX_IOERR_;
+    return st.skipped ? EX_OK_SKIPPED : 0;
+}
+
+static void json_list(GString *j, const char *key, GPtrArray *a)
+{
+    g_string_append_printf(j, ",\"%s\":[", key);
+    for (guint i = 0; i < a->len; i++) {
+        if (i)
+            g_string_append_c(j, ',');
+        cus_json_str(j, g_ptr_array_index(a, i));
+    }
+    g_string_append_c(j, ']');
+}
+
+static int print_hit_json(void *ctx, const struct idx_hit *h)
+{
+    GString *j = g_string_sized_new(512);
+    char date[32] = "";
+
+    if (h->date != 0)
+        cus_iso8601(h->date, date, sizeof(date));
+    g_string_append_printf(j, "{\"id\":%" G_GINT64_FORMAT ",\"date\":", h->id);
+    if (h->date != 0)
+        cus_json_str(j, date);
+    else
+        g_string_append(j, "null");
+    json_list(j, "from", h->from);
+    json_list(j, "to", h->to);
+    json_list(j, "cc", h->cc);
+    json_list(j, "bcc", h->bcc);
+    g_string_append(j, ",\"subject\":");
+    cus_json_str(j, h->subject);
+    g_string_append_printf(j, ",\"size\":%" G_GINT64_FORMAT, h->size);
+    json_list(j, "attachments", h->att_names);
+    g_string_append(j, ",\"sha256\":");
+    cus_json_str(j, h->sha256);
+    g_string_append(j, ",\"message_id\":");
+    cus_json_str(j, h->message_id);
+    g_string_append(j, ",\"limits\":");
+    cus_json_str(j, h->limits);
+    g_string_append(j, "}\n");
+    fwrite(j->str, 1, j->len, stdout);
+    g_string_free(j, TRUE);
+    return 0;
+}
+
+static int print_hit_text(void *ctx, const struct idx_hit *h)
+{
+    char date[32] = "-";
+
+    if (h->date != 0)
+        cus_iso8601(h->date, date, sizeof(date));
+    printf("%" G_GINT64_FORMAT "\t%s\t%s\t%s", h->id, date,
+           h->from->len ? (const char *)g_ptr_array_index(h->from, 0) : "-",
+           *h->subject ? h->subject : "(no subject)");
+    if (h->n_att > 0)
+        printf("\t[%d attachment%s]", h->n_att, h->n_att == 1 ? "" : "s");
+    if (*h->limits)
+        printf("\t[limit hit: %s]", h->limits);
+    putchar('\n');
+    return 0;
+}
+
+static int cmd_search(const struct cfg *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, 'j' }, { "count", no_argument, NULL, 'C' },
+        { "limit", required_argument, NULL, 'l' }, { "offset", required_argument, NULL, 'o' },
+        { NULL, 0, NULL, 0 },
+    };
+    gint64 limit = -1, offset = 0, total = 0;
+    int json = 0, count = 0, opt, ret;
+    struct arc *arc = NULL;
+    char *err = NULL, *query;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'j': json = 1; break;
+        case 'C': count = 1; break;
+        case 'l': limit = parse_count("--limit", optarg); break;
+        case 'o': offset = parse_count("--offset", optarg); break;
+        default: usage();
+        }
+    }
+    query = g_strjoinv(" ", argv + optind);
+    if (arc_open(cfg, 0, &arc, &err) < 0) {
+        g_free(query);
+        return fail(&err, EX_IOERR_);
+    }
+    ret = idx_search(arc_index(arc), query, limit, offset, &total, count ? NULL :
+                     json ? print_hit_json : print_hit_text, NULL, &err);
+    arc_close(&arc);
+    g_free(query);
+    if (ret < 0)
+        return fail(&err, strncmp(err, "query:", 6) == 0 ? EX_DATAERR_ : EX_IOERR_);
+    if (count)
+        printf("%" G_GINT64_FORMAT "\n", total);
+    else if (!json)
+        fprintf(stderr, "%" G_GINT64_FORMAT " match%s%s\n", total, total == 1 ? "" : "es",
+                (limit >= 0 && offset + limit < total) || offset > 0 ?
+                " (use --offset/--limit for the rest)" : "");
+    return 0;
+}
+
+static void print_size(guint64 n)
+{
+    if (n >= 10ULL << 20)
+        printf("%.1f MB", n / 1048576.0);
+    else if (n >= 10ULL << 10)
+        printf("%.1f KB", n / 1024.0);
+    else
+        printf("%" G_GUINT64_FORMAT " bytes", n);
+}
+
+static int cmd_show(const struct cfg *cfg, int argc, char **argv)
+{
+    int raw = 0, ret = 0;
+    struct arc *arc = NULL;
+    struct msg *m = NULL;
+    GBytes *data = NULL;
+    char *err = NULL, *end;
+    const char *buf;
+    gint64 id;
+    gsize len;
+
+    if (argc == 3 && strcmp(argv[1], "--raw") == 0) {
+        raw = 1;
+        argv++;
+        argc--;
+    }
+    if (argc != 2)
+        usage();
+    errno = 0;
+    id = strtoll(argv[1], &end, 10);
+    if (errno != 0 || *end != '\0' || id <= 0) {
+        log_error("show: \"%s\" is not an archive id (a number, from search)", argv[1]);
+        return EX_USAGE_;
+    }
+    if (arc_open(cfg, 0, &arc, &err) < 0)
+        return fail(&err, EX_IOERR_);
+    if (arc_get_raw(arc, id, &data, &err) < 0) {
+        int notfound = strstr(err, "no message with archive id") != NULL;
+        arc_close(&arc);
+        return fail(&err, notfound ? 1 : EX_IOERR_);
+    }
+    buf = g_bytes_get_data(data, &len);
+    if (raw) {
+        if (fwrite(buf, 1, len, stdout) != len || fflush(stdout) != 0) {
+            log_error("show: write to standard output failed: %s", g_strerror(errno));
+            ret = EX_IOERR_;
+        }
+        goto out;
+    }
+    if (msg_parse(buf, len, arc_limits(arc), &m, &err) < 0) {
+        ret = fail(&err, EX_IOERR_);
+        goto out;
+    }
+    printf("Archive-Id: %" G_GINT64_FORMAT "\n", id);
+    for (guint i = 0; i < m->headers->len; i++) {
+        const struct msg_header *h = g_ptr_array_index(m->headers, i);
+        printf("%s: %s\n", h->name, h->value);
+    }
+    putchar('\n');
+    fwrite(m->body->str, 1, m->body->len, stdout);
+    if (m->body->len > 0 && m->body->str[m->body->len - 1] != '\n')
+        putchar('\n');
+    if (m->atts->len > 0) {
+        printf("\n-- attachments --\n");
+        for (guint i = 0; i < m->atts->len; i++) {
+            const struct msg_att *a = g_ptr_array_index(m->atts, i);
+            printf("%*s%s%s%s (%s, ", (a->depth - 1) * 2, "", a->path,
+                   *a->path ? "/" : "", *a->name ? a->name : "(no name)", a->type);
+            print_size(a->size);
+            printf(", sha256 %s)\n", a->sha256);
+        }
+    }
+    if (m->limits->len > 0) {
+        printf("\n-- limits hit while parsing --\n");
+        for (guint i = 0; i < m->limits->len; i++)
+            printf("%s\n", (const char *)g_ptr_array_index(m->limits, i));
+    }
+out:
+    msg_free(&m);
+    if (data != NULL)
+        g_bytes_unref(data);
+    arc_close(&arc);
+    return ret;
+}
+
+static guint64 file_size(const char *dir, const char *name)
+{
+    char *p = g_build_filename(dir, name, NULL);
+    struct stat st;
+    guint64 n = stat(p, &st) == 0 ? (guint64)st.st_size : 0;
+
+    g_free(p);
+    return n;
+}
+
+static int cmd_stats(const struct cfg *cfg, int argc, char **argv)
+{
+    struct idx_stats s;
+    struct arc *arc = NULL;
+    char *err = NULL;
+    guint64 stored, index;
+    int json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    double dedup, comp, total;
+
+    if (argc > 2 || (argc == 2 && !json))
+        usage();
+    if (arc_open(cfg, 0, &arc, &err) < 0)
+        return fail(&err, EX_IOERR_);
+    if (idx_stats(arc_index(arc), &s, &err) < 0) {
+        arc_close(&arc);
+        return fail(&err, EX_IOERR_);
+    }
+    stored = store_disk_bytes(arc_store(arc));
+    index = file_size(cfg->arc_dir, "index.db") + file_size(cfg->arc_dir, "index.db-wal");
+    arc_close(&arc);
+    dedup = s.raw_bytes > 0 ? (double)s.delivered_bytes / s.raw_bytes : 1.0;
+    comp = stored > 0 ? (double)s.raw_bytes / stored : 0.0;
+    total = s.raw_bytes > 0 ? (double)(stored + index) / s.raw_bytes : 0.0;
+    if (json) {
+        printf("{\"messages\":%" G_GINT64_FORMAT ",\"deliveries\":%" G_GINT64_FORMAT
+               ",\"recipients\":%" G_GINT64_FORMAT ",\"raw_bytes\":%" G_GINT64_FORMAT
+               ",\"delivered_bytes\":%" G_GINT64_FORMAT ",\"stored_bytes\":%" G_GUINT64_FORMAT
+               ",\"index_bytes\":%" G_GUINT64_FORMAT ",\"dedup_ratio\":%.3f"
+               ",\"compression_ratio\":%.3f,\"disk_to_raw\":%.3f,\"limited\":%"
+               G_GINT64_FORMAT "}\n", s.messages, s.deliveries, s.rcpts, s.raw_bytes,
+               s.delivered_bytes, stored, index, dedup, comp, total, s.limited);
+        return 0;
+    }
+    printf("messages:          %" G_GINT64_FORMAT " (distinct raw messages)\n", s.messages);
+    printf("deliveries:        %" G_GINT64_FORMAT " (%" G_GINT64_FORMAT
+           " envelope recipients)\n", s.deliveries, s.rcpts);
+    printf("raw bytes:         "); print_size((guint64)s.raw_bytes); putchar('\n');
+    printf("stored bytes:      "); print_size(stored); putchar('\n');
+    printf("index bytes:       "); print_size(index); putchar('\n');
+    printf("dedup ratio:       %.2fx (bytes delivered / bytes kept)\n", dedup);
+    printf("compression ratio: %.2fx (raw / stored)\n", comp);
+    printf("disk / raw:        %.2f (store + index)\n", total);
+    printf("limits hit:        %" G_GINT64_FORMAT " messages\n", s.limited);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        int (*fn)(const struct cfg *, int, char **);
+    } cmds[] = {
+        { "init", cmd_init }, { "import", cmd_import }, { "search", cmd_search },
+        { "show", cmd_show }, { "stats", cmd_stats },
+    };
     const char *conf = NULL;
     struct cfg *cfg = NULL;
     char *err = NULL;
-    int opt, check_only = 0;
+    int opt, check_only = 0, ret = -1;
 
     log_init("custos-archive", 0);
-    while ((opt = getopt(argc, argv, "+c:n")) != -1) {
+    while ((opt = getopt(argc, argv, "+c:nh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;
         case 'n': check_only = 1; break;
         default: usage();
         }
     }
-    if (cfg_load(cfg_path(conf), &cfg, &err) < 0) {
-        log_error("%s", err);
-        g_free(err);
-        return 78;
-    }
+    argc -= optind;
+    argv += optind;
+    if (argc < 1 && !check_only)
+        usage();
+    if (cfg_load(cfg_path(conf), &cfg, &err) < 0)
+        return fail(&err, EX_CONFIG_);
+    log_set_level(cfg->log_level);
+    if (cfg->log_syslog)
+        log_init("custos-archive", 1);
     if (check_only) {
         cfg_dump(cfg, stdout);
         cfg_free(&cfg);
         return 0;
     }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (strcmp(argv[0], cmds[i].name) == 0)
+            ret = cmds[i].fn(cfg, argc, argv);
+    if (ret == -1) {
+        log_error("unknown command \"%s\"", argv[0]);
+        fputs(usage_text, stderr);
+        ret = EX_USAGE_;
+    }
     cfg_free(&cfg);
-    usage();
-    return 64;
+    return ret;
 }

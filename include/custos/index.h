@@ -74,6 +74,10 @@ sqlite3 *idx_db(struct idx *idx);
 int idx_begin(struct idx *idx, char **error_r);
 int idx_commit(struct idx *idx, char **error_r);
 void idx_rollback(struct idx *idx);
+/* A savepoint inside the open transaction: one message's rows at a time. */
+int idx_savepoint(struct idx *idx, char **error_r);
+int idx_release(struct idx *idx, char **error_r);
+void idx_rollback_savepoint(struct idx *idx);
 
 /* Look a raw message up by SHA-256: 1 found (id_r, loc_r set), 0 not, -1. */
 int idx_find_sha(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],

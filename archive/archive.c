@@ -1,0 +1,281 @@
+/*
+ * archive.c - store + index behind one handle, with batched, durable adds
+ *
+ * Order of writes for a batch: store records appended (not yet durable),
+ * index rows inserted in one open transaction; at flush, the store is
+ * fsync'd first and the index committed second. A crash before the commit
+ * leaves at most unreferenced records at the end of a segment (truncated or
+ * ignored on reopen); never an index row without its bytes.
+ *
+ * A zstd dictionary is trained once from the first messages archived
+ * (ARC_DICT_SAMPLES of them) and used for every message after.
+ */
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "custos/archive.h"
+#include "custos/log.h"
+#include "custos/util.h"
+
+#define ARC_DICT_SAMPLES 1000
+#define ARC_DICT_SAMPLE_MAX (64 * 1024)
+
+struct arc {
+    struct cfg const *cfg;
+    char *dir;
+    struct store *store;
+    struct idx *idx;
+    struct msg_limits lim;
+    int writable;
+    int in_txn;
+    int pending;                /* adds in the open transaction */
+    GPtrArray *samples;         /* GBytes *: dictionary training set */
+};
+
+static char *index_path(const char *dir)
+{
+    return g_build_filename(dir, "index.db", NULL);
+}
+
+static void store_opts_from(const struct cfg *cfg, struct store_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->segment_size = cfg->arc_segment_size;
+    o->zstd_level = cfg->arc_zstd_level;
+    o->use_dict = cfg->arc_dict;
+    o->key_file = cfg->arc_key_file;
+    o->key_id = cfg->arc_key_id;
+}
+
+int arc_init(const struct cfg *cfg, char **error_r)
+{
+    struct idx *idx = NULL;
+    char *path;
+    int ret;
+
+    if (cus_mkdirs(cfg->arc_dir, 0700, error_r) < 0)
+        return -1;
+    if (chmod(cfg->arc_dir, 0700) < 0)
+        return cus_error_errno(error_r, "chmod(%s) failed", cfg->arc_dir);
+    if (store_init(cfg->arc_dir, error_r) < 0)
+        return -1;
+    path = index_path(cfg->arc_dir);
+    ret = idx_open(path, IDX_CREATE, &idx, error_r);
+    idx_close(&idx);
+    if (ret == 0 && chmod(path, 0600) < 0)
+        ret = cus_error_errno(error_r, "chmod(%s) failed", path);
+    g_free(path);
+    return ret;
+}
+
+int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_r)
+{
+    struct arc *arc = g_new0(struct arc, 1);
+    struct store_opts so;
+    char *path = index_path(cfg->arc_dir);
+    struct stat st;
+
+    msg_init();
+    arc->cfg = cfg;
+    arc->dir = g_strdup(cfg->arc_dir);
+    arc->writable = (flags & ARC_WRITE) != 0;
+    if (stat(path, &st) < 0) {
+        cus_error(error_r, "no archive at %s (index.db missing): run custos-archive init",
+                  cfg->arc_dir);
+        goto fail;
+    }
+    store_opts_from(cfg, &so);
+    if (store_open(cfg->arc_dir, &so, arc->writable ? STORE_WRITE : 0, &arc->store,
+                   error_r) < 0)
+        goto fail;
+    if (idx_open(path, arc->writable ? 0 : IDX_RDONLY, &arc->idx, error_r) < 0)
+        goto fail;
+    msg_limits_default(&arc->lim);
+    arc->lim.message_size = cfg->lim_message_size;
+    arc->lim.depth = cfg->lim_depth;
+    arc->lim.parts = cfg->lim_parts;
+    arc->lim.expanded_size = cfg->lim_expanded_size;
+    arc->lim.expansion_ratio = cfg->lim_expansion_ratio;
+    arc->lim.text_size = cfg->lim_text_size;
+    if (arc->writable && cfg->arc_dict && !store_has_dict(arc->store))
+        arc->samples = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_free(path);
+    *arc_r = arc;
+    return 0;
+fail:
+    g_free(path);
+    arc_close(&arc);
+    return -1;
+}
+
+void arc_close(struct arc **arcp)
+{
+    struct arc *arc = *arcp;
+    char *err = NULL;
+
+    if (arc == NULL)
+        return;
+    if (arc->in_txn && arc_flush(arc, &err) < 0) {
+        log_error("%s", err);
+        g_free(err);
+    }
+    idx_close(&arc->idx);
+    store_close(&arc->store);
+    if (arc->samples != NULL)
+        g_ptr_array_free(arc->samples, TRUE);
+    g_free(arc->dir);
+    g_free(arc);
+    *arcp = NULL;
+}
+
+struct idx *arc_index(struct arc *arc) { return arc->idx; }
+struct store *arc_store(struct arc *arc) { return arc->store; }
+const struct msg_limits *arc_limits(struct arc *arc) { return &arc->lim; }
+
+/* Keep a sample for the dictionary; train once there are enough. */
+static void dict_sample(struct arc *arc, const void *raw, size_t len)
+{
+    char *err = NULL;
+
+    if (arc->samples == NULL)
+        return;
+    g_ptr_array_add(arc->samples, g_bytes_new(raw, MIN(len, ARC_DICT_SAMPLE_MAX)));
+    if (arc->samples->len < ARC_DICT_SAMPLES)
+        return;
+    if (store_train_dict(arc->store, (GBytes *const *)arc->samples->pdata,
+                         arc->samples->len, &err) < 0) {
+        log_warn("zstd dictionary not trained, messages stored without: %s", err);
+        g_free(err);
+    }
+    g_ptr_array_free(arc->samples, TRUE);
+    arc->samples = NULL;
+}
+
+/* The envelope as a small JSON record, stored beside the message so the
+ * index can be rebuilt from the segments alone. */
+static GString *envelope_json(const struct idx_envelope *env, const char *sha_hex)
+{
+    GString *j = g_string_new("{\"sha256\":");
+
+    cus_json_str(j, sha_hex);
+    g_string_append_printf(j, ",\"time\":%" G_GINT64_FORMAT ",\"sender\":", env->time);
+    cus_json_str(j, env->sender ? env->sender : "");
+    g_string_append(j, ",\"client\":");
+    cus_json_str(j, env->client ? env->client : "");
+    g_string_append(j, ",\"queue_id\":");
+    cus_json_str(j, env->queue_id ? env->queue_id : "");
+    g_string_append(j, ",\"source\":");
+    cus_json_str(j, env->source ? env->source : "");
+    g_string_append(j, ",\"rcpts\":[");
+    for (int i = 0; env->rcpts != NULL && env->rcpts[i] != NULL; i++) {
+        if (i)
+            g_string_append_c(j, ',');
+        cus_json_str(j, env->rcpts[i]);
+    }
+    g_string_append(j, "]}");
+    return j;
+}
+
+int arc_add(struct arc *arc, const void *raw, size_t len, const struct idx_envelope *env,
+            gint64 *id_r, int *dup_r, char **error_r)
+{
+    unsigned char sha[CUS_SHA256_LEN], dsha[CUS_SHA256_LEN];
+    char hex[CUS_SHA256_HEX];
+    struct store_loc loc, dloc;
+    struct msg *m = NULL;
+    GString *ej = NULL;
+    gint64 id = 0;
+    int found, ret = -1;
+
+    if (!arc->writable)
+        return cus_error(error_r, "archive %s opened read-only", arc->dir);
+    if (!arc->in_txn) {
+        if (idx_begin(arc->idx, error_r) < 0)
+            return -1;
+        arc->in_txn = 1;
+    }
+    cus_sha256(raw, len, sha);
+    cus_hex(sha, CUS_SHA256_LEN, hex);
+    found = idx_find_sha(arc->idx, sha, &id, NULL, error_r);
+    if (found < 0)
+        goto out;
+    if (idx_savepoint(arc->idx, error_r) < 0)
+        goto out;
+    if (found && env->rcpts == NULL) {
+        /* Same bytes again with no envelope to add: nothing new to keep. */
+        ret = 0;
+        goto out;
+    }
+    if (!found) {
+        if (msg_parse(raw, len, &arc->lim, &m, error_r) < 0)
+            goto out;
+        if (store_append(arc->store, STORE_MESSAGE, sha, raw, len, &loc, error_r) < 0)
+            goto out;
+        if (idx_add_message(arc->idx, sha, &loc, len, m, (gint64)time(NULL), &id,
+                            error_r) < 0)
+            goto out;
+        dict_sample(arc, raw, len);
+    }
+    ej = envelope_json(env, hex);
+    cus_sha256(ej->str, ej->len, dsha);
+    if (store_append(arc->store, STORE_DELIVERY, dsha, ej->str, ej->len, &dloc, error_r) < 0)
+        goto out;
+    if (idx_add_delivery(arc->idx, id, env, &dloc, error_r) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (found >= 0 && arc->in_txn) {
+        /* Keep this message's rows only if all of them made it. */
+        if (ret == 0)
+            ret = idx_release(arc->idx, error_r);
+        else
+            idx_rollback_savepoint(arc->idx);
+    }
+    if (ret == 0) {
+        if (id_r != NULL)
+            *id_r = id;
+        if (dup_r != NULL)
+            *dup_r = found;
+        if (++arc->pending >= arc->cfg->arc_batch)
+            ret = arc_flush(arc, error_r);
+    }
+    if (ej != NULL)
+        g_string_free(ej, TRUE);
+    msg_free(&m);
+    return ret;
+}
+
+int arc_flush(struct arc *arc, char **error_r)
+{
+    if (!arc->in_txn)
+        return 0;
+    if (store_sync(arc->store, error_r) < 0)
+        return -1;
+    if (idx_commit(arc->idx, error_r) < 0)
+        return -1;
+    arc->in_txn = 0;
+    arc->pending = 0;
+    return 0;
+}
+
+void arc_abort(struct arc *arc)
+{
+    if (arc->in_txn)
+        idx_rollback(arc->idx);
+    arc->in_txn = 0;
+    arc->pending = 0;
+}
+
+int arc_get_raw(struct arc *arc, gint64 id, GBytes **raw_r, char **error_r)
+{
+    unsigned char sha[CUS_SHA256_LEN];
+    struct store_loc loc;
+    int found = idx_find_id(arc->idx, id, sha, &loc, error_r);
+
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return cus_error(error_r, "no message with archive id %" G_GINT64_FORMAT " in %s",
+                         id, arc->dir);
+    return store_read(arc->store, &loc, sha, raw_r, error_r);
+}

@@ -1,0 +1,53 @@
+/*
+ * archive.h - the archive: store + index behind one handle
+ *
+ * DIR (mode 0700) holds store/ (segments) and index.db. arc_add() archives
+ * one delivery of a raw message: the raw bytes are stored once per SHA-256
+ * (the index's UNIQUE constraint), every delivery and its envelope
+ * recipients are kept, also when the same bytes arrive again. Adds are
+ * batched: arc_flush() (or the batch filling up) fsyncs the store, then
+ * commits the index, so an index row never points at bytes that are not on
+ * disk. Until then nothing of the batch is promised.
+ */
+#ifndef CUSTOS_ARCHIVE_H
+#define CUSTOS_ARCHIVE_H
+
+#include <glib.h>
+#include "custos/cfg.h"
+#include "custos/index.h"
+#include "custos/msg.h"
+#include "custos/store.h"
+
+#define ARC_WRITE 1
+
+struct arc;
+
+/* Create the archive at cfg->arc_dir (idempotent). */
+int arc_init(const struct cfg *cfg, char **error_r);
+
+int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_r);
+/* Close; a pending batch is flushed (errors logged) first. */
+void arc_close(struct arc **arc);
+
+struct idx *arc_index(struct arc *arc);
+struct store *arc_store(struct arc *arc);
+const struct msg_limits *arc_limits(struct arc *arc);
+
+/* Archive one delivery. env may have rcpts NULL (no envelope known, e.g.
+ * an import): then a message already archived is not recorded again.
+ * *id_r the archive id; *dup_r 1 if the raw bytes were already archived. */
+int arc_add(struct arc *arc, const void *raw, size_t len,
+            const struct idx_envelope *env, gint64 *id_r, int *dup_r,
+            char **error_r);
+
+/* Make every add so far durable: fsync the store, commit the index. */
+int arc_flush(struct arc *arc, char **error_r);
+
+/* Drop the pending batch (after an error). */
+void arc_abort(struct arc *arc);
+
+/* The exact raw bytes of message id (hash re-checked). 0, or -1; a
+ * missing id is an error saying so. */
+int arc_get_raw(struct arc *arc, gint64 id, GBytes **raw_r, char **error_r);
+
+#endif
