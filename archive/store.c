@@ -22,25 +22,29 @@
  *     12  4  segment number (the same as in the file name)
  *     16 12  reserved, zero
  *     28  4  CRC-32 (zlib) of bytes 0..27
- *   then records back to back: a 128-byte header, then stored_len bytes.
+ *   then records back to back: a header, then stored_len payload bytes.
+ *   The header is 56 bytes, or 84 + key id length when encrypted:
  *      0  4  magic "CREC"
  *      4  1  kind: 1 message, 2 delivery, 3 dictionary
  *      5  1  compression: 0 none, 1 zstd, 2 zstd with dictionary dict_id
  *      6  1  encryption: 0 none, 1 AES-256-GCM
- *      7  1  key id length, 1..32 when encrypted, else 0
+ *      7  1  key id length k: 1..32 when encrypted, else 0
  *      8  4  dictionary id: compression 2: the dictionary used;
  *            kind 3: the id of the dictionary this record defines; else 0
- *     12 32  key id (ASCII [A-Za-z0-9._-]), zero padded
- *     44 32  SHA-256 of the raw object
- *     76  8  raw length
- *     84  8  stored length (payload bytes after the header)
- *     92 12  GCM nonce (random per record; zero when not encrypted)
- *    104  4  reserved, zero
- *    108 16  GCM tag (zero when not encrypted)
- *    124  4  CRC-32 of bytes 0..123
- *   payload = encrypt(compress(raw)). The GCM AAD is header bytes 0..107,
- *   so kind, lengths, hash, key id and dictionary id are authenticated too.
- *   An object that zstd does not shrink is stored uncompressed.
+ *     12  4  raw length (objects are at most 1 GiB)
+ *     16  4  stored length (payload bytes after the header)
+ *     20 32  SHA-256 of the raw object
+ *   only when encrypted:
+ *     52  k  key id (ASCII [A-Za-z0-9._-])
+ *   52+k 12  GCM nonce (random per record)
+ *   64+k 16  GCM tag
+ *   last  4  CRC-32 of the header bytes before it
+ *   payload = encrypt(compress(raw)). The GCM AAD is the header up to the
+ *   tag, so kind, lengths, hash, key id and dictionary id are authenticated
+ *   with the data. zstd frames carry neither content size nor dictionary id
+ *   (the header has both). An object zstd does not shrink is stored as is.
+ *   The header is kept small on purpose: most mail is a few KB, and every
+ *   byte here is paid once per message.
  *
  * DIR/store/dict-N.zdict - a byte-for-byte copy of the kind-3 record that
  *   defines dictionary N (header and payload, so encrypted like the rest),
@@ -77,17 +81,21 @@
 #define SEG_VERSION 1
 #define SEG_HDR_LEN 32
 #define REC_MAGIC "CREC"
-#define REC_HDR_LEN 128
-#define REC_AAD_LEN 108
 #define KEYID_MAX 32
 #define KEY_LEN 32
 #define NONCE_LEN 12
 #define TAG_LEN 16
+#define REC_FIXED_LEN 52    /* header bytes before the key id */
+#define REC_MIN_LEN 56      /* an unencrypted record's header */
+#define REC_MAX_LEN (REC_FIXED_LEN + KEYID_MAX + NONCE_LEN + TAG_LEN + 4)
 
 #define DEFAULT_SEGMENT_SIZE (256ULL << 20)
-#define DICT_CAPACITY (110 * 1024)      /* trained dictionary size */
+/* Dictionary size follows the training data (1/64 of it, so that it pays
+ * for itself on a small archive too), between these bounds. */
+#define DICT_SIZE_MIN (4 * 1024)
+#define DICT_SIZE_MAX (110 * 1024)
 #define DICT_MIN_SAMPLES 200
-#define DICT_MIN_BYTES (1024 * 1024)
+#define DICT_MIN_BYTES (256 * 1024)
 #define DICT_SAMPLE_MAX (64 * 1024)     /* prefix of each sample used */
 #define DICT_TRAIN_MAX (32 * 1024 * 1024)
 #define DICT_FILE_MAX (4 * 1024 * 1024)
@@ -102,6 +110,7 @@ enum { ENC_NONE = 0, ENC_AES256GCM = 1 };
 enum { DEC_OK = 0, DEC_CORRUPT = -1, DEC_UNAVAILABLE = -2 };
 
 struct rec_hdr {
+    size_t len;             /* header bytes */
     uint8_t kind, comp, enc, keyid_len;
     uint32_t dict_id;
     char keyid[KEYID_MAX + 1];
@@ -162,26 +171,11 @@ static void put32(unsigned char *p, uint32_t v)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
 static uint32_t get32(const unsigned char *p)
 {
     uint32_t v = 0;
 
     for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
 }
@@ -310,52 +304,81 @@ static const char *seg_hdr_check(const unsigned char p[SEG_HDR_LEN], uint32_t se
     return NULL;
 }
 
-static void rec_hdr_encode(const struct rec_hdr *h, unsigned char p[REC_HDR_LEN])
+static size_t rec_hdr_len(const struct rec_hdr *h)
 {
-    memset(p, 0, REC_HDR_LEN);
+    return h->enc == ENC_NONE ? REC_MIN_LEN
+                              : REC_FIXED_LEN + h->keyid_len + NONCE_LEN + TAG_LEN + 4;
+}
+
+/* The header size a record announces (bytes 6 and 7); p holds at least
+ * REC_MIN_LEN bytes. Nonsense sizes come out as REC_MIN_LEN and then fail
+ * rec_hdr_decode(). */
+static size_t rec_hdr_size(const unsigned char *p)
+{
+    if (p[6] == ENC_AES256GCM && p[7] <= KEYID_MAX)
+        return REC_FIXED_LEN + p[7] + NONCE_LEN + TAG_LEN + 4;
+    return REC_MIN_LEN;
+}
+
+/* Write h into p (rec_hdr_len(h) bytes); h->len is set. */
+static void rec_hdr_encode(struct rec_hdr *h, unsigned char *p)
+{
+    unsigned char *q = p + REC_FIXED_LEN;
+
+    h->len = rec_hdr_len(h);
     memcpy(p, REC_MAGIC, 4);
     p[4] = h->kind;
     p[5] = h->comp;
     p[6] = h->enc;
     p[7] = h->keyid_len;
     put32(p + 8, h->dict_id);
-    memcpy(p + 12, h->keyid, h->keyid_len);
-    memcpy(p + 44, h->sha, CUS_SHA256_LEN);
-    put64(p + 76, h->raw_len);
-    put64(p + 84, h->stored_len);
-    memcpy(p + 92, h->nonce, NONCE_LEN);
-    memcpy(p + 108, h->tag, TAG_LEN);
-    put32(p + 124, crc(p, 124));
+    put32(p + 12, (uint32_t)h->raw_len);
+    put32(p + 16, (uint32_t)h->stored_len);
+    memcpy(p + 20, h->sha, CUS_SHA256_LEN);
+    if (h->enc != ENC_NONE) {
+        memcpy(q, h->keyid, h->keyid_len);
+        q += h->keyid_len;
+        memcpy(q, h->nonce, NONCE_LEN);
+        q += NONCE_LEN;
+        memcpy(q, h->tag, TAG_LEN);
+        q += TAG_LEN;
+    }
+    put32(q, crc(p, h->len - 4));
 }
 
-/* Decode and sanity-check a record header; NULL or why it is bad. */
-static const char *rec_hdr_decode(const unsigned char p[REC_HDR_LEN], struct rec_hdr *h)
+/* Decode and sanity-check a record header (p holds rec_hdr_size(p) bytes);
+ * NULL or why it is bad. */
+static const char *rec_hdr_decode(const unsigned char *p, struct rec_hdr *h)
 {
+    const unsigned char *q = p + REC_FIXED_LEN;
+
     memset(h, 0, sizeof(*h));
     if (memcmp(p, REC_MAGIC, 4) != 0)
         return "bad record magic";
-    if (get32(p + 124) != crc(p, 124))
+    h->len = rec_hdr_size(p);
+    if (get32(p + h->len - 4) != crc(p, h->len - 4))
         return "record header checksum mismatch";
     h->kind = p[4];
     h->comp = p[5];
     h->enc = p[6];
     h->keyid_len = p[7];
     h->dict_id = get32(p + 8);
-    memcpy(h->sha, p + 44, CUS_SHA256_LEN);
-    h->raw_len = get64(p + 76);
-    h->stored_len = get64(p + 84);
-    memcpy(h->nonce, p + 92, NONCE_LEN);
-    memcpy(h->tag, p + 108, TAG_LEN);
+    h->raw_len = get32(p + 12);
+    h->stored_len = get32(p + 16);
+    memcpy(h->sha, p + 20, CUS_SHA256_LEN);
     if (h->kind < STORE_MESSAGE || h->kind > STORE_DICT)
         return "unknown record kind";
     if (h->comp > STORE_COMP_ZSTD_DICT || h->enc > ENC_AES256GCM)
         return "unknown compression or encryption";
-    if (h->enc == ENC_NONE ? h->keyid_len != 0 : !valid_keyid((const char *)p + 12, h->keyid_len))
+    if (h->enc == ENC_NONE ? h->keyid_len != 0 : !valid_keyid((const char *)q, h->keyid_len))
         return "bad key id";
-    memcpy(h->keyid, p + 12, h->keyid_len);
-    if (get32(p + 104) != 0)
-        return "reserved header bytes are not zero";
-    if (h->raw_len > STORE_MAX_OBJECT || h->stored_len > UINT32_MAX - REC_HDR_LEN)
+    if (h->enc != ENC_NONE) {
+        memcpy(h->keyid, q, h->keyid_len);
+        q += h->keyid_len;
+        memcpy(h->nonce, q, NONCE_LEN);
+        memcpy(h->tag, q + NONCE_LEN, TAG_LEN);
+    }
+    if (h->raw_len > STORE_MAX_OBJECT || h->stored_len > UINT32_MAX - REC_MAX_LEN)
         return "record length out of range";
     if (h->comp == STORE_COMP_NONE && h->stored_len != h->raw_len)
         return "stored length differs from raw length of an uncompressed record";
@@ -485,7 +508,7 @@ out:
 /* Encrypt buf in place; 0 or -1. */
 static int gcm_seal(struct store *st, const unsigned char *key,
                     const unsigned char *nonce, const unsigned char *aad,
-                    unsigned char *buf, size_t len, unsigned char tag[TAG_LEN])
+                    size_t aad_len, unsigned char *buf, size_t len, unsigned char tag[TAG_LEN])
 {
     int outl;
     size_t done = 0;
@@ -493,7 +516,7 @@ static int gcm_seal(struct store *st, const unsigned char *key,
     if (EVP_EncryptInit_ex(st->evp, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
         EVP_EncryptInit_ex(st->evp, NULL, NULL, key, nonce) != 1 ||
-        EVP_EncryptUpdate(st->evp, NULL, &outl, aad, REC_AAD_LEN) != 1)
+        EVP_EncryptUpdate(st->evp, NULL, &outl, aad, (int)aad_len) != 1)
         return -1;
     while (done < len) {
         int chunk = len - done > (1 << 30) ? (1 << 30) : (int)(len - done);
@@ -510,7 +533,7 @@ static int gcm_seal(struct store *st, const unsigned char *key,
 /* Decrypt buf in place and check the tag; 0 or -1. */
 static int gcm_open(struct store *st, const unsigned char *key,
                     const unsigned char *nonce, const unsigned char *aad,
-                    unsigned char *buf, size_t len, const unsigned char tag[TAG_LEN])
+                    size_t aad_len, unsigned char *buf, size_t len, const unsigned char tag[TAG_LEN])
 {
     int outl;
     size_t done = 0;
@@ -518,7 +541,7 @@ static int gcm_open(struct store *st, const unsigned char *key,
     if (EVP_DecryptInit_ex(st->evp, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
         EVP_DecryptInit_ex(st->evp, NULL, NULL, key, nonce) != 1 ||
-        EVP_DecryptUpdate(st->evp, NULL, &outl, aad, REC_AAD_LEN) != 1)
+        EVP_DecryptUpdate(st->evp, NULL, &outl, aad, (int)aad_len) != 1)
         return -1;
     while (done < len) {
         int chunk = len - done > (1 << 30) ? (1 << 30) : (int)(len - done);
@@ -623,8 +646,13 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit
     sc.pos = SEG_HDR_LEN;
     for (;;) {
         uint64_t off = sc.base + sc.pos;
+        size_t hlen = 0;
 
-        r = scan_fill(&sc, REC_HDR_LEN);
+        r = scan_fill(&sc, REC_MIN_LEN);
+        if (r > 0) {
+            hlen = rec_hdr_size(sc.buf + sc.pos);
+            r = scan_fill(&sc, hlen);
+        }
         if (r < 0)
             goto ioerr;
         if (r == 0) {
@@ -635,7 +663,7 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit
         }
         why = rec_hdr_decode(sc.buf + sc.pos, &h);
         if (why == NULL) {
-            size_t total = REC_HDR_LEN + (size_t)h.stored_len;
+            size_t total = h.len + (size_t)h.stored_len;
 
             r = scan_fill(&sc, total);
             if (r < 0)
@@ -646,7 +674,7 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit
                 break;
             }
             ret = cb(st, ctx, EV_RECORD, segno, off, sc.buf + sc.pos, &h,
-                     sc.buf + sc.pos + REC_HDR_LEN, NULL, 0);
+                     sc.buf + sc.pos + h.len, NULL, 0);
             sc.pos += total;
             if (ret != 0)
                 break;
@@ -657,7 +685,7 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit
         for (;;) {
             unsigned char *p;
 
-            r = scan_fill(&sc, REC_HDR_LEN);
+            r = scan_fill(&sc, REC_MIN_LEN);
             if (r < 0)
                 goto ioerr;
             if (r == 0) {
@@ -667,14 +695,12 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit
             p = memmem(sc.buf + sc.pos, sc.len - sc.pos, REC_MAGIC, 4);
             if (p == NULL) {
                 sc.pos = sc.len - 3;
-                if (sc.eof)
-                    sc.pos = sc.len;
-                if (sc.eof)
-                    break;
                 continue;
             }
             sc.pos = (size_t)(p - sc.buf);
-            r = scan_fill(&sc, REC_HDR_LEN);
+            r = scan_fill(&sc, REC_MIN_LEN);
+            if (r > 0)
+                r = scan_fill(&sc, rec_hdr_size(sc.buf + sc.pos));
             if (r < 0)
                 goto ioerr;
             if (r == 0) {
@@ -777,20 +803,20 @@ static struct store_dict *dict_from_record(struct store *st, uint32_t id,
     GBytes *dict = NULL;
     struct store_dict *d;
 
-    if (len < REC_HDR_LEN) {
+    if (len < REC_MIN_LEN || len < rec_hdr_size(rec)) {
         cus_error(error_r, "dictionary %" PRIu32 ": record too short", id);
         return NULL;
     }
     why = rec_hdr_decode(rec, &h);
     if (why == NULL && (h.kind != STORE_DICT || h.dict_id != id))
         why = "not the record of this dictionary";
-    if (why == NULL && REC_HDR_LEN + h.stored_len != len)
+    if (why == NULL && h.len + h.stored_len != len)
         why = "record length mismatch";
     if (why != NULL) {
         cus_error(error_r, "dictionary %" PRIu32 ": %s", id, why);
         return NULL;
     }
-    if (rec_decode(st, segno, off, rec, &h, rec + REC_HDR_LEN, &dict, error_r) != DEC_OK)
+    if (rec_decode(st, segno, off, rec, &h, rec + h.len, &dict, error_r) != DEC_OK)
         return NULL;
     d = dict_install(st, id, dict, error_r);
     g_bytes_unref(dict);
@@ -812,7 +838,7 @@ static int dict_find_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t s
 
     if (ev == EV_RECORD && h->kind == STORE_DICT && h->dict_id == f->id) {
         g_byte_array_set_size(f->rec, 0);
-        g_byte_array_append(f->rec, raw, REC_HDR_LEN + (guint)h->stored_len);
+        g_byte_array_append(f->rec, raw, (guint)(h->len + h->stored_len));
         f->segno = segno;
         f->off = off;
     }
@@ -959,7 +985,8 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
                       "which is not in key file %s", h->keyid, st->opts.key_file);
             return DEC_UNAVAILABLE;
         }
-        if (gcm_open(st, k->key, h->nonce, raw, payload, (size_t)h->stored_len,
+        if (gcm_open(st, k->key, h->nonce, raw, h->len - TAG_LEN - 4, payload,
+                     (size_t)h->stored_len,
                      h->tag) < 0) {
             obj_error(error_r, h->sha, segno, off, "authentication failed (the "
                       "record is corrupt, or key '%s' is not the key it was "
@@ -970,16 +997,10 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
     if (h->comp == STORE_COMP_NONE) {
         data = g_bytes_new(payload, (gsize)h->stored_len);
     } else {
-        unsigned long long fcs = ZSTD_getFrameContentSize(payload, (size_t)h->stored_len);
         struct store_dict *d = NULL;
         unsigned char *out;
         size_t r;
 
-        if (fcs != h->raw_len) {
-            obj_error(error_r, h->sha, segno, off, "corrupt compressed data "
-                      "(frame does not hold %" PRIu64 " bytes)", h->raw_len);
-            return DEC_CORRUPT;
-        }
         if (h->comp == STORE_COMP_ZSTD_DICT) {
             d = dict_get(st, h->dict_id, &err);
             if (d == NULL) {
@@ -1189,7 +1210,7 @@ static int check_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno
         return 0;
     }
     if (h->kind == STORE_DICT)
-        copy = g_memdup2(raw, REC_HDR_LEN + (gsize)h->stored_len);
+        copy = g_memdup2(raw, h->len + (gsize)h->stored_len);
     rc = rec_decode(st, segno, off, raw, h, payload, &data, &err);
     if (rc == DEC_CORRUPT) {
         g_ptr_array_add(c->bad, err);
@@ -1202,7 +1223,7 @@ static int check_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno
         check_flush_bad(c, path);
         g_free(path);
     }
-    c->good_end = off + REC_HDR_LEN + h->stored_len;
+    c->good_end = off + h->len + h->stored_len;
     if (rc == DEC_UNAVAILABLE) {
         log_debug("store: %s (not checked)", err);
         g_free(err);
@@ -1213,7 +1234,7 @@ static int check_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno
         char *path = dict_path(st, h->dict_id);
         if (dict_install(st, h->dict_id, data, &err) == NULL ||
             (access(path, F_OK) < 0 &&
-             cus_write_file_atomic(path, copy, REC_HDR_LEN + (size_t)h->stored_len,
+             cus_write_file_atomic(path, copy, h->len + (size_t)h->stored_len,
                                    0440, &err) < 0)) {
             log_warn("store: %s", err);
             g_free(err);
@@ -1347,6 +1368,14 @@ int store_open(const char *arcdir, const struct store_opts *opts, int flags,
         cus_error(error_r, "out of memory for compression/encryption contexts");
         goto fail;
     }
+    /* Lean frames: the record header has the size and the dictionary id. */
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(st->cctx, ZSTD_c_compressionLevel,
+                                            st->opts.zstd_level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(st->cctx, ZSTD_c_contentSizeFlag, 0)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(st->cctx, ZSTD_c_dictIDFlag, 0))) {
+        cus_error(error_r, "zstd level %d is not supported", st->opts.zstd_level);
+        goto fail;
+    }
     if (stat(st->dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
         cus_error(error_r, "archive %s has no store (%s missing; run init)",
                   arcdir, st->dir);
@@ -1460,32 +1489,36 @@ static int append_record(struct store *st, enum store_kind kind,
     if (st->cur_fd < 0 && seg_start(st, error_r) < 0)
         return -1;
 
-    cap = ZSTD_compressBound(len);
-    need = REC_HDR_LEN + (cap > len ? cap : len);
-    if (st->buf_size < need) {
-        g_free(st->buf);
-        st->buf_size = need;
-        st->buf = g_malloc(need);
-    }
-    payload = st->buf + REC_HDR_LEN;
     memset(&h, 0, sizeof(h));
     h.kind = (uint8_t)kind;
     memcpy(h.sha, sha, CUS_SHA256_LEN);
     h.raw_len = len;
     h.comp = STORE_COMP_NONE;
+    if (st->wkey >= 0) {
+        h.enc = ENC_AES256GCM;
+        h.keyid_len = (uint8_t)strlen(st->keys[st->wkey].id);
+        memcpy(h.keyid, st->keys[st->wkey].id, h.keyid_len);
+    }
+    h.len = rec_hdr_len(&h);
+    cap = ZSTD_compressBound(len);
+    need = h.len + (cap > len ? cap : len);
+    if (st->buf_size < need) {
+        g_free(st->buf);
+        st->buf_size = need;
+        st->buf = g_malloc(need);
+    }
+    payload = st->buf + h.len;
     if (kind == STORE_MESSAGE && st->cur_dict != 0)
         d = g_hash_table_lookup(st->dicts, GUINT_TO_POINTER(st->cur_dict));
+    if (d != NULL && d->cdict == NULL)
+        d = NULL;
     if (len > 0) {
-        size_t r;
+        size_t r = ZSTD_CCtx_refCDict(st->cctx, d != NULL ? d->cdict : NULL);
 
-        if (d != NULL && d->cdict != NULL)
-            r = ZSTD_compress_usingCDict(st->cctx, payload, cap, data, len, d->cdict);
-        else
-            r = ZSTD_compressCCtx(st->cctx, payload, cap, data, len,
-                                  st->opts.zstd_level);
+        if (!ZSTD_isError(r))
+            r = ZSTD_compress2(st->cctx, payload, cap, data, len);
         if (!ZSTD_isError(r) && r < len) {
-            h.comp = d != NULL && d->cdict != NULL ? STORE_COMP_ZSTD_DICT
-                                                   : STORE_COMP_ZSTD;
+            h.comp = d != NULL ? STORE_COMP_ZSTD_DICT : STORE_COMP_ZSTD;
             h.stored_len = r;
         }
     }
@@ -1498,22 +1531,17 @@ static int append_record(struct store *st, enum store_kind kind,
         h.dict_id = st->cur_dict;
     else if (kind == STORE_DICT)
         h.dict_id = dict_def;
-    if (st->wkey >= 0) {
-        const struct store_key *k = &st->keys[st->wkey];
-
-        h.enc = ENC_AES256GCM;
-        h.keyid_len = (uint8_t)strlen(k->id);
-        memcpy(h.keyid, k->id, h.keyid_len);
+    if (h.enc != ENC_NONE) {
         if (RAND_bytes(h.nonce, NONCE_LEN) != 1)
             return cus_error(error_r, "RAND_bytes failed: no random nonce");
         rec_hdr_encode(&h, st->buf);
-        if (gcm_seal(st, k->key, h.nonce, st->buf, payload, (size_t)h.stored_len,
-                     h.tag) < 0)
+        if (gcm_seal(st, st->keys[st->wkey].key, h.nonce, st->buf,
+                     h.len - TAG_LEN - 4, payload, (size_t)h.stored_len, h.tag) < 0)
             return cus_error(error_r, "AES-256-GCM encryption failed");
     }
     rec_hdr_encode(&h, st->buf);
 
-    total = REC_HDR_LEN + (size_t)h.stored_len;
+    total = h.len + (size_t)h.stored_len;
     while (done < total) {
         ssize_t n = pwrite(st->cur_fd, st->buf + done, total - done,
                            (off_t)(st->cur_end + done));
@@ -1590,7 +1618,7 @@ int store_read(struct store *st, const struct store_loc *loc,
     int fd, ret = -1;
 
     *data_r = NULL;
-    if (loc->length < REC_HDR_LEN)
+    if (loc->length < REC_MIN_LEN)
         return obj_error(error_r, sha, loc->segment, loc->offset,
                          "bad location (length %" PRIu32 ")", loc->length);
     fd = seg_fd(st, loc->segment, error_r);
@@ -1611,17 +1639,17 @@ int store_read(struct store *st, const struct store_loc *loc,
                   "record runs past the end of the segment");
         goto out;
     }
-    why = rec_hdr_decode(buf, &h);
+    why = rec_hdr_size(buf) > loc->length ? "longer than the record" : rec_hdr_decode(buf, &h);
     if (why != NULL) {
         obj_error(error_r, sha, loc->segment, loc->offset, "bad record header (%s)", why);
         goto out;
     }
     if (want == NULL)
         want = h.sha;
-    if (REC_HDR_LEN + h.stored_len != loc->length) {
+    if (h.len + h.stored_len != loc->length) {
         obj_error(error_r, want, loc->segment, loc->offset, "record is %" PRIu64
                   " bytes, the location says %" PRIu32,
-                  REC_HDR_LEN + h.stored_len, loc->length);
+                  h.len + h.stored_len, loc->length);
         goto out;
     }
     if (memcmp(h.sha, want, CUS_SHA256_LEN) != 0) {
@@ -1630,7 +1658,7 @@ int store_read(struct store *st, const struct store_loc *loc,
                   "the record there holds object %s (hash mismatch)", hex);
         goto out;
     }
-    if (rec_decode(st, loc->segment, loc->offset, buf, &h, buf + REC_HDR_LEN,
+    if (rec_decode(st, loc->segment, loc->offset, buf, &h, buf + h.len,
                    data_r, error_r) == DEC_OK)
         ret = 0;
 out:
@@ -1687,7 +1715,7 @@ static int walk_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
     } else {
         rec.kind = (enum store_kind)h->kind;
         memcpy(rec.sha, h->sha, CUS_SHA256_LEN);
-        rec.loc.length = (uint32_t)(REC_HDR_LEN + h->stored_len);
+        rec.loc.length = (uint32_t)(h->len + h->stored_len);
         rec.raw_len = h->raw_len;
         rec.comp = (enum store_comp)h->comp;
         rec.dict_id = h->dict_id;
@@ -1769,7 +1797,7 @@ int store_walk(struct store *st, store_walk_cb *cb, void *ctx, char **error_r)
 int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
                      char **error_r)
 {
-    size_t total = 0, used = 0, *sizes;
+    size_t total = 0, used = 0, cap, *sizes;
     unsigned char *flat, *dict, sha[CUS_SHA256_LEN];
     struct store_loc loc;
     GBytes *dbytes;
@@ -1803,8 +1831,10 @@ int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
         memcpy(flat + total, p, sizes[i]);
         total += sizes[i];
     }
-    dict = g_malloc(DICT_CAPACITY);
-    r = ZDICT_trainFromBuffer(dict, DICT_CAPACITY, flat, sizes, (unsigned)used);
+    cap = total / 64;
+    cap = cap < DICT_SIZE_MIN ? DICT_SIZE_MIN : cap > DICT_SIZE_MAX ? DICT_SIZE_MAX : cap;
+    dict = g_malloc(cap);
+    r = ZDICT_trainFromBuffer(dict, cap, flat, sizes, (unsigned)used);
     g_free(flat);
     g_free(sizes);
     if (ZDICT_isError(r)) {

@@ -583,22 +583,24 @@ static void test_torn_tail(void)
     store_close(&st);
     good = seg_size(dir, 1);
 
-    /* 1: a partial header; 2: a whole header, part of the payload;
-     * 3: zeros (delayed allocation after a crash). */
+    /* 0: a partial header; 1: a whole header, part of the payload;
+     * 2: zeros (delayed allocation after a crash); 3: 30 bytes of a header. */
     path = g_build_filename(dir, "store", "seg-000001.cseg", NULL);
     fd = open(path, O_RDONLY);
     CU_ASSERT(pread(fd, rec, sizeof(rec), (off_t)objs[3].loc.offset) > 0);
     close(fd);
     g_free(path);
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 4; round++) {
         unsigned char zeros[4096] = { 0 };
 
         if (round == 0)
             append_junk(dir, rec, 60);
         else if (round == 1)
             append_junk(dir, rec, 900);
-        else
+        else if (round == 2)
             append_junk(dir, zeros, sizeof(zeros));
+        else
+            append_junk(dir, rec, 30);
         CU_ASSERT(seg_size(dir, 1) > good);
         /* A reader ignores it; a writer cuts it off. */
         st = open_store(dir, &o, 0);
