@@ -33,9 +33,6 @@
 #include "custos/tok.h"
 #include "custos/util.h"
 
-#define QRY_MAX_LEN   4096      /* bytes of query text */
-#define QRY_MAX_DEPTH 64        /* parentheses and NOTs nested */
-#define QRY_MAX_TERMS 256       /* terms (words, phrases, field:value) */
 
 enum node_kind { N_AND, N_OR, N_NOT, N_FTS, N_SQL, N_ALL, N_EMPTY };
 
@@ -495,7 +492,7 @@ static struct node *bcc_leaf(struct parser *p, const char *v)
     g_string_append(n->sql, "m.id IN (SELECT r.msg FROM rcpts r WHERE ");
     addr_cond(n, "r.addr", NULL, v);
     g_string_append(n->sql, " AND NOT EXISTS (SELECT 1 FROM addrs a WHERE "
-                    "a.msg = r.msg AND a.role IN (1, 2) AND a.addr = r.addr))");
+                    "a.msg = r.msg AND a.role IN (1, 2) AND lower(a.addr) = r.addr))");
     return n;
 }
 
@@ -843,28 +840,38 @@ static struct node *parse_or(struct parser *p)
 
 /* ---- simplification and SQL --------------------------------------------- */
 
-/* Drop ignored terms; collapse one-child AND/OR. Returns the node to use. */
+/* Drop ignored terms, collapse one-child AND/OR and NOT NOT, and lift an
+ * AND inside an AND (OR inside OR) into it: the SQL and the FTS5
+ * expression get no deeper than they must (both parsers have a small
+ * fixed stack). Returns the node to use. */
 static struct node *simplify(struct node *n)
 {
     if (n->kind == N_NOT) {
         struct node *kid = simplify(n->kids->pdata[0]);
         if (kid->kind == N_EMPTY)
             return kid;
+        if (kid->kind == N_NOT)
+            return kid->kids->pdata[0];
         n->kids->pdata[0] = kid;
         return n;
     }
     if (n->kind != N_AND && n->kind != N_OR)
         return n;
-    guint j = 0;
+    GPtrArray *kids = g_ptr_array_new();
     for (guint i = 0; i < n->kids->len; i++) {
         struct node *kid = simplify(n->kids->pdata[i]);
-        if (kid->kind != N_EMPTY)
-            n->kids->pdata[j++] = kid;
+        if (kid->kind == n->kind) {
+            for (guint k = 0; k < kid->kids->len; k++)
+                g_ptr_array_add(kids, kid->kids->pdata[k]);
+        } else if (kid->kind != N_EMPTY) {
+            g_ptr_array_add(kids, kid);
+        }
     }
-    g_ptr_array_set_size(n->kids, j);
-    if (j == 1)
-        return n->kids->pdata[0];
-    if (j == 0)
+    g_ptr_array_free(n->kids, TRUE);
+    n->kids = kids;
+    if (kids->len == 1)
+        return kids->pdata[0];
+    if (kids->len == 0)
         n->kind = N_EMPTY;
     return n;
 }
@@ -901,11 +908,11 @@ static int fts_able(const struct node *n)
 static void fts_write(const struct node *n, GString *out);
 
 /* AND of fts_able positive nodes pos, minus fts_able nodes neg:
- * (((p1) AND (p2)) NOT (n1)) NOT (n2), parenthesized to leave nothing to
- * FTS5's precedence. */
+ * (((p1) AND (p2)) NOT ((n1) OR (n2))), one level however many are
+ * negated, parenthesized to leave nothing to FTS5's precedence. */
 static void fts_write_and(GPtrArray *pos, GPtrArray *neg, GString *out)
 {
-    for (guint i = 0; i < neg->len; i++)
+    if (neg->len > 0)
         g_string_append_c(out, '(');
     if (pos->len > 1)
         g_string_append_c(out, '(');
@@ -916,11 +923,19 @@ static void fts_write_and(GPtrArray *pos, GPtrArray *neg, GString *out)
     }
     if (pos->len > 1)
         g_string_append_c(out, ')');
+    if (neg->len == 0)
+        return;
+    g_string_append(out, " NOT ");
+    if (neg->len > 1)
+        g_string_append_c(out, '(');
     for (guint i = 0; i < neg->len; i++) {
-        g_string_append(out, " NOT ");
+        if (i > 0)
+            g_string_append(out, " OR ");
         fts_write(neg->pdata[i], out);
-        g_string_append_c(out, ')');
     }
+    if (neg->len > 1)
+        g_string_append_c(out, ')');
+    g_string_append_c(out, ')');
 }
 
 static void fts_write(const struct node *n, GString *out)

@@ -31,8 +31,11 @@ static const struct {
     { "foo OR !!!", FTS_IN, "(\"foo\")" },
     { "foo -!!!", FTS_IN, "(\"foo\")" },
     { "foo OR bar baz", FTS_IN, "((\"foo\") OR ((\"bar\") AND (\"baz\")))" },
-    { "foo -bar -baz", FTS_IN, "(((\"foo\") NOT (\"bar\")) NOT (\"baz\"))" },
+    { "foo -bar -baz", FTS_IN, "((\"foo\") NOT ((\"bar\") OR (\"baz\")))" },
     { "foo bar -baz", FTS_IN, "(((\"foo\") AND (\"bar\")) NOT (\"baz\"))" },
+    { "(a (b (c d)))", FTS_IN, "((\"a\") AND (\"b\") AND (\"c\") AND (\"d\"))" },
+    { "a OR (b OR (c OR d))", FTS_IN, "((\"a\") OR (\"b\") OR (\"c\") OR (\"d\"))" },
+    { "NOT NOT NOT a", "NOT (" FTS_IN ")", "(\"a\")" },
     { "foo or bar", FTS_IN, "((\"foo\") AND (\"or\") AND (\"bar\"))" },
     { "-NOT", "NOT (" FTS_IN ")", "(\"NOT\")" },
     { "rep*", FTS_IN, "(\"rep\"*)" },
@@ -45,7 +48,7 @@ static const struct {
     { "body:客", FTS_IN, "(body : \"客\"*)" },
     { "attachment:report.xlsx", FTS_IN, "(attname : \"report.xlsx\")" },
     { "\"a OR b NEAR(c)\"", FTS_IN, "(\"a OR b NEAR(c)\")" },
-    { "NEAR(a b)", FTS_IN, "((\"NEAR\") AND ((\"a\") AND (\"b\")))" },
+    { "NEAR(a b)", FTS_IN, "((\"NEAR\") AND (\"a\") AND (\"b\"))" },
     { "10:30", FTS_IN, "(\"10:30\")" },
     { "http://example.com/x", FTS_IN, "(\"http://example.com/x\")" },
     { "Re:", FTS_IN, "(\"Re:\")" },
@@ -201,21 +204,27 @@ static void test_query_limits(void)
     struct qry *q = NULL;
     char *err = NULL, *s;
 
-    s = repeat("(", 64, "a", ")");                  /* deep but allowed */
+    char want[64];
+
+    s = repeat("(", QRY_MAX_DEPTH, "a", ")");       /* deep but allowed */
     CU_ASSERT_EQUAL(qry_compile(s, &q, &err), 0);
     qry_free(&q);
     g_free(s);
-    s = repeat("(", 65, "a", ")");
-    check_error(s, "query: column 65: nested too deeply");
+    g_snprintf(want, sizeof(want), "query: column %d: nested too deeply",
+               QRY_MAX_DEPTH + 1);
+    s = repeat("(", QRY_MAX_DEPTH + 1, "a", ")");
+    check_error(s, want);
     g_free(s);
     s = repeat("(", 2000, "a", ")");
-    check_error(s, "query: column 65: nested too deeply");
-    g_free(s);
-    s = repeat("NOT ", 1000, "a", NULL);
-    check_error(s, "query: column 257: nested too deeply");
+    check_error(s, want);
     g_free(s);
     s = repeat("-", 1000, "a", NULL);
-    check_error(s, "query: column 65: nested too deeply");
+    check_error(s, want);
+    g_free(s);
+    s = repeat("NOT ", 1000, "a", NULL);
+    g_snprintf(want, sizeof(want), "query: column %d: nested too deeply",
+               4 * QRY_MAX_DEPTH + 1);
+    check_error(s, want);
     g_free(s);
     s = repeat("a ", 256, "", NULL);                /* 256 terms: allowed */
     CU_ASSERT_EQUAL(qry_compile(s, &q, &err), 0);
@@ -566,6 +575,34 @@ out:
     return g_string_free(ids, FALSE);
 }
 
+/* Nesting patterns, each level a pair of words: "%d" is the level; the
+ * pattern is repeated until depth levels of nesting, then closed. */
+static const char *const deep_cases[] = {
+    "(w%d OR (w%d ", "(id:%d OR (from:x%d ", "(w%d OR -(w%d ",
+    "(id:%d OR -(id:%d ", "(w%d OR -(id:%d ", "-(w%d OR -(w%d ",
+    "(participant:x%d OR -(domain:x%d.org ", "(w%d -(w%d OR ",
+    "(id:%d -(from:x%d OR ",
+};
+
+/* A query of nested alternating AND/OR (and NOT) groups, using at most
+ * depth levels of the parser's depth count. */
+static char *deep_query(const char *pattern, int depth)
+{
+    GString *s = g_string_new(NULL);
+    int level = 1, opened = 0, d = 0, cost = 0, parens = 0;
+
+    for (const char *c = pattern; *c != '\0'; c++) {
+        cost += *c == '(' || *c == '-';
+        parens += *c == '(';
+    }
+    for (; d + cost <= depth; d += cost, opened += parens, level += 2)
+        g_string_append_printf(s, pattern, level, level + 1);
+    g_string_append(s, "last");
+    while (opened-- > 0)
+        g_string_append_c(s, ')');
+    return g_string_free(s, FALSE);
+}
+
 static void test_query_e2e(void)
 {
     sqlite3 *db = make_db();
@@ -577,6 +614,31 @@ static void test_query_e2e(void)
                     e2e_cases[i].ids);
         CU_ASSERT_STRING_EQUAL(got, e2e_cases[i].ids);
         g_free(got);
+    }
+    /* the longest NOT chain still parses (FTS5 and SQL parsers have small
+     * fixed stacks), and so does the deepest nesting allowed */
+    GString *chain = g_string_new("report");
+    for (int i = 1; i < QRY_MAX_TERMS; i++)
+        g_string_append_printf(chain, " -zz%d", i);
+    char *got = run_query(db, chain->str);
+    CU_ASSERT_STRING_EQUAL(got, "1");
+    g_free(got);
+    g_string_free(chain, TRUE);
+    for (size_t i = 0; i < G_N_ELEMENTS(deep_cases); i++) {
+        char *q = deep_query(deep_cases[i], QRY_MAX_DEPTH);
+        got = run_query(db, q);
+        if (strncmp(got, "prepare", 7) == 0 || strncmp(got, "step", 4) == 0 ||
+            strncmp(got, "error", 5) == 0)
+            fprintf(stderr, "\n%s -> %.200s\n", q, got);
+        CU_ASSERT(strncmp(got, "prepare", 7) != 0 && strncmp(got, "step", 4) != 0 &&
+                  strncmp(got, "error", 5) != 0);
+        g_free(got);
+        g_free(q);
+        q = deep_query(deep_cases[i], QRY_MAX_DEPTH + 4);
+        got = run_query(db, q);
+        CU_ASSERT(strstr(got, "nested too deeply") != NULL);
+        g_free(got);
+        g_free(q);
     }
     /* every shape case runs too (valid SQL and FTS5 syntax) */
     for (size_t i = 0; i < G_N_ELEMENTS(shape_cases); i++) {

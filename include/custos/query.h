@@ -20,10 +20,22 @@
 
 #include <glib.h>
 
+/* Bounds on query text: longer, deeper (parentheses and NOTs, counted
+ * together) or with more terms (words, phrases, field:value) is an error. */
+#define QRY_MAX_LEN   4096
+#define QRY_MAX_DEPTH 16
+#define QRY_MAX_TERMS 256
+
 enum qry_param_type { QRY_TEXT, QRY_INT, QRY_BLOB };
 
 struct qry_param {
-    enum qry_param_type type;
+    /* Bounds on query text: longer, deeper (parentheses and NOTs, counted
+ * together) or with more terms (words, phrases, field:value) is an error. */
+#define QRY_MAX_LEN   4096
+#define QRY_MAX_DEPTH 16
+#define QRY_MAX_TERMS 256
+
+enum qry_param_type type;
     char *text;             /* QRY_TEXT (UTF-8) */
     gint64 num;             /* QRY_INT */
     GBytes *blob;           /* QRY_BLOB */
