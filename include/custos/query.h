@@ -10,6 +10,19 @@
  *   A single CJK character is searched as a prefix (see tok.h).
  * Precedence: NOT > AND > OR. Keywords AND/OR/NOT in upper case only.
  *
+ * Fields: subject: body: attachment: (file names) search one full-text
+ * column, bare words all four. from: to: cc: with an '@' compare the whole
+ * address, "@domain" the end of it, otherwise a substring of address or
+ * display name (from:alice, from:张三). bcc: an envelope recipient in
+ * neither To nor Cc. participant: any header address, envelope recipient
+ * or envelope sender. domain:example.com also matches its subdomains.
+ * after:D (>=), before:D (<), date:D, date:D1..D2 with D = YYYY, YYYY-MM or
+ * YYYY-MM-DD (UTC). id:N, msgid:X (<> optional), sha256:HEX (8 to 64 hex
+ * digits, fewer is a prefix), has:attachment. A word with ':' that is not
+ * a field is an error if it looks like one ("foo:bar"), else a word
+ * ("10:30", "http://x"); quote it to search it. A term with no token at
+ * all ("!!!", an emoji) is ignored, as if not written.
+ *
  * qry_compile() yields an SQL boolean expression over the alias "m" of the
  * messages table (see index.h for the schema), with '?' placeholders and a
  * matching parameter list. Nothing from the query is ever put into the SQL
@@ -52,7 +65,7 @@ int qry_compile(const char *text, struct qry **q_r, char **error_r);
 void qry_free(struct qry **q);
 
 /* Bind q's parameters to stmt starting at index first (1-based); returns
- * the next free index. */
+ * the next free index, or -1 if SQLite refused a binding. */
 struct sqlite3_stmt;
 int qry_bind(const struct qry *q, struct sqlite3_stmt *stmt, int first);
 

@@ -13,6 +13,12 @@
  * Everything else is tokenized like unicode61: runs of letters, digits and
  * marks; NFKC-normalized (full-width Ａ１ -> a1), case-folded, diacritics
  * removed.
+ *
+ * Details: half-width Katakana (ｶﾞ) are indexed as full width (ガ), CJK
+ * compatibility ideographs as their unified ideograph; the ideographic
+ * space, CJK and full-width punctuation, symbols and emoji separate
+ * tokens; a token is cut at 128 bytes (documents and queries alike). No
+ * allocation per token; ASCII takes a table lookup.
  */
 #ifndef CUSTOS_TOK_H
 #define CUSTOS_TOK_H
