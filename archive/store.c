@@ -55,6 +55,9 @@
  *
  * DIR/store/lock - flock(LOCK_EX) by the one writer.
  *
+ * Nonces are 96 random bits per record: rotate the key (a new line in the
+ * keyring) well before 2^32 records have been written with one key.
+ *
  * A struct store is not thread-safe: one per thread.
  */
 #include <dirent.h>
@@ -96,6 +99,7 @@
 #define DICT_SIZE_MAX (110 * 1024)
 #define DICT_MIN_SAMPLES 200
 #define DICT_MIN_BYTES (256 * 1024)
+#define DICT_SAMPLE_MIN 64              /* smaller samples are skipped */
 #define DICT_SAMPLE_MAX (64 * 1024)     /* prefix of each sample used */
 #define DICT_TRAIN_MAX (32 * 1024 * 1024)
 #define DICT_FILE_MAX (4 * 1024 * 1024)
@@ -1812,6 +1816,8 @@ int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
         return cus_error(error_r, "store %s was opened read-only", st->dir);
     for (size_t i = 0; i < n && total < DICT_TRAIN_MAX; i++) {
         size_t len = g_bytes_get_size(samples[i]);
+        if (len < DICT_SAMPLE_MIN)
+            continue;
         total += len < DICT_SAMPLE_MAX ? len : DICT_SAMPLE_MAX;
         used++;
     }
@@ -1823,13 +1829,15 @@ int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
     flat = g_malloc(total);
     sizes = g_new(size_t, used);
     total = 0;
-    for (size_t i = 0; i < used; i++) {
+    for (size_t i = 0, j = 0; j < used; i++) {
         gsize len;
         const void *p = g_bytes_get_data(samples[i], &len);
 
-        sizes[i] = len < DICT_SAMPLE_MAX ? len : DICT_SAMPLE_MAX;
-        memcpy(flat + total, p, sizes[i]);
-        total += sizes[i];
+        if (len < DICT_SAMPLE_MIN)
+            continue;
+        sizes[j] = len < DICT_SAMPLE_MAX ? len : DICT_SAMPLE_MAX;
+        memcpy(flat + total, p, sizes[j]);
+        total += sizes[j++];
     }
     cap = total / 64;
     cap = cap < DICT_SIZE_MIN ? DICT_SIZE_MIN : cap > DICT_SIZE_MAX ? DICT_SIZE_MAX : cap;
