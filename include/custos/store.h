@@ -64,8 +64,11 @@ int store_init(const char *arcdir, char **error_r);
 int store_has_dict(const struct store *st);
 
 /* Train a dictionary from samples (raw messages) and use it for new
- * messages from now on; records it in the segment. No-op if use_dict is
- * off or there are too few samples (returns 0). */
+ * messages from now on; records it in the segment (synced) and in
+ * DIR/store/dict-N.zdict. No-op if use_dict is off or there are too few
+ * samples: fewer than 200 of 64+ bytes, or under 256 KB in all (returns 0,
+ * store_has_dict() stays 0). The dictionary is 1/64 of the sample bytes
+ * (4-110 KB), so it pays for itself on a small archive too. */
 int store_train_dict(struct store *st, GBytes *const *samples, size_t n,
                      char **error_r);
 
