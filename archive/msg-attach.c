@@ -518,6 +518,24 @@ static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int 
         }
         mpath = g_strdup_printf("%s/%s", apath, mname);
         where = g_strdup_printf("part %s (%s)", partid, mpath);
+        {
+            /* the member's own name is its last component; the path
+             * keeps the folders inside the archive */
+            char *slash = strrchr(mname, '/');
+            char *dir = slash ? g_strndup(mname, slash - mname) : NULL;
+            char *base = g_strdup(slash ? slash + 1 : mname);
+            g_free(mname);
+            mname = base;
+            if (dir != NULL) {
+                char *inner = g_strdup_printf("%s/%s", apath, dir);
+                g_free(dir);
+                g_free(mpath);
+                mpath = inner;      /* now the container path of the member */
+            } else {
+                g_free(mpath);
+                mpath = g_strdup(apath);
+            }
+        }
         if (!msg_ctx_take_part(ctx, where)) {
             g_free(mname);
             g_free(mpath);
@@ -525,7 +543,7 @@ static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int 
             break;
         }
         ba = entry_read(a, &r, where);
-        msg_attach(ctx, (char *)ba->data, ba->len, mname, NULL, NULL, depth, partid, apath);
+        msg_attach(ctx, (char *)ba->data, ba->len, mname, NULL, NULL, depth, partid, mpath);
         g_byte_array_free(ba, TRUE);
         g_free(mname);
         g_free(mpath);

@@ -701,14 +701,18 @@ static void trim_spaces(GString *out)
         g_string_truncate(out, out->len - 1);
 }
 
-static void add_newline(GString *out)
+/* End a line; max 2 allows one blank line (paragraphs), 1 does not. */
+static void add_newline(GString *out, int max)
 {
+    int have = 0;
+
     trim_spaces(out);
     if (out->len == 0)
         return;
-    if (out->len >= 2 && out->str[out->len - 1] == '\n' && out->str[out->len - 2] == '\n')
-        return;
-    g_string_append_c(out, '\n');
+    while (have < 2 && out->len > (size_t)have && out->str[out->len - 1 - have] == '\n')
+        have++;
+    if (have < max)
+        g_string_append_c(out, '\n');
 }
 
 /* Find needle (lower case ASCII) case-insensitively in s[0..len). */
@@ -790,7 +794,9 @@ char *msg_html_to_text(const char *html, size_t len)
             }
             for (size_t k = 0; k < G_N_ELEMENTS(block_tags); k++) {
                 if (strcmp(name, block_tags[k]) == 0) {
-                    add_newline(out);
+                    int para = strcmp(name, "p") == 0 ||
+                               (name[0] == 'h' && name[1] >= '1' && name[1] <= '6');
+                    add_newline(out, para ? 2 : 1);
                     space = 0;
                     break;
                 }
@@ -811,6 +817,10 @@ char *msg_html_to_text(const char *html, size_t len)
         if (c == '&') {
             size_t used = entity_decode(out, html + i, len - i);
             if (used > 0) {
+                /* &nbsp; and friends: one space, as white space is */
+                if (out->len >= 2 && out->str[out->len - 1] == ' ' &&
+                    (out->str[out->len - 2] == ' ' || out->str[out->len - 2] == '\n'))
+                    g_string_truncate(out, out->len - 1);
                 i += used;
                 continue;
             }

@@ -103,7 +103,11 @@ void msg_ctx_text(struct msg_ctx *ctx, GString *to, const char *text, size_t len
     size_t room = used >= ctx->lim->text_size ? 0 : ctx->lim->text_size - used;
     int sep = to->len > 0 && to->str[to->len - 1] != '\n';
 
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' '))
+    while (len > 0 && (*text == '\n' || *text == ' ' || *text == '\r' || *text == '\t')) {
+        text++;
+        len--;
+    }
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ' || text[len - 1] == '\r'))
         len--;
     if (len == 0)
         return;
@@ -679,6 +683,7 @@ int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
     struct msg_limits dflt;
     struct msg_ctx ctx = { 0 };
     const char *data = raw;
+    char *copy = NULL;
     GByteArray *wrap;
     GMimeStream *st;
     GMimeParser *parser;
@@ -704,6 +709,19 @@ int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
         size_t skip = nl ? (size_t)(nl - data) + 1 : len;
         data += skip;
         len -= skip;
+    }
+    /* a first header line that starts with white space: drop that (a
+     * copy, rare) so the headers are still read */
+    if (len > 0 && (data[0] == ' ' || data[0] == '\t')) {
+        size_t skip = 0;
+        while (skip < len && (data[skip] == ' ' || data[skip] == '\t'))
+            skip++;
+        if (skip < len && data[skip] != '\r' && data[skip] != '\n') {
+            copy = g_memdup2(data + skip, len - skip);
+            data = copy;
+            len -= skip;
+            ctx.m->malformed = 1;
+        }
     }
     /* read the caller's buffer in place: the array does not own it */
     wrap = g_byte_array_new_take((guint8 *)data, len);
@@ -732,6 +750,7 @@ int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
     g_object_unref(parser);
     g_object_unref(st);
     g_byte_array_free(wrap, FALSE);      /* frees the array, not the data */
+    g_free(copy);
     *msg_r = ctx.m;
     return 0;
 }
