@@ -543,7 +543,7 @@ static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int 
             break;
         }
         ba = entry_read(a, &r, where);
-        msg_attach(ctx, (char *)ba->data, ba->len, mname, NULL, NULL, depth, partid, mpath);
+        msg_attach(ctx, (ba->len ? (char *)ba->data : ""), ba->len, mname, NULL, NULL, depth, partid, mpath);
         g_byte_array_free(ba, TRUE);
         g_free(mname);
         g_free(mpath);
@@ -597,9 +597,9 @@ static int office_text(struct msg_ctx *ctx, const char *data, size_t len, enum a
         found = 1;
         ba = entry_read(a, &r, where);
         if (sheet)
-            xlsx_sheet_text(text, (char *)ba->data, ba->len);
+            xlsx_sheet_text(text, (ba->len ? (char *)ba->data : ""), ba->len);
         else
-            msg_xml_text(text, (char *)ba->data, ba->len);
+            msg_xml_text(text, (ba->len ? (char *)ba->data : ""), ba->len);
         if (text->len > 0 && text->str[text->len - 1] != '\n')
             g_string_append_c(text, '\n');
         g_byte_array_free(ba, TRUE);

@@ -845,7 +845,11 @@ char *msg_html_to_text(const char *html, size_t len)
 
 char *msg_html_meta_charset(const char *html, size_t len)
 {
-    const char *p = html, *end = html + (len < 4096 ? len : 4096);
+    const char *p = html, *end;
+
+    if (html == NULL || len == 0)
+        return NULL;
+    end = html + (len < 4096 ? len : 4096);
 
     while (p < end && (p = find_ci(p, end - p, "<meta")) != NULL) {
         const char *gt = memchr(p, '>', end - p);

@@ -575,9 +575,9 @@ static void walk_object(struct msg_ctx *ctx, GMimeObject *obj, GString *dest, in
 
         if (is_body_text(obj, type, fname)) {
             if (!skip_text)
-                text_part(ctx, dest, (char *)ba->data, use, type, charset);
+                text_part(ctx, dest, (ba->len ? (char *)ba->data : ""), use, type, charset);
         } else {
-            msg_attach(ctx, (char *)ba->data, use, fname ? fname : "", type, charset,
+            msg_attach(ctx, (ba->len ? (char *)ba->data : ""), use, fname ? fname : "", type, charset,
                        depth, *partid ? partid : "1", path);
         }
         g_byte_array_free(ba, TRUE);
