@@ -176,25 +176,31 @@ static GString *envelope_json(const struct idx_envelope *env, const char *sha_he
     return j;
 }
 
-int arc_add(struct arc *arc, const void *raw, size_t len, const struct idx_envelope *env,
-            gint64 *id_r, int *dup_r, char **error_r)
+/* Archive one delivery whose SHA-256 is known; m is the parsed message or
+ * NULL (parsed here if the bytes are new). m is freed. */
+static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
+                          const unsigned char sha[CUS_SHA256_LEN], struct msg *m,
+                          const struct idx_envelope *env, gint64 *id_r, int *dup_r,
+                          char **error_r)
 {
-    unsigned char sha[CUS_SHA256_LEN], dsha[CUS_SHA256_LEN];
+    unsigned char dsha[CUS_SHA256_LEN];
     char hex[CUS_SHA256_HEX];
     struct store_loc loc, dloc;
-    struct msg *m = NULL;
     GString *ej = NULL;
     gint64 id = 0;
     int found, ret = -1;
 
-    if (!arc->writable)
+    if (!arc->writable) {
+        msg_free(&m);
         return cus_error(error_r, "archive %s opened read-only", arc->dir);
+    }
     if (!arc->in_txn) {
-        if (idx_begin(arc->idx, error_r) < 0)
+        if (idx_begin(arc->idx, error_r) < 0) {
+            msg_free(&m);
             return -1;
+        }
         arc->in_txn = 1;
     }
-    cus_sha256(raw, len, sha);
     cus_hex(sha, CUS_SHA256_LEN, hex);
     found = idx_find_sha(arc->idx, sha, &id, NULL, error_r);
     if (found < 0)
@@ -207,7 +213,7 @@ int arc_add(struct arc *arc, const void *raw, size_t len, const struct idx_envel
         goto out;
     }
     if (!found) {
-        if (msg_parse(raw, len, &arc->lim, &m, error_r) < 0)
+        if (m == NULL && msg_parse(raw, len, &arc->lim, &m, error_r) < 0)
             goto out;
         if (store_append(arc->store, STORE_MESSAGE, sha, raw, len, &loc, error_r) < 0)
             goto out;
@@ -243,6 +249,193 @@ out:
         g_string_free(ej, TRUE);
     msg_free(&m);
     return ret;
+}
+
+int arc_add(struct arc *arc, const void *raw, size_t len, const struct idx_envelope *env,
+            gint64 *id_r, int *dup_r, char **error_r)
+{
+    unsigned char sha[CUS_SHA256_LEN];
+
+    cus_sha256(raw, len, sha);
+    return arc_add_parsed(arc, raw, len, sha, NULL, env, id_r, dup_r, error_r);
+}
+
+/*
+ * The parse pipeline: hashing and MIME parsing (most of the CPU) run in a
+ * pool of worker threads; the index and the store are written by the
+ * submitting thread alone, in submission order, so the result is the same
+ * as one arc_add() after another.
+ */
+#define PIPE_INFLIGHT 256
+
+struct arc_job {
+    GBytes *raw;
+    char *where;
+    unsigned char sha[CUS_SHA256_LEN];
+    struct msg *msg;
+    char *err;
+    int parse_rc;
+    int done;                   /* under pipe->lock */
+    struct idx_envelope env;    /* strings owned by the job */
+    char **rcpts;
+};
+
+struct arc_pipe {
+    struct arc *arc;
+    GThreadPool *pool;
+    GQueue jobs;                /* struct arc_job *, submission order */
+    GMutex lock;
+    GCond cond;
+    arc_pipe_cb *cb;
+    void *ctx;
+};
+
+static void job_free(struct arc_job *j)
+{
+    g_bytes_unref(j->raw);
+    g_free(j->where);
+    msg_free(&j->msg);
+    g_free(j->err);
+    g_free((char *)j->env.sender);
+    g_free((char *)j->env.client);
+    g_free((char *)j->env.queue_id);
+    g_free((char *)j->env.source);
+    g_strfreev(j->rcpts);
+    g_free(j);
+}
+
+static void pipe_work(gpointer data, gpointer user)
+{
+    struct arc_job *j = data;
+    struct arc_pipe *p = user;
+    gsize len;
+    const void *raw = g_bytes_get_data(j->raw, &len);
+
+    cus_sha256(raw, len, j->sha);
+    j->parse_rc = msg_parse(raw, len, &p->arc->lim, &j->msg, &j->err);
+    g_mutex_lock(&p->lock);
+    j->done = 1;
+    g_cond_broadcast(&p->cond);
+    g_mutex_unlock(&p->lock);
+}
+
+int arc_pipe_new(struct arc *arc, int threads, arc_pipe_cb *cb, void *ctx,
+                 struct arc_pipe **pipe_r, char **error_r)
+{
+    struct arc_pipe *p = g_new0(struct arc_pipe, 1);
+    GError *gerr = NULL;
+
+    p->arc = arc;
+    p->cb = cb;
+    p->ctx = ctx;
+    g_mutex_init(&p->lock);
+    g_cond_init(&p->cond);
+    g_queue_init(&p->jobs);
+    if (threads <= 0)
+        threads = (int)MIN(MAX(g_get_num_processors(), 1), 4);
+    p->pool = g_thread_pool_new(pipe_work, p, threads, FALSE, &gerr);
+    if (p->pool == NULL) {
+        cus_error(error_r, "cannot start parser threads: %s", gerr->message);
+        g_error_free(gerr);
+        g_mutex_clear(&p->lock);
+        g_cond_clear(&p->cond);
+        g_free(p);
+        return -1;
+    }
+    *pipe_r = p;
+    return 0;
+}
+
+/* Write the oldest job once it is parsed; -1 only if the archive failed. */
+static int pipe_finish_head(struct arc_pipe *p, char **error_r)
+{
+    struct arc_job *j = g_queue_pop_head(&p->jobs);
+    gsize len;
+    const void *raw = g_bytes_get_data(j->raw, &len);
+    gint64 id = 0;
+    int dup = 0, ret;
+    char *err = NULL;
+
+    g_mutex_lock(&p->lock);
+    while (!j->done)
+        g_cond_wait(&p->cond, &p->lock);
+    g_mutex_unlock(&p->lock);
+    ret = arc_add_parsed(p->arc, raw, len, j->sha, j->parse_rc == 0 ? j->msg : NULL,
+                         &j->env, &id, &dup, &err);
+    j->msg = NULL;  /* arc_add_parsed took it */
+    if (ret < 0)
+        cus_error(error_r, "%s: %s", j->where, err);
+    if (p->cb != NULL)
+        p->cb(p->ctx, j->where, ret, id, dup);
+    g_free(err);
+    job_free(j);
+    return ret;
+}
+
+int arc_pipe_add(struct arc_pipe *p, GBytes *raw, const struct idx_envelope *env,
+                 const char *where, char **error_r)
+{
+    struct arc_job *j = g_new0(struct arc_job, 1);
+    int n = 0;
+
+    j->raw = g_bytes_ref(raw);
+    j->where = g_strdup(where);
+    j->env.time = env->time;
+    j->env.sender = g_strdup(env->sender);
+    j->env.client = g_strdup(env->client);
+    j->env.queue_id = g_strdup(env->queue_id);
+    j->env.source = g_strdup(env->source);
+    if (env->rcpts != NULL) {
+        while (env->rcpts[n] != NULL)
+            n++;
+        j->rcpts = g_new0(char *, n + 1);
+        for (int i = 0; i < n; i++)
+            j->rcpts[i] = g_strdup(env->rcpts[i]);
+        j->env.rcpts = (const char *const *)j->rcpts;
+    }
+    g_queue_push_tail(&p->jobs, j);
+    g_thread_pool_push(p->pool, j, NULL);
+    /* Write what is ready; wait only when too much is in flight. */
+    for (;;) {
+        struct arc_job *head = g_queue_peek_head(&p->jobs);
+        int ready;
+
+        if (head == NULL)
+            break;
+        g_mutex_lock(&p->lock);
+        ready = head->done;
+        g_mutex_unlock(&p->lock);
+        if (!ready && g_queue_get_length(&p->jobs) < PIPE_INFLIGHT)
+            break;
+        if (pipe_finish_head(p, error_r) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int arc_pipe_drain(struct arc_pipe *p, char **error_r)
+{
+    while (!g_queue_is_empty(&p->jobs))
+        if (pipe_finish_head(p, error_r) < 0)
+            return -1;
+    return 0;
+}
+
+void arc_pipe_free(struct arc_pipe **pp)
+{
+    struct arc_pipe *p = *pp;
+    struct arc_job *j;
+
+    if (p == NULL)
+        return;
+    /* Wait for the workers, then drop what was not written. */
+    g_thread_pool_free(p->pool, FALSE, TRUE);
+    while ((j = g_queue_pop_head(&p->jobs)) != NULL)
+        job_free(j);
+    g_mutex_clear(&p->lock);
+    g_cond_clear(&p->cond);
+    g_free(p);
+    *pp = NULL;
 }
 
 int arc_flush(struct arc *arc, char **error_r)

@@ -29,6 +29,7 @@ struct imp {
     void *ctx;
     double last_cb;
     char *source;           /* "import:PATH" of the current top-level path */
+    struct arc_pipe *pipe;  /* parses in worker threads, writes in order */
 };
 
 static int imp_buffer(struct imp *im, const char *where, const char *buf, size_t len,
@@ -47,14 +48,27 @@ static void imp_progress(struct imp *im)
     im->cb(im->ctx, im->st);
 }
 
-/* Archive one message; per-message trouble is counted, not returned. */
+/* Called in order for each message written (or not) to the archive. */
+static void imp_done(void *ctx, const char *where, int ret, gint64 id, int dup)
+{
+    struct imp *im = ctx;
+
+    if (ret < 0)
+        im->st->skipped++;
+    else if (dup)
+        im->st->dups++;
+    else
+        im->st->added++;
+    imp_progress(im);
+}
+
+/* Hand one message to the archive; -1 only when the archive failed. */
 static int imp_message(struct imp *im, const char *where, const char *buf, size_t len,
                        char **error_r)
 {
     struct idx_envelope env = { 0 };
-    char *err = NULL;
-    int dup = 0;
-    gint64 id;
+    GBytes *raw;
+    int ret;
 
     im->st->messages++;
     if (len == 0) {
@@ -64,20 +78,11 @@ static int imp_message(struct imp *im, const char *where, const char *buf, size_
     }
     env.time = (gint64)time(NULL);
     env.source = im->source;
-    if (arc_add(im->arc, buf, len, &env, &id, &dup, &err) < 0) {
-        /* The archive itself failed: nothing more can be added. */
-        cus_error(error_r, "%s: %s", where, err);
-        g_free(err);
-        im->st->skipped++;
-        return -1;
-    }
+    raw = g_bytes_new(buf, len);
+    ret = arc_pipe_add(im->pipe, raw, &env, where, error_r);
+    g_bytes_unref(raw);
     im->st->bytes += len;
-    if (dup)
-        im->st->dups++;
-    else
-        im->st->added++;
-    imp_progress(im);
-    return 0;
+    return ret;
 }
 
 static int is_mbox(const char *buf, size_t len)
@@ -340,7 +345,7 @@ guint64 imp_measure(char *const *paths, int n)
 int imp_path(struct arc *arc, const char *path, struct imp_stats *st,
              imp_progress_cb *cb, void *ctx, char **error_r)
 {
-    struct imp im = { arc, st, cb, ctx, 0, NULL };
+    struct imp im = { arc, st, cb, ctx, 0, NULL, NULL };
     struct stat sb;
     char *abs;
     int ret;
@@ -350,6 +355,8 @@ int imp_path(struct arc *arc, const char *path, struct imp_stats *st,
         st->skipped++;
         return 0;
     }
+    if (arc_pipe_new(arc, 0, imp_done, &im, &im.pipe, error_r) < 0)
+        return -1;
     abs = g_canonicalize_filename(path, NULL);
     im.source = g_strdup_printf("import:%s", abs);
     g_free(abs);
@@ -357,6 +364,9 @@ int imp_path(struct arc *arc, const char *path, struct imp_stats *st,
         ret = imp_dir(&im, path, error_r);
     else
         ret = imp_file(&im, path, error_r);
+    if (ret == 0)
+        ret = arc_pipe_drain(im.pipe, error_r);
+    arc_pipe_free(&im.pipe);
     g_free(im.source);
     return ret;
 }

@@ -40,6 +40,21 @@ int arc_add(struct arc *arc, const void *raw, size_t len,
             const struct idx_envelope *env, gint64 *id_r, int *dup_r,
             char **error_r);
 
+/* A parse pipeline: arc_pipe_add() hands a message to worker threads
+ * (hashing, MIME parsing) and writes finished ones to the archive in
+ * submission order from the calling thread; cb reports each (ret 0 or -1,
+ * archive id, dup). arc_pipe_drain() writes all that is pending. After a
+ * -1 the archive failed: stop, arc_abort(), arc_pipe_free(). threads <= 0:
+ * one per CPU (at most 4). */
+struct arc_pipe;
+typedef void arc_pipe_cb(void *ctx, const char *where, int ret, gint64 id, int dup);
+int arc_pipe_new(struct arc *arc, int threads, arc_pipe_cb *cb, void *ctx,
+                 struct arc_pipe **pipe_r, char **error_r);
+int arc_pipe_add(struct arc_pipe *p, GBytes *raw, const struct idx_envelope *env,
+                 const char *where, char **error_r);
+int arc_pipe_drain(struct arc_pipe *p, char **error_r);
+void arc_pipe_free(struct arc_pipe **p);
+
 /* Make every add so far durable: fsync the store, commit the index. */
 int arc_flush(struct arc *arc, char **error_r);
 
