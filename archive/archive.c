@@ -75,7 +75,6 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     char *path = index_path(cfg->arc_dir);
     struct stat st;
 
-    msg_init();
     arc->cfg = cfg;
     arc->dir = g_strdup(cfg->arc_dir);
     arc->writable = (flags & ARC_WRITE) != 0;

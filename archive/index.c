@@ -311,11 +311,13 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
     st = idx->stmt[S_INS_ADDR];
     for (guint i = 0; i < m->addrs->len; i++) {
         const struct msg_addr *a = g_ptr_array_index(m->addrs, i);
+        char *addr = g_utf8_strdown(a->addr, -1);   /* index.h: lower case */
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int(st, 2, a->role);
         sqlite3_bind_text(st, 3, a->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, a->addr, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, addr_domain(a->addr), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, addr, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 5, addr_domain(addr), -1, SQLITE_TRANSIENT);
+        g_free(addr);
         if (step_done(idx, st, error_r) < 0)
             goto out;
     }

@@ -598,7 +598,8 @@ static struct node *date_leaf(struct parser *p, const struct token *t)
             add_int(n, s1);
         }
         if (l2 > 0) {
-            g_string_append(n->sql, l1 > 0 ? " AND m.date < ?" : "m.date < ?");
+            /* date 0 means the message had no usable Date: */
+            g_string_append(n->sql, l1 > 0 ? " AND m.date < ?" : "m.date != 0 AND m.date < ?");
             add_int(n, e2);
         }
         return n;
@@ -612,7 +613,7 @@ static struct node *date_leaf(struct parser *p, const struct token *t)
         g_string_append(n->sql, "m.date >= ?");
         add_int(n, s1);
     } else if (strcmp(t->field, "before") == 0) {
-        g_string_append(n->sql, "m.date < ?");
+        g_string_append(n->sql, "m.date != 0 AND m.date < ?");   /* 0: no Date: */
         add_int(n, s1);
     } else {
         g_string_append(n->sql, "m.date >= ? AND m.date < ?");

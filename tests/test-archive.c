@@ -52,7 +52,7 @@ static gint64 count(struct arc *arc, const char *q)
 
 static const char plain_msg[] =
     "From: Alice <alice@corp.example>\r\n"
-    "To: bob@customer.example\r\n"
+    "To: Bob@Customer.Example\r\n"
     "Subject: quote\r\n"
     "Message-ID: <q1@corp.example>\r\n"
     "Date: Mon, 02 Mar 2026 10:00:00 +0000\r\n"
