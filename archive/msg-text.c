@@ -83,17 +83,37 @@ struct iconv_slot {
     GIConv cd;
 };
 
-static __thread struct iconv_slot iconv_cache[ICONV_CACHE];
-static __thread unsigned int iconv_next;
+struct iconv_cache {
+    struct iconv_slot slot[ICONV_CACHE];
+    unsigned int next;
+};
+
+/* Each thread's cache is closed when the thread ends (parser workers). */
+static void iconv_cache_free(gpointer data)
+{
+    struct iconv_cache *c = data;
+
+    for (int i = 0; i < ICONV_CACHE; i++)
+        if (c->slot[i].name[0] != '\0' && c->slot[i].cd != (GIConv)-1)
+            g_iconv_close(c->slot[i].cd);
+    g_free(c);
+}
+
+static GPrivate iconv_key = G_PRIVATE_INIT(iconv_cache_free);
 
 /* A descriptor from charset to UTF-8, cached; NULL if iconv lacks it. */
 static GIConv iconv_get(const char *charset)
 {
+    struct iconv_cache *c = g_private_get(&iconv_key);
     struct iconv_slot *slot;
     GIConv cd;
 
+    if (c == NULL) {
+        c = g_new0(struct iconv_cache, 1);
+        g_private_set(&iconv_key, c);
+    }
     for (int i = 0; i < ICONV_CACHE; i++) {
-        slot = &iconv_cache[i];
+        slot = &c->slot[i];
         if (slot->name[0] != '\0' && strcmp(slot->name, charset) == 0) {
             if (slot->cd != (GIConv)-1)
                 g_iconv(slot->cd, NULL, NULL, NULL, NULL);
@@ -101,7 +121,7 @@ static GIConv iconv_get(const char *charset)
         }
     }
     cd = g_iconv_open("UTF-8", charset);
-    slot = &iconv_cache[iconv_next++ % ICONV_CACHE];
+    slot = &c->slot[c->next++ % ICONV_CACHE];
     if (slot->name[0] != '\0' && slot->cd != (GIConv)-1)
         g_iconv_close(slot->cd);
     g_strlcpy(slot->name, charset, sizeof(slot->name));
