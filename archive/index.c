@@ -144,7 +144,7 @@ int idx_open(const char *path, int flags, struct idx **idx_r, char **error_r)
     } else if (idx_migrate(idx, error_r) < 0) {
         goto fail;
     }
-    idx_exec(idx, "PRAGMA cache_size=-32768", NULL);
+    idx_exec(idx, "PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824", NULL);
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(idx->db, idx_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &idx->stmt[i], NULL) != SQLITE_OK) {
