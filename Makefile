@@ -19,7 +19,7 @@ PKGS        = gmime-3.0 glib-2.0 sqlite3 libarchive libzstd libcrypto zlib cunit
 OPT        ?= -O2 -g
 CFLAGS_ALL  = -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
               -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
-LDLIBS_ALL  = $(shell pkg-config --libs $(PKGS)) -lpthread -lm $(EXTRA_LDFLAGS)
+LDLIBS_ALL  = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lpthread -lm $(EXTRA_LDFLAGS)
 
 # Debian packages: build, test, demo and benchmark dependencies.
 DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
