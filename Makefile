@@ -31,8 +31,9 @@ LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC   := $(wildcard tests/test-*.c) tests/runner.c
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
-PROGS      := $(BUILD)/custos-archive
-MANS       := $(wildcard man/*.[158])
+PROGS      := $(BUILD)/custos-archive $(BUILD)/custos-archive-full
+LIBEXECDIR  = $(PREFIX)/lib/custos
+MANS       := $(wildcard man/*.[1-8])
 
 all: $(PROGS) $(BUILD)/run-tests
 
@@ -44,7 +45,17 @@ $(BUILD)/libcustos.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/custos-archive: $(BUILD)/archive/custos-archive.o $(BUILD)/libcustos.a
+# custos-archive itself loads only GLib and SQLite (search and stats start
+# fast); init, import and show run custos-archive-full, installed in LIBEXECDIR.
+LEAN_LIBS   = -Wl,--as-needed $(shell pkg-config --libs glib-2.0 sqlite3) $(EXTRA_LDFLAGS)
+$(BUILD)/archive/custos-archive-lean.o: archive/custos-archive.c $(wildcard include/custos/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DCUSTOS_LEAN -DCUSTOS_LIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
+
+$(BUILD)/custos-archive: $(BUILD)/archive/custos-archive-lean.o $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LEAN_LIBS)
+
+$(BUILD)/custos-archive-full: $(BUILD)/archive/custos-archive.o $(BUILD)/libcustos.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 # Test suites register themselves with CUS_SUITE(name); the list is generated.
@@ -97,7 +108,9 @@ bench: all corpus
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 	  $(DESTDIR)$(SYSCONFDIR)/custos
-	install -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(LIBEXECDIR)
+	install -m 0755 $(BUILD)/custos-archive $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILD)/custos-archive-full $(DESTDIR)$(LIBEXECDIR)/
 	for m in $(MANS); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	install -m 0644 conf/custos.conf.sample $(DESTDIR)$(SYSCONFDIR)/custos/custos.conf.sample

@@ -67,6 +67,44 @@ static gint64 parse_count(const char *opt, const char *s)
     return v;
 }
 
+/* The index alone, read-only: all that search and stats need. */
+static int index_open(const struct cfg *cfg, struct idx **idx_r, char **error_r)
+{
+    char *path = g_build_filename(cfg->arc_dir, "index.db", NULL);
+    int ret;
+
+    if (access(path, F_OK) < 0) {
+        g_free(path);
+        return cus_error(error_r, "no archive at %s (index.db missing): run custos-archive init",
+                         cfg->arc_dir);
+    }
+    ret = idx_open(path, IDX_RDONLY, idx_r, error_r);
+    g_free(path);
+    return ret;
+}
+
+/* Bytes of the segment store on disk: every file under DIR/store. */
+static guint64 store_bytes(const char *arcdir)
+{
+    char *dir = g_build_filename(arcdir, "store", NULL);
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *n;
+    guint64 sum = 0;
+    struct stat st;
+
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+        char *p = g_build_filename(dir, n, NULL);
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
+            sum += (guint64)st.st_size;
+        g_free(p);
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    g_free(dir);
+    return sum;
+}
+
+#ifndef CUSTOS_LEAN
 static int cmd_init(const struct cfg *cfg, int argc, char **argv)
 {
     char *err = NULL;
@@ -144,6 +182,8 @@ static int cmd_import(const struct cfg *cfg, int argc, char **argv)
     return st.skipped ? EX_OK_SKIPPED : 0;
 }
 
+#endif /* !CUSTOS_LEAN */
+
 static void json_list(GString *j, const char *key, GPtrArray *a)
 {
     g_string_append_printf(j, ",\"%s\":[", key);
@@ -213,7 +253,7 @@ static int cmd_search(const struct cfg *cfg, int argc, char **argv)
     };
     gint64 limit = -1, offset = 0, total = 0;
     int json = 0, count = 0, opt, ret;
-    struct arc *arc = NULL;
+    struct idx *idx = NULL;
     char *err = NULL, *query;
 
     optind = 1;
@@ -227,13 +267,13 @@ static int cmd_search(const struct cfg *cfg, int argc, char **argv)
         }
     }
     query = g_strjoinv(" ", argv + optind);
-    if (arc_open(cfg, 0, &arc, &err) < 0) {
+    if (index_open(cfg, &idx, &err) < 0) {
         g_free(query);
         return fail(&err, EX_IOERR_);
     }
-    ret = idx_search(arc_index(arc), query, limit, offset, &total, count ? NULL :
+    ret = idx_search(idx, query, limit, offset, &total, count ? NULL :
                      json ? print_hit_json : print_hit_text, NULL, &err);
-    arc_close(&arc);
+    idx_close(&idx);
     g_free(query);
     if (ret < 0)
         return fail(&err, strncmp(err, "query:", 6) == 0 ? EX_DATAERR_ : EX_IOERR_);
@@ -256,6 +296,7 @@ static void print_size(guint64 n)
         printf("%" G_GUINT64_FORMAT " bytes", n);
 }
 
+#ifndef CUSTOS_LEAN
 static int cmd_show(const struct cfg *cfg, int argc, char **argv)
 {
     int raw = 0, ret = 0;
@@ -331,6 +372,33 @@ out:
     return ret;
 }
 
+#else
+/* init, import and show need GMime, libarchive, zstd and OpenSSL: they run
+ * in custos-archive-full, found beside this program or in LIBEXECDIR. The
+ * lean program loads only GLib and SQLite, so a search starts fast. */
+static char **full_argv;
+
+static int cmd_full(const struct cfg *cfg, int argc, char **argv)
+{
+    char *self = g_file_read_link("/proc/self/exe", NULL), *dir, *path;
+    const char *env = getenv("CUSTOS_LIBEXECDIR");
+
+    dir = env != NULL ? g_strdup(env) : self != NULL ? g_path_get_dirname(self) : NULL;
+    path = dir != NULL ? g_build_filename(dir, "custos-archive-full", NULL) : NULL;
+    if (path == NULL || access(path, X_OK) < 0) {
+        g_free(path);
+        path = g_build_filename(CUSTOS_LIBEXECDIR, "custos-archive-full", NULL);
+    }
+    full_argv[0] = path;
+    execv(path, full_argv);
+    log_error("execv(%s) failed: %s", path, g_strerror(errno));
+    g_free(self);
+    g_free(dir);
+    g_free(path);
+    return EX_IOERR_;
+}
+#endif /* CUSTOS_LEAN */
+
 static guint64 file_size(const char *dir, const char *name)
 {
     char *p = g_build_filename(dir, name, NULL);
@@ -344,7 +412,7 @@ static guint64 file_size(const char *dir, const char *name)
 static int cmd_stats(const struct cfg *cfg, int argc, char **argv)
 {
     struct idx_stats s;
-    struct arc *arc = NULL;
+    struct idx *idx = NULL;
     char *err = NULL;
     guint64 stored, index;
     int json = argc == 2 && strcmp(argv[1], "--json") == 0;
@@ -352,15 +420,15 @@ static int cmd_stats(const struct cfg *cfg, int argc, char **argv)
 
     if (argc > 2 || (argc == 2 && !json))
         usage();
-    if (arc_open(cfg, 0, &arc, &err) < 0)
+    if (index_open(cfg, &idx, &err) < 0)
         return fail(&err, EX_IOERR_);
-    if (idx_stats(arc_index(arc), &s, &err) < 0) {
-        arc_close(&arc);
+    if (idx_stats(idx, &s, &err) < 0) {
+        idx_close(&idx);
         return fail(&err, EX_IOERR_);
     }
-    stored = store_disk_bytes(arc_store(arc));
+    idx_close(&idx);
+    stored = store_bytes(cfg->arc_dir);
     index = file_size(cfg->arc_dir, "index.db") + file_size(cfg->arc_dir, "index.db-wal");
-    arc_close(&arc);
     dedup = s.raw_bytes > 0 ? (double)s.delivered_bytes / s.raw_bytes : 1.0;
     comp = stored > 0 ? (double)s.raw_bytes / stored : 0.0;
     total = s.raw_bytes > 0 ? (double)(stored + index) / s.raw_bytes : 0.0;
@@ -393,8 +461,12 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(const struct cfg *, int, char **);
     } cmds[] = {
-        { "init", cmd_init }, { "import", cmd_import }, { "search", cmd_search },
-        { "show", cmd_show }, { "stats", cmd_stats },
+#ifdef CUSTOS_LEAN
+        { "init", cmd_full }, { "import", cmd_full }, { "show", cmd_full },
+#else
+        { "init", cmd_init }, { "import", cmd_import }, { "show", cmd_show },
+#endif
+        { "search", cmd_search }, { "stats", cmd_stats },
     };
     const char *conf = NULL;
     struct cfg *cfg = NULL;
@@ -402,6 +474,9 @@ int main(int argc, char **argv)
     int opt, check_only = 0, ret = -1;
 
     log_init("custos-archive", 0);
+#ifdef CUSTOS_LEAN
+    full_argv = argv;
+#endif
     while ((opt = getopt(argc, argv, "+c:nh")) != -1) {
         switch (opt) {
         case 'c': conf = optarg; break;

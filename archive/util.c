@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <openssl/sha.h>
 #include "custos/util.h"
 
 int cus_error(char **error_r, const char *fmt, ...)
@@ -42,11 +41,6 @@ int cus_error_errno(char **error_r, const char *fmt, ...)
     }
     errno = saved;
     return -1;
-}
-
-void cus_sha256(const void *buf, size_t len, unsigned char out[CUS_SHA256_LEN])
-{
-    SHA256(buf, len, out);
 }
 
 void cus_hex(const unsigned char *in, size_t len, char *out)
