@@ -243,6 +243,106 @@ static void test_corpus_exact(void)
     g_free(cjk);
 }
 
+/* Every constructed CJK message (GB2312-labelled GBK, GB18030, Big5,
+ * UTF-8, ISO-2022-JP, raw 8-bit, split encoded-words) is found by the
+ * words its .expect file says it holds: subject, body and attachment text
+ * searched as phrases, and by the first character of its subject alone. */
+static void test_cjk_search(void)
+{
+    struct fixture fx;
+    struct imp_stats st = { 0 };
+    char *cjk = cut_src("tests/data/cjk"), *err = NULL;
+    GDir *d;
+    const char *name;
+    int checked = 0;
+
+    fx_open(&fx);
+    CU_ASSERT_EQUAL_FATAL(imp_path(fx.arc, cjk, &st, NULL, NULL, &err), 0);
+    CU_ASSERT_EQUAL(arc_flush(fx.arc, &err), 0);
+    d = g_dir_open(cjk, 0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    while ((name = g_dir_read_name(d)) != NULL) {
+        char *base, *eml, *exp, *raw = NULL, *text = NULL, **lines;
+        unsigned char sha[CUS_SHA256_LEN];
+        char hex[CUS_SHA256_HEX];
+        gsize len;
+
+        if (!g_str_has_suffix(name, ".expect"))
+            continue;
+        base = g_strndup(name, strlen(name) - 7);
+        eml = g_strdup_printf("%s/%s.eml", cjk, base);
+        exp = g_strdup_printf("%s/%s", cjk, name);
+        if (!g_file_get_contents(eml, &raw, &len, NULL) ||
+            !g_file_get_contents(exp, &text, NULL, NULL)) {
+            CU_FAIL("read cjk case");
+            goto next;
+        }
+        cus_sha256(raw, len, sha);
+        cus_hex(sha, CUS_SHA256_LEN, hex);
+        lines = g_strsplit(text, "\n", -1);
+        for (int i = 0; lines[i] != NULL; i++) {
+            static const struct { const char *key, *field; } keys[] = {
+                { "subject: ", "subject:" }, { "body-contains: ", "body:" },
+                { "att-text-contains: ", "" },
+            };
+            for (size_t k = 0; k < G_N_ELEMENTS(keys); k++) {
+                const char *val = lines[i] + strlen(keys[k].key);
+                char *q;
+                gint64 n;
+
+                if (!g_str_has_prefix(lines[i], keys[k].key) || strchr(val, '"') != NULL ||
+                    *val == '\0')
+                    continue;
+                q = g_strdup_printf("sha256:%s %s\"%s\"", hex, keys[k].field, val);
+                n = count(fx.arc, q);
+                if (n != 1) {
+                    fprintf(stderr, "\n    %s: %s -> %" G_GINT64_FORMAT, name, q, n);
+                    CU_FAIL("CJK search");
+                }
+                checked++;
+                g_free(q);
+                /* and the same phrase with a word it lacks does not match */
+                q = g_strdup_printf("sha256:%s %s\"%s 鑫淼\"", hex, keys[k].field, val);
+                if (count(fx.arc, q) != 0) {
+                    fprintf(stderr, "\n    %s: %s matches", name, q);
+                    CU_FAIL("CJK search matches too much");
+                }
+                g_free(q);
+                if (k == 0) {
+                    /* one character of the subject, alone */
+                    gunichar c = 0;
+                    for (const char *p = val; *p; p = g_utf8_next_char(p))
+                        if (g_unichar_type(g_utf8_get_char(p)) == G_UNICODE_OTHER_LETTER) {
+                            c = g_utf8_get_char(p);
+                            break;
+                        }
+                    if (c != 0) {
+                        char ch[8] = { 0 };
+                        g_unichar_to_utf8(c, ch);
+                        q = g_strdup_printf("sha256:%s %s", hex, ch);
+                        if (count(fx.arc, q) != 1) {
+                            fprintf(stderr, "\n    %s: %s finds nothing", name, q);
+                            CU_FAIL("CJK one-character search");
+                        }
+                        g_free(q);
+                    }
+                }
+            }
+        }
+        g_strfreev(lines);
+next:
+        g_free(raw);
+        g_free(text);
+        g_free(base);
+        g_free(eml);
+        g_free(exp);
+    }
+    g_dir_close(d);
+    CU_ASSERT(checked >= 30);
+    fx_close(&fx);
+    g_free(cjk);
+}
+
 CUS_SUITE(archive)
 {
     CU_pSuite s = CU_add_suite("archive", NULL, NULL);
@@ -250,4 +350,5 @@ CUS_SUITE(archive)
     CU_add_test(s, "import of the same bytes adds no delivery", test_no_envelope_dup);
     CU_add_test(s, "odd messages archived byte-exact", test_odd_messages);
     CU_add_test(s, "real corpus: every message archived byte-exact", test_corpus_exact);
+    CU_add_test(s, "CJK mail in every charset found by its words", test_cjk_search);
 }
