@@ -132,6 +132,13 @@ static int imp_mbox(struct imp *im, const char *where, const char *buf, size_t l
     return 0;
 }
 
+/* Dot files and Maildir/Dovecot bookkeeping: never mail. */
+static int is_bookkeeping(const char *base)
+{
+    return *base == '.' || strncmp(base, "dovecot", 7) == 0 ||
+           strcmp(base, "maildirfolder") == 0;
+}
+
 /* Read every member of an archive in memory. */
 static int imp_archive(struct imp *im, const char *where, const char *buf, size_t len,
                        int depth, char **error_r)
@@ -160,17 +167,9 @@ static int imp_archive(struct imp *im, const char *where, const char *buf, size_
             name = archive_entry_pathname(e);
         if (archive_entry_filetype(e) != AE_IFREG)
             continue;
+        if (name != NULL && is_bookkeeping(strrchr(name, '/') ? strrchr(name, '/') + 1 : name))
+            continue;
         w = g_strdup_printf("%s/%s", where, name ? name : "?");
-        /* Skip dot files and Maildir/dovecot bookkeeping. */
-        {
-            const char *base = name ? strrchr(name, '/') : NULL;
-            base = base ? base + 1 : (name ? name : "");
-            if (*base == '.' || strncmp(base, "dovecot", 7) == 0 ||
-                strcmp(base, "maildirfolder") == 0) {
-                g_free(w);
-                continue;
-            }
-        }
         data = g_byte_array_sized_new(size > 0 && size < (1 << 26) ? (guint)size : 65536);
         while ((n = archive_read_data(a, chunk, sizeof(chunk))) > 0) {
             if (data->len + (guint64)n > IMP_MEMBER_MAX)
@@ -286,8 +285,7 @@ static int imp_dir(struct imp *im, const char *path, char **error_r)
         return 0;
     }
     while ((n = g_dir_read_name(d)) != NULL) {
-        if (*n == '.' || strcmp(n, "tmp") == 0 || strncmp(n, "dovecot", 7) == 0 ||
-            strcmp(n, "maildirfolder") == 0 || strcmp(n, "subscriptions") == 0)
+        if (is_bookkeeping(n) || strcmp(n, "tmp") == 0 || strcmp(n, "subscriptions") == 0)
             continue;
         g_ptr_array_add(names, g_build_filename(path, n, NULL));
     }

@@ -407,6 +407,21 @@ static void hit_clear(struct idx_hit *h)
     g_ptr_array_set_size(h->att_names, 0);
 }
 
+/* Run st for message id; add its first column of every row to out. */
+static int collect_text(struct idx *idx, sqlite3_stmt *st, gint64 id, GPtrArray *out,
+                        char **error_r)
+{
+    int rc;
+
+    sqlite3_bind_int64(st, 1, id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(out, g_strdup((const char *)sqlite3_column_text(st, 0)));
+    if (rc != SQLITE_DONE)
+        return stmt_fail(idx, st, error_r);
+    sqlite3_reset(st);
+    return 0;
+}
+
 /* Fill the lists of hit h (id already set) from addrs, rcpts, attachments. */
 static int hit_fill(struct idx *idx, struct idx_hit *h, char **error_r)
 {
@@ -424,20 +439,9 @@ static int hit_fill(struct idx *idx, struct idx_hit *h, char **error_r)
     if (rc != SQLITE_DONE)
         return stmt_fail(idx, st, error_r);
     sqlite3_reset(st);
-    st = idx->stmt[S_HIT_BCC];
-    sqlite3_bind_int64(st, 1, h->id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(h->bcc, g_strdup((const char *)sqlite3_column_text(st, 0)));
-    if (rc != SQLITE_DONE)
-        return stmt_fail(idx, st, error_r);
-    sqlite3_reset(st);
-    st = idx->stmt[S_HIT_ATTS];
-    sqlite3_bind_int64(st, 1, h->id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(h->att_names, g_strdup((const char *)sqlite3_column_text(st, 0)));
-    if (rc != SQLITE_DONE)
-        return stmt_fail(idx, st, error_r);
-    sqlite3_reset(st);
+    if (collect_text(idx, idx->stmt[S_HIT_BCC], h->id, h->bcc, error_r) < 0 ||
+        collect_text(idx, idx->stmt[S_HIT_ATTS], h->id, h->att_names, error_r) < 0)
+        return -1;
     return 0;
 }
 
