@@ -165,6 +165,10 @@ static GString *envelope_json(const struct idx_envelope *env, const char *sha_he
     cus_json_str(j, env->queue_id ? env->queue_id : "");
     g_string_append(j, ",\"source\":");
     cus_json_str(j, env->source ? env->source : "");
+    if (env->spool_id != NULL) {
+        g_string_append(j, ",\"spool_id\":");
+        cus_json_str(j, env->spool_id);
+    }
     g_string_append(j, ",\"rcpts\":[");
     for (int i = 0; env->rcpts != NULL && env->rcpts[i] != NULL; i++) {
         if (i)
@@ -199,6 +203,20 @@ static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
             return -1;
         }
         arc->in_txn = 1;
+    }
+    if (env->spool_id != NULL) {
+        /* An entry archived before a crash kept it from being removed. */
+        found = idx_find_spool(arc->idx, env->spool_id, &id, error_r);
+        if (found != 0) {
+            msg_free(&m);
+            if (found < 0)
+                return -1;
+            if (id_r != NULL)
+                *id_r = id;
+            if (dup_r != NULL)
+                *dup_r = 1;
+            return 0;
+        }
     }
     cus_hex(sha, CUS_SHA256_LEN, hex);
     found = idx_find_sha(arc->idx, sha, &id, NULL, error_r);
@@ -299,6 +317,7 @@ static void job_free(struct arc_job *j)
     g_free((char *)j->env.client);
     g_free((char *)j->env.queue_id);
     g_free((char *)j->env.source);
+    g_free((char *)j->env.spool_id);
     g_strfreev(j->rcpts);
     g_free(j);
 }
@@ -384,6 +403,7 @@ int arc_pipe_add(struct arc_pipe *p, GBytes *raw, const struct idx_envelope *env
     j->env.client = g_strdup(env->client);
     j->env.queue_id = g_strdup(env->queue_id);
     j->env.source = g_strdup(env->source);
+    j->env.spool_id = g_strdup(env->spool_id);
     if (env->rcpts != NULL) {
         while (env->rcpts[n] != NULL)
             n++;

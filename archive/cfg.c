@@ -34,6 +34,10 @@ static const struct cfg_opt cfg_opts[] = {
     { "archive", "key_file", CT_PATH, "", 0, 0, O(arc_key_file) },
     { "archive", "key_id", CT_STR, "", 0, 0, O(arc_key_id) },
     { "archive", "batch", CT_INT, "500", 1, 100000, O(arc_batch) },
+    { "spool", "dir", CT_PATH, "", 0, 0, O(spool_dir) },
+    { "chain", "sign_key", CT_PATH, "", 0, 0, O(chain_sign_key) },
+    { "chain", "verify_key", CT_PATH, "", 0, 0, O(chain_verify_key) },
+    { "chain", "checkpoint_interval", CT_INT, "300", 0, 86400 * 7, O(chain_interval) },
     { "limits", "message_size", CT_SIZE, "64M", 1024, 1LL << 32, O(lim_message_size) },
     { "limits", "depth", CT_INT, "8", 1, 64, O(lim_depth) },
     { "limits", "parts", CT_INT, "1000", 1, 100000, O(lim_parts) },
@@ -272,6 +276,13 @@ void cfg_free(struct cfg **cfgp)
     g_free(cfg->path);
     g_free(cfg);
     *cfgp = NULL;
+}
+
+char *cfg_spool_dir(const struct cfg *cfg)
+{
+    if (cfg->spool_dir != NULL)
+        return g_strdup(cfg->spool_dir);
+    return g_build_filename(cfg->arc_dir, "spool", NULL);
 }
 
 void cfg_dump(const struct cfg *cfg, FILE *out)

@@ -16,7 +16,7 @@
 
 enum idx_stmt {
     S_FIND_SHA, S_FIND_ID, S_INS_MSG, S_INS_ADDR, S_INS_ATT, S_INS_FTS,
-    S_INS_DELIV, S_INS_RCPT, S_HIT_ADDRS, S_HIT_BCC, S_HIT_ATTS, S_COUNT
+    S_INS_DELIV, S_INS_RCPT, S_HIT_ADDRS, S_HIT_BCC, S_HIT_ATTS, S_FIND_SPOOL, S_COUNT
 };
 
 static const char *const idx_sql[S_COUNT] = {
@@ -30,7 +30,7 @@ static const char *const idx_sql[S_COUNT] = {
                   " VALUES (?,?,?,?,?,?,?,?)",
     [S_INS_FTS] = "INSERT INTO fts(rowid, subject, body, attname, atttext) VALUES (?,?,?,?,?)",
     [S_INS_DELIV] = "INSERT INTO deliveries(msg, time, sender, client, queue_id, source,"
-                    " segment, offset, length) VALUES (?,?,?,?,?,?,?,?,?)",
+                    " segment, offset, length, spool_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
     [S_INS_RCPT] = "INSERT INTO rcpts(delivery, msg, addr, domain) VALUES (?,?,?,?)",
     [S_HIT_ADDRS] = "SELECT role, name, addr FROM addrs WHERE msg = ? AND role IN (0,1,2)"
                     " ORDER BY rowid",
@@ -38,6 +38,7 @@ static const char *const idx_sql[S_COUNT] = {
                   " (SELECT 1 FROM addrs a WHERE a.msg = ?1 AND a.role IN (1,2)"
                   " AND a.addr = r.addr) ORDER BY r.rowid",
     [S_HIT_ATTS] = "SELECT name FROM attachments WHERE msg = ? AND depth = 1 ORDER BY seq",
+    [S_FIND_SPOOL] = "SELECT msg FROM deliveries WHERE spool_id = ?",
 };
 
 struct idx {
@@ -78,6 +79,23 @@ static const char idx_schema_v1[] =
     "CREATE VIRTUAL TABLE fts USING fts5(subject, body, attname, atttext,"
     " content='', tokenize='" TOK_NAME "');";
 
+/* Version 2: the spool id of a delivery (an entry is archived once), the
+ * hash chain and its checkpoints, and where the store ended at the last
+ * commit. */
+static const char idx_schema_v2[] =
+    "ALTER TABLE deliveries ADD COLUMN spool_id TEXT;"
+    "CREATE UNIQUE INDEX deliveries_spool ON deliveries(spool_id)"
+    " WHERE spool_id IS NOT NULL;"
+    "CREATE TABLE chain(seq INTEGER PRIMARY KEY, time INTEGER NOT NULL,"
+    " type TEXT NOT NULL, msg INTEGER, hash BLOB NOT NULL,"
+    " segment INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL);"
+    "CREATE INDEX chain_msg ON chain(msg);"
+    "CREATE TABLE checkpoints(id INTEGER PRIMARY KEY, seq INTEGER NOT NULL,"
+    " time INTEGER NOT NULL, hash BLOB NOT NULL, key TEXT NOT NULL,"
+    " signature BLOB, segment INTEGER NOT NULL, offset INTEGER NOT NULL,"
+    " length INTEGER NOT NULL);"
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value NOT NULL);";
+
 static int idx_exec(struct idx *idx, const char *sql, char **error_r)
 {
     char *msg = NULL;
@@ -112,7 +130,9 @@ static int idx_migrate(struct idx *idx, char **error_r)
     /* Each step takes the schema one version forward. */
     if (version < 1 && idx_exec(idx, idx_schema_v1, error_r) < 0)
         goto fail;
-    if (idx_exec(idx, "PRAGMA user_version = 1", error_r) < 0)
+    if (version < 2 && idx_exec(idx, idx_schema_v2, error_r) < 0)
+        goto fail;
+    if (idx_exec(idx, "PRAGMA user_version = " G_STRINGIFY(IDX_SCHEMA_VERSION), error_r) < 0)
         goto fail;
     return idx_exec(idx, "COMMIT", error_r);
 fail:
@@ -266,6 +286,24 @@ int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
     return found;
 }
 
+int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r)
+{
+    sqlite3_stmt *st = idx->stmt[S_FIND_SPOOL];
+    int rc, found = 0;
+
+    sqlite3_bind_text(st, 1, spool_id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        if (msg_r != NULL)
+            *msg_r = sqlite3_column_int64(st, 0);
+    } else if (rc != SQLITE_DONE) {
+        return stmt_fail(idx, st, error_r);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
 static const char *addr_domain(const char *addr)
 {
     const char *at = strrchr(addr, '@');
@@ -374,6 +412,10 @@ int idx_add_delivery(struct idx *idx, gint64 msg_id, const struct idx_envelope *
         for (int i = 7; i <= 9; i++)
             sqlite3_bind_null(st, i);
     }
+    if (env->spool_id != NULL && *env->spool_id != '\0')
+        sqlite3_bind_text(st, 10, env->spool_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 10);
     if (step_done(idx, st, error_r) < 0)
         return -1;
     did = sqlite3_last_insert_rowid(idx->db);

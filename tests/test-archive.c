@@ -64,8 +64,8 @@ static void test_deliveries_and_bcc(void)
     struct fixture fx;
     const char *r1[] = { "bob@customer.example", "alice.private@163.com", NULL };
     const char *r2[] = { "bob@customer.example", NULL };
-    struct idx_envelope e1 = { 1000, "alice@corp.example", "127.0.0.1", "ABC", "test", r1 };
-    struct idx_envelope e2 = { 2000, "alice@corp.example", "127.0.0.1", "DEF", "test", r2 };
+    struct idx_envelope e1 = { 1000, "alice@corp.example", "127.0.0.1", "ABC", "test", r1, NULL };
+    struct idx_envelope e2 = { 2000, "alice@corp.example", "127.0.0.1", "DEF", "test", r2, NULL };
     struct idx_stats st;
     gint64 id1, id2;
     int dup1, dup2;
@@ -94,7 +94,7 @@ static void test_deliveries_and_bcc(void)
 static void test_no_envelope_dup(void)
 {
     struct fixture fx;
-    struct idx_envelope e = { 1000, "", "", "", "import:x", NULL };
+    struct idx_envelope e = { .time = 1000, .sender = "", .client = "", .queue_id = "", .source = "import:x" };
     struct idx_stats st;
     int dup;
     char *err = NULL;
@@ -127,7 +127,7 @@ static const struct { const char *s; size_t len; } odd_msgs[] = {
 static void test_odd_messages(void)
 {
     struct fixture fx;
-    struct idx_envelope e = { 1, "", "", "", "test", NULL };
+    struct idx_envelope e = { .time = 1, .sender = "", .client = "", .queue_id = "", .source = "test" };
     gint64 ids[G_N_ELEMENTS(odd_msgs)];
     char *err = NULL;
 

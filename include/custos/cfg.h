@@ -27,6 +27,14 @@ struct cfg {
     char *arc_key_id;           /* key_id: key for new objects, or NULL = last */
     int arc_batch;              /* batch: messages per index transaction */
 
+    /* [spool] */
+    char *spool_dir;            /* dir: NULL = ARCHIVE_DIR/spool (cfg_spool_dir) */
+
+    /* [chain] */
+    char *chain_sign_key;       /* sign_key: Ed25519 private key (PEM), or NULL */
+    char *chain_verify_key;     /* verify_key: its public key (PEM), or NULL */
+    int chain_interval;         /* checkpoint_interval: seconds, ingest --follow */
+
     /* [limits] */
     uint64_t lim_message_size;  /* message_size */
     int lim_depth;              /* depth */
@@ -50,6 +58,9 @@ int cfg_load(const char *path, struct cfg **cfg_r, char **error_r);
 struct cfg *cfg_defaults(void);
 
 void cfg_free(struct cfg **cfg);
+
+/* The spool directory: [spool] dir, else ARCHIVE_DIR/spool (g_free it). */
+char *cfg_spool_dir(const struct cfg *cfg);
 
 /* Print every option with its current value, key-file syntax. */
 void cfg_dump(const struct cfg *cfg, FILE *out);

@@ -24,7 +24,8 @@
  *              time INTEGER NOT NULL, sender TEXT NOT NULL,
  *              client TEXT NOT NULL, queue_id TEXT NOT NULL,
  *              source TEXT NOT NULL,         -- "import:PATH", "milter", ...
- *              segment INTEGER, offset INTEGER, length INTEGER)
+ *              segment INTEGER, offset INTEGER, length INTEGER,
+ *              spool_id TEXT UNIQUE)          -- v2: the spool entry, or NULL
  *   rcpts(delivery INTEGER NOT NULL, msg INTEGER NOT NULL,
  *         addr TEXT NOT NULL,               -- envelope recipient, lower case
  *         domain TEXT NOT NULL)
@@ -41,7 +42,7 @@
 #include "custos/msg.h"
 #include "custos/store.h"
 
-#define IDX_SCHEMA_VERSION 1
+#define IDX_SCHEMA_VERSION 2
 
 #define IDX_CREATE 1
 #define IDX_RDONLY 2
@@ -55,6 +56,7 @@ struct idx_envelope {
     const char *queue_id;   /* Postfix queue id, "" if none */
     const char *source;     /* "import:PATH", "milter", ... */
     const char *const *rcpts; /* envelope recipients, NULL-terminated */
+    const char *spool_id;   /* spool entry it came from, or NULL */
 };
 
 /* One search hit, as search --json prints it. */
@@ -86,6 +88,9 @@ int idx_find_sha(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
 /* Look a message up by archive id: 1 found, 0 not, -1 error. */
 int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
                 struct store_loc *loc_r, char **error_r);
+
+/* The message a spool entry was archived as: 1 found (msg_r), 0 not, -1. */
+int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r);
 
 /* Insert a new message (its sha must not be there yet). */
 int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],

@@ -1,0 +1,82 @@
+/*
+ * spool.h - the durable spool between custos-milter and the archive
+ *
+ * One file per message under SPOOL/new/, named
+ *   TIME.USEC.PID.RANDOM16HEX      (e.g. 1764556800.123456.4242.9f3c0a1be27d4c55)
+ * which is its spool id, unique for ever (recorded with the delivery, so
+ * an entry ingested twice is archived once). The writer creates it in
+ * SPOOL/tmp/, writes, fsyncs, renames into SPOOL/new/ and fsyncs
+ * SPOOL/new/: once spool_write() returns 0 the message survives a crash
+ * and the milter may let Postfix accept it. Entries that cannot be read
+ * are moved to SPOOL/failed/ (with NAME.reason beside them), never deleted.
+ *
+ * File format, version 1: a text header, an empty line, the raw message.
+ *   CUSTOS-SPOOL 1
+ *   time 1764556800                 unix time received
+ *   client 192.0.2.7 [mx.example]   free text, may be empty
+ *   sender alice@example.com        envelope sender, may be empty (<>)
+ *   rcpt bob@example.com            one line per envelope recipient (>= 0)
+ *   queue-id 4Xk2Lp1z3Nz9           may be empty
+ *   source milter                   who wrote it
+ *   size 12345                      bytes of the raw message
+ *   sha256 HEX64                    of the raw message
+ *   <empty line>
+ *   raw message bytes (exactly size of them, nothing after)
+ * Header lines are "key SP value" (the space is there when the value is
+ * empty too); values are UTF-8 with '%', CR, LF and NUL written as %25,
+ * %0D, %0A, %00. Keys in this order; rcpt repeats. An unknown key, a
+ * missing key, a size or hash that does not match is an error naming it.
+ */
+#ifndef CUSTOS_SPOOL_H
+#define CUSTOS_SPOOL_H
+
+#include <stddef.h>
+#include <glib.h>
+#include "custos/util.h"
+
+#define SPOOL_MAGIC "CUSTOS-SPOOL 1"
+#define SPOOL_ID_MAX 64
+
+/* An entry's envelope and raw message. */
+struct spool_entry {
+    char id[SPOOL_ID_MAX + 1];  /* the file name; "" from spool_parse() */
+    gint64 time;
+    char *client, *sender, *queue_id, *source;
+    char **rcpts;               /* NULL-terminated, never NULL */
+    GBytes *raw;
+};
+
+/* Create SPOOL and its tmp/, new/, failed/ (mode 0770). Idempotent. */
+int spool_init(const char *spool_dir, char **error_r);
+
+/* Write one entry durably (see above). e->id is ignored; the new id is
+ * copied to id_r (SPOOL_ID_MAX + 1 bytes) if not NULL. On error nothing
+ * is left in new/ (the temp file is removed). */
+int spool_write(const char *spool_dir, const struct spool_entry *e,
+                char *id_r, char **error_r);
+
+/* Parse an entry from memory (the whole file). error_r says what is wrong
+ * and where (the header line). Also the fuzzing entry point. */
+int spool_parse(const void *buf, size_t len, struct spool_entry **e_r, char **error_r);
+
+/* Read SPOOL/new/ID. */
+int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
+               char **error_r);
+
+/* Entries waiting in SPOOL/new/, oldest first (by name); names that are
+ * not spool ids (editor droppings, dot files) are skipped. */
+int spool_list(const char *spool_dir, GPtrArray **ids_r, char **error_r);
+
+/* Remove SPOOL/new/ID once archived. Directory fsync is left to
+ * spool_sync() so a batch costs one. */
+int spool_remove(const char *spool_dir, const char *id, char **error_r);
+int spool_sync(const char *spool_dir, char **error_r);
+
+/* Move SPOOL/new/ID to SPOOL/failed/ID and write failed/ID.reason; both
+ * synced. The entry is kept whole. */
+int spool_fail(const char *spool_dir, const char *id, const char *reason,
+               char **error_r);
+
+void spool_entry_free(struct spool_entry **e);
+
+#endif
