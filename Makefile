@@ -3,6 +3,7 @@
 #   make          build (-Wall -Wextra -Werror)
 #   make check    run every test (CUnit)
 #   make asan     build and test with AddressSanitizer + UBSan
+#   make fuzz     run each libFuzzer target FUZZ_TIME s (clang; see fuzz/run.sh)
 #   make demo     an archive under ./var from real sample mail, then searched
 #   make bench    run the benchmarks in bench/
 #   make install  PREFIX=/usr/local DESTDIR=
@@ -81,14 +82,50 @@ corpus: $(CORPUS)/.done
 $(CORPUS)/.done: tests/data/fetch-corpus.sh
 	sh tests/data/fetch-corpus.sh $(CORPUS)
 
+# make check also runs each fuzz target briefly (not with SUITES=...).
+FUZZ_CHECK ?= $(if $(SUITES),,yes)
 check: all corpus
 	CUSTOS_CORPUS=$(CORPUS) CUSTOS_BIN=$(CURDIR)/$(BUILD) CUSTOS_SRC=$(CURDIR) \
 	  $(BUILD)/run-tests $(SUITES)
+	$(if $(FUZZ_CHECK),$(MAKE) fuzz-check)
 
 asan:
 	$(MAKE) BUILD=build-asan CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  EXTRA_LDFLAGS="-fsanitize=address,undefined" check
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" FUZZ_CHECK= check
+
+# libFuzzer targets fuzz/fuzz-NAME.c, one per parser, built with clang,
+# ASan and UBSan in build-fuzz/. Seeds in tests/fuzz/NAME; `make fuzz`
+# keeps what it finds in var/fuzz/NAME for the next run. A crash stops
+# with the input's path (see fuzz/run.sh); make it a regression test.
+FUZZ_BUILD       = build-fuzz
+FUZZ_TIME       ?= 300
+FUZZ_CHECK_TIME ?= 15
+FUZZ_OPTS       ?= -timeout=10 -rss_limit_mb=2048
+FUZZ_NAMES      := $(patsubst fuzz/fuzz-%.c,%,$(wildcard fuzz/fuzz-*.c))
+FUZZ_BINS       := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz-%)
+FUZZ_MAXLEN_msg    = 65536
+FUZZ_MAXLEN_query  = 4200
+FUZZ_MAXLEN_spool  = 65536
+
+fuzz-build:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=fuzzer,address,undefined" fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+$(FUZZ_BINS): $(BUILD)/fuzz/fuzz-%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+fuzz: fuzz-build
+	@$(foreach n,$(FUZZ_NAMES),sh fuzz/run.sh $(FUZZ_BUILD) $(n) $(FUZZ_TIME) var/fuzz/$(n) \
+	  -max_len=$(FUZZ_MAXLEN_$(n)) $(FUZZ_OPTS) &&) true
+
+# Seeds only, into a scratch corpus: the same inputs every time.
+fuzz-check: fuzz-build
+	@$(foreach n,$(FUZZ_NAMES),rm -rf $(FUZZ_BUILD)/fuzz/check/$(n) && \
+	  sh fuzz/run.sh $(FUZZ_BUILD) $(n) $(FUZZ_CHECK_TIME) $(FUZZ_BUILD)/fuzz/check/$(n) \
+	  -max_len=$(FUZZ_MAXLEN_$(n)) $(FUZZ_OPTS) &&) true
 
 deps:
 	@missing=""; for p in $(DEB_DEPS); do \
@@ -116,6 +153,6 @@ install: all
 	install -m 0644 conf/custos.conf.sample $(DESTDIR)$(SYSCONFDIR)/custos/custos.conf.sample
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all check asan deps demo bench install clean corpus
+.PHONY: all check asan deps demo bench install clean corpus fuzz fuzz-build fuzz-bins fuzz-check
