@@ -16,7 +16,7 @@ SYSCONFDIR ?= /etc
 
 CC         ?= cc
 BUILD      ?= build
-PKGS        = gmime-3.0 glib-2.0 sqlite3 libarchive libzstd libcrypto zlib cunit
+PKGS        = gmime-3.0 glib-2.0 json-glib-1.0 sqlite3 libarchive libzstd libcrypto zlib cunit
 OPT        ?= -O2 -g
 CFLAGS_ALL  = -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
               -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
@@ -25,7 +25,7 @@ LDLIBS_ALL  = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lpthread -lm $
 # Debian packages: build, test, demo and benchmark dependencies.
 DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
               libgmime-3.0-dev libglib2.0-dev libsqlite3-dev libarchive-dev \
-              libzstd-dev libssl-dev zlib1g-dev libcunit1-dev \
+              libzstd-dev libssl-dev zlib1g-dev libcunit1-dev libjson-glib-dev \
               python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3
 
 LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))

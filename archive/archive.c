@@ -14,7 +14,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "custos/archive.h"
+#include "custos/chain.h"
 #include "custos/log.h"
+#include "custos/replay.h"
 #include "custos/util.h"
 
 #define ARC_DICT_SAMPLES 1000
@@ -30,6 +32,11 @@ struct arc {
     int in_txn;
     int pending;                /* adds in the open transaction */
     GPtrArray *samples;         /* GBytes *: dictionary training set */
+    /* The hash chain: head of what is written (pending included) and of
+     * what is committed. */
+    gint64 seq, seq_committed;
+    unsigned char head[CUS_SHA256_LEN], head_committed[CUS_SHA256_LEN];
+    struct chain_key *sign_key; /* [chain] sign_key, or NULL */
 };
 
 static char *index_path(const char *dir)
@@ -68,6 +75,134 @@ int arc_init(const struct cfg *cfg, char **error_r)
     return ret;
 }
 
+static int arc_set_end(struct arc *arc, const struct store_loc *end, char **error_r)
+{
+    char buf[48];
+
+    g_snprintf(buf, sizeof(buf), "%u:%" G_GUINT64_FORMAT, end->segment, end->offset);
+    return idx_meta_set(arc->idx, "store_end", buf, error_r);
+}
+
+static int chain_load_head(struct arc *arc, char **error_r)
+{
+    int found = idx_chain_head(arc->idx, &arc->seq, arc->head, error_r);
+
+    if (found < 0)
+        return -1;
+    if (found == 0) {
+        arc->seq = 0;
+        chain_genesis(arc->head);
+    }
+    arc->seq_committed = arc->seq;
+    memcpy(arc->head_committed, arc->head, CUS_SHA256_LEN);
+    return 0;
+}
+
+/* "SEGMENT:OFFSET", as kept in meta store_end. */
+static int parse_loc(const char *s, struct store_loc *loc)
+{
+    unsigned long seg;
+    unsigned long long off;
+    char *end;
+
+    memset(loc, 0, sizeof(*loc));
+    seg = strtoul(s, &end, 10);
+    if (*end != ':')
+        return -1;
+    off = strtoull(end + 1, &end, 10);
+    if (*end != '\0' || seg > UINT32_MAX)
+        return -1;
+    loc->segment = (uint32_t)seg;
+    loc->offset = off;
+    return 0;
+}
+
+static int loc_cmp(const struct store_loc *a, const struct store_loc *b)
+{
+    if (a->segment != b->segment)
+        return a->segment < b->segment ? -1 : 1;
+    return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+/*
+ * After a crash: the store may hold records past what index.db committed
+ * (meta store_end). Whole groups there (ending in their chain event) were
+ * synced before the index commit that did not happen: index them now (roll
+ * forward). Records of a group that was never finished are cut off; their
+ * source (a spool entry, an import) is still there to be run again.
+ */
+static int arc_recover(struct arc *arc, char **error_r)
+{
+    struct store_loc committed, end, done;
+    struct replay *rp = NULL;
+    struct replay_stats rs;
+    char *val = NULL;
+    int found, ret = -1;
+
+    if (store_tell(arc->store, &end, error_r) < 0)
+        return -1;
+    found = idx_meta_get(arc->idx, "store_end", &val, error_r);
+    if (found < 0)
+        return -1;
+    if (found == 0 || parse_loc(val, &committed) < 0) {
+        gint64 n = 0;
+        unsigned char h[CUS_SHA256_LEN];
+
+        /* A new archive, or one from before the chain: all of it counts. */
+        if (idx_chain_head(arc->idx, &n, h, NULL) <= 0 && end.segment != 0)
+            log_warn("archive %s: index.db does not say where the store ended "
+                     "(an archive made before the hash chain?); taking it as is",
+                     arc->dir);
+        g_free(val);
+        return 0;
+    }
+    g_free(val);
+    if (loc_cmp(&end, &committed) == 0)
+        return 0;
+    if (loc_cmp(&end, &committed) < 0) {
+        log_error("archive %s: the store ends at seg-%06u.cseg offset %" G_GUINT64_FORMAT
+                  ", before what index.db committed (seg-%06u.cseg offset %"
+                  G_GUINT64_FORMAT "): data is missing; run custos-archive verify",
+                  arc->dir, end.segment, end.offset, committed.segment, committed.offset);
+        return 0;
+    }
+    if (chain_load_head(arc, error_r) < 0)
+        return -1;
+    if (idx_begin(arc->idx, error_r) < 0)
+        return -1;
+    rp = replay_new(arc->idx, &arc->lim, arc->seq, arc->head);
+    if (replay_run(rp, arc->store, &committed, error_r) < 0)
+        goto out;
+    replay_stats(rp, &rs, &done);
+    if (rs.problems > 0)
+        log_error("archive %s: %" G_GINT64_FORMAT " records after the last commit could "
+                  "not be indexed (see above); run custos-archive verify", arc->dir,
+                  rs.problems);
+    if (rs.pending > 0) {
+        /* A group never spans segments: it started at the top of this one. */
+        if (done.segment != end.segment) {
+            done.segment = end.segment;
+            done.offset = 0;
+        }
+        if (store_truncate(arc->store, &done, error_r) < 0)
+            goto out;
+    }
+    if (store_tell(arc->store, &end, error_r) < 0 || arc_set_end(arc, &end, error_r) < 0)
+        goto out;
+    if (idx_commit(arc->idx, error_r) < 0)
+        goto out;
+    if (rs.events > 0)
+        log_warn("archive %s: indexed %" G_GINT64_FORMAT " messages and %" G_GINT64_FORMAT
+                 " deliveries (chain up to %" G_GINT64_FORMAT ") stored before a crash "
+                 "but not yet in index.db", arc->dir, rs.messages, rs.deliveries, rs.seq);
+    ret = 0;
+out:
+    if (ret < 0)
+        idx_rollback(arc->idx);
+    replay_free(&rp);
+    return ret;
+}
+
 int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_r)
 {
     struct arc *arc = g_new0(struct arc, 1);
@@ -98,6 +233,13 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     arc->lim.text_size = cfg->lim_text_size;
     if (arc->writable && cfg->arc_dict && !store_has_dict(arc->store))
         arc->samples = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    if (arc->writable && cfg->chain_sign_key != NULL &&
+        chain_key_load_private(cfg->chain_sign_key, &arc->sign_key, error_r) < 0)
+        goto fail;
+    if (arc->writable && arc_recover(arc, error_r) < 0)
+        goto fail;
+    if (chain_load_head(arc, error_r) < 0)
+        goto fail;
     g_free(path);
     *arc_r = arc;
     return 0;
@@ -120,6 +262,7 @@ void arc_close(struct arc **arcp)
     }
     idx_close(&arc->idx);
     store_close(&arc->store);
+    chain_key_free(&arc->sign_key);
     if (arc->samples != NULL)
         g_ptr_array_free(arc->samples, TRUE);
     g_free(arc->dir);
@@ -134,12 +277,19 @@ const struct msg_limits *arc_limits(struct arc *arc) { return &arc->lim; }
 /* Keep a sample for the dictionary; train once there are enough. */
 static void dict_sample(struct arc *arc, const void *raw, size_t len)
 {
-    char *err = NULL;
-
     if (arc->samples == NULL)
         return;
-    g_ptr_array_add(arc->samples, g_bytes_new(raw, MIN(len, ARC_DICT_SAMPLE_MAX)));
     if (arc->samples->len < ARC_DICT_SAMPLES)
+        g_ptr_array_add(arc->samples, g_bytes_new(raw, MIN(len, ARC_DICT_SAMPLE_MAX)));
+}
+
+/* Train the dictionary between batches (its record stands alone, never in
+ * the middle of a message's group of records). */
+static void dict_train(struct arc *arc)
+{
+    char *err = NULL;
+
+    if (arc->samples == NULL || arc->samples->len < ARC_DICT_SAMPLES)
         return;
     if (store_train_dict(arc->store, (GBytes *const *)arc->samples->pdata,
                          arc->samples->len, &err) < 0) {
@@ -179,30 +329,62 @@ static GString *envelope_json(const struct idx_envelope *env, const char *sha_he
     return j;
 }
 
+static int arc_txn(struct arc *arc, char **error_r)
+{
+    if (!arc->writable)
+        return cus_error(error_r, "archive %s opened read-only", arc->dir);
+    if (arc->in_txn)
+        return 0;
+    if (idx_begin(arc->idx, error_r) < 0)
+        return -1;
+    arc->in_txn = 1;
+    return 0;
+}
+
+/* Append chain event seq+1 (store record, chain row); the group's last
+ * record. The chain head moves only once the caller's savepoint holds. */
+static int chain_append(struct arc *arc, const char *type, gint64 msg, const char *const *kv,
+                        gint64 *seq_r, unsigned char head_r[CUS_SHA256_LEN], char **error_r)
+{
+    gint64 seq = arc->seq + 1, now = (gint64)time(NULL);
+    GString *ev = chain_event_format(seq, now, type, kv);
+    unsigned char esha[CUS_SHA256_LEN];
+    struct store_loc loc;
+    int ret = -1;
+
+    cus_sha256(ev->str, ev->len, esha);
+    if (store_append(arc->store, STORE_EVENT, esha, ev->str, ev->len, &loc, error_r) < 0)
+        goto out;
+    chain_step(arc->head, ev->str, ev->len, head_r);
+    if (idx_add_chain(arc->idx, seq, now, type, msg, head_r, &loc, error_r) < 0)
+        goto out;
+    *seq_r = seq;
+    ret = 0;
+out:
+    g_string_free(ev, TRUE);
+    return ret;
+}
+
 /* Archive one delivery whose SHA-256 is known; m is the parsed message or
- * NULL (parsed here if the bytes are new). m is freed. */
+ * NULL (parsed here if the bytes are new). m is freed. The records of one
+ * add -- message (if new), delivery, chain event -- are one group: all of
+ * them or (after an error, cut back off) none. */
 static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
                           const unsigned char sha[CUS_SHA256_LEN], struct msg *m,
                           const struct idx_envelope *env, gint64 *id_r, int *dup_r,
                           char **error_r)
 {
-    unsigned char dsha[CUS_SHA256_LEN];
-    char hex[CUS_SHA256_HEX];
-    struct store_loc loc, dloc;
+    unsigned char dsha[CUS_SHA256_LEN], head[CUS_SHA256_LEN];
+    char hex[CUS_SHA256_HEX], dhex[CUS_SHA256_HEX], idbuf[24];
+    struct store_loc loc, dloc, start;
     GString *ej = NULL;
-    gint64 id = 0;
-    int found, ret = -1;
+    gint64 id = 0, seq = 0;
+    int found = -1, held = 0, ret = -1;
+    char *perr = NULL;
 
-    if (!arc->writable) {
+    if (arc_txn(arc, error_r) < 0) {
         msg_free(&m);
-        return cus_error(error_r, "archive %s opened read-only", arc->dir);
-    }
-    if (!arc->in_txn) {
-        if (idx_begin(arc->idx, error_r) < 0) {
-            msg_free(&m);
-            return -1;
-        }
-        arc->in_txn = 1;
+        return -1;
     }
     if (env->spool_id != NULL) {
         /* An entry archived before a crash kept it from being removed. */
@@ -222,32 +404,62 @@ static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
     found = idx_find_sha(arc->idx, sha, &id, NULL, error_r);
     if (found < 0)
         goto out;
-    if (idx_savepoint(arc->idx, error_r) < 0)
-        goto out;
     if (found && env->rcpts == NULL) {
         /* Same bytes again with no envelope to add: nothing new to keep. */
         ret = 0;
         goto out;
     }
+    if (idx_savepoint(arc->idx, error_r) < 0) {
+        found = -1;
+        goto out;
+    }
+    if (store_tell(arc->store, &start, error_r) < 0)
+        goto out;
+    store_hold_seal(arc->store, 1, NULL);
+    held = 1;
     if (!found) {
-        if (m == NULL && msg_parse(raw, len, &arc->lim, &m, error_r) < 0)
-            goto out;
+        if (m == NULL && msg_parse(raw, len, &arc->lim, &m, &perr) < 0) {
+            log_warn("message %s: %s; archived unparsed", hex, perr);
+            m = msg_new_unparsed(perr);
+            g_free(perr);
+        }
         if (store_append(arc->store, STORE_MESSAGE, sha, raw, len, &loc, error_r) < 0)
             goto out;
-        if (idx_add_message(arc->idx, sha, &loc, len, m, (gint64)time(NULL), &id,
+        if (idx_add_message(arc->idx, sha, &loc, len, m, (gint64)time(NULL), 0, &id,
                             error_r) < 0)
             goto out;
-        dict_sample(arc, raw, len);
     }
     ej = envelope_json(env, hex);
     cus_sha256(ej->str, ej->len, dsha);
+    cus_hex(dsha, CUS_SHA256_LEN, dhex);
     if (store_append(arc->store, STORE_DELIVERY, dsha, ej->str, ej->len, &dloc, error_r) < 0)
         goto out;
     if (idx_add_delivery(arc->idx, id, env, &dloc, error_r) < 0)
         goto out;
+    g_snprintf(idbuf, sizeof(idbuf), "%" G_GINT64_FORMAT, id);
+    {
+        const char *kv[] = { "id", idbuf, "message", hex, "delivery", dhex, NULL };
+
+        if (chain_append(arc, found ? "deliver" : "add", id, kv, &seq, head, error_r) < 0)
+            goto out;
+    }
     ret = 0;
 out:
-    if (found >= 0 && arc->in_txn) {
+    if (held) {
+        char *err = NULL;
+
+        if (ret < 0 && start.segment != 0 && store_truncate(arc->store, &start, &err) < 0) {
+            log_error("%s", err);
+            g_free(err);
+        }
+        if (store_hold_seal(arc->store, 0, ret == 0 ? error_r : &err) < 0) {
+            if (ret < 0) {
+                g_free(err);
+            }
+            ret = -1;
+        }
+    }
+    if (found >= 0 && held) {
         /* Keep this message's rows only if all of them made it. */
         if (ret == 0)
             ret = idx_release(arc->idx, error_r);
@@ -255,6 +467,12 @@ out:
             idx_rollback_savepoint(arc->idx);
     }
     if (ret == 0) {
+        if (seq > 0) {
+            arc->seq = seq;
+            memcpy(arc->head, head, CUS_SHA256_LEN);
+        }
+        if (!found)
+            dict_sample(arc, raw, len);
         if (id_r != NULL)
             *id_r = id;
         if (dup_r != NULL)
@@ -459,14 +677,21 @@ void arc_pipe_free(struct arc_pipe **pp)
 
 int arc_flush(struct arc *arc, char **error_r)
 {
+    struct store_loc end;
+
     if (!arc->in_txn)
         return 0;
     if (store_sync(arc->store, error_r) < 0)
+        return -1;
+    if (store_tell(arc->store, &end, error_r) < 0 || arc_set_end(arc, &end, error_r) < 0)
         return -1;
     if (idx_commit(arc->idx, error_r) < 0)
         return -1;
     arc->in_txn = 0;
     arc->pending = 0;
+    arc->seq_committed = arc->seq;
+    memcpy(arc->head_committed, arc->head, CUS_SHA256_LEN);
+    dict_train(arc);
     return 0;
 }
 
@@ -476,6 +701,63 @@ void arc_abort(struct arc *arc)
         idx_rollback(arc->idx);
     arc->in_txn = 0;
     arc->pending = 0;
+    arc->seq = arc->seq_committed;
+    memcpy(arc->head, arc->head_committed, CUS_SHA256_LEN);
+}
+
+int arc_checkpoint(struct arc *arc, int force, struct arc_checkpoint_info *info,
+                   char **error_r)
+{
+    unsigned char sha[CUS_SHA256_LEN];
+    struct chain_checkpoint cp;
+    struct store_loc loc;
+    GString *text = NULL;
+    sqlite3_stmt *st = NULL;
+    gint64 last = -1;
+    int ret = -1;
+
+    if (arc_flush(arc, error_r) < 0)
+        return -1;
+    if (sqlite3_prepare_v2(idx_db(arc->idx), "SELECT max(seq) FROM checkpoints", -1, &st,
+                           NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL)
+        last = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (!force && (last == arc->seq || arc->seq == 0)) {
+        if (info != NULL)
+            memset(info, 0, sizeof(*info));
+        return 0;
+    }
+    if (chain_checkpoint_format(arc->seq, arc->head, (gint64)time(NULL), arc->sign_key,
+                                &text, error_r) < 0)
+        return -1;
+    if (chain_checkpoint_parse(text->str, text->len, &cp, error_r) < 0)
+        goto out;
+    if (arc_txn(arc, error_r) < 0)
+        goto out;
+    cus_sha256(text->str, text->len, sha);
+    if (store_append(arc->store, STORE_CHECKPOINT, sha, text->str, text->len, &loc,
+                     error_r) < 0 ||
+        idx_add_checkpoint(arc->idx, cp.seq, cp.time, cp.hash, cp.key,
+                           cp.is_signed ? cp.sig : NULL, sizeof(cp.sig), &loc, error_r) < 0) {
+        arc_abort(arc);
+        goto out;
+    }
+    if (arc_flush(arc, error_r) < 0)
+        goto out;
+    if (info != NULL) {
+        memset(info, 0, sizeof(*info));
+        info->made = 1;
+        info->seq = cp.seq;
+        info->time = cp.time;
+        memcpy(info->hash, cp.hash, CUS_SHA256_LEN);
+        g_strlcpy(info->key, cp.key, sizeof(info->key));
+    }
+    ret = 0;
+out:
+    if (text != NULL)
+        g_string_free(text, TRUE);
+    return ret;
 }
 
 int arc_get_raw(struct arc *arc, gint64 id, GBytes **raw_r, char **error_r)

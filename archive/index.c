@@ -16,15 +16,16 @@
 
 enum idx_stmt {
     S_FIND_SHA, S_FIND_ID, S_INS_MSG, S_INS_ADDR, S_INS_ATT, S_INS_FTS,
-    S_INS_DELIV, S_INS_RCPT, S_HIT_ADDRS, S_HIT_BCC, S_HIT_ATTS, S_FIND_SPOOL, S_COUNT
+    S_INS_DELIV, S_INS_RCPT, S_HIT_ADDRS, S_HIT_BCC, S_HIT_ATTS, S_FIND_SPOOL,
+    S_INS_CHAIN, S_CHAIN_HEAD, S_INS_CP, S_META_GET, S_META_SET, S_COUNT
 };
 
 static const char *const idx_sql[S_COUNT] = {
     [S_FIND_SHA] = "SELECT id, segment, offset, length FROM messages WHERE sha256 = ?",
     [S_FIND_ID] = "SELECT sha256, segment, offset, length FROM messages WHERE id = ?",
     [S_INS_MSG] = "INSERT INTO messages(sha256, segment, offset, length, raw_size, date,"
-                  " message_id, subject, n_att, limits, added)"
-                  " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                  " message_id, subject, n_att, limits, added, id)"
+                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_INS_ADDR] = "INSERT INTO addrs(msg, role, name, addr, domain) VALUES (?,?,?,?,?)",
     [S_INS_ATT] = "INSERT INTO attachments(msg, seq, name, type, path, size, sha256, depth)"
                   " VALUES (?,?,?,?,?,?,?,?)",
@@ -39,6 +40,13 @@ static const char *const idx_sql[S_COUNT] = {
                   " AND a.addr = r.addr) ORDER BY r.rowid",
     [S_HIT_ATTS] = "SELECT name FROM attachments WHERE msg = ? AND depth = 1 ORDER BY seq",
     [S_FIND_SPOOL] = "SELECT msg FROM deliveries WHERE spool_id = ?",
+    [S_INS_CHAIN] = "INSERT INTO chain(seq, time, type, msg, hash, segment, offset, length)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+    [S_CHAIN_HEAD] = "SELECT seq, hash FROM chain ORDER BY seq DESC LIMIT 1",
+    [S_INS_CP] = "INSERT INTO checkpoints(seq, time, hash, key, signature, segment, offset,"
+                 " length) VALUES (?,?,?,?,?,?,?,?)",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?",
+    [S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)",
 };
 
 struct idx {
@@ -237,6 +245,14 @@ static int stmt_fail(struct idx *idx, sqlite3_stmt *st, char **error_r)
     return -1;
 }
 
+static int step_done(struct idx *idx, sqlite3_stmt *st, char **error_r)
+{
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return stmt_fail(idx, st, error_r);
+    sqlite3_reset(st);
+    return 0;
+}
+
 static void loc_from(sqlite3_stmt *st, int col, struct store_loc *loc)
 {
     if (loc == NULL)
@@ -304,23 +320,106 @@ int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **
     return found;
 }
 
+int idx_add_chain(struct idx *idx, gint64 seq, gint64 time, const char *type, gint64 msg,
+                  const unsigned char hash[CUS_SHA256_LEN], const struct store_loc *loc,
+                  char **error_r)
+{
+    sqlite3_stmt *st = idx->stmt[S_INS_CHAIN];
+
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, time);
+    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+    if (msg > 0)
+        sqlite3_bind_int64(st, 4, msg);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_blob(st, 5, hash, CUS_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, loc->segment);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)loc->offset);
+    sqlite3_bind_int64(st, 8, loc->length);
+    return step_done(idx, st, error_r);
+}
+
+int idx_chain_head(struct idx *idx, gint64 *seq_r, unsigned char hash_r[CUS_SHA256_LEN],
+                   char **error_r)
+{
+    sqlite3_stmt *st = idx->stmt[S_CHAIN_HEAD];
+    int rc, found = 0;
+
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        *seq_r = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_bytes(st, 1) != CUS_SHA256_LEN) {
+            sqlite3_reset(st);
+            return cus_error(error_r, "%s: chain entry %" G_GINT64_FORMAT " has no valid hash",
+                             idx->path, *seq_r);
+        }
+        memcpy(hash_r, sqlite3_column_blob(st, 1), CUS_SHA256_LEN);
+    } else if (rc != SQLITE_DONE) {
+        return stmt_fail(idx, st, error_r);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+int idx_add_checkpoint(struct idx *idx, gint64 seq, gint64 time,
+                       const unsigned char hash[CUS_SHA256_LEN], const char *key,
+                       const unsigned char *sig, size_t sig_len, const struct store_loc *loc,
+                       char **error_r)
+{
+    sqlite3_stmt *st = idx->stmt[S_INS_CP];
+
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_int64(st, 2, time);
+    sqlite3_bind_blob(st, 3, hash, CUS_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, key, -1, SQLITE_STATIC);
+    if (sig != NULL)
+        sqlite3_bind_blob(st, 5, sig, (int)sig_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 5);
+    sqlite3_bind_int64(st, 6, loc->segment);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)loc->offset);
+    sqlite3_bind_int64(st, 8, loc->length);
+    return step_done(idx, st, error_r);
+}
+
+int idx_meta_get(struct idx *idx, const char *key, char **value_r, char **error_r)
+{
+    sqlite3_stmt *st = idx->stmt[S_META_GET];
+    int rc, found = 0;
+
+    *value_r = NULL;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        *value_r = g_strdup((const char *)sqlite3_column_text(st, 0));
+    } else if (rc != SQLITE_DONE) {
+        return stmt_fail(idx, st, error_r);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+int idx_meta_set(struct idx *idx, const char *key, const char *value, char **error_r)
+{
+    sqlite3_stmt *st = idx->stmt[S_META_SET];
+
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    return step_done(idx, st, error_r);
+}
+
 static const char *addr_domain(const char *addr)
 {
     const char *at = strrchr(addr, '@');
     return at != NULL ? at + 1 : "";
 }
 
-static int step_done(struct idx *idx, sqlite3_stmt *st, char **error_r)
-{
-    if (sqlite3_step(st) != SQLITE_DONE)
-        return stmt_fail(idx, st, error_r);
-    sqlite3_reset(st);
-    return 0;
-}
-
 int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
                     const struct store_loc *loc, uint64_t raw_size,
-                    const struct msg *m, gint64 added, gint64 *id_r,
+                    const struct msg *m, gint64 added, gint64 want_id, gint64 *id_r,
                     char **error_r)
 {
     sqlite3_stmt *st = idx->stmt[S_INS_MSG];
@@ -342,6 +441,10 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
     sqlite3_bind_int(st, 9, (int)m->atts->len);
     sqlite3_bind_text(st, 10, limits->str, (int)limits->len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 11, added);
+    if (want_id > 0)
+        sqlite3_bind_int64(st, 12, want_id);
+    else
+        sqlite3_bind_null(st, 12);
     if (step_done(idx, st, error_r) < 0)
         goto out;
     id = sqlite3_last_insert_rowid(idx->db);

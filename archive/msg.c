@@ -772,3 +772,12 @@ void msg_free(struct msg **msg)
     g_free(m);
     *msg = NULL;
 }
+
+struct msg *msg_new_unparsed(const char *why)
+{
+    struct msg *m = msg_new();
+
+    g_ptr_array_add(m->limits, g_strdup_printf("not parsed: %s", why));
+    m->malformed = 1;
+    return m;
+}

@@ -25,7 +25,8 @@
  *   then records back to back: a header, then stored_len payload bytes.
  *   The header is 56 bytes, or 84 + key id length when encrypted:
  *      0  4  magic "CREC"
- *      4  1  kind: 1 message, 2 delivery, 3 dictionary
+ *      4  1  kind: 1 message, 2 delivery, 3 dictionary, 4 chain event,
+ *            5 checkpoint
  *      5  1  compression: 0 none, 1 zstd, 2 zstd with dictionary dict_id
  *      6  1  encryption: 0 none, 1 AES-256-GCM
  *      7  1  key id length k: 1..32 when encrypted, else 0
@@ -147,6 +148,7 @@ struct store {
     int cur_fd;             /* last_seg open for appending; -1 = none/sealed */
     uint64_t cur_end;       /* where the next record goes */
     int cur_dirty;          /* appended since the last fsync */
+    int hold_seal;          /* a group of records is being written */
     char *broken;           /* why appends are refused (after a failure) */
 
     GHashTable *fds;        /* segment number -> fd + 1, for reads */
@@ -535,26 +537,26 @@ static int gcm_seal(struct store *st, const unsigned char *key,
 }
 
 /* Decrypt buf in place and check the tag; 0 or -1. */
-static int gcm_open(struct store *st, const unsigned char *key,
+static int gcm_open(EVP_CIPHER_CTX *evp, const unsigned char *key,
                     const unsigned char *nonce, const unsigned char *aad,
                     size_t aad_len, unsigned char *buf, size_t len, const unsigned char tag[TAG_LEN])
 {
     int outl;
     size_t done = 0;
 
-    if (EVP_DecryptInit_ex(st->evp, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
-        EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
-        EVP_DecryptInit_ex(st->evp, NULL, NULL, key, nonce) != 1 ||
-        EVP_DecryptUpdate(st->evp, NULL, &outl, aad, (int)aad_len) != 1)
+    if (EVP_DecryptInit_ex(evp, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_SET_IVLEN, NONCE_LEN, NULL) != 1 ||
+        EVP_DecryptInit_ex(evp, NULL, NULL, key, nonce) != 1 ||
+        EVP_DecryptUpdate(evp, NULL, &outl, aad, (int)aad_len) != 1)
         return -1;
     while (done < len) {
         int chunk = len - done > (1 << 30) ? (1 << 30) : (int)(len - done);
-        if (EVP_DecryptUpdate(st->evp, buf + done, &outl, buf + done, chunk) != 1)
+        if (EVP_DecryptUpdate(evp, buf + done, &outl, buf + done, chunk) != 1)
             return -1;
         done += (size_t)chunk;
     }
-    if (EVP_CIPHER_CTX_ctrl(st->evp, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)tag) != 1 ||
-        EVP_DecryptFinal_ex(st->evp, buf + len, &outl) != 1)
+    if (EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_GCM_SET_TAG, TAG_LEN, (void *)tag) != 1 ||
+        EVP_DecryptFinal_ex(evp, buf + len, &outl) != 1)
         return -1;
     return 0;
 }
@@ -618,8 +620,8 @@ typedef int scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno
 
 /* Scan one segment from its first record, fd positioned anywhere. A non-zero
  * callback return stops and is returned; -1 with error_r on I/O errors. */
-static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit,
-                        scan_cb *cb, void *ctx, char **error_r)
+static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t start,
+                        uint64_t limit, scan_cb *cb, void *ctx, char **error_r)
 {
     struct seg_scan sc = { .fd = fd, .segno = segno, .limit = limit };
     unsigned char *fh;
@@ -647,7 +649,18 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t limit
         ret = cus_error(error_r, "%s/%s: %s", st->dir, name, why);
         goto out;
     }
-    sc.pos = SEG_HDR_LEN;
+    if (start > SEG_HDR_LEN) {
+        /* Resume at a record boundary the caller knows (no resync). */
+        if (lseek(fd, (off_t)start, SEEK_SET) < 0) {
+            ret = cus_error_errno(error_r, "lseek(%s) failed", name);
+            goto out;
+        }
+        sc.base = start;
+        sc.len = sc.pos = 0;
+        sc.eof = 0;
+    } else {
+        sc.pos = SEG_HDR_LEN;
+    }
     for (;;) {
         uint64_t off = sc.base + sc.pos;
         size_t hlen = 0;
@@ -849,8 +862,8 @@ static int dict_find_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t s
     return 0;
 }
 
-static int seg_open_scan(struct store *st, uint32_t segno, scan_cb *cb, void *ctx,
-                         int *unsealed_r, char **error_r);
+static int seg_open_scan(struct store *st, uint32_t segno, uint64_t start, scan_cb *cb,
+                         void *ctx, int *unsealed_r, char **error_r);
 
 /* The dictionary with this id: loaded, else from dict-N.zdict, else from
  * its record in the segments (and then the file is written again). */
@@ -888,7 +901,7 @@ static struct store_dict *dict_get(struct store *st, uint32_t id, char **error_r
     }
     f.rec = g_byte_array_new();
     for (guint i = 0; i < segs->len; i++) {
-        if (seg_open_scan(st, g_array_index(segs, uint32_t, i), dict_find_cb, &f,
+        if (seg_open_scan(st, g_array_index(segs, uint32_t, i), 0, dict_find_cb, &f,
                           NULL, &err) < 0) {
             log_warn("looking for dictionary %" PRIu32 ": %s", id, err);
             g_free(err);
@@ -966,14 +979,25 @@ static int dict_use(struct store *st, uint32_t id, char **error_r)
 
 /* ---- decoding ---------------------------------------------------------- */
 
+/* What decoding needs that is not shared between threads. */
+struct dec {
+    ZSTD_DCtx *dctx;
+    EVP_CIPHER_CTX *evp;
+};
+
 /* Decrypt, decompress and hash-check one record; payload is modified.
- * DEC_OK with *data_r, else DEC_CORRUPT / DEC_UNAVAILABLE with error_r. */
-static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
-                      const unsigned char *raw, const struct rec_hdr *h,
-                      unsigned char *payload, GBytes **data_r, char **error_r)
+ * d is the dictionary for STORE_COMP_ZSTD_DICT if the caller has it, else
+ * NULL (looked up here: then only from the thread that owns st). data_r
+ * NULL: check only. DEC_OK (with *data_r), else DEC_CORRUPT /
+ * DEC_UNAVAILABLE with error_r. */
+static int rec_decode_with(struct store *st, struct dec *dc, const struct store_dict *d,
+                           uint32_t segno, uint64_t off, const unsigned char *raw,
+                           const struct rec_hdr *h, unsigned char *payload,
+                           GBytes **data_r, char **error_r)
 {
     unsigned char sha[CUS_SHA256_LEN];
-    GBytes *data;
+    unsigned char *out = NULL;
+    const unsigned char *plain;
     char *err = NULL;
 
     if (h->enc == ENC_AES256GCM) {
@@ -989,9 +1013,8 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
                       "which is not in key file %s", h->keyid, st->opts.key_file);
             return DEC_UNAVAILABLE;
         }
-        if (gcm_open(st, k->key, h->nonce, raw, h->len - TAG_LEN - 4, payload,
-                     (size_t)h->stored_len,
-                     h->tag) < 0) {
+        if (gcm_open(dc->evp, k->key, h->nonce, raw, h->len - TAG_LEN - 4, payload,
+                     (size_t)h->stored_len, h->tag) < 0) {
             obj_error(error_r, h->sha, segno, off, "authentication failed (the "
                       "record is corrupt, or key '%s' is not the key it was "
                       "written with)", h->keyid);
@@ -999,13 +1022,16 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
         }
     }
     if (h->comp == STORE_COMP_NONE) {
-        data = g_bytes_new(payload, (gsize)h->stored_len);
+        if (h->stored_len != h->raw_len) {
+            obj_error(error_r, h->sha, segno, off, "stored length %" PRIu64 " is not "
+                      "the raw length %" PRIu64, h->stored_len, h->raw_len);
+            return DEC_CORRUPT;
+        }
+        plain = payload;
     } else {
-        struct store_dict *d = NULL;
-        unsigned char *out;
         size_t r;
 
-        if (h->comp == STORE_COMP_ZSTD_DICT) {
+        if (h->comp == STORE_COMP_ZSTD_DICT && d == NULL) {
             d = dict_get(st, h->dict_id, &err);
             if (d == NULL) {
                 obj_error(error_r, h->sha, segno, off, "%s", err);
@@ -1014,11 +1040,11 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
             }
         }
         out = g_malloc(h->raw_len > 0 ? (size_t)h->raw_len : 1);
-        if (d != NULL)
-            r = ZSTD_decompress_usingDDict(st->dctx, out, (size_t)h->raw_len, payload,
+        if (h->comp == STORE_COMP_ZSTD_DICT)
+            r = ZSTD_decompress_usingDDict(dc->dctx, out, (size_t)h->raw_len, payload,
                                            (size_t)h->stored_len, d->ddict);
         else
-            r = ZSTD_decompressDCtx(st->dctx, out, (size_t)h->raw_len, payload,
+            r = ZSTD_decompressDCtx(dc->dctx, out, (size_t)h->raw_len, payload,
                                     (size_t)h->stored_len);
         if (ZSTD_isError(r) || r != h->raw_len) {
             obj_error(error_r, h->sha, segno, off, "corrupt compressed data (%s)",
@@ -1026,17 +1052,30 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
             g_free(out);
             return DEC_CORRUPT;
         }
-        data = g_bytes_new_take(out, (gsize)h->raw_len);
+        plain = out;
     }
-    cus_sha256(g_bytes_get_data(data, NULL), g_bytes_get_size(data), sha);
+    cus_sha256(plain, (size_t)h->raw_len, sha);
     if (memcmp(sha, h->sha, CUS_SHA256_LEN) != 0) {
-        g_bytes_unref(data);
+        g_free(out);
         obj_error(error_r, h->sha, segno, off, "hash mismatch (the stored data "
                   "is corrupt)");
         return DEC_CORRUPT;
     }
-    *data_r = data;
+    if (data_r != NULL)
+        *data_r = out != NULL ? g_bytes_new_take(out, (gsize)h->raw_len)
+                              : g_bytes_new(payload, (gsize)h->raw_len);
+    else
+        g_free(out);
     return DEC_OK;
+}
+
+static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
+                      const unsigned char *raw, const struct rec_hdr *h,
+                      unsigned char *payload, GBytes **data_r, char **error_r)
+{
+    struct dec dc = { st->dctx, st->evp };
+
+    return rec_decode_with(st, &dc, NULL, segno, off, raw, h, payload, data_r, error_r);
 }
 
 /* ---- segment files ----------------------------------------------------- */
@@ -1044,8 +1083,8 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
 /* Open a segment and scan it; *unsealed_r tells whether it is still open
  * for appends (owner-writable). The writer's own segment is read only up to
  * what it has appended. */
-static int seg_open_scan(struct store *st, uint32_t segno, scan_cb *cb, void *ctx,
-                         int *unsealed_r, char **error_r)
+static int seg_open_scan(struct store *st, uint32_t segno, uint64_t start, scan_cb *cb,
+                         void *ctx, int *unsealed_r, char **error_r)
 {
     char *path = seg_path(st, segno);
     uint64_t limit = UINT64_MAX;
@@ -1066,7 +1105,7 @@ static int seg_open_scan(struct store *st, uint32_t segno, scan_cb *cb, void *ct
         *unsealed_r = (sb.st_mode & S_IWUSR) != 0;
     if (st->writer && st->cur_fd >= 0 && segno == st->last_seg)
         limit = st->cur_end;
-    ret = seg_scan_run(st, fd, segno, limit, cb, ctx, error_r);
+    ret = seg_scan_run(st, fd, segno, start, limit, cb, ctx, error_r);
 out:
     close(fd);
     g_free(path);
@@ -1284,7 +1323,7 @@ static int seg_recover(struct store *st, char **error_r)
         sb.st_size = SEG_HDR_LEN;
     }
     c.bad = g_ptr_array_new_with_free_func(g_free);
-    if (seg_open_scan(st, st->last_seg, check_cb, &c, NULL, error_r) < 0)
+    if (seg_open_scan(st, st->last_seg, 0, check_cb, &c, NULL, error_r) < 0)
         goto out;
     if ((uint64_t)sb.st_size > c.good_end) {
         uint64_t cut = (uint64_t)sb.st_size - c.good_end;
@@ -1487,7 +1526,7 @@ static int append_record(struct store *st, enum store_kind kind,
     if (len > STORE_MAX_OBJECT)
         return cus_error(error_r, "object of %zu bytes is larger than the store's "
                          "limit of %llu", len, STORE_MAX_OBJECT);
-    if (st->cur_fd >= 0 && st->cur_end >= st->opts.segment_size &&
+    if (!st->hold_seal && st->cur_fd >= 0 && st->cur_end >= st->opts.segment_size &&
         st->cur_end > SEG_HDR_LEN && seg_seal(st, error_r) < 0)
         return -1;
     if (st->cur_fd < 0 && seg_start(st, error_r) < 0)
@@ -1574,7 +1613,7 @@ static int append_record(struct store *st, enum store_kind kind,
     }
     st->cur_end += total;
     st->cur_dirty = 1;
-    if (st->cur_end >= st->opts.segment_size)
+    if (!st->hold_seal && st->cur_end >= st->opts.segment_size)
         return seg_seal(st, error_r);
     return 0;
 }
@@ -1584,9 +1623,69 @@ int store_append(struct store *st, enum store_kind kind,
                  const void *data, size_t len, struct store_loc *loc_r,
                  char **error_r)
 {
-    if (kind != STORE_MESSAGE && kind != STORE_DELIVERY)
+    if (kind != STORE_MESSAGE && kind != STORE_DELIVERY && kind != STORE_EVENT &&
+        kind != STORE_CHECKPOINT)
         return cus_error(error_r, "store_append: kind %d cannot be appended", (int)kind);
     return append_record(st, kind, sha, data, len, 0, loc_r, error_r);
+}
+
+int store_hold_seal(struct store *st, int hold, char **error_r)
+{
+    st->hold_seal = hold;
+    if (!hold && st->writer && st->cur_fd >= 0 && st->cur_end >= st->opts.segment_size)
+        return seg_seal(st, error_r);
+    return 0;
+}
+
+int store_tell(struct store *st, struct store_loc *loc_r, char **error_r)
+{
+    struct stat sb;
+    char *path;
+
+    memset(loc_r, 0, sizeof(*loc_r));
+    if (st->last_seg == 0)
+        return 0;
+    loc_r->segment = st->last_seg;
+    if (st->writer && st->cur_fd >= 0) {
+        loc_r->offset = st->cur_end;
+        return 0;
+    }
+    path = seg_path(st, st->last_seg);
+    if (stat(path, &sb) < 0) {
+        cus_error_errno(error_r, "stat(%s) failed", path);
+        g_free(path);
+        return -1;
+    }
+    g_free(path);
+    loc_r->offset = (uint64_t)sb.st_size;
+    return 0;
+}
+
+int store_truncate(struct store *st, const struct store_loc *at_, char **error_r)
+{
+    struct store_loc a = *at_, *at = &a;
+    char *path;
+
+    if (a.offset == 0)
+        a.offset = SEG_HDR_LEN;
+    if (!st->writer || st->cur_fd < 0 || at->segment != st->last_seg ||
+        at->offset < SEG_HDR_LEN || at->offset > st->cur_end)
+        return cus_error(error_r, "store %s: cannot cut back to seg-%06" PRIu32
+                         ".cseg offset %" PRIu64 " (not in the open segment)",
+                         st->dir, at->segment, at->offset);
+    if (at->offset == st->cur_end)
+        return 0;
+    path = seg_path(st, st->last_seg);
+    if (ftruncate(st->cur_fd, (off_t)at->offset) < 0 || fsync(st->cur_fd) < 0) {
+        cus_error_errno(error_r, "truncating %s failed", path);
+        g_free(path);
+        return -1;
+    }
+    log_warn("store: %s: cut %" PRIu64 " bytes of unfinished records at offset %"
+             PRIu64, path, st->cur_end - at->offset, at->offset);
+    g_free(path);
+    st->cur_end = at->offset;
+    return 0;
 }
 
 int store_sync(struct store *st, char **error_r)
@@ -1692,78 +1791,335 @@ uint64_t store_disk_bytes(struct store *st)
 
 /* ---- walking ----------------------------------------------------------- */
 
-struct walk {
-    store_walk_ex_cb *cb;
-    void *ctx;
-    int quiet_tail;         /* in the newest unsealed segment */
+/*
+ * The segments are read sequentially by the calling thread, records are
+ * copied into batches, and a pool of workers decrypts, decompresses and
+ * hash-checks them, each with its own zstd and cipher contexts; the
+ * callback sees every record in store order, from the calling thread.
+ * Dictionaries are resolved by the reading thread before a record that
+ * needs one is handed out (a dictionary record is decoded right away).
+ */
+#define BATCH_BYTES (1 << 20)
+#define BATCH_RECS 512
+
+struct witem {
+    enum scan_ev ev;
+    uint32_t segno;
+    uint64_t off;
+    size_t pos;             /* record bytes at batch->buf + pos */
+    struct rec_hdr h;
+    const struct store_dict *dict;
+    char *problem;          /* EV_BAD / EV_TAIL */
+    uint64_t skip;
+    GBytes *data;           /* result */
+    char *error;            /* result */
 };
 
-static int walk_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
-                   uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
-                   unsigned char *payload, const char *problem, uint64_t skip)
-{
-    struct walk *w = ctx;
-    struct store_rec rec;
-    GBytes *data = NULL;
-    char *err = NULL;
-    int ret;
+struct wbatch {
+    GByteArray *buf;
+    GArray *items;          /* struct witem */
+    int done;               /* under walk lock */
+};
 
-    memset(&rec, 0, sizeof(rec));
-    rec.loc.segment = segno;
-    rec.loc.offset = off;
+struct pwalk {
+    struct store *st;
+    const struct store_walk_opts *o;
+    store_walk_ex_cb *cb;
+    void *ctx;
+    GThreadPool *pool;
+    GQueue batches;         /* in order */
+    struct wbatch *cur;
+    GMutex lock;
+    GCond cond;
+    GPrivate dec;           /* struct dec * per worker */
+    GPtrArray *decs;        /* all of them, to free */
+    int quiet_tail;
+    int stop;               /* callback's non-zero return */
+    int threads;
+};
+
+static void witem_clear(struct witem *it)
+{
+    g_free(it->problem);
+    g_free(it->error);
+    if (it->data != NULL)
+        g_bytes_unref(it->data);
+}
+
+static void wbatch_free(struct wbatch *b)
+{
+    for (guint i = 0; i < b->items->len; i++)
+        witem_clear(&g_array_index(b->items, struct witem, i));
+    g_array_unref(b->items);
+    g_byte_array_unref(b->buf);
+    g_free(b);
+}
+
+static struct dec *dec_get(struct pwalk *w)
+{
+    struct dec *dc = g_private_get(&w->dec);
+
+    if (dc == NULL) {
+        dc = g_new0(struct dec, 1);
+        dc->dctx = ZSTD_createDCtx();
+        dc->evp = EVP_CIPHER_CTX_new();
+        g_private_set(&w->dec, dc);
+        g_mutex_lock(&w->lock);
+        g_ptr_array_add(w->decs, dc);
+        g_mutex_unlock(&w->lock);
+    }
+    return dc;
+}
+
+static void witem_decode(struct pwalk *w, struct dec *dc, struct wbatch *b, struct witem *it)
+{
+    unsigned char *raw = b->buf->data + it->pos;
+    int want_data = !(w->o->flags & STORE_WALK_NO_MESSAGE_DATA) ||
+                    it->h.kind != STORE_MESSAGE;
+
+    if (it->ev != EV_RECORD) {
+        obj_error(&it->error, NULL, it->segno, it->off, "%s; %" PRIu64 " bytes skipped",
+                  it->problem, it->skip);
+        return;
+    }
+    if (it->h.comp == STORE_COMP_ZSTD_DICT && it->dict == NULL) {
+        obj_error(&it->error, it->h.sha, it->segno, it->off, "dictionary %" PRIu32
+                  " is missing", it->h.dict_id);
+        return;
+    }
+    rec_decode_with(w->st, dc, it->dict, it->segno, it->off, raw, &it->h,
+                    raw + it->h.len, want_data ? &it->data : NULL, &it->error);
+}
+
+static void pwalk_work(gpointer data, gpointer user)
+{
+    struct wbatch *b = data;
+    struct pwalk *w = user;
+    struct dec *dc = dec_get(w);
+
+    for (guint i = 0; i < b->items->len; i++)
+        witem_decode(w, dc, b, &g_array_index(b->items, struct witem, i));
+    g_mutex_lock(&w->lock);
+    b->done = 1;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+}
+
+/* Hand the oldest batch's records to the callback once it is decoded. */
+static void pwalk_deliver_head(struct pwalk *w)
+{
+    struct wbatch *b = g_queue_pop_head(&w->batches);
+
+    g_mutex_lock(&w->lock);
+    while (!b->done)
+        g_cond_wait(&w->cond, &w->lock);
+    g_mutex_unlock(&w->lock);
+    for (guint i = 0; i < b->items->len && w->stop == 0; i++) {
+        struct witem *it = &g_array_index(b->items, struct witem, i);
+        struct store_rec rec;
+
+        memset(&rec, 0, sizeof(rec));
+        rec.loc.segment = it->segno;
+        rec.loc.offset = it->off;
+        if (it->ev != EV_RECORD) {
+            rec.loc.length = it->skip > UINT32_MAX ? UINT32_MAX : (uint32_t)it->skip;
+        } else {
+            rec.kind = (enum store_kind)it->h.kind;
+            memcpy(rec.sha, it->h.sha, CUS_SHA256_LEN);
+            rec.loc.length = (uint32_t)(it->h.len + it->h.stored_len);
+            rec.raw_len = it->h.raw_len;
+            rec.comp = (enum store_comp)it->h.comp;
+            rec.dict_id = it->h.dict_id;
+            rec.encrypted = it->h.enc != ENC_NONE;
+            memcpy(rec.key_id, it->h.keyid, sizeof(rec.key_id));
+        }
+        rec.error = it->error;
+        w->stop = w->cb(w->ctx, &rec, it->error == NULL ? it->data : NULL);
+    }
+    wbatch_free(b);
+}
+
+static void pwalk_submit(struct pwalk *w)
+{
+    struct wbatch *b = w->cur;
+
+    w->cur = NULL;
+    if (b == NULL || b->items->len == 0) {
+        if (b != NULL)
+            wbatch_free(b);
+        return;
+    }
+    g_queue_push_tail(&w->batches, b);
+    if (w->pool == NULL) {
+        pwalk_work(b, w);
+    } else {
+        g_thread_pool_push(w->pool, b, NULL);
+    }
+    /* Deliver what is ready; bound what is in flight. */
+    while (!g_queue_is_empty(&w->batches) && w->stop == 0) {
+        struct wbatch *head = g_queue_peek_head(&w->batches);
+        int ready;
+
+        g_mutex_lock(&w->lock);
+        ready = head->done;
+        g_mutex_unlock(&w->lock);
+        if (!ready && g_queue_get_length(&w->batches) < (guint)(4 * w->threads))
+            break;
+        pwalk_deliver_head(w);
+    }
+}
+
+static int pwalk_scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
+                         uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
+                         unsigned char *payload, const char *problem, uint64_t skip)
+{
+    struct pwalk *w = ctx;
+    struct witem it;
+
     if (ev == EV_TAIL && w->quiet_tail)
         return 0;
-    if (ev != EV_RECORD) {
-        rec.loc.length = skip > UINT32_MAX ? UINT32_MAX : (uint32_t)skip;
-        obj_error(&err, NULL, segno, off, "%s; %" PRIu64 " bytes skipped", problem, skip);
+    memset(&it, 0, sizeof(it));
+    it.ev = ev;
+    it.segno = segno;
+    it.off = off;
+    if (ev == EV_RECORD) {
+        it.h = *h;
+        if (h->kind == STORE_DICT &&
+            !g_hash_table_contains(st->dicts, GUINT_TO_POINTER(h->dict_id))) {
+            /* Needed by the records after it: decode it now. */
+            size_t n = h->len + (size_t)h->stored_len;
+            unsigned char *copy = g_memdup2(raw, n);
+            GBytes *data = NULL;
+
+            if (rec_decode(st, segno, off, copy, h, copy + h->len, &data, NULL) == DEC_OK) {
+                if (dict_install(st, h->dict_id, data, NULL) == NULL)
+                    log_warn("store: dictionary %" PRIu32 " in seg-%06" PRIu32
+                             ".cseg at offset %" PRIu64 " cannot be loaded",
+                             h->dict_id, segno, off);
+                g_bytes_unref(data);
+            }
+            g_free(copy);
+        }
+        if (h->comp == STORE_COMP_ZSTD_DICT)
+            it.dict = dict_get(st, h->dict_id, NULL);
     } else {
-        rec.kind = (enum store_kind)h->kind;
-        memcpy(rec.sha, h->sha, CUS_SHA256_LEN);
-        rec.loc.length = (uint32_t)(h->len + h->stored_len);
-        rec.raw_len = h->raw_len;
-        rec.comp = (enum store_comp)h->comp;
-        rec.dict_id = h->dict_id;
-        rec.encrypted = h->enc != ENC_NONE;
-        memcpy(rec.key_id, h->keyid, sizeof(rec.key_id));
-        if (rec_decode(st, segno, off, raw, h, payload, &data, &err) == DEC_OK) {
-            if (h->kind == STORE_DICT &&
-                !g_hash_table_contains(st->dicts, GUINT_TO_POINTER(h->dict_id)) &&
-                dict_install(st, h->dict_id, data, NULL) == NULL)
-                log_warn("store: dictionary %" PRIu32 " in seg-%06" PRIu32
-                         ".cseg at offset %" PRIu64 " cannot be loaded",
-                         h->dict_id, segno, off);
+        it.problem = g_strdup(problem);
+        it.skip = skip;
+    }
+    if (w->cur == NULL) {
+        w->cur = g_new0(struct wbatch, 1);
+        w->cur->buf = g_byte_array_sized_new(BATCH_BYTES + 4096);
+        w->cur->items = g_array_sized_new(FALSE, TRUE, sizeof(struct witem), BATCH_RECS);
+    }
+    if (ev == EV_RECORD) {
+        it.pos = w->cur->buf->len;
+        g_byte_array_append(w->cur->buf, raw, (guint)(h->len + h->stored_len));
+    }
+    g_array_append_val(w->cur->items, it);
+    if (w->cur->buf->len >= BATCH_BYTES || w->cur->items->len >= BATCH_RECS ||
+        ev != EV_RECORD || h->kind == STORE_DICT)
+        pwalk_submit(w);
+    return w->stop;
+}
+
+static void dec_free(gpointer p)
+{
+    struct dec *dc = p;
+
+    ZSTD_freeDCtx(dc->dctx);
+    EVP_CIPHER_CTX_free(dc->evp);
+    g_free(dc);
+}
+
+int store_walk_par(struct store *st, const struct store_walk_opts *o,
+                   store_walk_ex_cb *cb, void *ctx, char **error_r)
+{
+    static const struct store_walk_opts dflt;
+    struct pwalk w;
+    GArray *segs;
+    GError *gerr = NULL;
+    int ret = 0;
+
+    if (o == NULL)
+        o = &dflt;
+    memset(&w, 0, sizeof(w));
+    w.st = st;
+    w.o = o;
+    w.cb = cb;
+    w.ctx = ctx;
+    g_mutex_init(&w.lock);
+    g_cond_init(&w.cond);
+    g_queue_init(&w.batches);
+    w.decs = g_ptr_array_new_with_free_func(dec_free);
+    w.threads = o->threads > 0 ? o->threads : (int)MIN(MAX(g_get_num_processors(), 1), 8);
+    if (w.threads > 1) {
+        w.pool = g_thread_pool_new(pwalk_work, &w, w.threads, FALSE, &gerr);
+        if (w.pool == NULL) {
+            log_warn("store: no worker threads (%s); walking in one", gerr->message);
+            g_error_free(gerr);
+            w.threads = 1;
         }
     }
-    rec.error = err;
-    ret = w->cb(w->ctx, &rec, data);
-    if (data != NULL)
-        g_bytes_unref(data);
-    g_free(err);
+    segs = seg_list(st, error_r);
+    if (segs == NULL) {
+        ret = -1;
+        goto out;
+    }
+    for (guint i = 0; i < segs->len && ret == 0 && w.stop == 0; i++) {
+        uint32_t segno = g_array_index(segs, uint32_t, i);
+        uint64_t start = 0;
+        int unsealed = 0;
+        struct stat sb = { 0 };
+        char *path;
+
+        if (o->from.segment != 0 && segno < o->from.segment)
+            continue;
+        if (o->from.segment != 0 && segno == o->from.segment)
+            start = o->from.offset;
+        path = seg_path(st, segno);
+        if (stat(path, &sb) == 0)
+            unsealed = (sb.st_mode & S_IWUSR) != 0;
+        g_free(path);
+        if (start >= (uint64_t)sb.st_size && start > SEG_HDR_LEN)
+            continue;
+        w.quiet_tail = unsealed && i == segs->len - 1 && !(o->flags & STORE_WALK_REPORT_TAIL);
+        ret = seg_open_scan(st, segno, start, pwalk_scan_cb, &w, NULL, error_r);
+        if (ret == 0)
+            pwalk_submit(&w);   /* a batch never spans segments */
+    }
+    g_array_unref(segs);
+out:
+    if (w.cur != NULL) {
+        wbatch_free(w.cur);
+        w.cur = NULL;
+    }
+    while (!g_queue_is_empty(&w.batches)) {
+        if (w.stop == 0 && ret == 0)
+            pwalk_deliver_head(&w);
+        else {
+            struct wbatch *b = g_queue_pop_head(&w.batches);
+            g_mutex_lock(&w.lock);
+            while (!b->done)
+                g_cond_wait(&w.cond, &w.lock);
+            g_mutex_unlock(&w.lock);
+            wbatch_free(b);
+        }
+    }
+    if (w.pool != NULL)
+        g_thread_pool_free(w.pool, FALSE, TRUE);
+    g_ptr_array_unref(w.decs);
+    g_mutex_clear(&w.lock);
+    g_cond_clear(&w.cond);
+    if (ret == 0 && w.stop != 0)
+        ret = w.stop;
     return ret;
 }
 
 int store_walk_ex(struct store *st, store_walk_ex_cb *cb, void *ctx, char **error_r)
 {
-    struct walk w = { .cb = cb, .ctx = ctx };
-    GArray *segs = seg_list(st, error_r);
-    int ret = 0;
+    struct store_walk_opts o = { .threads = 1 };
 
-    if (segs == NULL)
-        return -1;
-    for (guint i = 0; i < segs->len && ret == 0; i++) {
-        uint32_t segno = g_array_index(segs, uint32_t, i);
-        int unsealed = 0;
-        struct stat sb;
-        char *path = seg_path(st, segno);
-
-        if (stat(path, &sb) == 0)
-            unsealed = (sb.st_mode & S_IWUSR) != 0;
-        g_free(path);
-        w.quiet_tail = unsealed && i == segs->len - 1;
-        ret = seg_open_scan(st, segno, walk_cb, &w, NULL, error_r);
-    }
-    g_array_unref(segs);
-    return ret;
+    return store_walk_par(st, &o, cb, ctx, error_r);
 }
 
 struct walk_plain {

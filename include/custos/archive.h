@@ -8,6 +8,12 @@
  * batched: arc_flush() (or the batch filling up) fsyncs the store, then
  * commits the index, so an index row never points at bytes that are not on
  * disk. Until then nothing of the batch is promised.
+ *
+ * Every add writes one group of records -- the message (if new), its
+ * delivery (envelope JSON), its chain event (chain.h) -- and a writer's
+ * arc_open() indexes whole groups a crash left stored but uncommitted, and
+ * cuts off an unfinished one. So the segments alone hold everything, and
+ * index.db never misses what they hold.
  */
 #ifndef CUSTOS_ARCHIVE_H
 #define CUSTOS_ARCHIVE_H
@@ -60,6 +66,19 @@ int arc_flush(struct arc *arc, char **error_r);
 
 /* Drop the pending batch (after an error). */
 void arc_abort(struct arc *arc);
+
+/* Flush, then append a checkpoint of the chain head (chain.h), signed with
+ * [chain] sign_key if one is configured. Unless force, nothing is made
+ * when the newest checkpoint is already at the head (or the chain is
+ * empty): info->made says. */
+struct arc_checkpoint_info {
+    int made;
+    gint64 seq, time;
+    unsigned char hash[CUS_SHA256_LEN];
+    char key[64];           /* "none" or "ed25519:..." */
+};
+int arc_checkpoint(struct arc *arc, int force, struct arc_checkpoint_info *info,
+                   char **error_r);
 
 /* The exact raw bytes of message id (hash re-checked). 0, or -1; a
  * missing id is an error saying so. */

@@ -92,11 +92,29 @@ int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
 /* The message a spool entry was archived as: 1 found (msg_r), 0 not, -1. */
 int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r);
 
-/* Insert a new message (its sha must not be there yet). */
+/* Insert a new message (its sha must not be there yet) as archive id
+ * want_id, or the next free id if want_id is 0. */
 int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
                     const struct store_loc *loc, uint64_t raw_size,
-                    const struct msg *m, gint64 added, gint64 *id_r,
+                    const struct msg *m, gint64 added, gint64 want_id, gint64 *id_r,
                     char **error_r);
+
+/* One chain entry (chain.h): seq, its time and type, the message it is
+ * about (0: none), h_seq, and where its event record is. */
+int idx_add_chain(struct idx *idx, gint64 seq, gint64 time, const char *type, gint64 msg,
+                  const unsigned char hash[CUS_SHA256_LEN], const struct store_loc *loc,
+                  char **error_r);
+/* The newest chain entry: 1 (seq_r, hash_r set), 0 none yet, -1. */
+int idx_chain_head(struct idx *idx, gint64 *seq_r, unsigned char hash_r[CUS_SHA256_LEN],
+                   char **error_r);
+int idx_add_checkpoint(struct idx *idx, gint64 seq, gint64 time,
+                       const unsigned char hash[CUS_SHA256_LEN], const char *key,
+                       const unsigned char *sig, size_t sig_len, const struct store_loc *loc,
+                       char **error_r);
+
+/* meta(key, value): 1 found (*value_r g_free'd by the caller), 0, -1. */
+int idx_meta_get(struct idx *idx, const char *key, char **value_r, char **error_r);
+int idx_meta_set(struct idx *idx, const char *key, const char *value, char **error_r);
 
 /* Record one delivery of message id with its envelope recipients. */
 int idx_add_delivery(struct idx *idx, gint64 msg_id,

@@ -74,6 +74,10 @@ int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
 
 void msg_free(struct msg **msg);
 
+/* An empty message for raw bytes that could not be parsed at all (kept
+ * byte-exact all the same); why is recorded in limits. */
+struct msg *msg_new_unparsed(const char *why);
+
 /* Decode one raw header value (RFC 2047, joined words, 8-bit guess). */
 char *msg_decode_header(const char *raw);
 

@@ -26,6 +26,8 @@ enum store_kind {
     STORE_MESSAGE = 1,      /* a raw message */
     STORE_DELIVERY = 2,     /* an envelope record (JSON), see archive.h */
     STORE_DICT = 3,         /* a zstd dictionary */
+    STORE_EVENT = 4,        /* a hash-chain event (chain.h) */
+    STORE_CHECKPOINT = 5,   /* a (signed) checkpoint of the chain (chain.h) */
 };
 
 struct store_loc {
@@ -79,6 +81,20 @@ int store_append(struct store *st, enum store_kind kind,
                  const void *data, size_t len, struct store_loc *loc_r,
                  char **error_r);
 
+/* While held, appends never seal the segment, so a group of records (a
+ * message, its delivery, its chain event) lands in one segment; releasing
+ * seals it if it is full. */
+int store_hold_seal(struct store *st, int hold, char **error_r);
+
+/* Where the next record would go: the newest segment and its end (segment
+ * 0 when there is none yet). */
+int store_tell(struct store *st, struct store_loc *loc_r, char **error_r);
+
+/* Cut the open segment back to at (a record boundary in it; offset 0: its
+ * first record), synced: drops records of a group that was never
+ * finished. Writer only. */
+int store_truncate(struct store *st, const struct store_loc *at, char **error_r);
+
 /* fsync what was appended (and the directory for a new segment). */
 int store_sync(struct store *st, char **error_r);
 
@@ -128,5 +144,18 @@ struct store_rec {
  * returned; -1 with error_r only for I/O errors. */
 typedef int store_walk_ex_cb(void *ctx, const struct store_rec *rec, GBytes *data);
 int store_walk_ex(struct store *st, store_walk_ex_cb *cb, void *ctx, char **error_r);
+
+/* store_walk_ex() with worker threads decoding (the callback still runs in
+ * the calling thread, in store order) and a starting point. */
+#define STORE_WALK_NO_MESSAGE_DATA 1    /* check messages, pass data NULL */
+#define STORE_WALK_REPORT_TAIL 2        /* report an incomplete last record
+                                         * of the open segment too */
+struct store_walk_opts {
+    struct store_loc from;  /* a record boundary; segment 0: from the start */
+    int threads;            /* decoding threads; <= 0: one per CPU */
+    int flags;
+};
+int store_walk_par(struct store *st, const struct store_walk_opts *o,
+                   store_walk_ex_cb *cb, void *ctx, char **error_r);
 
 #endif

@@ -1,0 +1,357 @@
+/*
+ * replay.c - index what the segments hold: roll forward after a crash,
+ * and custos-archive reindex
+ *
+ * The store's records come in the order they were written. A group (see
+ * archive.h) is buffered until its chain event, which names the archive id
+ * and the objects; then it is applied in one savepoint. Message bytes are
+ * parsed here (the same parser as at archive time, so the same rows).
+ */
+#include <string.h>
+#include <json-glib/json-glib.h>
+#include "custos/chain.h"
+#include "custos/log.h"
+#include "custos/replay.h"
+
+struct pend {
+    enum store_kind kind;
+    unsigned char sha[CUS_SHA256_LEN];
+    struct store_loc loc;
+    GBytes *data;           /* NULL if it did not decode */
+};
+
+struct replay {
+    struct idx *idx;
+    const struct msg_limits *lim;
+    gint64 seq;
+    unsigned char head[CUS_SHA256_LEN];
+    GArray *pend;           /* struct pend: the open group */
+    struct store_loc complete_end;
+    struct replay_stats st;
+    char *fatal;            /* an index error: stop */
+};
+
+static void pend_clear(struct replay *rp)
+{
+    for (guint i = 0; i < rp->pend->len; i++) {
+        struct pend *p = &g_array_index(rp->pend, struct pend, i);
+        if (p->data != NULL)
+            g_bytes_unref(p->data);
+    }
+    g_array_set_size(rp->pend, 0);
+}
+
+struct replay *replay_new(struct idx *idx, const struct msg_limits *lim, gint64 seq,
+                          const unsigned char head[CUS_SHA256_LEN])
+{
+    struct replay *rp = g_new0(struct replay, 1);
+
+    rp->idx = idx;
+    rp->lim = lim;
+    rp->seq = seq;
+    memcpy(rp->head, head, CUS_SHA256_LEN);
+    rp->pend = g_array_new(FALSE, TRUE, sizeof(struct pend));
+    rp->st.seq = seq;
+    return rp;
+}
+
+void replay_free(struct replay **rpp)
+{
+    struct replay *rp = *rpp;
+
+    if (rp == NULL)
+        return;
+    pend_clear(rp);
+    g_array_unref(rp->pend);
+    g_free(rp->fatal);
+    g_free(rp);
+    *rpp = NULL;
+}
+
+void replay_stats(struct replay *rp, struct replay_stats *stats,
+                  struct store_loc *complete_end)
+{
+    *stats = rp->st;
+    stats->pending = rp->pend->len;
+    stats->seq = rp->seq;
+    if (complete_end != NULL)
+        *complete_end = rp->complete_end;
+}
+
+static const struct pend *pend_find(struct replay *rp, enum store_kind kind, const char *hex)
+{
+    unsigned char sha[CUS_SHA256_LEN];
+
+    if (hex == NULL || cus_unhex(hex, sha, CUS_SHA256_LEN) < 0)
+        return NULL;
+    for (guint i = 0; i < rp->pend->len; i++) {
+        const struct pend *p = &g_array_index(rp->pend, struct pend, i);
+        if (p->kind == kind && memcmp(p->sha, sha, CUS_SHA256_LEN) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static const char *jstr(JsonObject *o, const char *key)
+{
+    JsonNode *n = json_object_get_member(o, key);
+
+    if (n == NULL || json_node_get_value_type(n) != G_TYPE_STRING)
+        return NULL;
+    return json_node_get_string(n);
+}
+
+/* A delivery record back into an envelope; rows go to msg id. */
+static int apply_delivery(struct replay *rp, const struct pend *d, gint64 id, char **error_r)
+{
+    JsonParser *jp = json_parser_new();
+    GError *gerr = NULL;
+    JsonObject *o;
+    JsonArray *ra;
+    GPtrArray *rcpts = g_ptr_array_new();
+    struct idx_envelope env;
+    gsize len;
+    const char *text = g_bytes_get_data(d->data, &len);
+    int ret = -1;
+
+    memset(&env, 0, sizeof(env));
+    if (!json_parser_load_from_data(jp, text, (gssize)len, &gerr)) {
+        cus_error(error_r, "delivery record: %s", gerr->message);
+        g_error_free(gerr);
+        goto out;
+    }
+    if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(jp))) {
+        cus_error(error_r, "delivery record: not a JSON object");
+        goto out;
+    }
+    o = json_node_get_object(json_parser_get_root(jp));
+    env.time = json_object_get_int_member_with_default(o, "time", 0);
+    env.sender = jstr(o, "sender");
+    env.client = jstr(o, "client");
+    env.queue_id = jstr(o, "queue_id");
+    env.source = jstr(o, "source");
+    env.spool_id = jstr(o, "spool_id");
+    ra = json_object_get_array_member(o, "rcpts");
+    if (env.sender == NULL || env.client == NULL || env.queue_id == NULL ||
+        env.source == NULL || ra == NULL) {
+        cus_error(error_r, "delivery record: a field is missing");
+        goto out;
+    }
+    for (guint i = 0; i < json_array_get_length(ra); i++) {
+        const char *r = json_array_get_string_element(ra, i);
+        if (r != NULL)
+            g_ptr_array_add(rcpts, (gpointer)r);
+    }
+    g_ptr_array_add(rcpts, NULL);
+    env.rcpts = (const char *const *)rcpts->pdata;
+    ret = idx_add_delivery(rp->idx, id, &env, &d->loc, error_r);
+out:
+    g_ptr_array_unref(rcpts);
+    g_object_unref(jp);
+    return ret;
+}
+
+/* Apply the open group, closed by this event. Problems in the group are
+ * the caller's to count; -1 and *fatal for index errors. */
+static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *data,
+                       char **error_r)
+{
+    struct chain_event *ev = NULL;
+    unsigned char head[CUS_SHA256_LEN];
+    gsize len;
+    const char *text = g_bytes_get_data(data, &len);
+    const char *idstr, *mhex, *dhex;
+    const struct pend *m = NULL, *d = NULL;
+    gint64 id = 0;
+    char *err = NULL;
+    int ret = -1;
+
+    if (chain_event_parse(text, len, &ev, &err) < 0)
+        goto bad;
+    if (ev->seq != rp->seq + 1) {
+        err = g_strdup_printf("chain event seq %" G_GINT64_FORMAT " where %" G_GINT64_FORMAT
+                              " was expected", ev->seq, rp->seq + 1);
+        goto bad;
+    }
+    idstr = chain_event_get(ev, "id");
+    mhex = chain_event_get(ev, "message");
+    dhex = chain_event_get(ev, "delivery");
+    if (idstr != NULL)
+        id = g_ascii_strtoll(idstr, NULL, 10);
+    if (strcmp(ev->type, "add") == 0 || strcmp(ev->type, "deliver") == 0) {
+        if (id <= 0 || mhex == NULL || dhex == NULL) {
+            err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s) lacks id, message "
+                                  "or delivery", ev->seq, ev->type);
+            goto bad;
+        }
+        d = pend_find(rp, STORE_DELIVERY, dhex);
+        if (strcmp(ev->type, "add") == 0)
+            m = pend_find(rp, STORE_MESSAGE, mhex);
+        if ((strcmp(ev->type, "add") == 0 && (m == NULL || m->data == NULL)) ||
+            d == NULL || d->data == NULL) {
+            err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s, message id %"
+                                  G_GINT64_FORMAT "): its %s record is missing or damaged",
+                                  ev->seq, ev->type, id,
+                                  d == NULL || d->data == NULL ? "delivery" : "message");
+            goto bad;
+        }
+    }
+    if (idx_savepoint(rp->idx, error_r) < 0)
+        goto fatal;
+    if (m != NULL) {
+        struct msg *msg = NULL;
+        gsize rlen;
+        const void *raw = g_bytes_get_data(m->data, &rlen);
+        gint64 got = 0;
+
+        if (msg_parse(raw, rlen, rp->lim, &msg, &err) < 0) {
+            msg = msg_new_unparsed(err);
+            g_free(err);
+            err = NULL;
+        }
+        ret = idx_add_message(rp->idx, m->sha, &m->loc, rlen, msg, ev->time, id, &got, &err);
+        msg_free(&msg);
+        if (ret < 0)
+            goto undo;
+        rp->st.messages++;
+        ret = -1;
+    }
+    if (d != NULL) {
+        if (apply_delivery(rp, d, id, &err) < 0)
+            goto undo;
+        rp->st.deliveries++;
+    }
+    chain_step(rp->head, text, len, head);
+    if (idx_add_chain(rp->idx, ev->seq, ev->time, ev->type, id, head, &rec->loc, &err) < 0)
+        goto undo;
+    if (idx_release(rp->idx, error_r) < 0)
+        goto fatal;
+    memcpy(rp->head, head, CUS_SHA256_LEN);
+    rp->seq = ev->seq;
+    rp->st.events++;
+    chain_event_free(&ev);
+    return 0;
+undo:
+    idx_rollback_savepoint(rp->idx);
+    cus_error(error_r, "chain event %" G_GINT64_FORMAT " at seg-%06u.cseg offset %"
+              G_GUINT64_FORMAT ": %s", ev->seq, rec->loc.segment, rec->loc.offset, err);
+    g_free(err);
+    chain_event_free(&ev);
+    return -1;
+fatal:
+    rp->fatal = g_strdup(*error_r);
+    chain_event_free(&ev);
+    return -1;
+bad:
+    cus_error(error_r, "seg-%06u.cseg offset %" G_GUINT64_FORMAT ": %s",
+              rec->loc.segment, rec->loc.offset, err);
+    g_free(err);
+    chain_event_free(&ev);
+    return -1;
+}
+
+static int apply_checkpoint(struct replay *rp, const struct store_rec *rec, GBytes *data,
+                            char **error_r)
+{
+    struct chain_checkpoint cp;
+    gsize len;
+    const char *text = g_bytes_get_data(data, &len);
+    char *err = NULL;
+
+    if (chain_checkpoint_parse(text, len, &cp, &err) < 0) {
+        cus_error(error_r, "seg-%06u.cseg offset %" G_GUINT64_FORMAT ": %s",
+                  rec->loc.segment, rec->loc.offset, err);
+        g_free(err);
+        return -1;
+    }
+    if (idx_add_checkpoint(rp->idx, cp.seq, cp.time, cp.hash, cp.key,
+                           cp.is_signed ? cp.sig : NULL, sizeof(cp.sig), &rec->loc,
+                           error_r) < 0) {
+        rp->fatal = g_strdup(*error_r);
+        return -1;
+    }
+    rp->st.checkpoints++;
+    return 0;
+}
+
+static void unit_done(struct replay *rp, const struct store_rec *rec)
+{
+    rp->complete_end.segment = rec->loc.segment;
+    rp->complete_end.offset = rec->loc.offset + rec->loc.length;
+}
+
+static int replay_cb(void *ctx, const struct store_rec *rec, GBytes *data)
+{
+    struct replay *rp = ctx;
+    char *err = NULL;
+
+    if (rec->error != NULL) {
+        log_error("%s", rec->error);
+        rp->st.problems++;
+        if (rec->kind != STORE_MESSAGE && rec->kind != STORE_DELIVERY)
+            return 0;
+    }
+    switch (rec->kind) {
+    case STORE_MESSAGE:
+    case STORE_DELIVERY: {
+        struct pend p = { .kind = rec->kind, .loc = rec->loc };
+
+        memcpy(p.sha, rec->sha, CUS_SHA256_LEN);
+        p.data = data != NULL ? g_bytes_ref(data) : NULL;
+        g_array_append_val(rp->pend, p);
+        return 0;
+    }
+    case STORE_EVENT:
+        if (apply_event(rp, rec, data, &err) < 0) {
+            if (rp->fatal != NULL) {
+                g_free(err);
+                return -1;
+            }
+            log_error("%s", err);
+            g_free(err);
+            rp->st.problems++;
+        }
+        pend_clear(rp);
+        unit_done(rp, rec);
+        return 0;
+    case STORE_CHECKPOINT:
+        if (apply_checkpoint(rp, rec, data, &err) < 0) {
+            if (rp->fatal != NULL) {
+                g_free(err);
+                return -1;
+            }
+            log_error("%s", err);
+            g_free(err);
+            rp->st.problems++;
+        }
+        if (rp->pend->len == 0)
+            unit_done(rp, rec);
+        return 0;
+    case STORE_DICT:
+        if (rp->pend->len == 0)
+            unit_done(rp, rec);
+        return 0;
+    default:
+        log_error("seg-%06u.cseg offset %" G_GUINT64_FORMAT ": record of unknown kind %d",
+                  rec->loc.segment, rec->loc.offset, (int)rec->kind);
+        rp->st.problems++;
+        return 0;
+    }
+}
+
+int replay_run(struct replay *rp, struct store *st, const struct store_loc *from,
+               char **error_r)
+{
+    struct store_walk_opts o = { .threads = 0 };
+    int ret;
+
+    if (from != NULL)
+        o.from = *from;
+    rp->complete_end = o.from;
+    ret = store_walk_par(st, &o, replay_cb, rp, error_r);
+    if (ret != 0 && rp->fatal != NULL) {
+        cus_error(error_r, "%s", rp->fatal);
+        return -1;
+    }
+    return ret < 0 ? -1 : 0;
+}
