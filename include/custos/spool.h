@@ -26,6 +26,14 @@
  * empty too); values are UTF-8 with '%', CR, LF and NUL written as %25,
  * %0D, %0A, %00. Keys in this order; rcpt repeats. An unknown key, a
  * missing key, a size or hash that does not match is an error naming it.
+ *
+ * Strictness, in detail: lines end in LF alone; time and size are decimal
+ * digits; sha256 is lower-case hex; a '%' not starting one of the four
+ * escapes, a raw CR or NUL in the header, or a value that is not valid
+ * UTF-8 is an error. Values are C strings, so the writer never produces
+ * %00 and the reader rejects it (a NUL cannot be kept). The writer repairs
+ * invalid UTF-8 (U+FFFD) rather than refuse a message. The header is at
+ * most SPOOL_HEADER_MAX bytes, the message at most SPOOL_SIZE_MAX.
  */
 #ifndef CUSTOS_SPOOL_H
 #define CUSTOS_SPOOL_H
@@ -36,6 +44,8 @@
 
 #define SPOOL_MAGIC "CUSTOS-SPOOL 1"
 #define SPOOL_ID_MAX 64
+#define SPOOL_HEADER_MAX (4 * 1024 * 1024)
+#define SPOOL_SIZE_MAX (1024ULL * 1024 * 1024)
 
 /* An entry's envelope and raw message. */
 struct spool_entry {
@@ -45,6 +55,9 @@ struct spool_entry {
     char **rcpts;               /* NULL-terminated, never NULL */
     GBytes *raw;
 };
+
+/* 1 if name has the form of a spool id (and so is safe as a file name). */
+int spool_id_valid(const char *name);
 
 /* Create SPOOL and its tmp/, new/, failed/ (mode 0770). Idempotent. */
 int spool_init(const char *spool_dir, char **error_r);
@@ -59,7 +72,9 @@ int spool_write(const char *spool_dir, const struct spool_entry *e,
  * and where (the header line). Also the fuzzing entry point. */
 int spool_parse(const void *buf, size_t len, struct spool_entry **e_r, char **error_r);
 
-/* Read SPOOL/new/ID. */
+/* Read SPOOL/new/ID. On -1 errno says why: ENOENT when the entry is gone
+ * (another reader took it), EINVAL when it does not parse, else the I/O
+ * error; error_r names the file. */
 int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
                char **error_r);
 
@@ -67,13 +82,14 @@ int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
  * not spool ids (editor droppings, dot files) are skipped. */
 int spool_list(const char *spool_dir, GPtrArray **ids_r, char **error_r);
 
-/* Remove SPOOL/new/ID once archived. Directory fsync is left to
- * spool_sync() so a batch costs one. */
+/* Remove SPOOL/new/ID once archived (already gone is not an error).
+ * Directory fsync is left to spool_sync() so a batch costs one. */
 int spool_remove(const char *spool_dir, const char *id, char **error_r);
 int spool_sync(const char *spool_dir, char **error_r);
 
-/* Move SPOOL/new/ID to SPOOL/failed/ID and write failed/ID.reason; both
- * synced. The entry is kept whole. */
+/* Move SPOOL/new/ID to SPOOL/failed/ID and write failed/ID.reason (the
+ * reason and a newline; written first, so a crash never leaves an entry in
+ * failed/ without one); both directories synced. The entry is kept whole. */
 int spool_fail(const char *spool_dir, const char *id, const char *reason,
                char **error_r);
 

@@ -1,0 +1,437 @@
+/*
+ * test-spool.c - the spool format and its files: every field round trips
+ * (escapes, UTF-8, empty values, no recipients), every parse error names
+ * its line and what is wrong, failed entries keep their bytes and say why,
+ * listing is oldest first and skips what is not an entry.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include "cutest.h"
+#include "custos/spool.h"
+
+static char *sp_dir;
+
+static int sp_init(void)
+{
+    char *err = NULL;
+
+    sp_dir = cut_tmpdir();
+    if (spool_init(sp_dir, &err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        g_free(err);
+        return 1;
+    }
+    return 0;
+}
+
+static int sp_clean(void)
+{
+    cut_rmtree(sp_dir);
+    g_free(sp_dir);
+    return 0;
+}
+
+static char *entry_path(const char *sub, const char *id)
+{
+    return g_build_filename(sp_dir, sub, id, NULL);
+}
+
+static int count_dir(const char *sub)
+{
+    char *p = g_build_filename(sp_dir, sub, NULL);
+    GDir *d = g_dir_open(p, 0, NULL);
+    int n = 0;
+
+    while (d != NULL && g_dir_read_name(d) != NULL)
+        n++;
+    if (d != NULL)
+        g_dir_close(d);
+    g_free(p);
+    return n;
+}
+
+/* Write e, read it back, compare every field. */
+static void round_trip(const struct spool_entry *e, const char *const *want_rcpts,
+                       const char *want_sender)
+{
+    struct spool_entry *r = NULL, *p = NULL;
+    char id[SPOOL_ID_MAX + 1] = "", *err = NULL, *path, *file = NULL;
+    gsize flen;
+    int n = 0;
+
+    CU_ASSERT_EQUAL_FATAL(spool_write(sp_dir, e, id, &err), 0);
+    CU_ASSERT(spool_id_valid(id));
+    CU_ASSERT_EQUAL_FATAL(spool_read(sp_dir, id, &r, &err), 0);
+    CU_ASSERT_STRING_EQUAL(r->id, id);
+    CU_ASSERT_EQUAL(r->time, e->time);
+    CU_ASSERT_STRING_EQUAL(r->client, e->client ? e->client : "");
+    CU_ASSERT_STRING_EQUAL(r->sender, want_sender);
+    CU_ASSERT_STRING_EQUAL(r->queue_id, e->queue_id ? e->queue_id : "");
+    CU_ASSERT_STRING_EQUAL(r->source, e->source ? e->source : "");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r->rcpts);
+    for (; want_rcpts[n] != NULL; n++) {
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r->rcpts[n]);
+        CU_ASSERT_STRING_EQUAL(r->rcpts[n], want_rcpts[n]);
+    }
+    CU_ASSERT_PTR_NULL(r->rcpts[n]);
+    CU_ASSERT(g_bytes_equal(r->raw, e->raw));
+
+    /* spool_parse of the same bytes: the same entry, with no id. */
+    path = entry_path("new", id);
+    CU_ASSERT_FATAL(g_file_get_contents(path, &file, &flen, NULL));
+    CU_ASSERT_EQUAL_FATAL(spool_parse(file, flen, &p, &err), 0);
+    CU_ASSERT_STRING_EQUAL(p->id, "");
+    CU_ASSERT_STRING_EQUAL(p->sender, r->sender);
+    CU_ASSERT(g_bytes_equal(p->raw, e->raw));
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    CU_ASSERT_FALSE(g_file_test(path, G_FILE_TEST_EXISTS));
+    spool_entry_free(&r);
+    spool_entry_free(&p);
+    CU_ASSERT_PTR_NULL(r);
+    g_free(path);
+    g_free(file);
+}
+
+static void test_round_trip(void)
+{
+    static const char raw[] = "From: a@example.com\r\nSubject: x\r\n\r\n"
+                              "CUSTOS-SPOOL 1\nsize 3\n\n%25%0A\0binary\0\n";
+    const char *rcpts[] = { "bob@example.com", "", "张三@例子.公司", "x%25y%z\r\n", "  ", NULL };
+    const char *none[] = { NULL };
+    struct spool_entry e = {
+        .time = 1764556800, .client = "192.0.2.7 [mx.example]\n%0A",
+        .sender = "alice%@exämple.com\r\nX-Injected: 1", .queue_id = "4Xk2Lp1z3Nz9",
+        .source = "milter", .rcpts = (char **)rcpts,
+    };
+    char id[SPOOL_ID_MAX + 1], *err = NULL, *path, *file = NULL;
+
+    e.raw = g_bytes_new(raw, sizeof(raw) - 1);
+    round_trip(&e, rcpts, e.sender);
+
+    /* The header on disk: escapes, one line per field, nothing injected. */
+    CU_ASSERT_EQUAL_FATAL(spool_write(sp_dir, &e, id, &err), 0);
+    path = entry_path("new", id);
+    CU_ASSERT_FATAL(g_file_get_contents(path, &file, NULL, NULL));
+    CU_ASSERT_PTR_NOT_NULL(strstr(file, "\nclient 192.0.2.7 [mx.example]%0A%250A\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(file, "\nsender alice%25@exämple.com%0D%0AX-Injected: 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(file, "\nrcpt \n"));
+    CU_ASSERT_PTR_NULL(strstr(file, "\nX-Injected"));
+    CU_ASSERT(g_str_has_prefix(file, SPOOL_MAGIC "\ntime 1764556800\n"));
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    g_free(file);
+    g_free(path);
+
+    /* Empty values everywhere, no recipients, time 0. */
+    e.time = 0;
+    e.client = e.sender = e.queue_id = e.source = "";
+    e.rcpts = (char **)none;
+    round_trip(&e, none, "");
+    /* NULL values and NULL rcpts are written as empty. */
+    e.client = e.sender = e.queue_id = e.source = NULL;
+    e.rcpts = NULL;
+    round_trip(&e, none, "");
+    /* An empty message. */
+    g_bytes_unref(e.raw);
+    e.raw = g_bytes_new("", 0);
+    round_trip(&e, none, "");
+    /* Invalid UTF-8 is repaired, not refused. */
+    e.sender = "bad\xff@example.com";
+    round_trip(&e, none, "bad\xef\xbf\xbd@example.com");
+    /* A negative time is refused; nothing is left behind. */
+    e.time = -1;
+    CU_ASSERT_EQUAL(spool_write(sp_dir, &e, id, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(err);
+    g_free(err);
+    err = NULL;
+    CU_ASSERT_EQUAL(count_dir("new"), 0);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    g_bytes_unref(e.raw);
+}
+
+/* The valid entry the error cases below start from. */
+static GString *base_entry(void)
+{
+    static const char body[] = "From: a@example.com\nSubject: hi\n\nbody\n";
+    unsigned char sha[CUS_SHA256_LEN];
+    char hex[CUS_SHA256_HEX];
+    GString *s = g_string_new(NULL);
+
+    cus_sha256(body, sizeof(body) - 1, sha);
+    cus_hex(sha, CUS_SHA256_LEN, hex);
+    g_string_append_printf(s, "CUSTOS-SPOOL 1\n"             /* 1 */
+                              "time 1764556800\n"            /* 2 */
+                              "client 192.0.2.7 [mx]\n"      /* 3 */
+                              "sender alice@example.com\n"   /* 4 */
+                              "rcpt bob@example.com\n"       /* 5 */
+                              "queue-id 4Xk2Lp1z3Nz9\n"      /* 6 */
+                              "source milter\n"              /* 7 */
+                              "size %zu\n"                   /* 8 */
+                              "sha256 %s\n"                  /* 9 */
+                              "\n%s", sizeof(body) - 1, hex, body);
+    return s;
+}
+
+static void test_parse_errors(void)
+{
+    static const struct {
+        const char *what, *from, *to;   /* replace from by to (once); to NULL:
+                                         * delete the line from starts */
+        int cut;                        /* or: drop this many bytes at the end */
+        const char *expect;
+    } cases[] = {
+        { "bad magic", "CUSTOS-SPOOL 1\n", "CUSTOS-SPOOL\n", 0,
+          "line 1: not a custos spool entry (expected \"CUSTOS-SPOOL 1\")" },
+        { "other format", "CUSTOS-SPOOL 1\n", "Return-Path: <x@y>\n", 0,
+          "line 1: not a custos spool entry" },
+        { "CRLF magic", "CUSTOS-SPOOL 1\n", "CUSTOS-SPOOL 1\r\n", 0,
+          "line 1: spool format version \"1\\r\" not supported" },
+        { "version 2", "CUSTOS-SPOOL 1\n", "CUSTOS-SPOOL 2\n", 0,
+          "line 1: spool format version \"2\" not supported (only 1)" },
+        { "unknown key", "client ", "colour blue\nclient ", 0,
+          "line 3: unknown key \"colour\"" },
+        { "key case", "sender ", "Sender ", 0, "line 4: unknown key \"Sender\"" },
+        { "missing key", "client 192.0.2.7 [mx]\n", "", 0,
+          "line 3 (sender): missing key \"client\" before it" },
+        { "missing size", "size 38", NULL, 0,
+          "line 8 (sha256): missing key \"size\" before it" },
+        { "missing last key", "sha256 ", NULL, 0,
+          "line 9: missing key \"sha256\" before the empty line" },
+        { "repeated key", "client ", "time 1\nclient ", 0,
+          "line 3 (time): key repeated or out of order (expected \"client\")" },
+        { "no rcpt line (fine)", "rcpt bob@example.com\n", "", 0, NULL },
+        { "rcpt after queue-id", "source milter\n", "rcpt late@x\nsource milter\n", 0,
+          "line 7 (rcpt): key repeated or out of order (expected \"source\")" },
+        { "no space", "queue-id 4Xk2Lp1z3Nz9\n", "queue-id\n", 0,
+          "line 6 (queue-id): no space after the key (an empty value is written \"queue-id \")" },
+        { "bad time", "time 1764556800", "time 17645x", 0,
+          "line 2 (time): \"17645x\" is not a number" },
+        { "negative time", "time 1764556800", "time -1", 0,
+          "line 2 (time): \"-1\" is not a number" },
+        { "empty time", "time 1764556800", "time ", 0, "line 2 (time): \"\" is not a number" },
+        { "bad size", "size 38", "size 3 8", 0, "line 8 (size): \"3 8\" is not a number" },
+        { "huge size", "size 38", "size 9999999999999999999", 0,
+          "line 8 (size): 9999999999999999999 is over the limit of 1073741824" },
+        { "size too long", "size 38", "size 99999999999999999999", 0,
+          "line 8 (size): \"99999999999999999999\" has too many digits" },
+        { "bad sha256", "sha256 ", "sha256 AB", 0,
+          "line 9 (sha256): expected 64 lower-case hex digits" },
+        { "sha256 mismatch", "\n\nFrom: a@", "\n\nFrom: b@", 0,
+          "line 9 (sha256): does not match the message (its SHA-256 is " },
+        { "truncated raw", NULL, NULL, 5,
+          "line 8 (size): 38 bytes declared, only 33 follow the header (truncated entry)" },
+        { "trailing bytes", "body\n", "body\nmore", 0,
+          "line 8 (size): 38 bytes declared, 42 follow the header (trailing bytes)" },
+        { "truncated header", NULL, NULL, 38 + 1 + 1, "line 9: no newline at the end of the line"
+          " (truncated entry)" },
+        { "header never ends", NULL, NULL, 38 + 1, "line 10: the file ends inside the header"
+          " (truncated entry)" },
+        { "bad escape", "alice@", "al%41ice@", 0,
+          "line 4 (sender): bad escape \"%41\" (only %25 %0D %0A)" },
+        { "lower-case escape", "alice@", "al%0aice@", 0, "line 4 (sender): bad escape \"%0a\"" },
+        { "escape cut short", "[mx]\n", "[mx]%2\n", 0, "line 3 (client): bad escape \"%2\"" },
+        { "escaped NUL", "alice@", "al%00ice@", 0, "line 4 (sender): a NUL byte (%00)" },
+        { "raw CR", "milter\n", "milter\r\n", 0, "line 7 (source): a raw CR in the header" },
+        { "raw NUL", "4Xk2", "4X\0k2", 0, "line 6 (queue-id): a raw NUL byte in the header" },
+        { "bad UTF-8", "bob@", "b\xc3\x28@", 0, "line 5 (rcpt): the value is not valid UTF-8" },
+    };
+    struct spool_entry *e = NULL;
+    char *err = NULL;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        GString *s = base_entry();
+        size_t fromlen = cases[i].from ? strlen(cases[i].from) : 0;
+
+        if (cases[i].from != NULL) {
+            /* "raw NUL": the replacement holds a NUL, so splice by hand */
+            const char *at = strstr(s->str, cases[i].from);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+            gssize pos = at - s->str;
+            if (cases[i].to == NULL) {
+                g_string_erase(s, pos, (gssize)(strchr(at, '\n') + 1 - at));
+            } else {
+                size_t tolen = strcmp(cases[i].what, "raw NUL") == 0 ? 5 : strlen(cases[i].to);
+                g_string_erase(s, pos, (gssize)fromlen);
+                g_string_insert_len(s, pos, cases[i].to, (gssize)tolen);
+            }
+        }
+        if (cases[i].cut)
+            g_string_truncate(s, s->len - (size_t)cases[i].cut);
+        /* Exactly len bytes, copied so ASan sees any read past them. */
+        {
+            void *buf = g_memdup2(s->str, s->len);
+            int ret = spool_parse(buf, s->len, &e, &err);
+            if (cases[i].expect == NULL) {
+                /* no recipients is fine */
+                CU_ASSERT_EQUAL(ret, 0);
+                spool_entry_free(&e);
+            } else if (ret != -1 || err == NULL || strstr(err, cases[i].expect) == NULL) {
+                fprintf(stderr, "\n  %s: got %d \"%s\", want \"%s\"", cases[i].what, ret,
+                        err ? err : "", cases[i].expect);
+                CU_FAIL("parse error message");
+                spool_entry_free(&e);
+            }
+            CU_ASSERT_PTR_NULL(e);
+            g_free(buf);
+        }
+        g_free(err);
+        err = NULL;
+        g_string_free(s, TRUE);
+    }
+    /* Nothing at all; and every prefix of a good entry fails cleanly. */
+    CU_ASSERT_EQUAL(spool_parse("", 0, &e, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 1: not a custos spool entry"));
+    g_free(err);
+    {
+        GString *s = base_entry();
+        for (size_t n = 0; n < s->len; n++) {
+            void *buf = g_memdup2(s->str, n);
+            err = NULL;
+            CU_ASSERT_EQUAL(spool_parse(buf, n, &e, &err), -1);
+            CU_ASSERT(err != NULL && g_str_has_prefix(err, "line "));
+            g_free(err);
+            g_free(buf);
+        }
+        CU_ASSERT_EQUAL(spool_parse(s->str, s->len, &e, &err), 0);
+        spool_entry_free(&e);
+        g_string_free(s, TRUE);
+    }
+}
+
+/* spool_read names the file; errno tells a missing entry from a bad one. */
+static void test_read_errors(void)
+{
+    struct spool_entry *e = NULL;
+    const char *id = "1764556800.000001.77.0123456789abcdef";
+    char *err = NULL, *path = entry_path("new", id);
+
+    CU_ASSERT_EQUAL(spool_read(sp_dir, id, &e, &err), -1);
+    CU_ASSERT_EQUAL(errno, ENOENT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    g_free(err);
+
+    g_file_set_contents(path, "CUSTOS-SPOOL 1\ntime x\n", -1, NULL);
+    CU_ASSERT_EQUAL(spool_read(sp_dir, id, &e, &err), -1);
+    CU_ASSERT_EQUAL(errno, EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "line 2 (time)"));
+    g_free(err);
+    unlink(path);
+
+    /* Not an id: never used as a path. */
+    CU_ASSERT_EQUAL(spool_read(sp_dir, "../../etc/passwd", &e, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a spool id"));
+    g_free(err);
+    CU_ASSERT_EQUAL(spool_fail(sp_dir, "../x", "r", &err), -1);
+    g_free(err);
+    CU_ASSERT_PTR_NULL(e);
+    g_free(path);
+}
+
+static void test_fail(void)
+{
+    static const char raw[] = "Subject: keep me\n\nwhole\n";
+    struct spool_entry e = { .time = 1, .source = "test" };
+    char id[SPOOL_ID_MAX + 1], *err = NULL, *before = NULL, *after = NULL, *reason = NULL;
+    char *src, *dst, *rpath;
+    gsize blen = 0, alen = 0;
+
+    e.raw = g_bytes_new(raw, sizeof(raw) - 1);
+    CU_ASSERT_EQUAL_FATAL(spool_write(sp_dir, &e, id, &err), 0);
+    src = entry_path("new", id);
+    dst = entry_path("failed", id);
+    rpath = g_strconcat(dst, ".reason", NULL);
+    g_file_get_contents(src, &before, &blen, NULL);
+    CU_ASSERT_EQUAL(spool_fail(sp_dir, id, "line 2 (time): broken\non two lines", &err), 0);
+    CU_ASSERT_FALSE(g_file_test(src, G_FILE_TEST_EXISTS));
+    CU_ASSERT_FATAL(g_file_get_contents(dst, &after, &alen, NULL));
+    CU_ASSERT(alen == blen && memcmp(before, after, alen) == 0);
+    CU_ASSERT_FATAL(g_file_get_contents(rpath, &reason, NULL, NULL));
+    CU_ASSERT_STRING_EQUAL(reason, "line 2 (time): broken\non two lines\n");
+    /* Not in new/ any more: a second fail is an error naming the file. */
+    CU_ASSERT_EQUAL(spool_fail(sp_dir, id, "again", &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, src));
+    g_free(err);
+    /* ...and the entry and its first reason are untouched. */
+    g_free(reason);
+    CU_ASSERT_FATAL(g_file_get_contents(rpath, &reason, NULL, NULL));
+    CU_ASSERT_STRING_EQUAL(reason, "line 2 (time): broken\non two lines\n");
+    CU_ASSERT(g_file_test(dst, G_FILE_TEST_EXISTS));
+    /* remove of what is gone: fine */
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    unlink(dst);
+    unlink(rpath);
+    g_bytes_unref(e.raw);
+    g_free(before); g_free(after); g_free(reason);
+    g_free(src); g_free(dst); g_free(rpath);
+}
+
+static void test_list(void)
+{
+    static const char *const made[] = {
+        "1000000000.000001.5.00000000000000aa",
+        "999999999.999999.5.00000000000000ff",  /* 9 digits: older */
+        "1000000000.000000.77.0000000000000001",
+        "1000000000.000000.5.0000000000000002",
+    };
+    static const char *const junk[] = {
+        ".hidden", "1000000000.000000.5.0000000000000002~", "1000000000.000000.5.000000000000000G",
+        "1000000000.0000.5.0000000000000002", "x.000000.5.0000000000000002", "ingest.lock",
+        "1000000000.000000.5.0000000000000002.reason", "#1000000000.000000.5.0000000000000002#",
+    };
+    static const char *const want[] = {
+        "999999999.999999.5.00000000000000ff", "1000000000.000000.5.0000000000000002",
+        "1000000000.000000.77.0000000000000001", "1000000000.000001.5.00000000000000aa",
+    };
+    struct spool_entry e = { .time = 1 };
+    char id1[SPOOL_ID_MAX + 1], id2[SPOOL_ID_MAX + 1], *err = NULL;
+    GPtrArray *ids = NULL;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(made); i++) {
+        char *p = entry_path("new", made[i]);
+        g_file_set_contents(p, "x", 1, NULL);
+        g_free(p);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(junk); i++) {
+        char *p = entry_path("new", junk[i]);
+        g_file_set_contents(p, "x", 1, NULL);
+        CU_ASSERT_FALSE(spool_id_valid(junk[i]));
+        g_free(p);
+    }
+    CU_ASSERT_EQUAL_FATAL(spool_list(sp_dir, &ids, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(ids->len, G_N_ELEMENTS(want));
+    for (size_t i = 0; i < G_N_ELEMENTS(want); i++)
+        CU_ASSERT_STRING_EQUAL(g_ptr_array_index(ids, i), want[i]);
+    g_ptr_array_free(ids, TRUE);
+
+    /* Fresh entries from the writer come after, in writing order. */
+    e.raw = g_bytes_new("a", 1);
+    CU_ASSERT_EQUAL(spool_write(sp_dir, &e, id1, &err), 0);
+    CU_ASSERT_EQUAL(spool_write(sp_dir, &e, id2, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_list(sp_dir, &ids, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(ids->len, G_N_ELEMENTS(want) + 2);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(ids, ids->len - 2), id1);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(ids, ids->len - 1), id2);
+    g_ptr_array_free(ids, TRUE);
+
+    /* A missing spool: an error naming the directory. */
+    CU_ASSERT_EQUAL(spool_list("/nonexistent/spool", &ids, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/spool/new"));
+    g_free(err);
+    /* A write to a missing spool names the file and leaves nothing. */
+    CU_ASSERT_EQUAL(spool_write("/nonexistent/spool", &e, id1, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/spool/tmp/"));
+    g_free(err);
+    g_bytes_unref(e.raw);
+}
+
+CUS_SUITE(spool)
+{
+    CU_pSuite s = CU_add_suite("spool", sp_init, sp_clean);
+    CU_add_test(s, "every field round trips (escapes, UTF-8, empty, no rcpts)", test_round_trip);
+    CU_add_test(s, "every parse error names its line and what is wrong", test_parse_errors);
+    CU_add_test(s, "read errors name the file; errno tells gone from bad", test_read_errors);
+    CU_add_test(s, "a failed entry keeps its bytes and says why", test_fail);
+    CU_add_test(s, "list: oldest first, non-entries skipped", test_list);
+}
