@@ -10,7 +10,10 @@
  * A zstd dictionary is trained once from the first messages archived
  * (ARC_DICT_SAMPLES of them) and used for every message after.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include "custos/archive.h"
@@ -772,4 +775,123 @@ int arc_get_raw(struct arc *arc, gint64 id, GBytes **raw_r, char **error_r)
         return cus_error(error_r, "no message with archive id %" G_GINT64_FORMAT " in %s",
                          id, arc->dir);
     return store_read(arc->store, &loc, sha, raw_r, error_r);
+}
+
+/* Move a file aside to NAME.before-reindex-TIME (never over another). */
+static int move_aside(const char *path, gint64 now, char **error_r)
+{
+    char *to = g_strdup_printf("%s.before-reindex-%" G_GINT64_FORMAT, path, now);
+    int ret = 0;
+
+    if (access(to, F_OK) == 0)
+        ret = cus_error(error_r, "%s already exists: not overwriting it", to);
+    else if (rename(path, to) == 0)
+        log_info("previous %s kept as %s", path, to);
+    else if (errno != ENOENT)
+        ret = cus_error_errno(error_r, "rename(%s, %s) failed", path, to);
+    g_free(to);
+    return ret;
+}
+
+int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char **error_r)
+{
+    char *path = index_path(cfg->arc_dir);
+    char *tmp = g_strconcat(path, ".reindex", NULL);
+    char *tmp_wal = g_strconcat(tmp, "-wal", NULL), *tmp_shm = g_strconcat(tmp, "-shm", NULL);
+    char *wal = g_strconcat(path, "-wal", NULL), *shm = g_strconcat(path, "-shm", NULL);
+    struct store *st = NULL;
+    struct store_opts so;
+    struct idx *idx = NULL;
+    struct replay *rp = NULL;
+    struct msg_limits lim;
+    struct store_loc end;
+    unsigned char genesis[CUS_SHA256_LEN];
+    char buf[48];
+    gint64 now = (gint64)time(NULL);
+    int ret = -1;
+
+    memset(rs, 0, sizeof(*rs));
+    store_opts_from(cfg, &so);
+    /* The writer's lock: nothing is added while the index is rebuilt. */
+    if (store_open(cfg->arc_dir, &so, STORE_WRITE, &st, error_r) < 0)
+        goto out;
+    unlink(tmp);
+    unlink(tmp_wal);
+    unlink(tmp_shm);
+    if (idx_open(tmp, IDX_CREATE, &idx, error_r) < 0 || idx_begin(idx, error_r) < 0)
+        goto out;
+    msg_limits_default(&lim);
+    lim.message_size = cfg->lim_message_size;
+    lim.depth = cfg->lim_depth;
+    lim.parts = cfg->lim_parts;
+    lim.expanded_size = cfg->lim_expanded_size;
+    lim.expansion_ratio = cfg->lim_expansion_ratio;
+    lim.text_size = cfg->lim_text_size;
+    chain_genesis(genesis);
+    rp = replay_new(idx, &lim, 0, genesis);
+    if (replay_run(rp, st, NULL, error_r) < 0)
+        goto out;
+    replay_stats(rp, rs, NULL);
+    if (store_tell(st, &end, error_r) < 0)
+        goto out;
+    g_snprintf(buf, sizeof(buf), "%u:%" G_GUINT64_FORMAT, end.segment, end.offset);
+    if (idx_meta_set(idx, "store_end", buf, error_r) < 0 || idx_commit(idx, error_r) < 0)
+        goto out;
+    idx_close(&idx);        /* the last connection: WAL folded into the file */
+    if ((rs->problems > 0 || rs->pending > 0) && !force) {
+        /* Do not swap a good index for one that misses things. */
+        cus_error(error_r, "%" G_GINT64_FORMAT " records could not be indexed (see above): "
+                  "index.db left as it was; the new index is %s (reindex --force puts it "
+                  "in place)", rs->problems + rs->pending, tmp);
+        g_free(path);
+        g_free(tmp);
+        path = tmp = NULL;
+        goto keep;
+    }
+    {
+        int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0) {
+            cus_error_errno(error_r, "fsync(%s) failed", tmp);
+            if (fd >= 0)
+                close(fd);
+            goto out;
+        }
+        close(fd);
+    }
+    /* The old index (if any) is kept, its WAL folded in first. */
+    if (access(path, F_OK) == 0) {
+        sqlite3 *db = NULL;
+
+        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK)
+            sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+        sqlite3_close(db);
+        if (move_aside(path, now, error_r) < 0)
+            goto out;
+    }
+    unlink(wal);
+    unlink(shm);
+    if (chmod(tmp, 0600) < 0 || rename(tmp, path) < 0) {
+        cus_error_errno(error_r, "putting the new index in place (%s) failed", path);
+        goto out;
+    }
+    if (cus_fsync_dir(cfg->arc_dir, error_r) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (ret < 0) {
+        unlink(tmp);
+        unlink(tmp_wal);
+        unlink(tmp_shm);
+    }
+keep:
+    replay_free(&rp);
+    idx_close(&idx);
+    store_close(&st);
+    g_free(path);
+    g_free(tmp);
+    g_free(tmp_wal);
+    g_free(tmp_shm);
+    g_free(wal);
+    g_free(shm);
+    return ret;
 }

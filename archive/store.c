@@ -372,7 +372,7 @@ static const char *rec_hdr_decode(const unsigned char *p, struct rec_hdr *h)
     h->raw_len = get32(p + 12);
     h->stored_len = get32(p + 16);
     memcpy(h->sha, p + 20, CUS_SHA256_LEN);
-    if (h->kind < STORE_MESSAGE || h->kind > STORE_DICT)
+    if (h->kind < STORE_MESSAGE || h->kind > STORE_CHECKPOINT)
         return "unknown record kind";
     if (h->comp > STORE_COMP_ZSTD_DICT || h->enc > ENC_AES256GCM)
         return "unknown compression or encryption";
@@ -1923,6 +1923,7 @@ static void pwalk_deliver_head(struct pwalk *w)
         rec.loc.offset = it->off;
         if (it->ev != EV_RECORD) {
             rec.loc.length = it->skip > UINT32_MAX ? UINT32_MAX : (uint32_t)it->skip;
+            rec.tail = it->ev == EV_TAIL;
         } else {
             rec.kind = (enum store_kind)it->h.kind;
             memcpy(rec.sha, it->h.sha, CUS_SHA256_LEN);

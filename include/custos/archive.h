@@ -22,6 +22,7 @@
 #include "custos/cfg.h"
 #include "custos/index.h"
 #include "custos/msg.h"
+#include "custos/replay.h"
 #include "custos/store.h"
 
 #define ARC_WRITE 1
@@ -83,5 +84,12 @@ int arc_checkpoint(struct arc *arc, int force, struct arc_checkpoint_info *info,
 /* The exact raw bytes of message id (hash re-checked). 0, or -1; a
  * missing id is an error saying so. */
 int arc_get_raw(struct arc *arc, gint64 id, GBytes **raw_r, char **error_r);
+
+/* Rebuild index.db from the segments alone (under the writer's lock): a
+ * new index is built beside it, synced, and put in place; the old one is
+ * kept as index.db.before-reindex-TIME. rs: what was indexed; records
+ * that could not be are logged and counted in rs->problems, and then the
+ * new index is left beside the old one (index.db.reindex) unless force. */
+int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char **error_r);
 
 #endif

@@ -132,6 +132,7 @@ struct store_rec {
     uint32_t dict_id;       /* dictionary used (or defined, for STORE_DICT) */
     int encrypted;          /* AES-256-GCM */
     char key_id[33];        /* "" when not encrypted */
+    int tail;               /* an incomplete record at the end of a file */
     const char *error;      /* NULL: decoded and the SHA-256 matched;
                              * else why not (names object, file, offset) */
 };
