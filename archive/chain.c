@@ -37,16 +37,15 @@ void chain_genesis(unsigned char h[CUS_SHA256_LEN])
 void chain_step(const unsigned char prev[CUS_SHA256_LEN], const void *event, size_t len,
                 unsigned char out[CUS_SHA256_LEN])
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char p[CUS_SHA256_LEN];
-    unsigned int n = 0;
+    unsigned char small[1024], *buf = small;
 
-    memcpy(p, prev, CUS_SHA256_LEN);
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(md, p, CUS_SHA256_LEN) != 1 ||
-        EVP_DigestUpdate(md, event, len) != 1 || EVP_DigestFinal_ex(md, out, &n) != 1)
-        abort();    /* SHA-256 cannot fail but for lack of memory */
-    EVP_MD_CTX_free(md);
+    if (len + CUS_SHA256_LEN > sizeof(small))
+        buf = g_malloc(len + CUS_SHA256_LEN);
+    memcpy(buf, prev, CUS_SHA256_LEN);
+    memcpy(buf + CUS_SHA256_LEN, event, len);
+    cus_sha256(buf, len + CUS_SHA256_LEN, out);
+    if (buf != small)
+        g_free(buf);
 }
 
 /* ---- events ------------------------------------------------------------- */

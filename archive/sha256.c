@@ -2,12 +2,30 @@
  * sha256.c - SHA-256 through OpenSSL
  *
  * Apart from util.c so that programs which never hash (the lean read path
- * of custos-archive) do not load libcrypto.
+ * of custos-archive) do not load libcrypto. The digest is fetched once: in
+ * OpenSSL 3 the one-shot SHA256() fetches it (under a lock) on every call,
+ * which showed in verify's profile with several threads hashing.
  */
-#include <openssl/sha.h>
+#include <stdlib.h>
+#include <openssl/evp.h>
 #include "custos/util.h"
+
+static EVP_MD *sha256_md(void)
+{
+    static gsize once;
+    static EVP_MD *md;
+
+    if (g_once_init_enter(&once)) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        g_once_init_leave(&once, 1);
+    }
+    return md;
+}
 
 void cus_sha256(const void *buf, size_t len, unsigned char out[CUS_SHA256_LEN])
 {
-    SHA256(buf, len, out);
+    EVP_MD *md = sha256_md();
+
+    if (md == NULL || EVP_Digest(buf, len, out, NULL, md, NULL) != 1)
+        abort();    /* SHA-256 cannot fail but for lack of memory */
 }

@@ -1813,6 +1813,7 @@ struct witem {
     uint64_t skip;
     GBytes *data;           /* result */
     char *error;            /* result */
+    void *aux;              /* result of opts->work */
 };
 
 struct wbatch {
@@ -1838,18 +1839,20 @@ struct pwalk {
     int threads;
 };
 
-static void witem_clear(struct witem *it)
+static void witem_clear(struct pwalk *w, struct witem *it)
 {
+    if (it->aux != NULL && w->o->aux_free != NULL)
+        w->o->aux_free(it->aux);
     g_free(it->problem);
     g_free(it->error);
     if (it->data != NULL)
         g_bytes_unref(it->data);
 }
 
-static void wbatch_free(struct wbatch *b)
+static void wbatch_free(struct pwalk *w, struct wbatch *b)
 {
     for (guint i = 0; i < b->items->len; i++)
-        witem_clear(&g_array_index(b->items, struct witem, i));
+        witem_clear(w, &g_array_index(b->items, struct witem, i));
     g_array_unref(b->items);
     g_byte_array_unref(b->buf);
     g_free(b);
@@ -1871,11 +1874,34 @@ static struct dec *dec_get(struct pwalk *w)
     return dc;
 }
 
+static void witem_rec(const struct witem *it, struct store_rec *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->loc.segment = it->segno;
+    rec->loc.offset = it->off;
+    if (it->ev != EV_RECORD) {
+        rec->loc.length = it->skip > UINT32_MAX ? UINT32_MAX : (uint32_t)it->skip;
+        rec->tail = it->ev == EV_TAIL;
+    } else {
+        rec->kind = (enum store_kind)it->h.kind;
+        memcpy(rec->sha, it->h.sha, CUS_SHA256_LEN);
+        rec->loc.length = (uint32_t)(it->h.len + it->h.stored_len);
+        rec->raw_len = it->h.raw_len;
+        rec->comp = (enum store_comp)it->h.comp;
+        rec->dict_id = it->h.dict_id;
+        rec->encrypted = it->h.enc != ENC_NONE;
+        memcpy(rec->key_id, it->h.keyid, sizeof(rec->key_id));
+    }
+    rec->error = it->error;
+    rec->aux = it->aux;
+}
+
 static void witem_decode(struct pwalk *w, struct dec *dc, struct wbatch *b, struct witem *it)
 {
     unsigned char *raw = b->buf->data + it->pos;
     int want_data = !(w->o->flags & STORE_WALK_NO_MESSAGE_DATA) ||
                     it->h.kind != STORE_MESSAGE;
+    struct store_rec rec;
 
     if (it->ev != EV_RECORD) {
         obj_error(&it->error, NULL, it->segno, it->off, "%s; %" PRIu64 " bytes skipped",
@@ -1887,8 +1913,14 @@ static void witem_decode(struct pwalk *w, struct dec *dc, struct wbatch *b, stru
                   " is missing", it->h.dict_id);
         return;
     }
-    rec_decode_with(w->st, dc, it->dict, it->segno, it->off, raw, &it->h,
-                    raw + it->h.len, want_data ? &it->data : NULL, &it->error);
+    if (w->o->data_kinds != 0 && !(w->o->data_kinds & (1u << it->h.kind)))
+        want_data = 0;
+    if (rec_decode_with(w->st, dc, it->dict, it->segno, it->off, raw, &it->h,
+                        raw + it->h.len, want_data ? &it->data : NULL, &it->error) != DEC_OK ||
+        w->o->work == NULL)
+        return;
+    witem_rec(it, &rec);
+    it->aux = w->o->work(w->ctx, &rec, it->data);
 }
 
 static void pwalk_work(gpointer data, gpointer user)
@@ -1918,26 +1950,11 @@ static void pwalk_deliver_head(struct pwalk *w)
         struct witem *it = &g_array_index(b->items, struct witem, i);
         struct store_rec rec;
 
-        memset(&rec, 0, sizeof(rec));
-        rec.loc.segment = it->segno;
-        rec.loc.offset = it->off;
-        if (it->ev != EV_RECORD) {
-            rec.loc.length = it->skip > UINT32_MAX ? UINT32_MAX : (uint32_t)it->skip;
-            rec.tail = it->ev == EV_TAIL;
-        } else {
-            rec.kind = (enum store_kind)it->h.kind;
-            memcpy(rec.sha, it->h.sha, CUS_SHA256_LEN);
-            rec.loc.length = (uint32_t)(it->h.len + it->h.stored_len);
-            rec.raw_len = it->h.raw_len;
-            rec.comp = (enum store_comp)it->h.comp;
-            rec.dict_id = it->h.dict_id;
-            rec.encrypted = it->h.enc != ENC_NONE;
-            memcpy(rec.key_id, it->h.keyid, sizeof(rec.key_id));
-        }
-        rec.error = it->error;
+        witem_rec(it, &rec);
+        it->aux = NULL;     /* the callback's now */
         w->stop = w->cb(w->ctx, &rec, it->error == NULL ? it->data : NULL);
     }
-    wbatch_free(b);
+    wbatch_free(w, b);
 }
 
 static void pwalk_submit(struct pwalk *w)
@@ -1947,7 +1964,7 @@ static void pwalk_submit(struct pwalk *w)
     w->cur = NULL;
     if (b == NULL || b->items->len == 0) {
         if (b != NULL)
-            wbatch_free(b);
+            wbatch_free(w, b);
         return;
     }
     g_queue_push_tail(&w->batches, b);
@@ -2091,7 +2108,7 @@ int store_walk_par(struct store *st, const struct store_walk_opts *o,
     g_array_unref(segs);
 out:
     if (w.cur != NULL) {
-        wbatch_free(w.cur);
+        wbatch_free(&w, w.cur);
         w.cur = NULL;
     }
     while (!g_queue_is_empty(&w.batches)) {
@@ -2103,7 +2120,7 @@ out:
             while (!b->done)
                 g_cond_wait(&w.cond, &w.lock);
             g_mutex_unlock(&w.lock);
-            wbatch_free(b);
+            wbatch_free(&w, b);
         }
     }
     if (w.pool != NULL)

@@ -19,27 +19,51 @@
 #include "custos/store.h"
 #include "custos/verify.h"
 
+/* A message or delivery record of the store, in store order. */
 struct obj {
     unsigned char sha[CUS_SHA256_LEN];
-    enum store_kind kind;
     struct store_loc loc;
     gint64 index_id;        /* messages/deliveries row that names it, 0 */
     gint64 event_seq;       /* chain entry that names it, 0 */
+    gint64 event_id;        /* the archive id that entry gives, 0 */
 };
 
+/* A chain event, parsed in a decoding thread. */
 struct ev {
+    enum store_kind kind;   /* STORE_EVENT (first, see aux_free) */
     gint64 seq, time, id;
     char *type;
+    char *error;            /* it does not parse */
     unsigned char msg[CUS_SHA256_LEN], deliv[CUS_SHA256_LEN];
     int has_msg, has_deliv;
+    int msg_found, deliv_found; /* found right before it, in its group */
+    unsigned char esha[CUS_SHA256_LEN]; /* record sha */
     struct store_loc loc;
     GBytes *bytes;
 };
 
 struct cpt {
+    enum store_kind kind;   /* STORE_CHECKPOINT (first, see aux_free) */
     struct chain_checkpoint cp;
+    char *error;
+    unsigned char esha[CUS_SHA256_LEN];
     struct store_loc loc;
     GBytes *bytes;
+};
+
+/* index.db's rows, read by a thread of their own during the walk. */
+struct irow {
+    gint64 id, msg;
+    unsigned char sha[CUS_SHA256_LEN];  /* messages: sha256; chain: hash */
+    struct store_loc loc;
+    int has_loc;
+};
+
+struct irows {
+    sqlite3 *db;
+    GArray *msgs, *delivs, *chain; /* struct irow */
+    gint64 n_cp;
+    char *error;
 };
 
 struct vfy {
@@ -49,33 +73,13 @@ struct vfy {
     struct verify_stats *st;
     struct store_loc committed;     /* index snapshot's store end */
     int have_committed;
-    GHashTable *objs;               /* sha -> struct obj (messages, deliveries) */
-    GHashTable *at;                 /* loc key -> struct obj */
-    GArray *evs;                    /* struct ev, store order */
-    GArray *cps;                    /* struct cpt, store order */
+    GArray *msgs, *delivs;          /* struct obj, store order */
+    GPtrArray *evs;                 /* struct ev *, store order */
+    GPtrArray *cps;                 /* struct cpt *, store order */
+    gint last_msg, last_deliv;      /* of the open group, or -1 */
     struct chain_key *pub;
+    struct irows ir;
 };
-
-static guint sha_hash(gconstpointer p)
-{
-    const unsigned char *s = p;
-    return (guint)s[0] | (guint)s[1] << 8 | (guint)s[2] << 16 | (guint)s[3] << 24;
-}
-
-static gboolean sha_equal(gconstpointer a, gconstpointer b)
-{
-    return memcmp(a, b, CUS_SHA256_LEN) == 0;
-}
-
-static guint64 loc_key(uint32_t seg, uint64_t off)
-{
-    return (guint64)seg << 40 | off;
-}
-
-static guint u64_hash(gconstpointer p)
-{
-    return g_int64_hash(p);
-}
 
 static void problem(struct vfy *v, const char *kind, const char *object, gint64 id,
                     gint64 seq, const unsigned char *sha, const struct store_loc *loc,
@@ -128,43 +132,96 @@ static const char *kind_name(enum store_kind k)
 
 /* ---- the pass over the segments ----------------------------------------- */
 
-static void add_event(struct vfy *v, const struct store_rec *rec, GBytes *data)
+static void ev_free(gpointer p)
 {
-    struct chain_event *ce = NULL;
-    struct ev e;
-    gsize len;
-    const char *text = g_bytes_get_data(data, &len), *s;
-    char *err = NULL;
+    struct ev *e = p;
 
-    if (chain_event_parse(text, len, &ce, &err) < 0) {
-        problem(v, "altered", "event", 0, 0, rec->sha, &rec->loc, "%s", err);
-        g_free(err);
+    if (e == NULL)
         return;
+    g_free(e->type);
+    g_free(e->error);
+    if (e->bytes != NULL)
+        g_bytes_unref(e->bytes);
+    g_free(e);
+}
+
+static void cpt_free(gpointer p)
+{
+    struct cpt *c = p;
+
+    if (c == NULL)
+        return;
+    g_free(c->error);
+    if (c->bytes != NULL)
+        g_bytes_unref(c->bytes);
+    g_free(c);
+}
+
+static void aux_free(void *p)
+{
+    if (*(enum store_kind *)p == STORE_EVENT)
+        ev_free(p);
+    else
+        cpt_free(p);
+}
+
+/* In a decoding thread: parse events and checkpoints. */
+static void *walk_work(void *ctx, const struct store_rec *rec, GBytes *data)
+{
+    gsize len;
+    const char *text;
+
+    if (data == NULL)
+        return NULL;
+    text = g_bytes_get_data(data, &len);
+    if (rec->kind == STORE_EVENT) {
+        struct ev *e = g_new0(struct ev, 1);
+        struct chain_event *ce = NULL;
+        const char *s;
+
+        e->kind = STORE_EVENT;
+        e->loc = rec->loc;
+        memcpy(e->esha, rec->sha, CUS_SHA256_LEN);
+        if (chain_event_parse(text, len, &ce, &e->error) < 0)
+            return e;
+        e->seq = ce->seq;
+        e->time = ce->time;
+        e->type = g_strdup(ce->type);
+        e->bytes = g_bytes_ref(data);
+        if ((s = chain_event_get(ce, "id")) != NULL)
+            e->id = g_ascii_strtoll(s, NULL, 10);
+        if ((s = chain_event_get(ce, "message")) != NULL)
+            e->has_msg = cus_unhex(s, e->msg, CUS_SHA256_LEN) == 0;
+        if ((s = chain_event_get(ce, "delivery")) != NULL)
+            e->has_deliv = cus_unhex(s, e->deliv, CUS_SHA256_LEN) == 0;
+        chain_event_free(&ce);
+        return e;
     }
-    memset(&e, 0, sizeof(e));
-    e.seq = ce->seq;
-    e.time = ce->time;
-    e.type = g_strdup(ce->type);
-    e.loc = rec->loc;
-    e.bytes = g_bytes_ref(data);
-    if ((s = chain_event_get(ce, "id")) != NULL)
-        e.id = g_ascii_strtoll(s, NULL, 10);
-    if ((s = chain_event_get(ce, "message")) != NULL)
-        e.has_msg = cus_unhex(s, e.msg, CUS_SHA256_LEN) == 0;
-    if ((s = chain_event_get(ce, "delivery")) != NULL)
-        e.has_deliv = cus_unhex(s, e.deliv, CUS_SHA256_LEN) == 0;
-    g_array_append_val(v->evs, e);
-    chain_event_free(&ce);
+    if (rec->kind == STORE_CHECKPOINT) {
+        struct cpt *c = g_new0(struct cpt, 1);
+
+        c->kind = STORE_CHECKPOINT;
+        c->loc = rec->loc;
+        memcpy(c->esha, rec->sha, CUS_SHA256_LEN);
+        if (chain_checkpoint_parse(text, len, &c->cp, &c->error) == 0)
+            c->bytes = g_bytes_ref(data);
+        return c;
+    }
+    return NULL;
 }
 
 static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
 {
     struct vfy *v = ctx;
-    struct obj *o;
+    struct obj o;
 
     v->st->records++;
     if (v->have_committed && !loc_before(&rec->loc, &v->committed)) {
         v->st->uncommitted++;
+        if (rec->kind == STORE_EVENT)
+            ev_free(rec->aux);
+        else if (rec->kind == STORE_CHECKPOINT)
+            cpt_free(rec->aux);
         return 0;
     }
     if (rec->error != NULL) {
@@ -178,48 +235,56 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
     switch (rec->kind) {
     case STORE_MESSAGE:
     case STORE_DELIVERY:
-        if (rec->kind == STORE_MESSAGE)
-            v->st->messages++;
-        else
-            v->st->deliveries++;
-        o = g_hash_table_lookup(v->objs, rec->sha);
-        if (o != NULL) {
-            problem(v, "extra", kind_name(rec->kind), 0, 0, rec->sha, &rec->loc,
-                    "a second copy (the first is in seg-%06" PRIu32 ".cseg at offset %"
-                    PRIu64 ")", o->loc.segment, o->loc.offset);
-            return 0;
-        }
-        o = g_new0(struct obj, 1);
-        memcpy(o->sha, rec->sha, CUS_SHA256_LEN);
-        o->kind = rec->kind;
-        o->loc = rec->loc;
-        g_hash_table_insert(v->objs, o->sha, o);
-        {
-            guint64 *k = g_new(guint64, 1);
-            *k = loc_key(rec->loc.segment, rec->loc.offset);
-            g_hash_table_insert(v->at, k, o);
+        memset(&o, 0, sizeof(o));
+        memcpy(o.sha, rec->sha, CUS_SHA256_LEN);
+        o.loc = rec->loc;
+        if (rec->kind == STORE_MESSAGE) {
+            g_array_append_val(v->msgs, o);
+            v->last_msg = (gint)v->msgs->len - 1;
+        } else {
+            g_array_append_val(v->delivs, o);
+            v->last_deliv = (gint)v->delivs->len - 1;
         }
         return 0;
-    case STORE_EVENT:
-        add_event(v, rec, data);
-        return 0;
-    case STORE_CHECKPOINT: {
-        struct cpt c;
-        gsize len;
-        const char *text = g_bytes_get_data(data, &len);
-        char *err = NULL;
+    case STORE_EVENT: {
+        struct ev *e = rec->aux;
 
-        memset(&c, 0, sizeof(c));
-        if (chain_checkpoint_parse(text, len, &c.cp, &err) < 0) {
-            problem(v, "altered", "checkpoint", 0, 0, rec->sha, &rec->loc, "%s", err);
-            g_free(err);
+        if (e->error != NULL) {
+            problem(v, "altered", "event", 0, 0, rec->sha, &rec->loc, "%s", e->error);
+            ev_free(e);
+        } else {
+            /* Its group: the records right before it. */
+            if (e->has_msg && v->last_msg >= 0) {
+                struct obj *m = &g_array_index(v->msgs, struct obj, v->last_msg);
+                if (memcmp(m->sha, e->msg, CUS_SHA256_LEN) == 0) {
+                    m->event_seq = e->seq;
+                    m->event_id = e->id;
+                    e->msg_found = 1;
+                }
+            }
+            if (e->has_deliv && v->last_deliv >= 0) {
+                struct obj *d = &g_array_index(v->delivs, struct obj, v->last_deliv);
+                if (memcmp(d->sha, e->deliv, CUS_SHA256_LEN) == 0) {
+                    d->event_seq = e->seq;
+                    e->deliv_found = 1;
+                }
+            }
+            g_ptr_array_add(v->evs, e);
+        }
+        v->last_msg = v->last_deliv = -1;
+        return 0;
+    }
+    case STORE_CHECKPOINT: {
+        struct cpt *c = rec->aux;
+
+        if (c->error != NULL) {
+            problem(v, "altered", "checkpoint", 0, 0, rec->sha, &rec->loc, "%s", c->error);
+            cpt_free(c);
             return 0;
         }
-        c.loc = rec->loc;
-        c.bytes = g_bytes_ref(data);
-        g_array_append_val(v->cps, c);
+        g_ptr_array_add(v->cps, c);
         v->st->checkpoints++;
-        if (c.cp.is_signed)
+        if (c->cp.is_signed)
             v->st->signed_checkpoints++;
         return 0;
     }
@@ -229,6 +294,54 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
     problem(v, "altered", "record", 0, 0, rec->sha, &rec->loc, "unknown record kind %d",
             (int)rec->kind);
     return 0;
+}
+
+/* ---- index.db, read beside the walk ------------------------------------- */
+
+static gpointer read_index(gpointer p)
+{
+    struct irows *ir = p;
+    static const char *const sql[3] = {
+        "SELECT id, sha256, segment, offset FROM messages",
+        "SELECT id, msg, segment, offset FROM deliveries",
+        "SELECT seq, hash, segment, offset, msg FROM chain",
+    };
+    GArray *out[3] = { ir->msgs, ir->delivs, ir->chain };
+    sqlite3_stmt *q = NULL;
+
+    for (int t = 0; t < 3; t++) {
+        if (sqlite3_prepare_v2(ir->db, sql[t], -1, &q, NULL) != SQLITE_OK)
+            goto fail;
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            struct irow r;
+            int shacol = t == 1 ? -1 : 1;
+
+            memset(&r, 0, sizeof(r));
+            r.id = sqlite3_column_int64(q, 0);
+            if (t == 1)
+                r.msg = sqlite3_column_int64(q, 1);
+            if (t == 2)
+                r.msg = sqlite3_column_int64(q, 4);
+            if (shacol > 0 && sqlite3_column_bytes(q, shacol) == CUS_SHA256_LEN)
+                memcpy(r.sha, sqlite3_column_blob(q, shacol), CUS_SHA256_LEN);
+            r.has_loc = sqlite3_column_type(q, 2) != SQLITE_NULL;
+            r.loc.segment = (uint32_t)sqlite3_column_int64(q, 2);
+            r.loc.offset = (uint64_t)sqlite3_column_int64(q, 3);
+            g_array_append_val(out[t], r);
+        }
+        sqlite3_finalize(q);
+        q = NULL;
+    }
+    if (sqlite3_prepare_v2(ir->db, "SELECT count(*) FROM checkpoints", -1, &q, NULL) !=
+        SQLITE_OK || sqlite3_step(q) != SQLITE_ROW)
+        goto fail;
+    ir->n_cp = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return NULL;
+fail:
+    ir->error = g_strdup_printf("index.db: %s", sqlite3_errmsg(ir->db));
+    sqlite3_finalize(q);
+    return NULL;
 }
 
 /* ---- the chain ------------------------------------------------------------ */
@@ -245,25 +358,17 @@ static gint cmp_i64(gconstpointer a, gconstpointer b)
     return x < y ? -1 : x > y;
 }
 
-/* The chain entries of index.db: seq -> (hash, loc). */
-struct crow {
-    unsigned char hash[CUS_SHA256_LEN];
-    struct store_loc loc;
-    gint64 msg;
-};
-
-static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **error_r)
+/* hashes: seq -> h_seq (NULL when not computable). */
+static void check_chain(struct vfy *v, GHashTable *hashes)
 {
-    GPtrArray *order = g_ptr_array_new();
-    GHashTable *rows = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
-    sqlite3_stmt *q = NULL;
+    GPtrArray *order = g_ptr_array_sized_new(v->evs->len);
+    GHashTable *rows = g_hash_table_new(g_int64_hash, g_int64_equal);
     unsigned char h[CUS_SHA256_LEN];
-    gint64 max_seen = 0, max_seq = 0, prev = 0, idx_max = 0;
+    gint64 max_seen = 0, max_seq = 0, prev = 0;
     int known = 1;
 
-    /* Order in the store. */
     for (guint i = 0; i < v->evs->len; i++) {
-        struct ev *e = &g_array_index(v->evs, struct ev, i);
+        struct ev *e = g_ptr_array_index(v->evs, i);
 
         if (e->seq < max_seen)
             problem(v, "reordered", "event", e->id, e->seq, NULL, &e->loc,
@@ -274,35 +379,17 @@ static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **er
         g_ptr_array_add(order, e);
     }
     g_ptr_array_sort(order, ev_by_seq);
-
-    if (sqlite3_prepare_v2(db, "SELECT seq, hash, segment, offset, msg FROM chain", -1, &q,
-                           NULL) != SQLITE_OK)
-        goto dberr;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        gint64 *k = g_new(gint64, 1);
-        struct crow *r = g_new0(struct crow, 1);
-
-        *k = sqlite3_column_int64(q, 0);
-        if (sqlite3_column_bytes(q, 1) == CUS_SHA256_LEN)
-            memcpy(r->hash, sqlite3_column_blob(q, 1), CUS_SHA256_LEN);
-        r->loc.segment = (uint32_t)sqlite3_column_int64(q, 2);
-        r->loc.offset = (uint64_t)sqlite3_column_int64(q, 3);
-        r->msg = sqlite3_column_int64(q, 4);
-        if (*k > idx_max)
-            idx_max = *k;
-        g_hash_table_insert(rows, k, r);
+    for (guint i = 0; i < v->ir.chain->len; i++) {
+        struct irow *r = &g_array_index(v->ir.chain, struct irow, i);
+        g_hash_table_insert(rows, &r->id, r);
     }
-    sqlite3_finalize(q);
-    q = NULL;
 
-    /* Recompute in seq order. */
     chain_genesis(h);
     for (guint i = 0; i < order->len; i++) {
         struct ev *e = g_ptr_array_index(order, i);
-        struct crow *r = g_hash_table_lookup(rows, &e->seq);
+        struct irow *r = g_hash_table_lookup(rows, &e->seq);
         gsize len;
         const void *b = g_bytes_get_data(e->bytes, &len);
-        unsigned char *copy;
 
         if (e->seq == prev) {
             problem(v, "reordered", "event", e->id, e->seq, NULL, &e->loc,
@@ -310,6 +397,9 @@ static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **er
             continue;
         }
         if (e->seq != prev + 1) {
+            gint64 before = e->seq - 1;
+            struct irow *rb = g_hash_table_lookup(rows, &before);
+
             if (e->seq - prev == 2)
                 problem(v, "missing", "event", 0, prev + 1, NULL, &e->loc,
                         "chain entry %" G_GINT64_FORMAT " is not in the store (the chain "
@@ -320,31 +410,23 @@ static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **er
                         "in the store (the chain breaks before entry %" G_GINT64_FORMAT ")",
                         prev + 1, e->seq - 1, e->seq);
             /* Go on from index.db's hash before this entry, if it has it. */
-            {
-                gint64 before = e->seq - 1;
-                struct crow *rb = g_hash_table_lookup(rows, &before);
-                if (rb != NULL) {
-                    memcpy(h, rb->hash, CUS_SHA256_LEN);
-                    known = 1;
-                } else {
-                    known = 0;
-                }
-            }
+            known = rb != NULL;
+            if (known)
+                memcpy(h, rb->sha, CUS_SHA256_LEN);
         }
         prev = e->seq;
-        if (known)
+        if (known) {
             chain_step(h, b, len, h);
-        copy = g_memdup2(h, CUS_SHA256_LEN);
-        g_hash_table_insert(hashes, g_memdup2(&e->seq, sizeof(gint64)), known ? copy : NULL);
-        if (!known)
-            g_free(copy);
+            g_hash_table_insert(hashes, g_memdup2(&e->seq, sizeof(gint64)),
+                                g_memdup2(h, CUS_SHA256_LEN));
+        }
         if (r == NULL) {
             if (v->have_committed)
                 problem(v, "missing", "index", e->id, e->seq, NULL, &e->loc,
                         "chain entry %" G_GINT64_FORMAT " is in the store but not in "
                         "index.db", e->seq);
         } else {
-            if (known && memcmp(r->hash, h, CUS_SHA256_LEN) != 0)
+            if (known && memcmp(r->sha, h, CUS_SHA256_LEN) != 0)
                 problem(v, "mismatch", "index", e->id, e->seq, NULL, &e->loc,
                         "index.db's hash for chain entry %" G_GINT64_FORMAT " is not the "
                         "one the events give", e->seq);
@@ -358,7 +440,7 @@ static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **er
             max_seq = e->seq;
     }
     /* Rows of index.db with no event record. */
-    {
+    if (g_hash_table_size(rows) > 0) {
         GHashTableIter it;
         gpointer k, val;
         GArray *left = g_array_new(FALSE, FALSE, sizeof(gint64));
@@ -369,7 +451,7 @@ static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **er
         g_array_sort(left, cmp_i64);
         for (guint i = 0; i < left->len; i++) {
             gint64 s = g_array_index(left, gint64, i);
-            struct crow *r = g_hash_table_lookup(rows, &s);
+            struct irow *r = g_hash_table_lookup(rows, &s);
             problem(v, "missing", "event", r->msg, s, NULL, &r->loc,
                     "chain entry %" G_GINT64_FORMAT " is in index.db but its event record "
                     "is not in the store", s);
@@ -380,26 +462,15 @@ static int check_chain(struct vfy *v, sqlite3 *db, GHashTable *hashes, char **er
     v->st->head_seq = max_seq;
     if (known && max_seq > 0)
         cus_hex(h, CUS_SHA256_LEN, v->st->head);
-    (void)idx_max;
     g_ptr_array_unref(order);
     g_hash_table_destroy(rows);
-    return 0;
-dberr:
-    cus_error(error_r, "index.db: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(q);
-    g_ptr_array_unref(order);
-    g_hash_table_destroy(rows);
-    return -1;
 }
 
-static void check_checkpoints(struct vfy *v, sqlite3 *db, GHashTable *hashes)
+static void check_checkpoints(struct vfy *v, GHashTable *hashes)
 {
-    sqlite3_stmt *q = NULL;
-    gint64 n_rows = 0;
-
     for (guint i = 0; i < v->cps->len; i++) {
-        struct cpt *c = &g_array_index(v->cps, struct cpt, i);
-        const unsigned char *h = NULL;
+        struct cpt *c = g_ptr_array_index(v->cps, i);
+        const unsigned char *h;
         char *err = NULL;
 
         if (c->cp.seq > v->st->head_seq) {
@@ -426,161 +497,184 @@ static void check_checkpoints(struct vfy *v, sqlite3 *db, GHashTable *hashes)
                     "verify key is configured", c->cp.seq);
         }
     }
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM checkpoints", -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW)
-        n_rows = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    if (v->have_committed && n_rows != (gint64)v->cps->len)
-        problem(v, n_rows > (gint64)v->cps->len ? "missing" : "extra", "checkpoint", 0, 0,
+    if (v->have_committed && v->ir.n_cp != (gint64)v->cps->len)
+        problem(v, v->ir.n_cp > (gint64)v->cps->len ? "missing" : "extra", "checkpoint", 0, 0,
                 NULL, NULL, "index.db lists %" G_GINT64_FORMAT " checkpoints, the store "
-                "holds %u", n_rows, v->cps->len);
+                "holds %u", v->ir.n_cp, v->cps->len);
 }
 
 /* ---- objects against the chain and index.db ------------------------------ */
 
-static void check_objects(struct vfy *v, sqlite3 *db)
+static guint sha_hash(gconstpointer p)
 {
-    static const char *const sql[2] = {
-        "SELECT id, sha256, segment, offset FROM messages ORDER BY id",
-        "SELECT d.id, d.segment, d.offset, d.msg FROM deliveries d ORDER BY d.id",
-    };
-    sqlite3_stmt *q = NULL;
-    GHashTableIter it;
-    gpointer k, val;
+    const unsigned char *s = p;
+    return (guint)s[0] | (guint)s[1] << 8 | (guint)s[2] << 16 | (guint)s[3] << 24;
+}
 
+static gboolean sha_equal(gconstpointer a, gconstpointer b)
+{
+    return memcmp(a, b, CUS_SHA256_LEN) == 0;
+}
+
+static GHashTable *by_sha(GArray *objs)
+{
+    GHashTable *t = g_hash_table_new(sha_hash, sha_equal);
+
+    for (guint i = 0; i < objs->len; i++) {
+        struct obj *o = &g_array_index(objs, struct obj, i);
+        if (!g_hash_table_contains(t, o->sha))
+            g_hash_table_insert(t, o->sha, o);
+    }
+    return t;
+}
+
+/* The object at loc (objs are in store order, so sorted by place). */
+static struct obj *at_loc(GArray *objs, const struct store_loc *loc)
+{
+    guint lo = 0, hi = objs->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        struct obj *o = &g_array_index(objs, struct obj, mid);
+
+        if (o->loc.segment == loc->segment && o->loc.offset == loc->offset)
+            return o;
+        if (loc_before(&o->loc, loc))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void check_objects(struct vfy *v)
+{
+    GHashTable *msgs = by_sha(v->msgs), *delivs = NULL;
+
+    v->st->messages = v->msgs->len;
+    v->st->deliveries = v->delivs->len;
+    /* A second copy of the same bytes is never written. */
+    if (g_hash_table_size(msgs) != v->msgs->len) {
+        for (guint i = 0; i < v->msgs->len; i++) {
+            struct obj *o = &g_array_index(v->msgs, struct obj, i), *first;
+            first = g_hash_table_lookup(msgs, o->sha);
+            if (first != o)
+                problem(v, "extra", "message", 0, 0, o->sha, &o->loc,
+                        "a second copy (the first is in seg-%06" PRIu32 ".cseg at offset %"
+                        PRIu64 ")", first->loc.segment, first->loc.offset);
+        }
+    }
     /* What the chain names must be in the store. */
     for (guint i = 0; i < v->evs->len; i++) {
-        struct ev *e = &g_array_index(v->evs, struct ev, i);
+        struct ev *e = g_ptr_array_index(v->evs, i);
+        int add = e->type != NULL && strcmp(e->type, "add") == 0;
         struct obj *o;
 
-        if (e->has_msg) {
-            o = g_hash_table_lookup(v->objs, e->msg);
-            if (o == NULL || o->kind != STORE_MESSAGE) {
-                if (strcmp(e->type, "add") == 0)
-                    problem(v, "missing", "message", e->id, e->seq, e->msg, &e->loc,
-                            "message %" G_GINT64_FORMAT " added by chain entry %"
-                            G_GINT64_FORMAT " is not in the store", e->id, e->seq);
-            } else if (strcmp(e->type, "add") == 0) {
+        if (e->has_msg && add && !e->msg_found) {
+            o = g_hash_table_lookup(msgs, e->msg);
+            if (o == NULL)
+                problem(v, "missing", "message", e->id, e->seq, e->msg, &e->loc,
+                        "message %" G_GINT64_FORMAT " added by chain entry %" G_GINT64_FORMAT
+                        " is not in the store", e->id, e->seq);
+            else if (o->event_seq == 0) {
                 o->event_seq = e->seq;
-                o->index_id = -e->id;  /* expected id, until index.db says */
+                o->event_id = e->id;
             }
         }
-        if (e->has_deliv) {
-            o = g_hash_table_lookup(v->objs, e->deliv);
-            if (o == NULL || o->kind != STORE_DELIVERY)
+        if (e->has_deliv && !e->deliv_found) {
+            if (delivs == NULL)
+                delivs = by_sha(v->delivs);
+            o = g_hash_table_lookup(delivs, e->deliv);
+            if (o == NULL)
                 problem(v, "missing", "delivery", e->id, e->seq, e->deliv, &e->loc,
                         "the delivery of chain entry %" G_GINT64_FORMAT " is not in the "
                         "store", e->seq);
-            else
+            else if (o->event_seq == 0)
                 o->event_seq = e->seq;
         }
     }
     /* index.db's messages. */
-    if (sqlite3_prepare_v2(db, sql[0], -1, &q, NULL) == SQLITE_OK) {
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            gint64 id = sqlite3_column_int64(q, 0);
-            struct store_loc loc = { (uint32_t)sqlite3_column_int64(q, 2),
-                                     (uint64_t)sqlite3_column_int64(q, 3), 0 };
-            const unsigned char *sha = sqlite3_column_blob(q, 1);
-            struct obj *o;
+    for (guint i = 0; i < v->ir.msgs->len; i++) {
+        struct irow *r = &g_array_index(v->ir.msgs, struct irow, i);
+        struct obj *o = g_hash_table_lookup(msgs, r->sha);
 
-            if (sha == NULL || sqlite3_column_bytes(q, 1) != CUS_SHA256_LEN)
-                continue;
-            o = g_hash_table_lookup(v->objs, sha);
-            if (o == NULL || o->kind != STORE_MESSAGE) {
-                guint64 lk = loc_key(loc.segment, loc.offset);
-                struct obj *there = g_hash_table_lookup(v->at, &lk);
-                if (v->have_committed && !loc_before(&loc, &v->committed))
-                    continue;
-                problem(v, "missing", "message", id, 0, sha, &loc,
-                        "message %" G_GINT64_FORMAT " is not in the store%s", id,
-                        there != NULL ? " (another object is where index.db says it is)" : "");
-                continue;
-            }
-            if (o->loc.segment != loc.segment || o->loc.offset != loc.offset) {
-                guint64 lk = loc_key(loc.segment, loc.offset);
-                struct obj *there = g_hash_table_lookup(v->at, &lk);
-                char other[80] = "";
-
-                if (there != NULL && there->index_id > 0)
-                    g_snprintf(other, sizeof(other), " (message %" G_GINT64_FORMAT " is there)",
-                               there->index_id);
-                else if (there != NULL && there->index_id < 0)
-                    g_snprintf(other, sizeof(other), " (message %" G_GINT64_FORMAT " is there)",
-                               -there->index_id);
-                problem(v, "misplaced", "message", id, o->event_seq, sha, &o->loc,
-                        "index.db says message %" G_GINT64_FORMAT " is in seg-%06" PRIu32
-                        ".cseg at offset %" PRIu64 "%s", id, loc.segment, loc.offset, other);
-            }
-            if (o->event_seq == 0)
-                problem(v, "extra", "message", id, 0, sha, &o->loc,
-                        "message %" G_GINT64_FORMAT " is in no chain entry", id);
-            else if (o->index_id < 0 && -o->index_id != id)
-                problem(v, "mismatch", "index", id, o->event_seq, sha, &o->loc,
-                        "index.db gives the message of chain entry %" G_GINT64_FORMAT
-                        " archive id %" G_GINT64_FORMAT ", the chain %" G_GINT64_FORMAT,
-                        o->event_seq, id, -o->index_id);
-            o->index_id = id;
+        if (v->have_committed && !loc_before(&r->loc, &v->committed))
+            continue;
+        if (o == NULL) {
+            problem(v, "missing", "message", r->id, 0, r->sha, &r->loc,
+                    "message %" G_GINT64_FORMAT " is not in the store%s", r->id,
+                    at_loc(v->msgs, &r->loc) != NULL ?
+                    " (another message is where index.db says it is)" : "");
+            continue;
         }
+        if (o->loc.segment != r->loc.segment || o->loc.offset != r->loc.offset) {
+            struct obj *there = at_loc(v->msgs, &r->loc);
+            char other[96] = "";
+
+            if (there != NULL && there->event_id > 0)
+                g_snprintf(other, sizeof(other), " (message %" G_GINT64_FORMAT " is there)",
+                           there->event_id);
+            problem(v, "misplaced", "message", r->id, o->event_seq, r->sha, &o->loc,
+                    "index.db says message %" G_GINT64_FORMAT " is in seg-%06" PRIu32
+                    ".cseg at offset %" PRIu64 "%s", r->id, r->loc.segment, r->loc.offset,
+                    other);
+        }
+        if (o->event_seq == 0)
+            problem(v, "extra", "message", r->id, 0, r->sha, &o->loc,
+                    "message %" G_GINT64_FORMAT " is in no chain entry", r->id);
+        else if (o->event_id != r->id)
+            problem(v, "mismatch", "index", r->id, o->event_seq, r->sha, &o->loc,
+                    "index.db gives the message of chain entry %" G_GINT64_FORMAT
+                    " archive id %" G_GINT64_FORMAT ", the chain %" G_GINT64_FORMAT,
+                    o->event_seq, r->id, o->event_id);
+        o->index_id = r->id;
     }
-    sqlite3_finalize(q);
-    q = NULL;
     /* index.db's deliveries: their record must be where it says. */
-    if (sqlite3_prepare_v2(db, sql[1], -1, &q, NULL) == SQLITE_OK) {
-        while (sqlite3_step(q) == SQLITE_ROW) {
-            struct store_loc loc = { (uint32_t)sqlite3_column_int64(q, 1),
-                                     (uint64_t)sqlite3_column_int64(q, 2), 0 };
-            guint64 lk = loc_key(loc.segment, loc.offset);
-            struct obj *o = g_hash_table_lookup(v->at, &lk);
+    for (guint i = 0; i < v->ir.delivs->len; i++) {
+        struct irow *r = &g_array_index(v->ir.delivs, struct irow, i);
+        struct obj *o;
 
-            if (sqlite3_column_type(q, 1) == SQLITE_NULL)
-                continue;
-            if (v->have_committed && !loc_before(&loc, &v->committed))
-                continue;
-            if (o == NULL || o->kind != STORE_DELIVERY)
-                problem(v, "missing", "delivery", sqlite3_column_int64(q, 3), 0, NULL, &loc,
-                        "delivery %" G_GINT64_FORMAT " of message %" G_GINT64_FORMAT
-                        " is not where index.db says", (gint64)sqlite3_column_int64(q, 0),
-                        (gint64)sqlite3_column_int64(q, 3));
-            else
-                o->index_id = sqlite3_column_int64(q, 0);
-        }
+        if (!r->has_loc || (v->have_committed && !loc_before(&r->loc, &v->committed)))
+            continue;
+        o = at_loc(v->delivs, &r->loc);
+        if (o == NULL)
+            problem(v, "missing", "delivery", r->msg, 0, NULL, &r->loc,
+                    "delivery %" G_GINT64_FORMAT " of message %" G_GINT64_FORMAT
+                    " is not where index.db says", r->id, r->msg);
+        else
+            o->index_id = r->id;
     }
-    sqlite3_finalize(q);
     /* Objects of the store nothing (or only the chain) names. */
-    g_hash_table_iter_init(&it, v->objs);
-    while (g_hash_table_iter_next(&it, &k, &val)) {
-        struct obj *o = val;
+    for (guint i = 0; i < v->msgs->len; i++) {
+        struct obj *o = &g_array_index(v->msgs, struct obj, i);
 
-        if (o->kind == STORE_MESSAGE && o->index_id <= 0) {
-            if (o->event_seq != 0)
-                problem(v, "missing", "index", -o->index_id, o->event_seq, o->sha, &o->loc,
-                        "message %" G_GINT64_FORMAT " (chain entry %" G_GINT64_FORMAT ") is "
-                        "in the store but not in index.db", -o->index_id, o->event_seq);
-            else
-                problem(v, "extra", "message", 0, 0, o->sha, &o->loc,
-                        "a message in no chain entry and not in index.db");
-        } else if (o->kind == STORE_DELIVERY && o->event_seq == 0) {
+        if (o->index_id > 0 || g_hash_table_lookup(msgs, o->sha) != o)
+            continue;
+        if (o->event_seq != 0)
+            problem(v, "missing", "index", o->event_id, o->event_seq, o->sha, &o->loc,
+                    "message %" G_GINT64_FORMAT " (chain entry %" G_GINT64_FORMAT ") is "
+                    "in the store but not in index.db", o->event_id, o->event_seq);
+        else
+            problem(v, "extra", "message", 0, 0, o->sha, &o->loc,
+                    "a message in no chain entry and not in index.db");
+    }
+    for (guint i = 0; i < v->delivs->len; i++) {
+        struct obj *o = &g_array_index(v->delivs, struct obj, i);
+
+        if (o->event_seq == 0)
             problem(v, "extra", "delivery", 0, 0, o->sha, &o->loc,
                     "a delivery record in no chain entry");
-        }
+        else if (o->index_id == 0 && v->have_committed)
+            problem(v, "missing", "index", 0, o->event_seq, o->sha, &o->loc,
+                    "the delivery of chain entry %" G_GINT64_FORMAT " is not in index.db",
+                    o->event_seq);
     }
+    g_hash_table_destroy(msgs);
+    if (delivs != NULL)
+        g_hash_table_destroy(delivs);
 }
 
 /* ---- the run ------------------------------------------------------------- */
-
-static void ev_clear(gpointer p)
-{
-    struct ev *e = p;
-    g_free(e->type);
-    g_bytes_unref(e->bytes);
-}
-
-static void cpt_clear(gpointer p)
-{
-    struct cpt *c = p;
-    g_bytes_unref(c->bytes);
-}
 
 static guint64 segment_bytes(const char *arcdir, int *n_r)
 {
@@ -619,6 +713,7 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     struct store_walk_opts wo;
     struct store_loc end;
     GHashTable *hashes = NULL;
+    GThread *reader = NULL;
     char *path = g_build_filename(cfg->arc_dir, "index.db", NULL), *val = NULL, *err = NULL;
     double t0 = cus_now();
     int ret = -1;
@@ -629,12 +724,14 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     v.cb = cb;
     v.ctx = ctx;
     v.st = stats;
-    v.objs = g_hash_table_new_full(sha_hash, sha_equal, NULL, g_free);
-    v.at = g_hash_table_new_full(u64_hash, g_int64_equal, g_free, NULL);
-    v.evs = g_array_new(FALSE, TRUE, sizeof(struct ev));
-    g_array_set_clear_func(v.evs, ev_clear);
-    v.cps = g_array_new(FALSE, TRUE, sizeof(struct cpt));
-    g_array_set_clear_func(v.cps, cpt_clear);
+    v.msgs = g_array_new(FALSE, FALSE, sizeof(struct obj));
+    v.delivs = g_array_new(FALSE, FALSE, sizeof(struct obj));
+    v.evs = g_ptr_array_new_with_free_func(ev_free);
+    v.cps = g_ptr_array_new_with_free_func(cpt_free);
+    v.last_msg = v.last_deliv = -1;
+    v.ir.msgs = g_array_new(FALSE, FALSE, sizeof(struct irow));
+    v.ir.delivs = g_array_new(FALSE, FALSE, sizeof(struct irow));
+    v.ir.chain = g_array_new(FALSE, FALSE, sizeof(struct irow));
 
     /* The key checkpoints are checked with. */
     if (cfg->chain_verify_key != NULL) {
@@ -684,16 +781,29 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
         problem(&v, "truncated", "segment", 0, 0, NULL, &end,
                 "the store ends here, but index.db committed records up to seg-%06" PRIu32
                 ".cseg offset %" PRIu64, v.committed.segment, v.committed.offset);
+    /* index.db is read by a thread of its own meanwhile. */
+    v.ir.db = idx_db(idx);
+    reader = g_thread_new("index", read_index, &v.ir);
     memset(&wo, 0, sizeof(wo));
     wo.threads = threads;
-    wo.flags = STORE_WALK_NO_MESSAGE_DATA | STORE_WALK_REPORT_TAIL;
-    if (store_walk_par(st, &wo, walk_cb, &v, error_r) < 0)
+    wo.flags = STORE_WALK_REPORT_TAIL;
+    wo.data_kinds = 1u << STORE_EVENT | 1u << STORE_CHECKPOINT;
+    wo.work = walk_work;
+    wo.aux_free = aux_free;
+    ret = store_walk_par(st, &wo, walk_cb, &v, error_r);
+    g_thread_join(reader);
+    reader = NULL;
+    if (ret < 0)
         goto out;
+    ret = -1;
+    if (v.ir.error != NULL) {
+        cus_error(error_r, "%s", v.ir.error);
+        goto out;
+    }
     hashes = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
-    if (check_chain(&v, idx_db(idx), hashes, error_r) < 0)
-        goto out;
-    check_checkpoints(&v, idx_db(idx), hashes);
-    check_objects(&v, idx_db(idx));
+    check_chain(&v, hashes);
+    check_checkpoints(&v, hashes);
+    check_objects(&v);
     ret = 0;
 out:
     stats->seconds = cus_now() - t0;
@@ -704,10 +814,14 @@ out:
     chain_key_free(&v.pub);
     if (hashes != NULL)
         g_hash_table_destroy(hashes);
-    g_hash_table_destroy(v.at);
-    g_hash_table_destroy(v.objs);
-    g_array_unref(v.evs);
-    g_array_unref(v.cps);
+    g_array_unref(v.msgs);
+    g_array_unref(v.delivs);
+    g_ptr_array_unref(v.evs);
+    g_ptr_array_unref(v.cps);
+    g_array_unref(v.ir.msgs);
+    g_array_unref(v.ir.delivs);
+    g_array_unref(v.ir.chain);
+    g_free(v.ir.error);
     g_free(val);
     g_free(path);
     return ret;

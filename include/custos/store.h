@@ -133,6 +133,7 @@ struct store_rec {
     int encrypted;          /* AES-256-GCM */
     char key_id[33];        /* "" when not encrypted */
     int tail;               /* an incomplete record at the end of a file */
+    void *aux;              /* store_walk_opts.work's result, else NULL */
     const char *error;      /* NULL: decoded and the SHA-256 matched;
                              * else why not (names object, file, offset) */
 };
@@ -155,6 +156,13 @@ struct store_walk_opts {
     struct store_loc from;  /* a record boundary; segment 0: from the start */
     int threads;            /* decoding threads; <= 0: one per CPU */
     int flags;
+    unsigned data_kinds;    /* if not 0: pass data only for these kinds
+                             * (bit 1 << kind); the others are checked */
+    /* Run in the decoding thread for every good record; the result is
+     * rec->aux for the callback, which owns it. aux_free frees results a
+     * stopped walk did not deliver. */
+    void *(*work)(void *ctx, const struct store_rec *rec, GBytes *data);
+    void (*aux_free)(void *aux);
 };
 int store_walk_par(struct store *st, const struct store_walk_opts *o,
                    store_walk_ex_cb *cb, void *ctx, char **error_r);
