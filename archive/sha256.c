@@ -22,10 +22,19 @@ static EVP_MD *sha256_md(void)
     return md;
 }
 
+/* One context per thread, reused: no allocation per hash. */
+static GPrivate ctx_key = G_PRIVATE_INIT((GDestroyNotify)EVP_MD_CTX_free);
+
 void cus_sha256(const void *buf, size_t len, unsigned char out[CUS_SHA256_LEN])
 {
+    EVP_MD_CTX *ctx = g_private_get(&ctx_key);
     EVP_MD *md = sha256_md();
 
-    if (md == NULL || EVP_Digest(buf, len, out, NULL, md, NULL) != 1)
+    if (ctx == NULL) {
+        ctx = EVP_MD_CTX_new();
+        g_private_set(&ctx_key, ctx);
+    }
+    if (md == NULL || ctx == NULL || EVP_DigestInit_ex2(ctx, md, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, buf, len) != 1 || EVP_DigestFinal_ex(ctx, out, NULL) != 1)
         abort();    /* SHA-256 cannot fail but for lack of memory */
 }

@@ -54,11 +54,19 @@ void cus_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+static int xdigit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 int cus_unhex(const char *hex, unsigned char *out, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
-        int hi = g_ascii_xdigit_value(hex[2 * i]);
-        int lo = hi < 0 ? -1 : g_ascii_xdigit_value(hex[2 * i + 1]);
+        int hi = xdigit((unsigned char)hex[2 * i]);
+        int lo = hi < 0 ? -1 : xdigit((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);
