@@ -303,34 +303,6 @@ static void dict_train(struct arc *arc)
     arc->samples = NULL;
 }
 
-/* The envelope as a small JSON record, stored beside the message so the
- * index can be rebuilt from the segments alone. */
-static GString *envelope_json(const struct idx_envelope *env, const char *sha_hex)
-{
-    GString *j = g_string_new("{\"sha256\":");
-
-    cus_json_str(j, sha_hex);
-    g_string_append_printf(j, ",\"time\":%" G_GINT64_FORMAT ",\"sender\":", env->time);
-    cus_json_str(j, env->sender ? env->sender : "");
-    g_string_append(j, ",\"client\":");
-    cus_json_str(j, env->client ? env->client : "");
-    g_string_append(j, ",\"queue_id\":");
-    cus_json_str(j, env->queue_id ? env->queue_id : "");
-    g_string_append(j, ",\"source\":");
-    cus_json_str(j, env->source ? env->source : "");
-    if (env->spool_id != NULL) {
-        g_string_append(j, ",\"spool_id\":");
-        cus_json_str(j, env->spool_id);
-    }
-    g_string_append(j, ",\"rcpts\":[");
-    for (int i = 0; env->rcpts != NULL && env->rcpts[i] != NULL; i++) {
-        if (i)
-            g_string_append_c(j, ',');
-        cus_json_str(j, env->rcpts[i]);
-    }
-    g_string_append(j, "]}");
-    return j;
-}
 
 static int arc_txn(struct arc *arc, char **error_r)
 {
@@ -347,7 +319,8 @@ static int arc_txn(struct arc *arc, char **error_r)
 /* Append chain event seq+1 (store record, chain row); the group's last
  * record. The chain head moves only once the caller's savepoint holds. */
 static int chain_append(struct arc *arc, const char *type, gint64 msg, const char *const *kv,
-                        gint64 *seq_r, unsigned char head_r[CUS_SHA256_LEN], char **error_r)
+                        gint64 *seq_r, unsigned char head_r[CUS_SHA256_LEN],
+                        struct store_loc *loc_r, char **error_r)
 {
     gint64 seq = arc->seq + 1, now = (gint64)time(NULL);
     GString *ev = chain_event_format(seq, now, type, kv);
@@ -362,25 +335,52 @@ static int chain_append(struct arc *arc, const char *type, gint64 msg, const cha
     if (idx_add_chain(arc->idx, seq, now, type, msg, head_r, &loc, error_r) < 0)
         goto out;
     *seq_r = seq;
+    if (loc_r != NULL)
+        *loc_r = loc;
     ret = 0;
 out:
     g_string_free(ev, TRUE);
     return ret;
 }
 
+/* The fields of an "add" or "deliver" event: the message and one delivery
+ * of it (chain.h). Strings point into env and the buffers given. */
+static GPtrArray *delivery_fields(const struct idx_envelope *env, const char *id,
+                                  const char *hex, const char *received)
+{
+    GPtrArray *kv = g_ptr_array_new();
+
+#define KV(k, v) do { g_ptr_array_add(kv, (gpointer)(k)); \
+                      g_ptr_array_add(kv, (gpointer)((v) != NULL ? (v) : "")); } while (0)
+    KV("id", id);
+    KV("message", hex);
+    KV("received", received);
+    KV("sender", env->sender);
+    KV("client", env->client);
+    KV("queue-id", env->queue_id);
+    KV("source", env->source);
+    if (env->spool_id != NULL)
+        KV("spool-id", env->spool_id);
+    for (int i = 0; env->rcpts != NULL && env->rcpts[i] != NULL; i++)
+        KV("rcpt", env->rcpts[i]);
+#undef KV
+    g_ptr_array_add(kv, NULL);
+    return kv;
+}
+
 /* Archive one delivery whose SHA-256 is known; m is the parsed message or
  * NULL (parsed here if the bytes are new). m is freed. The records of one
- * add -- message (if new), delivery, chain event -- are one group: all of
+ * add -- message (if new), chain event with the envelope -- are one group: all of
  * them or (after an error, cut back off) none. */
 static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
                           const unsigned char sha[CUS_SHA256_LEN], struct msg *m,
                           const struct idx_envelope *env, gint64 *id_r, int *dup_r,
                           char **error_r)
 {
-    unsigned char dsha[CUS_SHA256_LEN], head[CUS_SHA256_LEN];
-    char hex[CUS_SHA256_HEX], dhex[CUS_SHA256_HEX], idbuf[24];
-    struct store_loc loc, dloc, start;
-    GString *ej = NULL;
+    unsigned char head[CUS_SHA256_LEN];
+    char hex[CUS_SHA256_HEX], idbuf[24], received[24];
+    struct store_loc loc, eloc, start;
+    GPtrArray *kv = NULL;
     gint64 id = 0, seq = 0;
     int found = -1, held = 0, ret = -1;
     char *perr = NULL;
@@ -432,20 +432,14 @@ static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
                             error_r) < 0)
             goto out;
     }
-    ej = envelope_json(env, hex);
-    cus_sha256(ej->str, ej->len, dsha);
-    cus_hex(dsha, CUS_SHA256_LEN, dhex);
-    if (store_append(arc->store, STORE_DELIVERY, dsha, ej->str, ej->len, &dloc, error_r) < 0)
-        goto out;
-    if (idx_add_delivery(arc->idx, id, env, &dloc, error_r) < 0)
-        goto out;
     g_snprintf(idbuf, sizeof(idbuf), "%" G_GINT64_FORMAT, id);
-    {
-        const char *kv[] = { "id", idbuf, "message", hex, "delivery", dhex, NULL };
-
-        if (chain_append(arc, found ? "deliver" : "add", id, kv, &seq, head, error_r) < 0)
-            goto out;
-    }
+    g_snprintf(received, sizeof(received), "%" G_GINT64_FORMAT, env->time);
+    kv = delivery_fields(env, idbuf, hex, received);
+    if (chain_append(arc, found ? "deliver" : "add", id, (const char *const *)kv->pdata, &seq,
+                     head, &eloc, error_r) < 0)
+        goto out;
+    if (idx_add_delivery(arc->idx, id, env, &eloc, error_r) < 0)
+        goto out;
     ret = 0;
 out:
     if (held) {
@@ -483,8 +477,8 @@ out:
         if (++arc->pending >= arc->cfg->arc_batch)
             ret = arc_flush(arc, error_r);
     }
-    if (ej != NULL)
-        g_string_free(ej, TRUE);
+    if (kv != NULL)
+        g_ptr_array_unref(kv);
     msg_free(&m);
     return ret;
 }

@@ -50,8 +50,13 @@ void chain_step(const unsigned char prev[CUS_SHA256_LEN], const void *event, siz
 
 /* ---- events ------------------------------------------------------------- */
 
-static void put_value(GString *out, const char *v)
+static void put_value(GString *out, const char *v0)
 {
+    char *fixed = NULL;
+    const char *v = v0;
+
+    if (!g_utf8_validate(v0, -1, NULL))
+        v = fixed = cus_utf8_repair(v0, strlen(v0));
     for (; *v != '\0'; v++) {
         switch (*v) {
         case '%': g_string_append(out, "%25"); break;
@@ -60,6 +65,7 @@ static void put_value(GString *out, const char *v)
         default: g_string_append_c(out, *v);
         }
     }
+    g_free(fixed);
 }
 
 static int valid_key(const char *k, size_t len)

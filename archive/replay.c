@@ -4,11 +4,11 @@
  *
  * The store's records come in the order they were written. A group (see
  * archive.h) is buffered until its chain event, which names the archive id
- * and the objects; then it is applied in one savepoint. Message bytes are
+ * and the message and holds the delivery; then it is applied in one
+ * savepoint. Message bytes are
  * parsed here (the same parser as at archive time, so the same rows).
  */
 #include <string.h>
-#include <json-glib/json-glib.h>
 #include "custos/chain.h"
 #include "custos/log.h"
 #include "custos/replay.h"
@@ -92,62 +92,35 @@ static const struct pend *pend_find(struct replay *rp, enum store_kind kind, con
     return NULL;
 }
 
-static const char *jstr(JsonObject *o, const char *key)
+/* The delivery an "add" or "deliver" event holds, back into an envelope;
+ * its rows go to message id, located at the event record. */
+static int apply_delivery(struct replay *rp, const struct chain_event *ev,
+                          const struct store_loc *loc, gint64 id, char **error_r)
 {
-    JsonNode *n = json_object_get_member(o, key);
-
-    if (n == NULL || json_node_get_value_type(n) != G_TYPE_STRING)
-        return NULL;
-    return json_node_get_string(n);
-}
-
-/* A delivery record back into an envelope; rows go to msg id. */
-static int apply_delivery(struct replay *rp, const struct pend *d, gint64 id, char **error_r)
-{
-    JsonParser *jp = json_parser_new();
-    GError *gerr = NULL;
-    JsonObject *o;
-    JsonArray *ra;
     GPtrArray *rcpts = g_ptr_array_new();
     struct idx_envelope env;
-    gsize len;
-    const char *text = g_bytes_get_data(d->data, &len);
-    int ret = -1;
+    const char *received = chain_event_get(ev, "received");
+    int ret;
 
     memset(&env, 0, sizeof(env));
-    if (!json_parser_load_from_data(jp, text, (gssize)len, &gerr)) {
-        cus_error(error_r, "delivery record: %s", gerr->message);
-        g_error_free(gerr);
-        goto out;
+    env.time = received != NULL ? g_ascii_strtoll(received, NULL, 10) : ev->time;
+    env.sender = chain_event_get(ev, "sender");
+    env.client = chain_event_get(ev, "client");
+    env.queue_id = chain_event_get(ev, "queue-id");
+    env.source = chain_event_get(ev, "source");
+    env.spool_id = chain_event_get(ev, "spool-id");
+    if (env.sender == NULL || env.client == NULL || env.queue_id == NULL || env.source == NULL) {
+        g_ptr_array_unref(rcpts);
+        return cus_error(error_r, "chain event %" G_GINT64_FORMAT ": a delivery field is "
+                         "missing", ev->seq);
     }
-    if (!JSON_NODE_HOLDS_OBJECT(json_parser_get_root(jp))) {
-        cus_error(error_r, "delivery record: not a JSON object");
-        goto out;
-    }
-    o = json_node_get_object(json_parser_get_root(jp));
-    env.time = json_object_get_int_member_with_default(o, "time", 0);
-    env.sender = jstr(o, "sender");
-    env.client = jstr(o, "client");
-    env.queue_id = jstr(o, "queue_id");
-    env.source = jstr(o, "source");
-    env.spool_id = jstr(o, "spool_id");
-    ra = json_object_get_array_member(o, "rcpts");
-    if (env.sender == NULL || env.client == NULL || env.queue_id == NULL ||
-        env.source == NULL || ra == NULL) {
-        cus_error(error_r, "delivery record: a field is missing");
-        goto out;
-    }
-    for (guint i = 0; i < json_array_get_length(ra); i++) {
-        const char *r = json_array_get_string_element(ra, i);
-        if (r != NULL)
-            g_ptr_array_add(rcpts, (gpointer)r);
-    }
+    for (guint i = 0; i + 1 < ev->fields->len; i += 2)
+        if (strcmp(g_ptr_array_index(ev->fields, i), "rcpt") == 0)
+            g_ptr_array_add(rcpts, g_ptr_array_index(ev->fields, i + 1));
     g_ptr_array_add(rcpts, NULL);
     env.rcpts = (const char *const *)rcpts->pdata;
-    ret = idx_add_delivery(rp->idx, id, &env, &d->loc, error_r);
-out:
+    ret = idx_add_delivery(rp->idx, id, &env, loc, error_r);
     g_ptr_array_unref(rcpts);
-    g_object_unref(jp);
     return ret;
 }
 
@@ -160,8 +133,9 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
     unsigned char head[CUS_SHA256_LEN];
     gsize len;
     const char *text = g_bytes_get_data(data, &len);
-    const char *idstr, *mhex, *dhex;
-    const struct pend *m = NULL, *d = NULL;
+    const char *idstr, *mhex;
+    const struct pend *m = NULL;
+    int delivery;
     gint64 id = 0;
     char *err = NULL;
     int ret = -1;
@@ -175,24 +149,20 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
     }
     idstr = chain_event_get(ev, "id");
     mhex = chain_event_get(ev, "message");
-    dhex = chain_event_get(ev, "delivery");
     if (idstr != NULL)
         id = g_ascii_strtoll(idstr, NULL, 10);
-    if (strcmp(ev->type, "add") == 0 || strcmp(ev->type, "deliver") == 0) {
-        if (id <= 0 || mhex == NULL || dhex == NULL) {
-            err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s) lacks id, message "
-                                  "or delivery", ev->seq, ev->type);
-            goto bad;
-        }
-        d = pend_find(rp, STORE_DELIVERY, dhex);
-        if (strcmp(ev->type, "add") == 0)
-            m = pend_find(rp, STORE_MESSAGE, mhex);
-        if ((strcmp(ev->type, "add") == 0 && (m == NULL || m->data == NULL)) ||
-            d == NULL || d->data == NULL) {
-            err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s, message id %"
-                                  G_GINT64_FORMAT "): its %s record is missing or damaged",
-                                  ev->seq, ev->type, id,
-                                  d == NULL || d->data == NULL ? "delivery" : "message");
+    delivery = strcmp(ev->type, "add") == 0 || strcmp(ev->type, "deliver") == 0;
+    if (delivery && (id <= 0 || mhex == NULL)) {
+        err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s) lacks id or message",
+                              ev->seq, ev->type);
+        goto bad;
+    }
+    if (strcmp(ev->type, "add") == 0) {
+        m = pend_find(rp, STORE_MESSAGE, mhex);
+        if (m == NULL || m->data == NULL) {
+            err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (add, message id %"
+                                  G_GINT64_FORMAT "): its message record is missing or "
+                                  "damaged", ev->seq, id);
             goto bad;
         }
     }
@@ -216,8 +186,8 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
         rp->st.messages++;
         ret = -1;
     }
-    if (d != NULL) {
-        if (apply_delivery(rp, d, id, &err) < 0)
+    if (delivery) {
+        if (apply_delivery(rp, ev, &rec->loc, id, &err) < 0)
             goto undo;
         rp->st.deliveries++;
     }
@@ -288,12 +258,11 @@ static int replay_cb(void *ctx, const struct store_rec *rec, GBytes *data)
     if (rec->error != NULL) {
         log_error("%s", rec->error);
         rp->st.problems++;
-        if (rec->kind != STORE_MESSAGE && rec->kind != STORE_DELIVERY)
+        if (rec->kind != STORE_MESSAGE)
             return 0;
     }
     switch (rec->kind) {
-    case STORE_MESSAGE:
-    case STORE_DELIVERY: {
+    case STORE_MESSAGE: {
         struct pend p = { .kind = rec->kind, .loc = rec->loc };
 
         memcpy(p.sha, rec->sha, CUS_SHA256_LEN);
@@ -331,6 +300,7 @@ static int replay_cb(void *ctx, const struct store_rec *rec, GBytes *data)
         if (rp->pend->len == 0)
             unit_done(rp, rec);
         return 0;
+    case STORE_DELIVERY:    /* not written any more */
     default:
         log_error("seg-%06u.cseg offset %" G_GUINT64_FORMAT ": record of unknown kind %d",
                   rec->loc.segment, rec->loc.offset, (int)rec->kind);

@@ -19,7 +19,7 @@
 #include "custos/store.h"
 #include "custos/verify.h"
 
-/* A message or delivery record of the store, in store order. */
+/* A message record of the store, in store order. */
 struct obj {
     unsigned char sha[CUS_SHA256_LEN];
     struct store_loc loc;
@@ -34,9 +34,11 @@ struct ev {
     gint64 seq, time, id;
     char *type;
     char *error;            /* it does not parse */
-    unsigned char msg[CUS_SHA256_LEN], deliv[CUS_SHA256_LEN];
-    int has_msg, has_deliv;
-    int msg_found, deliv_found; /* found right before it, in its group */
+    unsigned char msg[CUS_SHA256_LEN];
+    int has_msg;
+    int msg_found;          /* found right before it, in its group */
+    int delivery;           /* "add" or "deliver": index.db has its row */
+    gint64 deliv_row;       /* that row, 0 until found */
     unsigned char esha[CUS_SHA256_LEN]; /* record sha */
     struct store_loc loc;
     GBytes *bytes;
@@ -73,10 +75,10 @@ struct vfy {
     struct verify_stats *st;
     struct store_loc committed;     /* index snapshot's store end */
     int have_committed;
-    GArray *msgs, *delivs;          /* struct obj, store order */
+    GArray *msgs;                   /* struct obj, store order */
     GPtrArray *evs;                 /* struct ev *, store order */
     GPtrArray *cps;                 /* struct cpt *, store order */
-    gint last_msg, last_deliv;      /* of the open group, or -1 */
+    gint last_msg;                  /* of the open group, or -1 */
     struct chain_key *pub;
     struct irows ir;
 };
@@ -192,8 +194,7 @@ static void *walk_work(void *ctx, const struct store_rec *rec, GBytes *data)
             e->id = g_ascii_strtoll(s, NULL, 10);
         if ((s = chain_event_get(ce, "message")) != NULL)
             e->has_msg = cus_unhex(s, e->msg, CUS_SHA256_LEN) == 0;
-        if ((s = chain_event_get(ce, "delivery")) != NULL)
-            e->has_deliv = cus_unhex(s, e->deliv, CUS_SHA256_LEN) == 0;
+        e->delivery = strcmp(ce->type, "add") == 0 || strcmp(ce->type, "deliver") == 0;
         chain_event_free(&ce);
         return e;
     }
@@ -234,17 +235,11 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
     }
     switch (rec->kind) {
     case STORE_MESSAGE:
-    case STORE_DELIVERY:
         memset(&o, 0, sizeof(o));
         memcpy(o.sha, rec->sha, CUS_SHA256_LEN);
         o.loc = rec->loc;
-        if (rec->kind == STORE_MESSAGE) {
-            g_array_append_val(v->msgs, o);
-            v->last_msg = (gint)v->msgs->len - 1;
-        } else {
-            g_array_append_val(v->delivs, o);
-            v->last_deliv = (gint)v->delivs->len - 1;
-        }
+        g_array_append_val(v->msgs, o);
+        v->last_msg = (gint)v->msgs->len - 1;
         return 0;
     case STORE_EVENT: {
         struct ev *e = rec->aux;
@@ -262,16 +257,9 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
                     e->msg_found = 1;
                 }
             }
-            if (e->has_deliv && v->last_deliv >= 0) {
-                struct obj *d = &g_array_index(v->delivs, struct obj, v->last_deliv);
-                if (memcmp(d->sha, e->deliv, CUS_SHA256_LEN) == 0) {
-                    d->event_seq = e->seq;
-                    e->deliv_found = 1;
-                }
-            }
             g_ptr_array_add(v->evs, e);
         }
-        v->last_msg = v->last_deliv = -1;
+        v->last_msg = -1;
         return 0;
     }
     case STORE_CHECKPOINT: {
@@ -290,8 +278,11 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
     }
     case STORE_DICT:
         return 0;
+    case STORE_DELIVERY:
+        break;
     }
-    problem(v, "altered", "record", 0, 0, rec->sha, &rec->loc, "unknown record kind %d",
+    problem(v, "extra", "record", 0, 0, rec->sha, &rec->loc, "a record of kind %d, which "
+            "this archive does not write",
             (int)rec->kind);
     return 0;
 }
@@ -547,12 +538,30 @@ static struct obj *at_loc(GArray *objs, const struct store_loc *loc)
     return NULL;
 }
 
+/* The event at loc (evs are in store order). */
+static struct ev *ev_at(GPtrArray *evs, const struct store_loc *loc)
+{
+    guint lo = 0, hi = evs->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        struct ev *e = g_ptr_array_index(evs, mid);
+
+        if (e->loc.segment == loc->segment && e->loc.offset == loc->offset)
+            return e;
+        if (loc_before(&e->loc, loc))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 static void check_objects(struct vfy *v)
 {
-    GHashTable *msgs = by_sha(v->msgs), *delivs = NULL;
+    GHashTable *msgs = by_sha(v->msgs);
 
     v->st->messages = v->msgs->len;
-    v->st->deliveries = v->delivs->len;
     /* A second copy of the same bytes is never written. */
     if (g_hash_table_size(msgs) != v->msgs->len) {
         for (guint i = 0; i < v->msgs->len; i++) {
@@ -581,17 +590,8 @@ static void check_objects(struct vfy *v)
                 o->event_id = e->id;
             }
         }
-        if (e->has_deliv && !e->deliv_found) {
-            if (delivs == NULL)
-                delivs = by_sha(v->delivs);
-            o = g_hash_table_lookup(delivs, e->deliv);
-            if (o == NULL)
-                problem(v, "missing", "delivery", e->id, e->seq, e->deliv, &e->loc,
-                        "the delivery of chain entry %" G_GINT64_FORMAT " is not in the "
-                        "store", e->seq);
-            else if (o->event_seq == 0)
-                o->event_seq = e->seq;
-        }
+        if (e->delivery)
+            v->st->deliveries++;
     }
     /* index.db's messages. */
     for (guint i = 0; i < v->ir.msgs->len; i++) {
@@ -629,20 +629,37 @@ static void check_objects(struct vfy *v)
                     o->event_seq, r->id, o->event_id);
         o->index_id = r->id;
     }
-    /* index.db's deliveries: their record must be where it says. */
+    /* index.db's deliveries: each is held by the event it says. */
     for (guint i = 0; i < v->ir.delivs->len; i++) {
         struct irow *r = &g_array_index(v->ir.delivs, struct irow, i);
-        struct obj *o;
+        struct ev *e;
 
         if (!r->has_loc || (v->have_committed && !loc_before(&r->loc, &v->committed)))
             continue;
-        o = at_loc(v->delivs, &r->loc);
-        if (o == NULL)
+        e = ev_at(v->evs, &r->loc);
+        if (e == NULL || !e->delivery)
             problem(v, "missing", "delivery", r->msg, 0, NULL, &r->loc,
                     "delivery %" G_GINT64_FORMAT " of message %" G_GINT64_FORMAT
-                    " is not where index.db says", r->id, r->msg);
+                    ": no chain entry holds it where index.db says", r->id, r->msg);
+        else if (e->deliv_row != 0)
+            problem(v, "extra", "index", r->msg, e->seq, NULL, &r->loc,
+                    "deliveries %" G_GINT64_FORMAT " and %" G_GINT64_FORMAT " both say they "
+                    "are chain entry %" G_GINT64_FORMAT, e->deliv_row, r->id, e->seq);
+        else if (e->id != r->msg)
+            problem(v, "mismatch", "index", r->msg, e->seq, NULL, &r->loc,
+                    "delivery %" G_GINT64_FORMAT " is of message %" G_GINT64_FORMAT " in "
+                    "index.db, of message %" G_GINT64_FORMAT " in the chain", r->id, r->msg,
+                    e->id);
         else
-            o->index_id = r->id;
+            e->deliv_row = r->id;
+    }
+    for (guint i = 0; i < v->evs->len; i++) {
+        struct ev *e = g_ptr_array_index(v->evs, i);
+
+        if (e->delivery && e->deliv_row == 0 && v->have_committed)
+            problem(v, "missing", "index", e->id, e->seq, NULL, &e->loc,
+                    "the delivery in chain entry %" G_GINT64_FORMAT " (message %"
+                    G_GINT64_FORMAT ") is not in index.db", e->seq, e->id);
     }
     /* Objects of the store nothing (or only the chain) names. */
     for (guint i = 0; i < v->msgs->len; i++) {
@@ -658,20 +675,7 @@ static void check_objects(struct vfy *v)
             problem(v, "extra", "message", 0, 0, o->sha, &o->loc,
                     "a message in no chain entry and not in index.db");
     }
-    for (guint i = 0; i < v->delivs->len; i++) {
-        struct obj *o = &g_array_index(v->delivs, struct obj, i);
-
-        if (o->event_seq == 0)
-            problem(v, "extra", "delivery", 0, 0, o->sha, &o->loc,
-                    "a delivery record in no chain entry");
-        else if (o->index_id == 0 && v->have_committed)
-            problem(v, "missing", "index", 0, o->event_seq, o->sha, &o->loc,
-                    "the delivery of chain entry %" G_GINT64_FORMAT " is not in index.db",
-                    o->event_seq);
-    }
     g_hash_table_destroy(msgs);
-    if (delivs != NULL)
-        g_hash_table_destroy(delivs);
 }
 
 /* ---- the run ------------------------------------------------------------- */
@@ -725,10 +729,9 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     v.ctx = ctx;
     v.st = stats;
     v.msgs = g_array_new(FALSE, FALSE, sizeof(struct obj));
-    v.delivs = g_array_new(FALSE, FALSE, sizeof(struct obj));
     v.evs = g_ptr_array_new_with_free_func(ev_free);
     v.cps = g_ptr_array_new_with_free_func(cpt_free);
-    v.last_msg = v.last_deliv = -1;
+    v.last_msg = -1;
     v.ir.msgs = g_array_new(FALSE, FALSE, sizeof(struct irow));
     v.ir.delivs = g_array_new(FALSE, FALSE, sizeof(struct irow));
     v.ir.chain = g_array_new(FALSE, FALSE, sizeof(struct irow));
@@ -800,10 +803,12 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
         cus_error(error_r, "%s", v.ir.error);
         goto out;
     }
+    log_debug("verify: segments read and decoded in %.3f s", cus_now() - t0);
     hashes = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     check_chain(&v, hashes);
     check_checkpoints(&v, hashes);
     check_objects(&v);
+    log_debug("verify: checked in %.3f s", cus_now() - t0);
     ret = 0;
 out:
     stats->seconds = cus_now() - t0;
@@ -815,7 +820,6 @@ out:
     if (hashes != NULL)
         g_hash_table_destroy(hashes);
     g_array_unref(v.msgs);
-    g_array_unref(v.delivs);
     g_ptr_array_unref(v.evs);
     g_ptr_array_unref(v.cps);
     g_array_unref(v.ir.msgs);

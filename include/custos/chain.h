@@ -16,8 +16,12 @@
  *   type TYPE              [a-z-]+
  *   KEY VALUE              further fields, in the order written
  * KEY is [a-z0-9_-]+; in VALUE (UTF-8) '%', CR and LF are %25 %0D %0A.
- * Fields of "add" and "deliver": id (archive id), message (SHA-256 hex of
- * the raw message), delivery (SHA-256 hex of the delivery record).
+ * "add" (a new message) and "deliver" (one already archived, again) are a
+ * delivery: id (archive id), message (SHA-256 hex of the raw bytes, whose
+ * record comes right before an "add"), received (unix time), sender,
+ * client, queue-id, source, spool-id (only for spool entries), then one
+ * rcpt line per envelope recipient. Values that are not valid UTF-8 are
+ * written with U+FFFD for the bad bytes.
  *
  * A checkpoint (STORE_CHECKPOINT record) vouches for h_seq:
  *   custos-checkpoint 1
