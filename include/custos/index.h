@@ -24,13 +24,25 @@
  *              time INTEGER NOT NULL, sender TEXT NOT NULL,
  *              client TEXT NOT NULL, queue_id TEXT NOT NULL,
  *              source TEXT NOT NULL,         -- "import:PATH", "milter", ...
- *              segment INTEGER, offset INTEGER, length INTEGER,
+ *              segment INTEGER, offset INTEGER, length INTEGER, -- its record
  *              spool_id TEXT UNIQUE)          -- v2: the spool entry, or NULL
  *   rcpts(delivery INTEGER NOT NULL, msg INTEGER NOT NULL,
  *         addr TEXT NOT NULL,               -- envelope recipient, lower case
  *         domain TEXT NOT NULL)
  *   fts USING fts5(subject, body, attname, atttext,
  *                  content='', tokenize='custos')   -- rowid = messages.id
+ *
+ * Version 2 adds (deliveries.spool_id above, and):
+ *   chain(seq INTEGER PRIMARY KEY,          -- chain.h: entry n
+ *         time INTEGER NOT NULL, type TEXT NOT NULL,
+ *         msg INTEGER,                      -- the message it is about
+ *         hash BLOB NOT NULL,               -- h_n
+ *         segment, offset, length)          -- its event record, which for
+ *                                           -- add/deliver also holds the
+ *                                           -- delivery (deliveries' loc)
+ *   checkpoints(id, seq, time, hash, key, signature, segment, offset, length)
+ *   meta(key TEXT PRIMARY KEY, value)       -- store_end: "SEG:OFFSET" the
+ *                                           -- store had at the last commit
  *
  * Every statement binds its parameters; no SQL is built from input.
  */

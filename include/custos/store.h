@@ -24,7 +24,8 @@
 
 enum store_kind {
     STORE_MESSAGE = 1,      /* a raw message */
-    STORE_DELIVERY = 2,     /* an envelope record (JSON), see archive.h */
+    STORE_DELIVERY = 2,     /* reserved: early builds' envelope record; the
+                             * chain event holds the envelope now */
     STORE_DICT = 3,         /* a zstd dictionary */
     STORE_EVENT = 4,        /* a hash-chain event (chain.h) */
     STORE_CHECKPOINT = 5,   /* a (signed) checkpoint of the chain (chain.h) */
