@@ -2,9 +2,9 @@
 # bench/run.sh BUILD CORPUS - every benchmark (make bench): build the
 # Maildir (bench/mkcorpus.py, BENCH_N messages, default 20000, only when it
 # is not there yet for that N and those sources), then import.sh, size.sh,
-# query.sh; a summary table at the end, also in var/bench/results.txt.
-# Ratios are against notmuch and mu measured in the same run; nothing here is
-# asserted. About 10-15 minutes on 2 cores at N=20000; BENCH_N=5000 for a
+# query.sh, verify.sh; a summary table at the end, also in
+# var/bench/results.txt. Ratios are against notmuch and mu (and sha256sum
+# for verify) measured in the same run; nothing here is asserted. About 10-15 minutes on 2 cores at N=20000; BENCH_N=5000 for a
 # quick look.
 set -eu
 BUILD=${1:-build}
@@ -34,10 +34,12 @@ fi
 sh bench/import.sh "$BUILD"
 sh bench/size.sh "$BUILD"
 sh bench/query.sh "$BUILD"
+sh bench/verify.sh "$BUILD"
 
 . "$bench/import.res"
 . "$bench/size.res"
 . "$bench/query.res"
+. "$bench/verify.res"
 el=$(secs "$start" "$(now_ns)")
 mb=$(awk -v b="$size_raw" 'BEGIN { printf "%.1f", b / 1e6 }')
 {
@@ -53,6 +55,8 @@ mb=$(awk -v b="$size_raw" 'BEGIN { printf "%.1f", b / 1e6 }')
         "custos: mail + index; others: index only (<= 1.0x)"
     printf '%-22s %12s %12s %12s   %s\n' "query ms (med of 20)" "$query_custos_ms" "$query_notmuch_ms" "-" \
         "$query_ratio of notmuch (<= 1.0)"
+    printf '%-22s %12s %12s %12s   %s\n' "verify MB/s (med 7)" "$verify_custos_mbs" "-" "-" \
+        "${verify_ratio}x sha256sum's $verify_sha256sum_mbs MB/s over the same segments (>= 0.7x)"
     echo "----------------------------------------------------------------------------"
     echo "custos indexed $imp_custos_indexed of $imp_n; per-query counts: var/bench/query.txt;" \
          "whole run ${el} s"
