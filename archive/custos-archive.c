@@ -21,6 +21,7 @@
 #include "custos/import.h"
 #include "custos/log.h"
 #include "custos/util.h"
+#include "custos/verify.h"
 
 #define EX_OK_SKIPPED 1
 #define EX_USAGE_ 64
@@ -37,7 +38,10 @@ static const char usage_text[] =
     "  import PATH...             .eml, mbox, Maildir, directories, zip/tar of those\n"
     "  search [--json|--count] [--limit N] [--offset N] QUERY\n"
     "  show [--raw] ID            a message, decoded; --raw: its exact bytes\n"
-    "  stats [--json]             sizes and ratios\n";
+    "  stats [--json]             sizes and ratios\n"
+    "  verify [--json] [--threads N]   check every object, the chain, index.db\n"
+    "  checkpoint                 sign the chain's head now\n"
+    "  reindex [--force]          rebuild index.db from the segments\n";
 
 static void usage(void)
 {
@@ -182,6 +186,170 @@ static int cmd_import(const struct cfg *cfg, int argc, char **argv)
     return st.skipped ? EX_OK_SKIPPED : 0;
 }
 
+#endif /* !CUSTOS_LEAN */
+
+#ifndef CUSTOS_LEAN
+struct vout {
+    int json;
+    GString *j;             /* problems, JSON */
+    gint64 n;
+};
+
+static void verify_print(void *ctx, const struct verify_problem *p)
+{
+    struct vout *o = ctx;
+    GString *where = g_string_new(NULL);
+
+    if (o->json) {
+        g_string_append(o->j, o->n++ ? ",\n  {" : "\n  {");
+        g_string_append(o->j, "\"kind\":");
+        cus_json_str(o->j, p->kind);
+        g_string_append(o->j, ",\"object\":");
+        cus_json_str(o->j, p->object);
+        if (p->id > 0)
+            g_string_append_printf(o->j, ",\"id\":%" G_GINT64_FORMAT, p->id);
+        if (p->seq > 0)
+            g_string_append_printf(o->j, ",\"seq\":%" G_GINT64_FORMAT, p->seq);
+        if (p->sha256[0] != '\0') {
+            g_string_append(o->j, ",\"sha256\":");
+            cus_json_str(o->j, p->sha256);
+        }
+        if (p->segment > 0)
+            g_string_append_printf(o->j, ",\"segment\":\"seg-%06u.cseg\",\"offset\":%"
+                                   G_GUINT64_FORMAT, p->segment, p->offset);
+        g_string_append(o->j, ",\"detail\":");
+        cus_json_str(o->j, p->detail);
+        g_string_append_c(o->j, '}');
+        g_string_free(where, TRUE);
+        return;
+    }
+    if (p->id > 0)
+        g_string_append_printf(where, " id %" G_GINT64_FORMAT, p->id);
+    if (p->seq > 0)
+        g_string_append_printf(where, " seq %" G_GINT64_FORMAT, p->seq);
+    if (p->sha256[0] != '\0')
+        g_string_append_printf(where, " sha256 %.16s", p->sha256);
+    if (p->segment > 0)
+        g_string_append_printf(where, " at seg-%06u.cseg offset %" G_GUINT64_FORMAT,
+                               p->segment, p->offset);
+    printf("%s %s%s: %s\n", p->kind, p->object, where->str, p->detail);
+    g_string_free(where, TRUE);
+}
+
+static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, 'j' }, { "threads", required_argument, NULL, 't' },
+        { NULL, 0, NULL, 0 }
+    };
+    struct vout o = { 0 };
+    struct verify_stats st;
+    int threads = 0, c;
+    double mb;
+    char *err = NULL;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': o.json = 1; break;
+        case 't': threads = (int)parse_count("--threads", optarg); break;
+        default: usage();
+        }
+    }
+    if (optind != argc)
+        usage();
+    o.j = g_string_new(NULL);
+    if (verify_run(cfg, threads, verify_print, &o, &st, &err) < 0) {
+        g_string_free(o.j, TRUE);
+        return fail(&err, EX_IOERR_);
+    }
+    mb = (double)st.segment_bytes / 1e6;
+    if (o.json) {
+        printf("{\"ok\":%s,\"problems\":[%s%s],\n \"stats\":{\"segments\":%d,\"bytes\":%"
+               G_GUINT64_FORMAT ",\"seconds\":%.3f,\"mb_per_s\":%.1f,\"records\":%"
+               G_GINT64_FORMAT ",\"messages\":%" G_GINT64_FORMAT ",\"deliveries\":%"
+               G_GINT64_FORMAT ",\"chain_entries\":%" G_GINT64_FORMAT ",\"head_seq\":%"
+               G_GINT64_FORMAT ",\"head\":\"%s\",\"checkpoints\":%" G_GINT64_FORMAT
+               ",\"signed_checkpoints\":%" G_GINT64_FORMAT ",\"signatures_checked\":%s,"
+               "\"key\":\"%s\",\"uncommitted\":%" G_GINT64_FORMAT "}}\n",
+               st.problems ? "false" : "true", o.j->str, o.n ? "\n" : "", st.segments,
+               st.segment_bytes, st.seconds, st.seconds > 0 ? mb / st.seconds : 0,
+               st.records, st.messages, st.deliveries, st.events, st.head_seq, st.head,
+               st.checkpoints, st.signed_checkpoints,
+               st.signatures_checked ? "true" : "false", st.key, st.uncommitted);
+    } else {
+        printf("%s: %" G_GINT64_FORMAT " messages, %" G_GINT64_FORMAT " deliveries, %"
+               G_GINT64_FORMAT " chain entries (head %" G_GINT64_FORMAT "%s%.16s), %"
+               G_GINT64_FORMAT " checkpoints (%" G_GINT64_FORMAT " signed%s%s); %.1f MB in %d "
+               "segments in %.2f s (%.0f MB/s)",
+               st.problems ? "FAILED" : "OK", st.messages, st.deliveries, st.events,
+               st.head_seq, st.head[0] ? " " : "", st.head, st.checkpoints,
+               st.signed_checkpoints,
+               st.signatures_checked ? ", checked with " : ", signatures not checked",
+               st.signatures_checked ? st.key : "", mb, st.segments, st.seconds,
+               st.seconds > 0 ? mb / st.seconds : 0);
+        if (st.uncommitted > 0)
+            printf("; %" G_GINT64_FORMAT " records written since, not checked",
+                   st.uncommitted);
+        if (st.problems)
+            printf("; %" G_GINT64_FORMAT " problem%s\n", st.problems,
+                   st.problems == 1 ? "" : "s");
+        else
+            putchar('\n');
+    }
+    g_string_free(o.j, TRUE);
+    return st.problems ? 1 : 0;
+}
+
+static int cmd_checkpoint(const struct cfg *cfg, int argc, char **argv)
+{
+    struct arc_checkpoint_info ci;
+    struct arc *arc = NULL;
+    char *err = NULL, hex[CUS_SHA256_HEX], when[32];
+
+    if (argc != 1)
+        usage();
+    if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0 || arc_checkpoint(arc, 1, &ci, &err) < 0) {
+        arc_close(&arc);
+        return fail(&err, EX_IOERR_);
+    }
+    arc_close(&arc);
+    if (!ci.made) {
+        printf("the chain is empty: nothing to vouch for yet\n");
+        return 0;
+    }
+    cus_hex(ci.hash, CUS_SHA256_LEN, hex);
+    cus_iso8601(ci.time, when, sizeof(when));
+    printf("checkpoint seq %" G_GINT64_FORMAT " hash %s time %s key %s\n", ci.seq, hex,
+           when, ci.key);
+    if (strcmp(ci.key, "none") == 0)
+        log_warn("the checkpoint is not signed: set [chain] sign_key (custos.conf(5))");
+    return 0;
+}
+
+static int cmd_reindex(const struct cfg *cfg, int argc, char **argv)
+{
+    struct replay_stats rs;
+    char *err = NULL;
+    double t0 = cus_now();
+    int force = 0;
+
+    if (argc == 2 && strcmp(argv[1], "--force") == 0)
+        force = 1;
+    else if (argc != 1)
+        usage();
+    if (arc_reindex(cfg, force, &rs, &err) < 0)
+        return fail(&err, rs.problems + rs.pending > 0 ? EX_OK_SKIPPED : EX_IOERR_);
+    printf("reindexed %" G_GINT64_FORMAT " messages, %" G_GINT64_FORMAT " deliveries, %"
+           G_GINT64_FORMAT " chain entries, %" G_GINT64_FORMAT " checkpoints in %.1f s\n",
+           rs.messages, rs.deliveries, rs.events, rs.checkpoints, cus_now() - t0);
+    if (rs.problems > 0 || rs.pending > 0) {
+        log_error("%" G_GINT64_FORMAT " records could not be indexed (see above); run "
+                  "custos-archive verify", rs.problems + rs.pending);
+        return EX_OK_SKIPPED;
+    }
+    return 0;
+}
 #endif /* !CUSTOS_LEAN */
 
 static void json_list(GString *j, const char *key, GPtrArray *a)
@@ -465,6 +633,11 @@ int main(int argc, char **argv)
         { "init", cmd_full }, { "import", cmd_full }, { "show", cmd_full },
 #else
         { "init", cmd_init }, { "import", cmd_import }, { "show", cmd_show },
+#endif
+#ifdef CUSTOS_LEAN
+        { "verify", cmd_full }, { "checkpoint", cmd_full }, { "reindex", cmd_full },
+#else
+        { "verify", cmd_verify }, { "checkpoint", cmd_checkpoint }, { "reindex", cmd_reindex },
 #endif
         { "search", cmd_search }, { "stats", cmd_stats },
     };
