@@ -40,6 +40,8 @@ struct arc {
     gint64 seq, seq_committed;
     unsigned char head[CUS_SHA256_LEN], head_committed[CUS_SHA256_LEN];
     struct chain_key *sign_key; /* [chain] sign_key, or NULL */
+    gint64 seq_opened;          /* chain head when opened */
+    int failed;                 /* a batch was dropped: no checkpoint at close */
 };
 
 static char *index_path(const char *dir)
@@ -243,6 +245,7 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
         goto fail;
     if (chain_load_head(arc, error_r) < 0)
         goto fail;
+    arc->seq_opened = arc->seq;
     g_free(path);
     *arc_r = arc;
     return 0;
@@ -262,6 +265,22 @@ void arc_close(struct arc **arcp)
     if (arc->in_txn && arc_flush(arc, &err) < 0) {
         log_error("%s", err);
         g_free(err);
+        err = NULL;
+        arc->failed = 1;
+    }
+    /* A writer that added to the chain leaves a checkpoint of it. */
+    if (arc->writable && !arc->failed && arc->seq > arc->seq_opened) {
+        struct arc_checkpoint_info ci;
+
+        if (arc_checkpoint(arc, 0, &ci, &err) < 0) {
+            log_error("checkpoint not made: %s", err);
+            g_free(err);
+        } else if (ci.made) {
+            char hex[CUS_SHA256_HEX];
+            cus_hex(ci.hash, CUS_SHA256_LEN, hex);
+            log_info("checkpoint seq %" G_GINT64_FORMAT " hash %s key %s", ci.seq, hex,
+                     ci.key);
+        }
     }
     idx_close(&arc->idx);
     store_close(&arc->store);
@@ -694,6 +713,7 @@ int arc_flush(struct arc *arc, char **error_r)
 
 void arc_abort(struct arc *arc)
 {
+    arc->failed = 1;
     if (arc->in_txn)
         idx_rollback(arc->idx);
     arc->in_txn = 0;

@@ -33,7 +33,9 @@ struct arc;
 int arc_init(const struct cfg *cfg, char **error_r);
 
 int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_r);
-/* Close; a pending batch is flushed (errors logged) first. */
+/* Close; a pending batch is flushed (errors logged) first. A writer that
+ * extended the chain (and did not arc_abort()) makes a checkpoint of it,
+ * as arc_checkpoint(arc, 0, ...) would. */
 void arc_close(struct arc **arc);
 
 struct idx *arc_index(struct arc *arc);
