@@ -26,7 +26,7 @@ LDLIBS_ALL  = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lpthread -lm $
 DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
               libgmime-3.0-dev libglib2.0-dev libsqlite3-dev libarchive-dev \
               libzstd-dev libssl-dev zlib1g-dev libcunit1-dev libjson-glib-dev \
-              python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3
+              python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3 openssl
 
 LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)

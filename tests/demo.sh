@@ -11,9 +11,15 @@ bin=$top/$build/custos-archive
 
 rm -rf "$demo"
 mkdir -p "$demo"
+# The key that signs the archive's checkpoints (custos.conf(5), [chain]).
+( umask 077 && openssl genpkey -algorithm ed25519 -out "$demo/chain.key" 2>/dev/null )
+openssl pkey -in "$demo/chain.key" -pubout -out "$demo/chain.pub"
 cat > "$demo/custos.conf" <<CONF
 [archive]
 dir = $demo/archive
+[chain]
+sign_key = $demo/chain.key
+verify_key = $demo/chain.pub
 CONF
 export CUSTOS_CONF="$demo/custos.conf"
 
@@ -37,5 +43,9 @@ id=$("$bin" search --json --limit 1 客户 | sed -n 's/^{"id":\([0-9]*\),.*/\1/p
 if [ -n "$id" ]; then
     run show "$id"
 fi
+# Integrity: every object re-hashed, the hash chain recomputed, the signed
+# checkpoints checked, index.db checked against the segments.
+run checkpoint
+run verify
 echo
 echo "demo archive: $demo/archive  (CUSTOS_CONF=$demo/custos.conf $build/custos-archive search ...)"
