@@ -345,13 +345,25 @@ static void headers_read(struct msg *m, GMimeObject *obj)
 
 /* --- MIME walk --------------------------------------------------------- */
 
-/* "type/subtype" in lower case (g_free). */
+/* "type/subtype" in lower case (g_free). GMime keeps what the header
+ * says, bytes of any kind ("Content-Type: /\xf6"); a type that is not two
+ * non-empty printable ASCII words is application/octet-stream, as GMime
+ * makes of one it cannot parse at all. */
 static char *part_type(GMimeObject *obj)
 {
     GMimeContentType *ct = g_mime_object_get_content_type(obj);
     char *t = ct ? g_mime_content_type_get_mime_type(ct) : g_strdup("text/plain");
-    char *low = g_ascii_strdown(t, -1);
+    const char *slash = strchr(t, '/');
+    char *low;
 
+    for (const char *p = t; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e || (*p == '/' && p != slash))
+            slash = NULL;
+    }
+    if (slash == NULL || slash == t || slash[1] == '\0')
+        low = g_strdup("application/octet-stream");
+    else
+        low = g_ascii_strdown(t, -1);
     g_free(t);
     return low;
 }

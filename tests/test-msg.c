@@ -545,6 +545,42 @@ static void test_msg_broken(void)
     }
 }
 
+/* --- inputs the fuzzer found (fuzz/fuzz-msg.c, tests/fuzz/msg/regress-*) - */
+
+static const struct {
+    const char *raw;
+    size_t len;
+    const char *att_type;   /* of the one attachment, NULL: none */
+} fuzz_cases[] = {
+    /* a type GMime keeps with raw bytes in it: not UTF-8, not a type */
+    { "Content-Type:/\xf6\xbc\x90\x99", 18, "application/octet-stream" },
+    { "Content-Type: /x\r\n\r\nx\r\n", 23, "application/octet-stream" },
+};
+
+static void test_msg_fuzz(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(fuzz_cases); i++) {
+        struct msg *m = NULL;
+        char *err = NULL;
+
+        CU_ASSERT_EQUAL(msg_parse(fuzz_cases[i].raw, fuzz_cases[i].len, NULL, &m, &err), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        CU_ASSERT(msg_valid(m));
+        if (fuzz_cases[i].att_type == NULL) {
+            CU_ASSERT_EQUAL(m->atts->len, 0);
+        } else if (m->atts->len != 1) {
+            CU_FAIL("one attachment expected");
+        } else {
+            const struct msg_att *a = m->atts->pdata[0];
+            if (strcmp(a->type, fuzz_cases[i].att_type) != 0)
+                fprintf(stderr, "\nfuzz case %zu: type [%s]\n", i, a->type);
+            CU_ASSERT_STRING_EQUAL(a->type, fuzz_cases[i].att_type);
+        }
+        msg_free(&m);
+        g_free(err);
+    }
+}
+
 /* --- the real-mail corpus ------------------------------------------------ */
 
 /* Split like tests/data/pydecode.py: an mbox at every "From " line. */
@@ -723,5 +759,6 @@ CUS_SUITE(msg)
     CU_add_test(s, "cjk", test_msg_cjk);
     CU_add_test(s, "limits", test_msg_limits);
     CU_add_test(s, "broken", test_msg_broken);
+    CU_add_test(s, "fuzz regressions", test_msg_fuzz);
     CU_add_test(s, "corpus", test_msg_corpus);
 }
