@@ -4,8 +4,11 @@
  *   custos-archive [-c FILE] [-n] COMMAND [ARGS]
  *   init | import PATH... | search [--json|--count] [--limit N] [--offset N] QUERY
  *   show [--raw] ID | stats [--json]
+ *   enqueue [--sender A] [--rcpt A]... [--client T] [--queue-id Q] [--source S] [FILE]
+ *   ingest [--follow] [--batch N]
  *
- * Exit status: 0 ok; 1 some input skipped (import) or nothing found (show);
+ * Exit status: 0 ok; 1 some input skipped (import) or nothing found (show)
+ * or entries moved to the spool's failed/ (ingest);
  * 64 usage; 65 bad input (query); 74 archive I/O failure; 78 configuration.
  */
 #include <errno.h>
@@ -15,11 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <glib.h>
 #include "custos/archive.h"
 #include "custos/cfg.h"
 #include "custos/import.h"
+#include "custos/ingest.h"
 #include "custos/log.h"
+#include "custos/spool.h"
 #include "custos/util.h"
 #include "custos/verify.h"
 
@@ -39,6 +45,9 @@ static const char usage_text[] =
     "  search [--json|--count] [--limit N] [--offset N] QUERY\n"
     "  show [--raw] ID            a message, decoded; --raw: its exact bytes\n"
     "  stats [--json]             sizes and ratios\n"
+    "  enqueue [--sender ADDR] [--rcpt ADDR]... [--client TEXT] [--queue-id ID]\n"
+    "          [--source NAME] [FILE]  put a message (FILE or stdin) in the spool\n"
+    "  ingest [--follow] [--batch N]   archive the spool's entries\n"
     "  verify [--json] [--threads N]   check every object, the chain, index.db\n"
     "  checkpoint                 sign the chain's head now\n"
     "  reindex [--force]          rebuild index.db from the segments\n";
@@ -186,6 +195,144 @@ static int cmd_import(const struct cfg *cfg, int argc, char **argv)
     return st.skipped ? EX_OK_SKIPPED : 0;
 }
 
+#endif /* !CUSTOS_LEAN */
+
+#ifndef CUSTOS_LEAN
+/* The whole of standard input (at most SPOOL_SIZE_MAX bytes). */
+static int read_stdin(GBytes **data_r, char **error_r)
+{
+    GByteArray *a = g_byte_array_new();
+    guint8 buf[65536];
+    size_t n;
+
+    while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+        if (a->len + n > SPOOL_SIZE_MAX) {
+            g_byte_array_free(a, TRUE);
+            return cus_error(error_r, "standard input: more than the limit of %llu bytes",
+                             (unsigned long long)SPOOL_SIZE_MAX);
+        }
+        g_byte_array_append(a, buf, (guint)n);
+    }
+    if (ferror(stdin)) {
+        g_byte_array_free(a, TRUE);
+        return cus_error_errno(error_r, "read(standard input) failed");
+    }
+    *data_r = g_byte_array_free_to_bytes(a);
+    return 0;
+}
+
+static int cmd_enqueue(const struct cfg *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "sender", required_argument, NULL, 's' }, { "rcpt", required_argument, NULL, 'r' },
+        { "client", required_argument, NULL, 'C' }, { "queue-id", required_argument, NULL, 'q' },
+        { "source", required_argument, NULL, 'S' }, { NULL, 0, NULL, 0 },
+    };
+    struct spool_entry e = { .source = "enqueue" };
+    GPtrArray *rcpts = g_ptr_array_new();
+    char id[SPOOL_ID_MAX + 1], *err = NULL, *spool = NULL;
+    const char *from;
+    int opt, ret = 0;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (opt) {
+        case 's': e.sender = optarg; break;
+        case 'r': g_ptr_array_add(rcpts, optarg); break;
+        case 'C': e.client = optarg; break;
+        case 'q': e.queue_id = optarg; break;
+        case 'S': e.source = optarg; break;
+        default: usage();
+        }
+    }
+    if (argc - optind > 1)
+        usage();
+    g_ptr_array_add(rcpts, NULL);
+    e.rcpts = (char **)rcpts->pdata;
+    e.time = g_get_real_time() / G_USEC_PER_SEC;
+    from = optind < argc ? argv[optind] : "standard input";
+    if ((optind < argc ? cus_read_file(argv[optind], SPOOL_SIZE_MAX, &e.raw, &err)
+                       : read_stdin(&e.raw, &err)) < 0) {
+        ret = fail(&err, EX_IOERR_);
+        goto out;
+    }
+    if (g_bytes_get_size(e.raw) == 0) {
+        log_error("enqueue: %s is empty: no message to enqueue", from);
+        ret = EX_DATAERR_;
+        goto out;
+    }
+    spool = cfg_spool_dir(cfg);
+    if (spool_init(spool, &err) < 0 || spool_write(spool, &e, id, &err) < 0) {
+        ret = fail(&err, EX_IOERR_);
+        goto out;
+    }
+    printf("%s\n", id);
+    if (fflush(stdout) != 0) {
+        log_error("enqueue: write to standard output failed: %s", g_strerror(errno));
+        ret = EX_IOERR_;
+    }
+out:
+    if (e.raw != NULL)
+        g_bytes_unref(e.raw);
+    g_ptr_array_free(rcpts, TRUE);
+    g_free(spool);
+    return ret;
+}
+
+static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "follow", no_argument, NULL, 'f' }, { "batch", required_argument, NULL, 'b' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct ingest_opts io = { .batch = cfg->arc_batch, .signals = 1 };
+    struct ingest_stats st;
+    struct cfg acfg = *cfg;     /* the archive commits with our batches */
+    struct statvfs vfs;
+    struct arc *arc = NULL;
+    char *err = NULL, *spool;
+    double start = cus_now();
+    int opt, ret;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'f': io.follow = 1; break;
+        case 'b':
+            io.batch = (int)MIN(parse_count("--batch", optarg), 100000);
+            if (io.batch < 1) {
+                log_error("--batch: expected a number >= 1, not \"%s\"", optarg);
+                return EX_USAGE_;
+            }
+            break;
+        default: usage();
+        }
+    }
+    if (optind != argc)
+        usage();
+    acfg.arc_batch = io.batch;
+    if (arc_open(&acfg, ARC_WRITE, &arc, &err) < 0)
+        return fail(&err, EX_IOERR_);
+    spool = cfg_spool_dir(cfg);
+    ret = ingest_run(arc, spool, &io, &st, &err);
+    arc_close(&arc);
+    g_free(spool);
+    if (ret < 0) {
+        fail(&err, EX_IOERR_);
+        if (statvfs(cfg->arc_dir, &vfs) == 0 && vfs.f_blocks > 0 &&
+            (vfs.f_bavail < vfs.f_blocks / 100 || vfs.f_bavail * vfs.f_frsize < (1 << 20)))
+            log_error("the file system of %s is full (%llu KB free): make room, then run"
+                      " ingest again", cfg->arc_dir,
+                      (unsigned long long)(vfs.f_bavail * vfs.f_frsize / 1024));
+    }
+    fprintf(stderr, "ingested %" G_GUINT64_FORMAT " entries (%" G_GUINT64_FORMAT
+            " of them messages archived before), %.1f MB in %" G_GUINT64_FORMAT " commits; %"
+            G_GUINT64_FORMAT " moved to failed/; %.1f s\n", st.archived, st.dups,
+            st.bytes / 1e6, st.batches, st.failed, cus_now() - start);
+    if (ret < 0)
+        return EX_IOERR_;
+    return st.failed > 0 && !io.follow ? EX_OK_SKIPPED : 0;
+}
 #endif /* !CUSTOS_LEAN */
 
 #ifndef CUSTOS_LEAN
@@ -633,6 +780,11 @@ int main(int argc, char **argv)
         { "init", cmd_full }, { "import", cmd_full }, { "show", cmd_full },
 #else
         { "init", cmd_init }, { "import", cmd_import }, { "show", cmd_show },
+#endif
+#ifdef CUSTOS_LEAN
+        { "enqueue", cmd_full }, { "ingest", cmd_full },
+#else
+        { "enqueue", cmd_enqueue }, { "ingest", cmd_ingest },
 #endif
 #ifdef CUSTOS_LEAN
         { "verify", cmd_full }, { "checkpoint", cmd_full }, { "reindex", cmd_full },

@@ -521,8 +521,11 @@ int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
         return cus_error(error_r, "spool: \"%s\" is not a spool id", id);
     }
     path = sub_path(spool_dir, "new", id);
+    errno = 0;
     ret = cus_read_file(path, SPOOL_HEADER_MAX + SPOOL_SIZE_MAX, &data, error_r);
-    saved = errno;
+    /* errno is only the system's when a call failed (not: too big, a
+     * directory): never a stale ENOENT */
+    saved = ret < 0 && errno == 0 ? EINVAL : errno;
     if (ret == 0) {
         ret = parse_bytes(data, e_r, &err);
         if (ret < 0) {

@@ -73,8 +73,8 @@ int spool_write(const char *spool_dir, const struct spool_entry *e,
 int spool_parse(const void *buf, size_t len, struct spool_entry **e_r, char **error_r);
 
 /* Read SPOOL/new/ID. On -1 errno says why: ENOENT when the entry is gone
- * (another reader took it), EINVAL when it does not parse, else the I/O
- * error; error_r names the file. */
+ * (another reader took it), EINVAL when it does not parse (or is not a
+ * file, or is too big), else the I/O error; error_r names the file. */
 int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
                char **error_r);
 
