@@ -13,7 +13,8 @@
  * archive/store.c; locations come from index.db and are checked against
  * the record found there before anything is changed.
  *
- * CUSTOS_TEST_SHOW_VERIFY=1 prints what verify said after each tamper.
+ * CUSTOS_TEST_SHOW_VERIFY=1 prints what verify said after each tamper,
+ * CUSTOS_TEST_TIMES=1 how long each test took.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,7 @@ struct vt_opts {
 
 struct vt {
     const char *name;
+    gint64 t0;                  /* g_get_monotonic_time() at the start */
     struct vt_opts o;
     char *dir, *conf, *arc, *bin;
     char *verify_key;           /* [chain] verify_key, NULL: none */
@@ -369,6 +371,47 @@ static gint64 seq_msg(const struct vt *t, gint64 seq)
     return db_i64(t, "SELECT msg FROM chain WHERE seq = ?1", seq);
 }
 
+/* KNOWN BUG (archive/store.c, see this suite's report): the parallel
+ * walker keeps its per-thread decoder in a GPrivate inside a heap struct;
+ * GLib allocates a pthread key for it that is never freed: 4 bytes
+ * LeakSanitizer reports at the end of every verify and reindex (exit 1,
+ * stdout lost), and a key slot per walk, so a process aborts after about
+ * 1000 walks (test_bug_walk_keys below). Until store.c is fixed, verify
+ * and reindex run with leaks from inside g_private_get() suppressed (only
+ * a GPrivate that is not static leaks there; the slow unwinder, 5 frames
+ * deep, is needed to see the frame), so that make asan still checks
+ * everything else they do. Drop this once the bug is fixed. */
+static char *vt_lsan_dir, *vt_lsan_supp;
+
+static void vt_lsan_init(void)
+{
+    vt_lsan_dir = cut_tmpdir();
+    vt_lsan_supp = g_build_filename(vt_lsan_dir, "lsan.supp", NULL);
+    g_file_set_contents(vt_lsan_supp, "leak:g_private_get\n", -1, NULL);
+}
+
+/* Set (saved non-NULL) or restore an environment variable of children. */
+static void env_swap(const char *var, const char *add, char **saved, int *had)
+{
+    if (add != NULL) {
+        const char *cur = g_getenv(var);
+        char *v = g_strdup_printf("%s%s%s", cur != NULL ? cur : "", cur != NULL ? ":" : "",
+                                  add);
+
+        *had = cur != NULL;
+        *saved = g_strdup(cur);
+        g_setenv(var, v, TRUE);
+        g_free(v);
+    } else {
+        if (*had)
+            g_setenv(var, *saved, TRUE);
+        else
+            g_unsetenv(var);
+        g_free(*saved);
+        *saved = NULL;
+    }
+}
+
 /* ---- running the programs ---------------------------------------------------- */
 
 static int run_argv(GPtrArray *argv, char **out, char **err)
@@ -397,6 +440,9 @@ static int cli(const struct vt *t, char **out, char **err, ...)
     const char *a;
     int rc;
 
+    char *sa = NULL, *sl = NULL, *supp = NULL;
+    int ha = 0, hl = 0, walks;
+
     g_ptr_array_add(argv, t->bin);
     g_ptr_array_add(argv, "-c");
     g_ptr_array_add(argv, t->conf);
@@ -404,7 +450,19 @@ static int cli(const struct vt *t, char **out, char **err, ...)
     while ((a = va_arg(ap, const char *)) != NULL)
         g_ptr_array_add(argv, (char *)a);
     va_end(ap);
+    walks = strcmp(g_ptr_array_index(argv, 3), "verify") == 0 ||
+            strcmp(g_ptr_array_index(argv, 3), "reindex") == 0;
+    if (walks) {
+        supp = g_strdup_printf("suppressions=%s:print_suppressions=0", vt_lsan_supp);
+        env_swap("ASAN_OPTIONS", "fast_unwind_on_malloc=0:malloc_context_size=5", &sa, &ha);
+        env_swap("LSAN_OPTIONS", supp, &sl, &hl);
+    }
     rc = run_argv(argv, out, err);
+    if (walks) {
+        env_swap("ASAN_OPTIONS", NULL, &sa, &ha);
+        env_swap("LSAN_OPTIONS", NULL, &sl, &hl);
+        g_free(supp);
+    }
     g_ptr_array_free(argv, TRUE);
     return rc;
 }
@@ -657,6 +715,8 @@ static void vt_free(struct vt **tp)
 
     if (t == NULL)
         return;
+    if (g_getenv("CUSTOS_TEST_TIMES") != NULL)
+        fprintf(stderr, "[%.2f s] ", (double)(g_get_monotonic_time() - t->t0) / 1e6);
     if (t->jp != NULL)
         g_object_unref(t->jp);
     cut_rmtree(t->dir);
@@ -681,6 +741,7 @@ static struct vt *vt_new(const char *name, const struct vt_opts *o)
     int rc;
 
     t->name = name;
+    t->t0 = g_get_monotonic_time();
     t->o = *o;
     t->dir = cut_tmpdir();
     g_ptr_array_add(vt_dirs, g_strdup(t->dir));
@@ -1473,6 +1534,8 @@ static void test_reindex_keeps_old(void)
 /* ---- found bugs (left out of the suite until fixed; see the report) ------------------- */
 
 #if 0
+#include "custos/store.h"
+
 /* BUG: a damaged segment header (one bit of its reserved bytes) or a
  * sealed segment cut below its 32-byte header stops verify with exit 74
  * ("segment header checksum mismatch" / "shorter than the segment header")
@@ -1520,6 +1583,40 @@ static void test_bug_reindex_damaged(void)
     CU_ASSERT_EQUAL(db_i64(t, "SELECT count(*) FROM chain", 0), msgs);
     vt_free(&t);
 }
+
+/* BUG: every store_walk_par() (verify, reindex) leaks a pthread key (a
+ * GPrivate in a heap-allocated struct pwalk, archive/store.c): after about
+ * 1000 walks in one process GLib aborts ("pthread_key_create: Resource
+ * temporarily unavailable"). A daemon that verifies or replays now and
+ * then dies after the 1000th time. */
+static int walk_nothing(void *ctx, const struct store_rec *rec, GBytes *data)
+{
+    return 0;
+}
+
+static void test_bug_walk_keys(void)
+{
+    struct vt *t = vt_small("1100 walks in one process", 0);
+    struct store *st = NULL;
+    char *err = NULL;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_EQUAL_FATAL(store_open(t->arc, NULL, 0, &st, &err), 0);
+    for (int i = 0; i < 1100; i++) {
+        struct store_walk_opts o;
+
+        memset(&o, 0, sizeof(o));
+        o.threads = 2;
+        if (store_walk_par(st, &o, walk_nothing, NULL, &err) < 0) {
+            fprintf(stderr, "\nwalk %d: %s\n", i, err);
+            CU_FAIL("walk");
+            g_free(err);
+            break;
+        }
+    }
+    store_close(&st);
+    vt_free(&t);
+}
 #endif
 
 /* ---- the suite ------------------------------------------------------------------------ */
@@ -1527,6 +1624,7 @@ static void test_bug_reindex_damaged(void)
 static int vt_suite_init(void)
 {
     vt_dirs = g_ptr_array_new_with_free_func(g_free);
+    vt_lsan_init();
     return 0;
 }
 
@@ -1536,6 +1634,10 @@ static int vt_suite_clean(void)
         cut_rmtree(g_ptr_array_index(vt_dirs, i));
     g_ptr_array_free(vt_dirs, TRUE);
     vt_dirs = NULL;
+    cut_rmtree(vt_lsan_dir);
+    g_free(vt_lsan_dir);
+    g_free(vt_lsan_supp);
+    vt_lsan_dir = vt_lsan_supp = NULL;
     return 0;
 }
 
