@@ -279,6 +279,21 @@ out:
     return ret;
 }
 
+/* ingest's periodic work: a checkpoint of the chain, if it grew. */
+static int ingest_checkpoint(void *ctx, char **error_r)
+{
+    struct arc_checkpoint_info ci;
+    char hex[CUS_SHA256_HEX];
+
+    if (arc_checkpoint(ctx, 0, &ci, error_r) < 0)
+        return -1;
+    if (ci.made) {
+        cus_hex(ci.hash, CUS_SHA256_LEN, hex);
+        log_info("checkpoint seq %" G_GINT64_FORMAT " hash %s key %s", ci.seq, hex, ci.key);
+    }
+    return 0;
+}
+
 static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -314,6 +329,11 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
     if (arc_open(&acfg, ARC_WRITE, &arc, &err) < 0)
         return fail(&err, EX_IOERR_);
     spool = cfg_spool_dir(cfg);
+    if (io.follow && cfg->chain_interval > 0) {
+        io.tick = ingest_checkpoint;
+        io.tick_ctx = arc;
+        io.tick_interval = cfg->chain_interval;
+    }
     ret = ingest_run(arc, spool, &io, &st, &err);
     arc_close(&arc);
     g_free(spool);
