@@ -18,6 +18,9 @@
 #include <sys/wait.h>
 #include <sqlite3.h>
 #include "cutest.h"
+#include "custos/archive.h"
+#include "custos/cfg.h"
+#include "custos/ingest.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 
@@ -120,6 +123,51 @@ static void fx_close(struct fx *fx)
     g_free(fx->conf);
     g_free(fx->arc);
     g_free(fx->spool);
+}
+
+/*
+ * The store's parallel walker (arc_open's roll-forward after a crash, and
+ * verify) leaks a pthread key per walk from inside g_private_get() (a
+ * GPrivate in a heap struct; known, reported to the store's owner). The
+ * children of the disk-full and kill tests recover from crashes, so under
+ * ASan they run with that one leak suppressed (fast_unwind_on_malloc=0: the
+ * frame sits in GLib, built without frame pointers); everything else is
+ * still checked. Without ASan the variables are ignored.
+ */
+static char *lsan_old_a, *lsan_old_l;
+
+static void env_restore(const char *name, char **old)
+{
+    if (*old != NULL)
+        g_setenv(name, *old, TRUE);
+    else
+        g_unsetenv(name);
+    g_free(*old);
+    *old = NULL;
+}
+
+static void lsan_quiet(struct fx *fx, int on)
+{
+    char *supp, *a, *l;
+
+    if (!on) {
+        env_restore("ASAN_OPTIONS", &lsan_old_a);
+        env_restore("LSAN_OPTIONS", &lsan_old_l);
+        return;
+    }
+    supp = g_build_filename(fx->dir, "lsan.supp", NULL);
+    g_file_set_contents(supp, "leak:g_private_get\n", -1, NULL);
+    lsan_old_a = g_strdup(g_getenv("ASAN_OPTIONS"));
+    lsan_old_l = g_strdup(g_getenv("LSAN_OPTIONS"));
+    a = g_strdup_printf("%s%sfast_unwind_on_malloc=0:malloc_context_size=5",
+                        lsan_old_a ? lsan_old_a : "", lsan_old_a ? ":" : "");
+    l = g_strdup_printf("%s%ssuppressions=%s:print_suppressions=0",
+                        lsan_old_l ? lsan_old_l : "", lsan_old_l ? ":" : "", supp);
+    g_setenv("ASAN_OPTIONS", a, TRUE);
+    g_setenv("LSAN_OPTIONS", l, TRUE);
+    g_free(a);
+    g_free(l);
+    g_free(supp);
 }
 
 /* custos-archive -c CONF ARGS... (NULL-terminated); out/err may be NULL. */
@@ -584,6 +632,7 @@ static void test_disk_full(void)
     }
     argv[6] = fx.dir;
     argv[7] = ing_bin;
+    lsan_quiet(&fx, 1);
     rc = unshare != NULL ? cut_run(argv, &out, &err) : -1;
     if (rc != 0 && unshare != NULL) {
         /* No private mount namespace here (not root): as an unprivileged
@@ -593,6 +642,7 @@ static void test_disk_full(void)
         g_free(out); g_free(err);
         rc = cut_run(argv2, &out, &err);
     }
+    lsan_quiet(&fx, 0);
     if (rc != 0) {
         fprintf(stderr, "\n  SKIPPED: cannot mount a tmpfs in a private mount namespace "
                 "(unshare -m: %d %s)", rc, err);
@@ -693,6 +743,7 @@ static void test_kill(void)
 
     fx_open(&fx, 1);
     log = g_build_filename(fx.dir, "kill.log", NULL);
+    lsan_quiet(&fx, 1);
     while (kills < KILL_MIN && runs < 200) {
         static const char *const batches[] = { "1", "5", "25", "100" };
         GPid pid;
@@ -775,10 +826,90 @@ static void test_kill(void)
         }
         g_free(out); g_free(err);
     }
+    lsan_quiet(&fx, 0);
     g_rand_free(rnd);
     g_hash_table_destroy(enq);
     g_hash_table_destroy(shas);
     g_free(log);
+    fx_close(&fx);
+}
+
+/*
+ * In process, through ingest_run(): the tick hook (unused by the CLI yet)
+ * is called once at the end of a run that archived something, its error
+ * stops the run after the commit; in --follow it fires every interval and
+ * a SIGTERM (raised from the tick itself) ends the run with 0.
+ */
+struct tick_ctx {
+    int n, fail, term_at;
+};
+
+static int tick_cb(void *ctx, char **error_r)
+{
+    struct tick_ctx *t = ctx;
+
+    t->n++;
+    if (t->term_at > 0 && t->n == t->term_at)
+        raise(SIGTERM);
+    if (t->fail)
+        return cus_error(error_r, "tick failed on purpose");
+    return 0;
+}
+
+static void test_tick(void)
+{
+    struct fx fx;
+    struct cfg *cfg = cfg_defaults();
+    struct arc *arc = NULL;
+    struct tick_ctx t = { 0 };
+    struct ingest_opts o = { .batch = 2, .tick_interval = 3600, .tick = tick_cb,
+                             .tick_ctx = &t };
+    struct ingest_stats st;
+    char id[SPOOL_ID_MAX + 1], *err = NULL;
+    double t0;
+
+    fx_open(&fx, 1);
+    g_free(cfg->arc_dir);
+    cfg->arc_dir = g_strdup(fx.arc);
+    CU_ASSERT_EQUAL_FATAL(arc_open(cfg, ARC_WRITE, &arc, &err), 0);
+
+    /* One-shot: the tick once, at the end. */
+    for (guint i = 0; i < 5; i++)
+        CU_ASSERT_EQUAL(enqueue_direct(fx.spool, i, id, NULL), 0);
+    CU_ASSERT_EQUAL(ingest_run(arc, fx.spool, &o, &st, &err), 0);
+    CU_ASSERT_EQUAL(st.archived, 5);
+    CU_ASSERT_EQUAL(st.batches, 3);
+    CU_ASSERT_EQUAL(t.n, 1);
+    /* Nothing archived: no tick. */
+    CU_ASSERT_EQUAL(ingest_run(arc, fx.spool, &o, &st, &err), 0);
+    CU_ASSERT_EQUAL(st.archived, 0);
+    CU_ASSERT_EQUAL(t.n, 1);
+
+    /* A failing tick stops the run, after the commit. */
+    t.fail = 1;
+    CU_ASSERT_EQUAL(enqueue_direct(fx.spool, 5, id, NULL), 0);
+    CU_ASSERT_EQUAL(ingest_run(arc, fx.spool, &o, &st, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(err != NULL ? strstr(err, "tick failed on purpose") : NULL);
+    g_free(err);
+    err = NULL;
+    CU_ASSERT_EQUAL(st.archived, 1);
+    CU_ASSERT_EQUAL(count_dir(fx.spool, "new"), 0);
+
+    /* --follow: a tick each second; SIGTERM from the second one ends it. */
+    t.n = t.fail = 0;
+    t.term_at = 2;
+    o.follow = 1;
+    o.signals = 1;
+    o.tick_interval = 1;
+    CU_ASSERT_EQUAL(enqueue_direct(fx.spool, 6, id, NULL), 0);
+    t0 = cus_now();
+    CU_ASSERT_EQUAL(ingest_run(arc, fx.spool, &o, &st, &err), 0);
+    CU_ASSERT(cus_now() - t0 >= 1.9 && cus_now() - t0 < 10);
+    CU_ASSERT_EQUAL(t.n, 2);
+    CU_ASSERT_EQUAL(st.archived, 1);
+    arc_close(&arc);
+    CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(*) FROM deliveries"), 7);
+    cfg_free(&cfg);
     fx_close(&fx);
 }
 
@@ -790,4 +921,5 @@ CUS_SUITE(ingest)
     CU_add_test(s, "--follow: woken by new entries, exits 0 on SIGTERM", test_follow);
     CU_add_test(s, "disk full: stops, loses nothing; with room, each entry once", test_disk_full);
     CU_add_test(s, "SIGKILL at many points, then every entry exactly once", test_kill);
+    CU_add_test(s, "ingest_run: the tick hook, its error, SIGTERM in --follow", test_tick);
 }
