@@ -46,6 +46,9 @@ struct vt_opts {
     int copies;                 /* that many altered copies of each message */
     const char *segment_size;   /* NULL: the default */
     int encrypt;                /* a keyring, key_file */
+    int envelopes;              /* also deliveries with envelopes (enqueue,
+                                 * ingest): tests/data/cjk again, and new
+                                 * mail */
 };
 
 struct vt {
@@ -584,6 +587,66 @@ static void copy_tree(const char *dir, const char *to, int copies, int *n)
         g_dir_close(d);
 }
 
+/* Deliveries with envelopes, as the milter would make them: every
+ * tests/data/cjk message (again, if it was imported: "deliver" chain
+ * entries) from two senders with To/Cc/Bcc recipients, and three new
+ * messages; then ingest. */
+static int add_envelopes(const struct vt *t)
+{
+    char *cjk = cut_src("tests/data/cjk"), *out = NULL, *err = NULL;
+    GDir *d = g_dir_open(cjk, 0, NULL);
+    const char *name;
+    int n = 0, ret = 0;
+
+    while (d != NULL && ret == 0 && (name = g_dir_read_name(d)) != NULL) {
+        char *p = g_build_filename(cjk, name, NULL), *q = g_strdup_printf("Q%04d", n);
+
+        if (g_str_has_suffix(name, ".eml")) {
+            const char *sender = n % 2 ? "alice@example.org" : "dave@sub.example.net";
+            if (cli(t, NULL, &err, "enqueue", "--sender", sender, "--rcpt", "bob@example.com",
+                    "--rcpt", n % 3 ? "carol@hidden.example" : "erin@example.com",
+                    "--client", "mx1.example.org [192.0.2.1]", "--queue-id", q, "--source",
+                    "milter", p, NULL) != 0) {
+                fprintf(stderr, "\nenqueue %s: %s\n", p, err);
+                ret = -1;
+            }
+            g_free(err);
+            err = NULL;
+            n++;
+        }
+        g_free(q);
+        g_free(p);
+    }
+    if (d != NULL)
+        g_dir_close(d);
+    for (int i = 0; i < 3 && ret == 0; i++) {
+        char *p = g_strdup_printf("%s/new%d.eml", t->dir, i);
+        char *m = g_strdup_printf("From: Frank <frank@example.com>\r\nTo: grace@example.com\r\n"
+                                  "Subject: envelope test %d\r\nDate: Mon, 2 Mar 2026 10:0%d:00 "
+                                  "+0000\r\nMessage-ID: <new%d@example.com>\r\n\r\n"
+                                  "quarterly numbers, round %d\r\n", i, i, i, i);
+
+        g_file_set_contents(p, m, -1, NULL);
+        if (cli(t, NULL, &err, "enqueue", "--sender", "frank@example.com", "--rcpt",
+                "grace@example.com", "--rcpt", "heidi@hidden.example", p, NULL) != 0) {
+            fprintf(stderr, "\nenqueue %s: %s\n", p, err);
+            ret = -1;
+        }
+        g_free(err);
+        err = NULL;
+        g_free(m);
+        g_free(p);
+    }
+    if (ret == 0 && cli(t, &out, &err, "ingest", NULL) != 0) {
+        fprintf(stderr, "\ningest: %s%s\n", out, err);
+        ret = -1;
+    }
+    g_free(out);
+    g_free(err);
+    g_free(cjk);
+    return n > 10 ? ret : -1;
+}
+
 /* Run verify and verify --json; parse the JSON. */
 static void vt_verify(struct vt *t)
 {
@@ -790,6 +853,10 @@ static struct vt *vt_new(const char *name, const struct vt_opts *o)
     g_free(out);
     g_free(err);
     out = err = NULL;
+    if (o->envelopes && add_envelopes(t) < 0) {
+        CU_FAIL("enqueue and ingest");
+        goto fail;
+    }
     if (cli(t, &out, &err, "checkpoint", NULL) != 0 || strstr(out, " key ed25519:") == NULL) {
         fprintf(stderr, "\ncheckpoint: %s%s\n", out, err);
         CU_FAIL("a signed checkpoint");
@@ -848,7 +915,7 @@ static void test_clean(void)
     };
     /* More than 1000 new messages: the store trains a dictionary (store.h). */
     struct vt_opts o = { .corpus = NULL, .cjk = 1, .copies = 3, .segment_size = "256K",
-                         .encrypt = 1 };
+                         .encrypt = 1, .envelopes = 1 };
     struct vt *t = vt_new("clean: segments, encryption, dictionary", &o);
     char *zdict;
     int segs, dict_recs = 0, dict_msgs = 0, plain = 0;
@@ -885,6 +952,9 @@ static void test_clean(void)
     CU_ASSERT(msgs > 1000);
     CU_ASSERT_EQUAL(stat_i64(t, "messages"), msgs);
     CU_ASSERT_EQUAL(stat_i64(t, "deliveries"), db_i64(t, "SELECT count(*) FROM deliveries", 0));
+    /* mail delivered again ("deliver" chain entries) */
+    CU_ASSERT(stat_i64(t, "deliveries") > msgs);
+    CU_ASSERT(db_i64(t, "SELECT count(*) FROM chain WHERE type = 'deliver'", 0) > 10);
     CU_ASSERT_EQUAL(stat_i64(t, "chain_entries"), db_i64(t, "SELECT max(seq) FROM chain", 0));
     CU_ASSERT_EQUAL(stat_i64(t, "head_seq"), stat_i64(t, "chain_entries"));
     CU_ASSERT_EQUAL(stat_i64(t, "segments"), segs);
@@ -1350,7 +1420,9 @@ static const char *const reindex_queries[] = {
     "工资单", "客戶資料", "attachment:xlsx", "attachment:客户名单", "attachment:pdf",
     "has:attachment", "date:2000..2010", "date:2002", "after:2015", "before:2005-01-01",
     "date:2026-01..", "from:barry OR 客户", "has:attachment -attachment:pdf",
-    "(subject:test OR mailbox) after:2001", NULL
+    "(subject:test OR mailbox) after:2001", "bcc:carol@hidden.example", "bcc:@hidden.example",
+    "participant:bob@example.com", "participant:alice@example.org", "domain:example.net",
+    "subject:envelope", "quarterly", NULL
 };
 
 struct snapshot {
@@ -1370,7 +1442,10 @@ static int snapshot_take(const struct vt *t, struct snapshot *s)
         if (rc != 0)
             fprintf(stderr, "\nsearch %s: exit %d\n", reindex_queries[i], rc);
         CU_ASSERT_EQUAL(rc, 0);
-        hits += out != NULL && out[0] != '\0';
+        if (out != NULL && out[0] != '\0')
+            hits++;
+        else if (g_getenv("CUSTOS_TEST_SHOW_VERIFY") != NULL)
+            fprintf(stderr, "\nsearch %s: nothing\n", reindex_queries[i]);
         g_ptr_array_add(s->out, out != NULL ? out : g_strdup(""));
     }
     CU_ASSERT_EQUAL(cli(t, &s->stats, NULL, "stats", "--json", NULL), 0);
@@ -1441,7 +1516,8 @@ static GPtrArray *before_reindex_files(const struct vt *t)
 
 static void test_reindex_from_segments(void)
 {
-    struct vt_opts o = { .corpus = NULL, .cjk = 1, .segment_size = "64K", .encrypt = 1 };
+    struct vt_opts o = { .corpus = NULL, .cjk = 1, .segment_size = "64K", .encrypt = 1,
+                         .envelopes = 1 };
     struct vt *t = vt_new("reindex without index.db", &o);
     struct snapshot a, b;
     char *out = NULL, *err = NULL, *msg;
@@ -1452,7 +1528,8 @@ static void test_reindex_from_segments(void)
     CU_ASSERT(seg_count(t) >= 4);
     msgs = stat_i64(t, "messages");
     cps = stat_i64(t, "signed_checkpoints");
-    CU_ASSERT(snapshot_take(t, &a) >= 25);
+    /* every query finds something: the comparison is not of empty lists */
+    CU_ASSERT_EQUAL(snapshot_take(t, &a), (int)G_N_ELEMENTS(reindex_queries) - 1);
     for (int i = 0; i < 3; i++) {
         static const char *const sfx[3] = { "", "-wal", "-shm" };
         char *p = g_strconcat(t->arc, "/index.db", sfx[i], NULL);
@@ -1531,9 +1608,11 @@ static void test_reindex_keeps_old(void)
     vt_free(&t);
 }
 
-/* ---- found bugs (left out of the suite until fixed; see the report) ------------------- */
+/* ---- found bugs ------------------------------------------------------------------------
+ * Left out of the suite until they are fixed (main stays green); to run
+ * them: make EXTRA_CFLAGS=-DCUSTOS_KNOWN_BUGS check SUITES=verify */
 
-#if 0
+#ifdef CUSTOS_KNOWN_BUGS
 #include "custos/store.h"
 
 /* BUG: a damaged segment header (one bit of its reserved bytes) or a
@@ -1549,11 +1628,13 @@ static void test_bug_segment_header(void)
 
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     id = pick_message(t, 2);
+    /* a bit of the reserved bytes: the records are all still there */
     CU_ASSERT_EQUAL_FATAL(seg_flip(t, 2, 20), 0);
     CU_ASSERT_TRUE(vt_failed(t));
     HAS(t, "altered", "segment", ANY, ANY, 2, ANY);
-    HAS(t, "missing", "message", id, ANY, ANY, ANY);
     CU_ASSERT_EQUAL_FATAL(seg_flip(t, 2, 20), 0);
+    CU_ASSERT_TRUE(vt_clean(t));
+    /* cut to 20 bytes: all its records are lost */
     CU_ASSERT_EQUAL_FATAL(seg_truncate(t, 2, -20), 0);
     CU_ASSERT_TRUE(vt_failed(t));
     HAS(t, "truncated", "segment", ANY, ANY, 2, ANY);
@@ -1578,9 +1659,13 @@ static void test_bug_reindex_damaged(void)
     l = msg_loc(t, id);
     CU_ASSERT_EQUAL_FATAL(seg_rec(t, l.seg, l.off, K_MESSAGE, &r), 0);
     CU_ASSERT_EQUAL_FATAL(seg_flip(t, l.seg, l.off + (gint64)r.hlen + r.stored_len / 2), 0);
+    /* --force: the new index is put in place although a record could not
+     * be indexed (exit 1 says so) */
     CU_ASSERT_EQUAL(cli(t, NULL, NULL, "reindex", "--force", NULL), 1);
+    /* every other message is indexed, and every chain entry after it */
     CU_ASSERT_EQUAL(db_i64(t, "SELECT count(*) FROM messages", 0), msgs - 1);
-    CU_ASSERT_EQUAL(db_i64(t, "SELECT count(*) FROM chain", 0), msgs);
+    CU_ASSERT(db_i64(t, "SELECT count(*) FROM chain", 0) >= msgs - 1);
+    CU_ASSERT_EQUAL(db_i64(t, "SELECT max(seq) FROM chain", 0), msgs);
     vt_free(&t);
 }
 
@@ -1660,4 +1745,9 @@ CUS_SUITE(verify)
     CU_add_test(s, "8b. the last segment truncated", test_truncated_last);
     CU_add_test(s, "reindex without index.db: same search, stats", test_reindex_from_segments);
     CU_add_test(s, "reindex over index.db keeps the old one", test_reindex_keeps_old);
+#ifdef CUSTOS_KNOWN_BUGS
+    CU_add_test(s, "BUG: a damaged segment header stops verify", test_bug_segment_header);
+    CU_add_test(s, "BUG: reindex stops at a damaged record", test_bug_reindex_damaged);
+    CU_add_test(s, "BUG: every walk leaks a pthread key", test_bug_walk_keys);
+#endif
 }
