@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sqlite3.h>
@@ -722,9 +723,11 @@ static void test_disk_full(void)
 /*
  * SIGKILL at many points: a spool of a few thousand entries (every corpus
  * message many times over, each with its own envelope), ingest started
- * and killed after a pseudo-random 5-300 ms, again and again; more entries
- * are added whenever a run got to the end before its kill. Then one run to
- * completion, and the archive must hold every entry exactly once.
+ * with a varied batch size and killed after a pseudo-random 5-300 ms
+ * (log-uniform, fixed seed), again and again; more entries are added
+ * whenever a run got to the end before its kill. Then one run to
+ * completion, and the archive must hold every entry exactly once, and
+ * verify must find it sound.
  */
 #define KILL_CHUNK 1000
 #define KILL_MIN 25
@@ -745,13 +748,14 @@ static void test_kill(void)
     log = g_build_filename(fx.dir, "kill.log", NULL);
     lsan_quiet(&fx, 1);
     while (kills < KILL_MIN && runs < 200) {
-        static const char *const batches[] = { "1", "5", "25", "100" };
+        static const char *const batches[] = { "1", "3", "10", "50" };
         GPid pid;
-        int ms = g_rand_int_range(rnd, 5, 301);
+        /* 5-300 ms, log-uniform: as many kills in the first batches as late */
+        int ms = (int)(5 * pow(60, g_rand_double(rnd)));
         const char *batch = batches[g_rand_int_range(rnd, 0, 4)];
 
         if (count_dir(fx.spool, "new") < 100) {
-            for (guint k = 0; k < KILL_CHUNK; k++, next++) {
+            for (guint k = 0; k < (next == 0 ? 3 * KILL_CHUNK : KILL_CHUNK); k++, next++) {
                 CU_ASSERT_EQUAL_FATAL(enqueue_direct(fx.spool, next, id, shas), 0);
                 g_hash_table_add(enq, g_strdup(id));
             }
