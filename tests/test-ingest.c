@@ -755,7 +755,8 @@ static void test_kill(void)
         const char *batch = batches[g_rand_int_range(rnd, 0, 4)];
 
         if (count_dir(fx.spool, "new") < 100) {
-            for (guint k = 0; k < (next == 0 ? 3 * KILL_CHUNK : KILL_CHUNK); k++, next++) {
+            guint add = next == 0 ? 3 * KILL_CHUNK : KILL_CHUNK;
+            for (guint k = 0; k < add; k++, next++) {
                 CU_ASSERT_EQUAL_FATAL(enqueue_direct(fx.spool, next, id, shas), 0);
                 g_hash_table_add(enq, g_strdup(id));
             }
