@@ -41,6 +41,7 @@ struct arc {
     unsigned char head[CUS_SHA256_LEN], head_committed[CUS_SHA256_LEN];
     struct chain_key *sign_key; /* [chain] sign_key, or NULL */
     gint64 seq_opened;          /* chain head when opened */
+    struct store_loc committed; /* store end at the last commit */
     int failed;                 /* a batch was dropped: no checkpoint at close */
 };
 
@@ -246,6 +247,8 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     if (chain_load_head(arc, error_r) < 0)
         goto fail;
     arc->seq_opened = arc->seq;
+    if (arc->writable && store_tell(arc->store, &arc->committed, error_r) < 0)
+        goto fail;
     g_free(path);
     *arc_r = arc;
     return 0;
@@ -703,6 +706,7 @@ int arc_flush(struct arc *arc, char **error_r)
         return -1;
     if (idx_commit(arc->idx, error_r) < 0)
         return -1;
+    arc->committed = end;
     arc->in_txn = 0;
     arc->pending = 0;
     arc->seq_committed = arc->seq;
@@ -713,9 +717,22 @@ int arc_flush(struct arc *arc, char **error_r)
 
 void arc_abort(struct arc *arc)
 {
+    struct store_loc end;
+    char *err = NULL;
+
     arc->failed = 1;
     if (arc->in_txn)
         idx_rollback(arc->idx);
+    /* The dropped batch's records go too (else the next writer would roll
+     * them forward); if they reach into a newer segment, that is left to
+     * roll forward: the records are whole. */
+    if (arc->in_txn && arc->committed.segment != 0 &&
+        store_tell(arc->store, &end, NULL) == 0 && end.segment == arc->committed.segment &&
+        end.offset > arc->committed.offset &&
+        store_truncate(arc->store, &arc->committed, &err) < 0) {
+        log_warn("%s", err);
+        g_free(err);
+    }
     arc->in_txn = 0;
     arc->pending = 0;
     arc->seq = arc->seq_committed;
@@ -797,6 +814,10 @@ static int move_aside(const char *path, gint64 now, char **error_r)
     char *to = g_strdup_printf("%s.before-reindex-%" G_GINT64_FORMAT, path, now);
     int ret = 0;
 
+    for (int n = 1; access(to, F_OK) == 0 && n < 1000; n++) {
+        g_free(to);
+        to = g_strdup_printf("%s.before-reindex-%" G_GINT64_FORMAT ".%d", path, now, n);
+    }
     if (access(to, F_OK) == 0)
         ret = cus_error(error_r, "%s already exists: not overwriting it", to);
     else if (rename(path, to) == 0)

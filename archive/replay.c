@@ -137,7 +137,7 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
     const struct pend *m = NULL;
     int delivery;
     gint64 id = 0;
-    char *err = NULL;
+    char *err = NULL, *gerr = NULL;
     int ret = -1;
 
     if (chain_event_parse(text, len, &ev, &err) < 0)
@@ -152,47 +152,58 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
     if (idstr != NULL)
         id = g_ascii_strtoll(idstr, NULL, 10);
     delivery = strcmp(ev->type, "add") == 0 || strcmp(ev->type, "deliver") == 0;
+    /* A damaged group still leaves its chain entry: the chain goes on. */
     if (delivery && (id <= 0 || mhex == NULL)) {
-        err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s) lacks id or message",
-                              ev->seq, ev->type);
-        goto bad;
-    }
-    if (strcmp(ev->type, "add") == 0) {
+        gerr = g_strdup_printf("chain event %" G_GINT64_FORMAT " (%s) lacks id or message",
+                               ev->seq, ev->type);
+    } else if (strcmp(ev->type, "add") == 0) {
         m = pend_find(rp, STORE_MESSAGE, mhex);
-        if (m == NULL || m->data == NULL) {
-            err = g_strdup_printf("chain event %" G_GINT64_FORMAT " (add, message id %"
-                                  G_GINT64_FORMAT "): its message record is missing or "
-                                  "damaged", ev->seq, id);
-            goto bad;
-        }
+        if (m == NULL || m->data == NULL)
+            gerr = g_strdup_printf("chain event %" G_GINT64_FORMAT " (add, message id %"
+                                   G_GINT64_FORMAT "): its message record is missing or "
+                                   "damaged; the message is not indexed", ev->seq, id);
     }
     if (idx_savepoint(rp->idx, error_r) < 0)
         goto fatal;
-    if (m != NULL) {
-        struct msg *msg = NULL;
-        gsize rlen;
-        const void *raw = g_bytes_get_data(m->data, &rlen);
-        gint64 got = 0;
+    if (gerr == NULL) {
+        if (idx_savepoint(rp->idx, error_r) < 0)
+            goto fatal;
+        if (m != NULL) {
+            struct msg *msg = NULL;
+            gsize rlen;
+            const void *raw = g_bytes_get_data(m->data, &rlen);
+            gint64 got = 0;
 
-        if (msg_parse(raw, rlen, rp->lim, &msg, &err) < 0) {
-            msg = msg_new_unparsed(err);
+            if (msg_parse(raw, rlen, rp->lim, &msg, &err) < 0) {
+                msg = msg_new_unparsed(err);
+                g_free(err);
+                err = NULL;
+            }
+            ret = idx_add_message(rp->idx, m->sha, &m->loc, rlen, msg, ev->time, id, &got,
+                                  &err);
+            msg_free(&msg);
+            if (ret == 0)
+                rp->st.messages++;
+        } else {
+            ret = 0;
+        }
+        if (ret == 0 && delivery) {
+            ret = apply_delivery(rp, ev, &rec->loc, id, &err);
+            if (ret == 0)
+                rp->st.deliveries++;
+        }
+        if (ret < 0) {
+            idx_rollback_savepoint(rp->idx);
+            gerr = g_strdup_printf("chain event %" G_GINT64_FORMAT ": %s", ev->seq, err);
             g_free(err);
             err = NULL;
+        } else if (idx_release(rp->idx, error_r) < 0) {
+            goto fatal;
         }
-        ret = idx_add_message(rp->idx, m->sha, &m->loc, rlen, msg, ev->time, id, &got, &err);
-        msg_free(&msg);
-        if (ret < 0)
-            goto undo;
-        rp->st.messages++;
-        ret = -1;
-    }
-    if (delivery) {
-        if (apply_delivery(rp, ev, &rec->loc, id, &err) < 0)
-            goto undo;
-        rp->st.deliveries++;
     }
     chain_step(rp->head, text, len, head);
-    if (idx_add_chain(rp->idx, ev->seq, ev->time, ev->type, id, head, &rec->loc, &err) < 0)
+    if (idx_add_chain(rp->idx, ev->seq, ev->time, ev->type, gerr == NULL ? id : 0, head,
+                      &rec->loc, &err) < 0)
         goto undo;
     if (idx_release(rp->idx, error_r) < 0)
         goto fatal;
@@ -200,17 +211,25 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
     rp->seq = ev->seq;
     rp->st.events++;
     chain_event_free(&ev);
+    if (gerr != NULL) {
+        cus_error(error_r, "seg-%06u.cseg offset %" G_GUINT64_FORMAT ": %s",
+                  rec->loc.segment, rec->loc.offset, gerr);
+        g_free(gerr);
+        return -1;
+    }
     return 0;
 undo:
     idx_rollback_savepoint(rp->idx);
     cus_error(error_r, "chain event %" G_GINT64_FORMAT " at seg-%06u.cseg offset %"
               G_GUINT64_FORMAT ": %s", ev->seq, rec->loc.segment, rec->loc.offset, err);
     g_free(err);
+    g_free(gerr);
     chain_event_free(&ev);
     return -1;
 fatal:
     rp->fatal = g_strdup(*error_r);
     chain_event_free(&ev);
+    g_free(gerr);
     return -1;
 bad:
     cus_error(error_r, "seg-%06u.cseg offset %" G_GUINT64_FORMAT ": %s",

@@ -151,6 +151,7 @@ struct store {
     uint64_t cur_end;       /* where the next record goes */
     int cur_dirty;          /* appended since the last fsync */
     int hold_seal;          /* a group of records is being written */
+    int walk_lenient;       /* store_walk_par: a bad segment header is an event */
     char *broken;           /* why appends are refused (after a failure) */
 
     GHashTable *fds;        /* segment number -> fd + 1, for reads */
@@ -647,7 +648,14 @@ static int seg_scan_run(struct store *st, int fd, uint32_t segno, uint64_t start
     }
     fh = sc.buf;
     why = r == 0 ? "shorter than the segment header" : seg_hdr_check(fh, segno);
-    if (why != NULL) {
+    if (why != NULL && st->walk_lenient) {
+        /* verify: a problem to report, and the records may still be read. */
+        ret = cb(st, ctx, r == 0 ? EV_TAIL : EV_BAD, segno, 0, NULL, NULL, NULL,
+                 r == 0 ? "shorter than the segment header" : why,
+                 r == 0 ? sc.len : SEG_HDR_LEN);
+        if (ret != 0 || r == 0)
+            goto out;
+    } else if (why != NULL) {
         ret = cus_error(error_r, "%s/%s: %s", st->dir, name, why);
         goto out;
     }
@@ -1837,7 +1845,7 @@ struct pwalk {
     struct wbatch *cur;
     GMutex lock;
     GCond cond;
-    GPrivate dec;           /* struct dec * per worker */
+    GPtrArray *idle;        /* struct dec * not in use (under lock) */
     GPtrArray *decs;        /* all of them, to free */
     int quiet_tail;
     int stop;               /* callback's non-zero return */
@@ -1863,20 +1871,32 @@ static void wbatch_free(struct pwalk *w, struct wbatch *b)
     g_free(b);
 }
 
+/* A decoder for one batch: an idle one, else a new one (at most one per
+ * thread is ever in use, so there are never more than threads + 1). */
 static struct dec *dec_get(struct pwalk *w)
 {
-    struct dec *dc = g_private_get(&w->dec);
+    struct dec *dc = NULL;
 
+    g_mutex_lock(&w->lock);
+    if (w->idle->len > 0)
+        dc = g_ptr_array_steal_index_fast(w->idle, w->idle->len - 1);
+    g_mutex_unlock(&w->lock);
     if (dc == NULL) {
         dc = g_new0(struct dec, 1);
         dc->dctx = ZSTD_createDCtx();
         dc->evp = EVP_CIPHER_CTX_new();
-        g_private_set(&w->dec, dc);
         g_mutex_lock(&w->lock);
         g_ptr_array_add(w->decs, dc);
         g_mutex_unlock(&w->lock);
     }
     return dc;
+}
+
+static void dec_put(struct pwalk *w, struct dec *dc)
+{
+    g_mutex_lock(&w->lock);
+    g_ptr_array_add(w->idle, dc);
+    g_mutex_unlock(&w->lock);
 }
 
 static void witem_rec(const struct witem *it, struct store_rec *rec)
@@ -1936,6 +1956,7 @@ static void pwalk_work(gpointer data, gpointer user)
 
     for (guint i = 0; i < b->items->len; i++)
         witem_decode(w, dc, b, &g_array_index(b->items, struct witem, i));
+    dec_put(w, dc);
     g_mutex_lock(&w->lock);
     b->done = 1;
     g_cond_broadcast(&w->cond);
@@ -2074,6 +2095,7 @@ int store_walk_par(struct store *st, const struct store_walk_opts *o,
     g_cond_init(&w.cond);
     g_queue_init(&w.batches);
     w.decs = g_ptr_array_new_with_free_func(dec_free);
+    w.idle = g_ptr_array_new();
     w.threads = o->threads > 0 ? o->threads : (int)MIN(MAX(g_get_num_processors(), 1), 8);
     if (w.threads > 1) {
         w.pool = g_thread_pool_new(pwalk_work, &w, w.threads, FALSE, &gerr);
@@ -2106,7 +2128,9 @@ int store_walk_par(struct store *st, const struct store_walk_opts *o,
         if (start >= (uint64_t)sb.st_size && start > SEG_HDR_LEN)
             continue;
         w.quiet_tail = unsealed && i == segs->len - 1 && !(o->flags & STORE_WALK_REPORT_TAIL);
+        st->walk_lenient = 1;
         ret = seg_open_scan(st, segno, start, pwalk_scan_cb, &w, NULL, error_r);
+        st->walk_lenient = 0;
         if (ret == 0)
             pwalk_submit(&w);   /* a batch never spans segments */
     }
@@ -2130,6 +2154,7 @@ out:
     }
     if (w.pool != NULL)
         g_thread_pool_free(w.pool, FALSE, TRUE);
+    g_ptr_array_unref(w.idle);
     g_ptr_array_unref(w.decs);
     g_mutex_clear(&w.lock);
     g_cond_clear(&w.cond);

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sqlite3.h>
@@ -26,6 +27,8 @@ struct obj {
     gint64 index_id;        /* messages/deliveries row that names it, 0 */
     gint64 event_seq;       /* chain entry that names it, 0 */
     gint64 event_id;        /* the archive id that entry gives, 0 */
+    char *bad;              /* why it does not decode (reported once, with
+                             * the id, after the cross-checks), or NULL */
 };
 
 /* A chain event, parsed in a decoding thread. */
@@ -225,11 +228,23 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
             cpt_free(rec->aux);
         return 0;
     }
+    if (rec->error != NULL && rec->kind == STORE_MESSAGE && !rec->tail) {
+        /* Its header is sound: keep it in its place, say what is wrong
+         * once the chain and index.db have said which message it is. */
+        memset(&o, 0, sizeof(o));
+        memcpy(o.sha, rec->sha, CUS_SHA256_LEN);
+        o.loc = rec->loc;
+        o.bad = g_strdup(rec->error);
+        g_array_append_val(v->msgs, o);
+        v->last_msg = (gint)v->msgs->len - 1;
+        return 0;
+    }
     if (rec->error != NULL) {
         if (rec->tail)
             problem(v, "truncated", "segment", 0, 0, NULL, &rec->loc, "%s", rec->error);
         else
-            problem(v, "altered", rec->kind ? kind_name(rec->kind) : "record", 0, 0,
+            problem(v, "altered", rec->kind ? kind_name(rec->kind) :
+                    rec->loc.offset == 0 ? "segment" : "record", 0, 0,
                     rec->kind ? rec->sha : NULL, &rec->loc, "%s", rec->error);
         return 0;
     }
@@ -341,6 +356,12 @@ static gint ev_by_seq(gconstpointer a, gconstpointer b)
 {
     const struct ev *x = *(struct ev *const *)a, *y = *(struct ev *const *)b;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static gint cmp_u32(gconstpointer a, gconstpointer b)
+{
+    guint32 x = *(const guint32 *)a, y = *(const guint32 *)b;
+    return x < y ? -1 : x > y;
 }
 
 static gint cmp_i64(gconstpointer a, gconstpointer b)
@@ -629,29 +650,57 @@ static void check_objects(struct vfy *v)
                     o->event_seq, r->id, o->event_id);
         o->index_id = r->id;
     }
-    /* index.db's deliveries: each is held by the event it says. */
-    for (guint i = 0; i < v->ir.delivs->len; i++) {
-        struct irow *r = &g_array_index(v->ir.delivs, struct irow, i);
-        struct ev *e;
+    /* index.db's deliveries: each is held by a chain entry; which one,
+     * index.db's chain table says (by place), the chain then by seq. A
+     * moved event is reported once, as such, not for each row. */
+    {
+        GHashTable *seq_at = g_hash_table_new(g_int64_hash, g_int64_equal);
+        GHashTable *by_seq = g_hash_table_new(g_int64_hash, g_int64_equal);
+        GArray *keys = g_array_sized_new(FALSE, FALSE, sizeof(gint64), v->ir.chain->len);
 
-        if (!r->has_loc || (v->have_committed && !loc_before(&r->loc, &v->committed)))
-            continue;
-        e = ev_at(v->evs, &r->loc);
-        if (e == NULL || !e->delivery)
-            problem(v, "missing", "delivery", r->msg, 0, NULL, &r->loc,
-                    "delivery %" G_GINT64_FORMAT " of message %" G_GINT64_FORMAT
-                    ": no chain entry holds it where index.db says", r->id, r->msg);
-        else if (e->deliv_row != 0)
-            problem(v, "extra", "index", r->msg, e->seq, NULL, &r->loc,
-                    "deliveries %" G_GINT64_FORMAT " and %" G_GINT64_FORMAT " both say they "
-                    "are chain entry %" G_GINT64_FORMAT, e->deliv_row, r->id, e->seq);
-        else if (e->id != r->msg)
-            problem(v, "mismatch", "index", r->msg, e->seq, NULL, &r->loc,
-                    "delivery %" G_GINT64_FORMAT " is of message %" G_GINT64_FORMAT " in "
-                    "index.db, of message %" G_GINT64_FORMAT " in the chain", r->id, r->msg,
-                    e->id);
-        else
-            e->deliv_row = r->id;
+        for (guint i = 0; i < v->ir.chain->len; i++) {
+            struct irow *c = &g_array_index(v->ir.chain, struct irow, i);
+            gint64 k = (gint64)((guint64)c->loc.segment << 40 | c->loc.offset);
+            g_array_append_val(keys, k);
+        }
+        for (guint i = 0; i < v->ir.chain->len; i++)
+            g_hash_table_insert(seq_at, &g_array_index(keys, gint64, i),
+                                &g_array_index(v->ir.chain, struct irow, i));
+        for (guint i = 0; i < v->evs->len; i++) {
+            struct ev *e = g_ptr_array_index(v->evs, i);
+            g_hash_table_insert(by_seq, &e->seq, e);
+        }
+        for (guint i = 0; i < v->ir.delivs->len; i++) {
+            struct irow *r = &g_array_index(v->ir.delivs, struct irow, i);
+            gint64 k = (gint64)((guint64)r->loc.segment << 40 | r->loc.offset);
+            struct irow *c;
+            struct ev *e;
+
+            if (!r->has_loc || (v->have_committed && !loc_before(&r->loc, &v->committed)))
+                continue;
+            c = g_hash_table_lookup(seq_at, &k);
+            e = c != NULL ? g_hash_table_lookup(by_seq, &c->id) : ev_at(v->evs, &r->loc);
+            if (c != NULL && e == NULL)
+                continue;   /* the chain entry is missing: reported for it */
+            if (e == NULL || !e->delivery)
+                problem(v, "missing", "delivery", r->msg, 0, NULL, &r->loc,
+                        "delivery %" G_GINT64_FORMAT " of message %" G_GINT64_FORMAT
+                        ": no chain entry holds it where index.db says", r->id, r->msg);
+            else if (e->deliv_row != 0)
+                problem(v, "extra", "index", r->msg, e->seq, NULL, &r->loc,
+                        "deliveries %" G_GINT64_FORMAT " and %" G_GINT64_FORMAT " both say "
+                        "they are chain entry %" G_GINT64_FORMAT, e->deliv_row, r->id, e->seq);
+            else if (e->id != r->msg)
+                problem(v, "mismatch", "index", r->msg, e->seq, NULL, &r->loc,
+                        "delivery %" G_GINT64_FORMAT " is of message %" G_GINT64_FORMAT " in "
+                        "index.db, of message %" G_GINT64_FORMAT " in the chain", r->id,
+                        r->msg, e->id);
+            else
+                e->deliv_row = r->id;
+        }
+        g_hash_table_destroy(seq_at);
+        g_hash_table_destroy(by_seq);
+        g_array_unref(keys);
     }
     for (guint i = 0; i < v->evs->len; i++) {
         struct ev *e = g_ptr_array_index(v->evs, i);
@@ -675,12 +724,19 @@ static void check_objects(struct vfy *v)
             problem(v, "extra", "message", 0, 0, o->sha, &o->loc,
                     "a message in no chain entry and not in index.db");
     }
+    for (guint i = 0; i < v->msgs->len; i++) {
+        struct obj *o = &g_array_index(v->msgs, struct obj, i);
+
+        if (o->bad != NULL)
+            problem(v, "altered", "message", o->index_id > 0 ? o->index_id : o->event_id,
+                    o->event_seq, o->sha, &o->loc, "%s", o->bad);
+    }
     g_hash_table_destroy(msgs);
 }
 
 /* ---- the run ------------------------------------------------------------- */
 
-static guint64 segment_bytes(const char *arcdir, int *n_r)
+static guint64 segment_bytes(const char *arcdir, int *n_r, GArray *nums)
 {
     char *dir = g_build_filename(arcdir, "store", NULL);
     GDir *d = g_dir_open(dir, 0, NULL);
@@ -696,8 +752,10 @@ static guint64 segment_bytes(const char *arcdir, int *n_r)
             continue;
         p = g_build_filename(dir, n, NULL);
         if (stat(p, &sb) == 0) {
+            guint32 num = (guint32)strtoul(n + 4, NULL, 10);
             sum += (guint64)sb.st_size;
             (*n_r)++;
+            g_array_append_val(nums, num);
         }
         g_free(p);
     }
@@ -777,7 +835,23 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     }
     if (store_open(cfg->arc_dir, &so, 0, &st, error_r) < 0)
         goto out;
-    stats->segment_bytes = segment_bytes(cfg->arc_dir, &stats->segments);
+    {
+        GArray *nums = g_array_new(FALSE, FALSE, sizeof(guint32));
+        guint32 want = 1;
+
+        stats->segment_bytes = segment_bytes(cfg->arc_dir, &stats->segments, nums);
+        g_array_sort(nums, cmp_u32);
+        for (guint i = 0; i < nums->len; i++, want++) {
+            guint32 got = g_array_index(nums, guint32, i);
+            for (; want < got; want++) {
+                struct store_loc l = { want, 0, 0 };
+                problem(&v, "missing", "segment", 0, 0, NULL, &l,
+                        "seg-%06u.cseg is not there (the segments go up to seg-%06u.cseg)",
+                        want, g_array_index(nums, guint32, nums->len - 1));
+            }
+        }
+        g_array_unref(nums);
+    }
     if (store_tell(st, &end, error_r) < 0)
         goto out;
     if (v.have_committed && loc_before(&end, &v.committed))
@@ -819,6 +893,8 @@ out:
     chain_key_free(&v.pub);
     if (hashes != NULL)
         g_hash_table_destroy(hashes);
+    for (guint i = 0; i < v.msgs->len; i++)
+        g_free(g_array_index(v.msgs, struct obj, i).bad);
     g_array_unref(v.msgs);
     g_ptr_array_unref(v.evs);
     g_ptr_array_unref(v.cps);

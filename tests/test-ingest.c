@@ -126,51 +126,6 @@ static void fx_close(struct fx *fx)
     g_free(fx->spool);
 }
 
-/*
- * The store's parallel walker (arc_open's roll-forward after a crash, and
- * verify) leaks a pthread key per walk from inside g_private_get() (a
- * GPrivate in a heap struct; known, reported to the store's owner). The
- * children of the disk-full and kill tests recover from crashes, so under
- * ASan they run with that one leak suppressed (fast_unwind_on_malloc=0: the
- * frame sits in GLib, built without frame pointers); everything else is
- * still checked. Without ASan the variables are ignored.
- */
-static char *lsan_old_a, *lsan_old_l;
-
-static void env_restore(const char *name, char **old)
-{
-    if (*old != NULL)
-        g_setenv(name, *old, TRUE);
-    else
-        g_unsetenv(name);
-    g_free(*old);
-    *old = NULL;
-}
-
-static void lsan_quiet(struct fx *fx, int on)
-{
-    char *supp, *a, *l;
-
-    if (!on) {
-        env_restore("ASAN_OPTIONS", &lsan_old_a);
-        env_restore("LSAN_OPTIONS", &lsan_old_l);
-        return;
-    }
-    supp = g_build_filename(fx->dir, "lsan.supp", NULL);
-    g_file_set_contents(supp, "leak:g_private_get\n", -1, NULL);
-    lsan_old_a = g_strdup(g_getenv("ASAN_OPTIONS"));
-    lsan_old_l = g_strdup(g_getenv("LSAN_OPTIONS"));
-    a = g_strdup_printf("%s%sfast_unwind_on_malloc=0:malloc_context_size=5",
-                        lsan_old_a ? lsan_old_a : "", lsan_old_a ? ":" : "");
-    l = g_strdup_printf("%s%ssuppressions=%s:print_suppressions=0",
-                        lsan_old_l ? lsan_old_l : "", lsan_old_l ? ":" : "", supp);
-    g_setenv("ASAN_OPTIONS", a, TRUE);
-    g_setenv("LSAN_OPTIONS", l, TRUE);
-    g_free(a);
-    g_free(l);
-    g_free(supp);
-}
-
 /* custos-archive -c CONF ARGS... (NULL-terminated); out/err may be NULL. */
 static int cli(struct fx *fx, char **out, char **err, ...)
 {
@@ -633,7 +588,6 @@ static void test_disk_full(void)
     }
     argv[6] = fx.dir;
     argv[7] = ing_bin;
-    lsan_quiet(&fx, 1);
     rc = unshare != NULL ? cut_run(argv, &out, &err) : -1;
     if (rc != 0 && unshare != NULL) {
         /* No private mount namespace here (not root): as an unprivileged
@@ -643,7 +597,6 @@ static void test_disk_full(void)
         g_free(out); g_free(err);
         rc = cut_run(argv2, &out, &err);
     }
-    lsan_quiet(&fx, 0);
     if (rc != 0) {
         fprintf(stderr, "\n  SKIPPED: cannot mount a tmpfs in a private mount namespace "
                 "(unshare -m: %d %s)", rc, err);
@@ -746,7 +699,6 @@ static void test_kill(void)
 
     fx_open(&fx, 1);
     log = g_build_filename(fx.dir, "kill.log", NULL);
-    lsan_quiet(&fx, 1);
     while (kills < KILL_MIN && runs < 200) {
         static const char *const batches[] = { "1", "3", "10", "50" };
         GPid pid;
@@ -831,7 +783,6 @@ static void test_kill(void)
         }
         g_free(out); g_free(err);
     }
-    lsan_quiet(&fx, 0);
     g_rand_free(rnd);
     g_hash_table_destroy(enq);
     g_hash_table_destroy(shas);
