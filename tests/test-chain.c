@@ -389,6 +389,45 @@ static void test_checkpoints(void)
     g_free(pub);
 }
 
+/* What no parser makes sense of is archived all the same, byte-exact. */
+static void test_unparseable_raw(void)
+{
+    char *dir = cut_tmpdir(), *err = NULL;
+    struct cfg *cfg = arc_cfg(dir);
+    struct arc *arc = NULL;
+    struct verify_stats st;
+    const char *rcpts[] = { "bob@customer.example", NULL };
+    struct idx_envelope env = { .time = 1, .sender = "a@corp.example", .client = "",
+                                .queue_id = "", .source = "test", .rcpts = rcpts };
+    unsigned char junk[4096];
+    gint64 ids[3];
+    GBytes *back = NULL;
+
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (unsigned char)(i * 7919 % 251);
+    junk[100] = 0;
+    CU_ASSERT_EQUAL_FATAL(arc_init(cfg, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(arc_open(cfg, ARC_WRITE, &arc, &err), 0);
+    CU_ASSERT_EQUAL(arc_add(arc, junk, sizeof(junk), &env, &ids[0], NULL, &err), 0);
+    CU_ASSERT_EQUAL(arc_add(arc, "", 0, &env, &ids[1], NULL, &err), 0);
+    CU_ASSERT_EQUAL(arc_add(arc, "\r\n\r\n\0\0", 6, &env, &ids[2], NULL, &err), 0);
+    CU_ASSERT_EQUAL(arc_flush(arc, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(arc_get_raw(arc, ids[0], &back, &err), 0);
+    CU_ASSERT_EQUAL(g_bytes_get_size(back), sizeof(junk));
+    CU_ASSERT_EQUAL(memcmp(g_bytes_get_data(back, NULL), junk, sizeof(junk)), 0);
+    g_bytes_unref(back);
+    CU_ASSERT_EQUAL_FATAL(arc_get_raw(arc, ids[1], &back, &err), 0);
+    CU_ASSERT_EQUAL(g_bytes_get_size(back), 0);
+    g_bytes_unref(back);
+    CU_ASSERT_EQUAL(rows(arc, "SELECT count(*) FROM deliveries"), 3);
+    arc_close(&arc);
+    CU_ASSERT_EQUAL(verify_problems(cfg, &st), 0);
+    CU_ASSERT_EQUAL(st.messages, 3);
+    cfg_free(&cfg);
+    cut_rmtree(dir);
+    g_free(dir);
+}
+
 CUS_SUITE(chain)
 {
     CU_pSuite s = CU_add_suite("chain", NULL, NULL);
@@ -399,4 +438,5 @@ CUS_SUITE(chain)
     CU_add_test(s, "crash: whole groups rolled forward", test_roll_forward);
     CU_add_test(s, "crash: an unfinished group cut off", test_torn_group_cut);
     CU_add_test(s, "checkpoints: made when due, signed, verified", test_checkpoints);
+    CU_add_test(s, "unparseable bytes archived raw, byte-exact", test_unparseable_raw);
 }
