@@ -6,7 +6,14 @@
  * when there is one: fsync is free there), read back with spool_read()
  * and compared field by field: the round trip must be exact (time,
  * client, sender, every rcpt in order, queue id, source, raw bytes). A
- * parse error must say what is wrong. A broken promise aborts.
+ * parse error must say what is wrong.
+ *
+ * An input that does not parse is also read as an envelope to write:
+ * byte 0 the number of rcpts (low 3 bits), then client, sender, queue id,
+ * source and the rcpts, each ended by a NUL, then the raw message. Any
+ * bytes at all go in (CR, LF, '%', invalid UTF-8); what comes back must
+ * be the same, with invalid UTF-8 repaired as spool.h says.
+ * A broken promise aborts.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +24,7 @@
 #include <glib/gstdio.h>
 
 #include "custos/spool.h"
+#include "custos/util.h"
 
 static char *fuzz_dir;
 
@@ -61,6 +69,61 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* What a value written with spool_write() reads back as. */
+static char *repaired(const char *v)
+{
+    return cus_utf8_repair(v, strlen(v));
+}
+
+/* Write any envelope, read it back: the same but for repaired UTF-8. */
+static void write_envelope(const uint8_t *data, size_t size)
+{
+    struct spool_entry e = { .id = "" }, *back = NULL;
+    char *fields[4 + 7 + 1] = { NULL }, id[SPOOL_ID_MAX + 1] = "", *error = NULL;
+    int nrcpt, nf;
+    size_t pos = 1;
+
+    if (size == 0)
+        return;
+    nrcpt = data[0] & 7;
+    for (nf = 0; nf < 4 + nrcpt; nf++) {
+        const uint8_t *nul = pos < size ? memchr(data + pos, '\0', size - pos) : NULL;
+        if (nul == NULL)
+            goto out;           /* too few fields: not an envelope */
+        fields[nf] = g_strndup((const char *)data + pos, (size_t)(nul - (data + pos)));
+        pos = (size_t)(nul - data) + 1;
+    }
+    e.time = (gint64)size * 1000003;
+    e.client = fields[0];
+    e.sender = fields[1];
+    e.queue_id = fields[2];
+    e.source = fields[3];
+    e.rcpts = fields + 4;       /* NULL after the last */
+    e.raw = g_bytes_new(data + pos, size - pos);
+    if (spool_write(fuzz_dir, &e, id, &error) < 0)
+        fuzz_fail("spool_write", error);
+    if (spool_read(fuzz_dir, id, &back, &error) < 0)
+        fuzz_fail("spool_read of a written entry", error);
+    for (int i = 0; i < nf; i++) {
+        char *want = repaired(fields[i]);
+        const char *got = i == 0 ? back->client : i == 1 ? back->sender :
+                          i == 2 ? back->queue_id : i == 3 ? back->source : back->rcpts[i - 4];
+        same_str(i < 4 ? "envelope value" : "rcpt", want, got);
+        g_free(want);
+    }
+    if (back->rcpts[nrcpt] != NULL)
+        fuzz_fail("rcpt added", back->rcpts[nrcpt]);
+    if (back->time != e.time || !g_bytes_equal(e.raw, back->raw))
+        fuzz_fail("time or raw message changed", id);
+    if (spool_remove(fuzz_dir, id, &error) < 0)
+        fuzz_fail("spool_remove", error);
+    spool_entry_free(&back);
+    g_bytes_unref(e.raw);
+out:
+    for (int i = 0; i < nf; i++)
+        g_free(fields[i]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct spool_entry *e = NULL, *back = NULL;
@@ -71,6 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (e != NULL || error == NULL || *error == '\0')
             fuzz_fail("parse error without a message", error);
         g_free(error);
+        write_envelope(data, size);
         return 0;
     }
     if (e == NULL || e->rcpts == NULL || e->raw == NULL || e->id[0] != '\0')

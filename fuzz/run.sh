@@ -26,6 +26,7 @@ if [ $rc -ne 0 ]; then
     echo "fuzz-$name: FAILED (exit $rc), full log in $log"
     sed -n 's/.*Test unit written to \(.*\)$/fuzz-'"$name"': input: \1/p' "$log"
     sed -n 's/.*Test unit written to \(.*\)$/fuzz-'"$name"': reproduce: '"$(echo "$bin" | sed 's/[\/&]/\\&/g')"' \1/p' "$log"
+    echo "fuzz-$name: (a leak's full stack: ASAN_OPTIONS=fast_unwind_on_malloc=0)"
     exit 1
 fi
 # the last "#123 NEW cov: 1 ft: 2 corp: 3/4Kb ..." line and the final stats
