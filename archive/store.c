@@ -993,6 +993,8 @@ static int dict_use(struct store *st, uint32_t id, char **error_r)
 struct dec {
     ZSTD_DCtx *dctx;
     EVP_CIPHER_CTX *evp;
+    unsigned char *scratch; /* reused when only the hash is wanted (walks) */
+    size_t scratch_cap;
 };
 
 /* Decrypt, decompress and hash-check one record; payload is modified.
@@ -1049,7 +1051,16 @@ static int rec_decode_with(struct store *st, struct dec *dc, const struct store_
                 return DEC_UNAVAILABLE;
             }
         }
-        out = g_malloc(h->raw_len > 0 ? (size_t)h->raw_len : 1);
+        if (data_r == NULL && dc->scratch_cap > 0) {
+            /* Checked, then dropped: no allocation per record. */
+            if (dc->scratch_cap < h->raw_len) {
+                dc->scratch_cap = MAX((size_t)h->raw_len, 2 * dc->scratch_cap);
+                dc->scratch = g_realloc(dc->scratch, dc->scratch_cap);
+            }
+            out = dc->scratch;
+        } else {
+            out = g_malloc(h->raw_len > 0 ? (size_t)h->raw_len : 1);
+        }
         if (h->comp == STORE_COMP_ZSTD_DICT)
             r = ZSTD_decompress_usingDDict(dc->dctx, out, (size_t)h->raw_len, payload,
                                            (size_t)h->stored_len, d->ddict);
@@ -1059,12 +1070,15 @@ static int rec_decode_with(struct store *st, struct dec *dc, const struct store_
         if (ZSTD_isError(r) || r != h->raw_len) {
             obj_error(error_r, h->sha, segno, off, "corrupt compressed data (%s)",
                       ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short");
-            g_free(out);
+            if (out != dc->scratch)
+                g_free(out);
             return DEC_CORRUPT;
         }
         plain = out;
     }
     cus_sha256(plain, (size_t)h->raw_len, sha);
+    if (out == dc->scratch)
+        out = NULL;     /* not ours to free */
     if (memcmp(sha, h->sha, CUS_SHA256_LEN) != 0) {
         g_free(out);
         obj_error(error_r, h->sha, segno, off, "hash mismatch (the stored data "
@@ -1083,7 +1097,7 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
                       const unsigned char *raw, const struct rec_hdr *h,
                       unsigned char *payload, GBytes **data_r, char **error_r)
 {
-    struct dec dc = { st->dctx, st->evp };
+    struct dec dc = { st->dctx, st->evp, NULL, 0 };
 
     return rec_decode_with(st, &dc, NULL, segno, off, raw, h, payload, data_r, error_r);
 }
@@ -1846,6 +1860,7 @@ struct pwalk {
     GMutex lock;
     GCond cond;
     GPtrArray *idle;        /* struct dec * not in use (under lock) */
+    GPtrArray *spare;       /* struct wbatch * for reuse (reading thread) */
     GPtrArray *decs;        /* all of them, to free */
     int quiet_tail;
     int stop;               /* callback's non-zero return */
@@ -1862,10 +1877,28 @@ static void witem_clear(struct pwalk *w, struct witem *it)
         g_bytes_unref(it->data);
 }
 
+/* Done with a batch: kept for reuse (its pages stay mapped: a fresh
+ * megabyte per batch cost more in page faults than the copying itself). */
 static void wbatch_free(struct pwalk *w, struct wbatch *b)
 {
     for (guint i = 0; i < b->items->len; i++)
         witem_clear(w, &g_array_index(b->items, struct witem, i));
+    if (w->spare->len < 16) {
+        g_array_set_size(b->items, 0);
+        g_byte_array_set_size(b->buf, 0);
+        b->done = 0;
+        g_ptr_array_add(w->spare, b);
+        return;
+    }
+    g_array_unref(b->items);
+    g_byte_array_unref(b->buf);
+    g_free(b);
+}
+
+static void wbatch_destroy(gpointer p)
+{
+    struct wbatch *b = p;
+
     g_array_unref(b->items);
     g_byte_array_unref(b->buf);
     g_free(b);
@@ -1885,6 +1918,8 @@ static struct dec *dec_get(struct pwalk *w)
         dc = g_new0(struct dec, 1);
         dc->dctx = ZSTD_createDCtx();
         dc->evp = EVP_CIPHER_CTX_new();
+        dc->scratch_cap = 256 * 1024;
+        dc->scratch = g_malloc(dc->scratch_cap);
         g_mutex_lock(&w->lock);
         g_ptr_array_add(w->decs, dc);
         g_mutex_unlock(&w->lock);
@@ -2051,9 +2086,13 @@ static int pwalk_scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t 
         it.skip = skip;
     }
     if (w->cur == NULL) {
-        w->cur = g_new0(struct wbatch, 1);
-        w->cur->buf = g_byte_array_sized_new(BATCH_BYTES + 4096);
-        w->cur->items = g_array_sized_new(FALSE, TRUE, sizeof(struct witem), BATCH_RECS);
+        if (w->spare->len > 0) {
+            w->cur = g_ptr_array_steal_index_fast(w->spare, w->spare->len - 1);
+        } else {
+            w->cur = g_new0(struct wbatch, 1);
+            w->cur->buf = g_byte_array_sized_new(BATCH_BYTES + 4096);
+            w->cur->items = g_array_sized_new(FALSE, TRUE, sizeof(struct witem), BATCH_RECS);
+        }
     }
     if (ev == EV_RECORD) {
         it.pos = w->cur->buf->len;
@@ -2072,6 +2111,7 @@ static void dec_free(gpointer p)
 
     ZSTD_freeDCtx(dc->dctx);
     EVP_CIPHER_CTX_free(dc->evp);
+    g_free(dc->scratch);
     g_free(dc);
 }
 
@@ -2096,6 +2136,7 @@ int store_walk_par(struct store *st, const struct store_walk_opts *o,
     g_queue_init(&w.batches);
     w.decs = g_ptr_array_new_with_free_func(dec_free);
     w.idle = g_ptr_array_new();
+    w.spare = g_ptr_array_new_with_free_func(wbatch_destroy);
     w.threads = o->threads > 0 ? o->threads : (int)MIN(MAX(g_get_num_processors(), 1), 8);
     if (w.threads > 1) {
         w.pool = g_thread_pool_new(pwalk_work, &w, w.threads, FALSE, &gerr);
@@ -2155,6 +2196,7 @@ out:
     if (w.pool != NULL)
         g_thread_pool_free(w.pool, FALSE, TRUE);
     g_ptr_array_unref(w.idle);
+    g_ptr_array_unref(w.spare);
     g_ptr_array_unref(w.decs);
     g_mutex_clear(&w.lock);
     g_cond_clear(&w.cond);

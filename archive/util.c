@@ -64,6 +64,13 @@ static int xdigit(unsigned char c)
 
 int cus_unhex(const char *hex, unsigned char *out, size_t len)
 {
+    if (cus_unhex_n(hex, out, len) < 0)
+        return -1;
+    return hex[2 * len] == '\0' ? 0 : -1;
+}
+
+int cus_unhex_n(const char *hex, unsigned char *out, size_t len)
+{
     for (size_t i = 0; i < len; i++) {
         int hi = xdigit((unsigned char)hex[2 * i]);
         int lo = hi < 0 ? -1 : xdigit((unsigned char)hex[2 * i + 1]);
@@ -71,7 +78,7 @@ int cus_unhex(const char *hex, unsigned char *out, size_t len)
             return -1;
         out[i] = (unsigned char)(hi << 4 | lo);
     }
-    return hex[2 * len] == '\0' ? 0 : -1;
+    return 0;
 }
 
 char *cus_utf8_repair(const char *buf, size_t len)

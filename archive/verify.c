@@ -41,6 +41,8 @@ struct ev {
     int has_msg;
     int msg_found;          /* found right before it, in its group */
     int delivery;           /* "add" or "deliver": index.db has its row */
+    int h_known;            /* h: h_seq, as the events give it */
+    unsigned char h[CUS_SHA256_LEN];
     gint64 deliv_row;       /* that row, 0 until found */
     unsigned char esha[CUS_SHA256_LEN]; /* record sha */
     struct store_loc loc;
@@ -62,6 +64,7 @@ struct irow {
     unsigned char sha[CUS_SHA256_LEN];  /* messages: sha256; chain: hash */
     struct store_loc loc;
     int has_loc;
+    int seen;               /* chain rows: its event was found */
 };
 
 struct irows {
@@ -81,6 +84,12 @@ struct vfy {
     GArray *msgs;                   /* struct obj, store order */
     GPtrArray *evs;                 /* struct ev *, store order */
     GPtrArray *cps;                 /* struct cpt *, store order */
+    GPtrArray *order;               /* struct ev *, by seq */
+    /* The chain, computed during the walk while the events come in order
+     * from 1 (the usual case: check_chain then has nothing to hash). */
+    unsigned char run_h[CUS_SHA256_LEN];
+    gint64 run_seq;
+    int run_broken;
     gint last_msg;                  /* of the open group, or -1 */
     struct chain_key *pub;
     struct irows ir;
@@ -170,6 +179,53 @@ static void aux_free(void *p)
         cpt_free(p);
 }
 
+/* The fields verify needs from an event: seq, time, type, id, message.
+ * Only what chain_event_format() writes is accepted; the rest of the event
+ * is covered by the chain hash (and read in full by reindex). */
+static int ev_scan(const char *p, size_t len, struct ev *e)
+{
+    const char *end = p + len;
+    static const char magic[] = "custos-event 1\n";
+
+    if (len < sizeof(magic) - 1 || memcmp(p, magic, sizeof(magic) - 1) != 0 ||
+        end[-1] != '\n') {
+        e->error = g_strdup("not a chain event");
+        return -1;
+    }
+    p += sizeof(magic) - 1;
+    for (int line = 2; p < end; line++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *sp;
+
+        sp = memchr(p, ' ', (size_t)(nl - p));
+        if (sp == NULL) {
+            e->error = g_strdup_printf("chain event line %d: expected \"key value\"", line);
+            return -1;
+        }
+#define IS(k) ((size_t)(sp - p) == sizeof(k) - 1 && memcmp(p, k, sizeof(k) - 1) == 0)
+        if (line == 2 && IS("seq"))
+            e->seq = g_ascii_strtoll(sp + 1, NULL, 10);
+        else if (line == 3 && IS("time"))
+            e->time = g_ascii_strtoll(sp + 1, NULL, 10);
+        else if (line == 4 && IS("type"))
+            e->type = g_strndup(sp + 1, (size_t)(nl - sp - 1));
+        else if (line < 5) {
+            e->error = g_strdup_printf("chain event line %d: out of order", line);
+            return -1;
+        } else if (IS("id") && e->id == 0)
+            e->id = g_ascii_strtoll(sp + 1, NULL, 10);
+        else if (IS("message") && !e->has_msg)
+            e->has_msg = nl - sp - 1 == 64 && cus_unhex_n(sp + 1, e->msg, CUS_SHA256_LEN) == 0;
+#undef IS
+        p = nl + 1;
+    }
+    if (e->seq < 1 || e->type == NULL) {
+        e->error = g_strdup("chain event: no seq or type");
+        return -1;
+    }
+    e->delivery = strcmp(e->type, "add") == 0 || strcmp(e->type, "deliver") == 0;
+    return 0;
+}
+
 /* In a decoding thread: parse events and checkpoints. */
 static void *walk_work(void *ctx, const struct store_rec *rec, GBytes *data)
 {
@@ -181,24 +237,13 @@ static void *walk_work(void *ctx, const struct store_rec *rec, GBytes *data)
     text = g_bytes_get_data(data, &len);
     if (rec->kind == STORE_EVENT) {
         struct ev *e = g_new0(struct ev, 1);
-        struct chain_event *ce = NULL;
-        const char *s;
 
         e->kind = STORE_EVENT;
         e->loc = rec->loc;
         memcpy(e->esha, rec->sha, CUS_SHA256_LEN);
-        if (chain_event_parse(text, len, &ce, &e->error) < 0)
+        if (ev_scan(text, len, e) < 0)
             return e;
-        e->seq = ce->seq;
-        e->time = ce->time;
-        e->type = g_strdup(ce->type);
         e->bytes = g_bytes_ref(data);
-        if ((s = chain_event_get(ce, "id")) != NULL)
-            e->id = g_ascii_strtoll(s, NULL, 10);
-        if ((s = chain_event_get(ce, "message")) != NULL)
-            e->has_msg = cus_unhex(s, e->msg, CUS_SHA256_LEN) == 0;
-        e->delivery = strcmp(ce->type, "add") == 0 || strcmp(ce->type, "deliver") == 0;
-        chain_event_free(&ce);
         return e;
     }
     if (rec->kind == STORE_CHECKPOINT) {
@@ -272,6 +317,17 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
                     e->msg_found = 1;
                 }
             }
+            if (!v->run_broken && e->seq == v->run_seq + 1) {
+                gsize blen;
+                const void *b = g_bytes_get_data(e->bytes, &blen);
+
+                chain_step(v->run_h, b, blen, v->run_h);
+                memcpy(e->h, v->run_h, CUS_SHA256_LEN);
+                e->h_known = 1;
+                v->run_seq = e->seq;
+            } else {
+                v->run_broken = 1;
+            }
             g_ptr_array_add(v->evs, e);
         }
         v->last_msg = -1;
@@ -310,7 +366,7 @@ static gpointer read_index(gpointer p)
     static const char *const sql[3] = {
         "SELECT id, sha256, segment, offset FROM messages",
         "SELECT id, msg, segment, offset FROM deliveries",
-        "SELECT seq, hash, segment, offset, msg FROM chain",
+        "SELECT seq, hash, segment, offset, msg FROM chain ORDER BY seq",
     };
     GArray *out[3] = { ir->msgs, ir->delivs, ir->chain };
     sqlite3_stmt *q = NULL;
@@ -364,42 +420,72 @@ static gint cmp_u32(gconstpointer a, gconstpointer b)
     return x < y ? -1 : x > y;
 }
 
-static gint cmp_i64(gconstpointer a, gconstpointer b)
+/* The chain row of seq (rows are by seq). */
+static struct irow *row_of(GArray *rows, gint64 seq)
 {
-    gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
-    return x < y ? -1 : x > y;
+    guint lo = 0, hi = rows->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        struct irow *r = &g_array_index(rows, struct irow, mid);
+
+        if (r->id == seq)
+            return r;
+        if (r->id < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
 }
 
-/* hashes: seq -> h_seq (NULL when not computable). */
-static void check_chain(struct vfy *v, GHashTable *hashes)
+/* The event of seq (v->order is by seq). */
+static struct ev *ev_of(struct vfy *v, gint64 seq)
+{
+    guint lo = 0, hi = v->order->len;
+
+    while (lo < hi) {
+        guint mid = lo + (hi - lo) / 2;
+        struct ev *e = g_ptr_array_index(v->order, mid);
+
+        if (e->seq == seq)
+            return e;
+        if (e->seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void check_chain(struct vfy *v)
 {
     GPtrArray *order = g_ptr_array_sized_new(v->evs->len);
-    GHashTable *rows = g_hash_table_new(g_int64_hash, g_int64_equal);
     unsigned char h[CUS_SHA256_LEN];
     gint64 max_seen = 0, max_seq = 0, prev = 0;
-    int known = 1;
+    int known = 1, sorted = 1;
 
     for (guint i = 0; i < v->evs->len; i++) {
         struct ev *e = g_ptr_array_index(v->evs, i);
 
-        if (e->seq < max_seen)
+        if (e->seq < max_seen) {
             problem(v, "reordered", "event", e->id, e->seq, NULL, &e->loc,
                     "chain entry %" G_GINT64_FORMAT " is stored after entry %" G_GINT64_FORMAT,
                     e->seq, max_seen);
+            sorted = 0;
+        }
         if (e->seq > max_seen)
             max_seen = e->seq;
         g_ptr_array_add(order, e);
     }
-    g_ptr_array_sort(order, ev_by_seq);
-    for (guint i = 0; i < v->ir.chain->len; i++) {
-        struct irow *r = &g_array_index(v->ir.chain, struct irow, i);
-        g_hash_table_insert(rows, &r->id, r);
-    }
+    if (!sorted)
+        g_ptr_array_sort(order, ev_by_seq);
+    v->order = order;
 
     chain_genesis(h);
     for (guint i = 0; i < order->len; i++) {
         struct ev *e = g_ptr_array_index(order, i);
-        struct irow *r = g_hash_table_lookup(rows, &e->seq);
+        struct irow *r = row_of(v->ir.chain, e->seq);
         gsize len;
         const void *b = g_bytes_get_data(e->bytes, &len);
 
@@ -409,8 +495,7 @@ static void check_chain(struct vfy *v, GHashTable *hashes)
             continue;
         }
         if (e->seq != prev + 1) {
-            gint64 before = e->seq - 1;
-            struct irow *rb = g_hash_table_lookup(rows, &before);
+            struct irow *rb = row_of(v->ir.chain, e->seq - 1);
 
             if (e->seq - prev == 2)
                 problem(v, "missing", "event", 0, prev + 1, NULL, &e->loc,
@@ -427,10 +512,12 @@ static void check_chain(struct vfy *v, GHashTable *hashes)
                 memcpy(h, rb->sha, CUS_SHA256_LEN);
         }
         prev = e->seq;
-        if (known) {
+        if (known && e->h_known) {
+            memcpy(h, e->h, CUS_SHA256_LEN);    /* hashed during the walk */
+        } else if (known) {
             chain_step(h, b, len, h);
-            g_hash_table_insert(hashes, g_memdup2(&e->seq, sizeof(gint64)),
-                                g_memdup2(h, CUS_SHA256_LEN));
+            memcpy(e->h, h, CUS_SHA256_LEN);
+            e->h_known = 1;
         }
         if (r == NULL) {
             if (v->have_committed)
@@ -446,39 +533,27 @@ static void check_chain(struct vfy *v, GHashTable *hashes)
                 problem(v, "misplaced", "event", e->id, e->seq, NULL, &e->loc,
                         "index.db says chain entry %" G_GINT64_FORMAT " is in seg-%06" PRIu32
                         ".cseg at offset %" PRIu64, e->seq, r->loc.segment, r->loc.offset);
-            g_hash_table_remove(rows, &e->seq);
+            r->seen = 1;
         }
         if (e->seq > max_seq)
             max_seq = e->seq;
     }
     /* Rows of index.db with no event record. */
-    if (g_hash_table_size(rows) > 0) {
-        GHashTableIter it;
-        gpointer k, val;
-        GArray *left = g_array_new(FALSE, FALSE, sizeof(gint64));
+    for (guint i = 0; i < v->ir.chain->len; i++) {
+        struct irow *r = &g_array_index(v->ir.chain, struct irow, i);
 
-        g_hash_table_iter_init(&it, rows);
-        while (g_hash_table_iter_next(&it, &k, &val))
-            g_array_append_val(left, *(gint64 *)k);
-        g_array_sort(left, cmp_i64);
-        for (guint i = 0; i < left->len; i++) {
-            gint64 s = g_array_index(left, gint64, i);
-            struct irow *r = g_hash_table_lookup(rows, &s);
-            problem(v, "missing", "event", r->msg, s, NULL, &r->loc,
+        if (!r->seen)
+            problem(v, "missing", "event", r->msg, r->id, NULL, &r->loc,
                     "chain entry %" G_GINT64_FORMAT " is in index.db but its event record "
-                    "is not in the store", s);
-        }
-        g_array_unref(left);
+                    "is not in the store", r->id);
     }
     v->st->events = (gint64)v->evs->len;
     v->st->head_seq = max_seq;
     if (known && max_seq > 0)
         cus_hex(h, CUS_SHA256_LEN, v->st->head);
-    g_ptr_array_unref(order);
-    g_hash_table_destroy(rows);
 }
 
-static void check_checkpoints(struct vfy *v, GHashTable *hashes)
+static void check_checkpoints(struct vfy *v)
 {
     for (guint i = 0; i < v->cps->len; i++) {
         struct cpt *c = g_ptr_array_index(v->cps, i);
@@ -490,7 +565,9 @@ static void check_checkpoints(struct vfy *v, GHashTable *hashes)
                     "the checkpoint vouches for chain entry %" G_GINT64_FORMAT ", but the "
                     "chain ends at %" G_GINT64_FORMAT, c->cp.seq, v->st->head_seq);
         } else if (c->cp.seq > 0) {
-            h = g_hash_table_lookup(hashes, &c->cp.seq);
+            struct ev *e = ev_of(v, c->cp.seq);
+
+            h = e != NULL && e->h_known ? e->h : NULL;
             if (h != NULL && memcmp(h, c->cp.hash, CUS_SHA256_LEN) != 0)
                 problem(v, "mismatch", "checkpoint", 0, c->cp.seq, NULL, &c->loc,
                         "the chain's hash at entry %" G_GINT64_FORMAT " is not the one the "
@@ -655,7 +732,6 @@ static void check_objects(struct vfy *v)
      * moved event is reported once, as such, not for each row. */
     {
         GHashTable *seq_at = g_hash_table_new(g_int64_hash, g_int64_equal);
-        GHashTable *by_seq = g_hash_table_new(g_int64_hash, g_int64_equal);
         GArray *keys = g_array_sized_new(FALSE, FALSE, sizeof(gint64), v->ir.chain->len);
 
         for (guint i = 0; i < v->ir.chain->len; i++) {
@@ -666,10 +742,6 @@ static void check_objects(struct vfy *v)
         for (guint i = 0; i < v->ir.chain->len; i++)
             g_hash_table_insert(seq_at, &g_array_index(keys, gint64, i),
                                 &g_array_index(v->ir.chain, struct irow, i));
-        for (guint i = 0; i < v->evs->len; i++) {
-            struct ev *e = g_ptr_array_index(v->evs, i);
-            g_hash_table_insert(by_seq, &e->seq, e);
-        }
         for (guint i = 0; i < v->ir.delivs->len; i++) {
             struct irow *r = &g_array_index(v->ir.delivs, struct irow, i);
             gint64 k = (gint64)((guint64)r->loc.segment << 40 | r->loc.offset);
@@ -679,7 +751,7 @@ static void check_objects(struct vfy *v)
             if (!r->has_loc || (v->have_committed && !loc_before(&r->loc, &v->committed)))
                 continue;
             c = g_hash_table_lookup(seq_at, &k);
-            e = c != NULL ? g_hash_table_lookup(by_seq, &c->id) : ev_at(v->evs, &r->loc);
+            e = c != NULL ? ev_of(v, c->id) : ev_at(v->evs, &r->loc);
             if (c != NULL && e == NULL)
                 continue;   /* the chain entry is missing: reported for it */
             if (e == NULL || !e->delivery)
@@ -699,7 +771,6 @@ static void check_objects(struct vfy *v)
                 e->deliv_row = r->id;
         }
         g_hash_table_destroy(seq_at);
-        g_hash_table_destroy(by_seq);
         g_array_unref(keys);
     }
     for (guint i = 0; i < v->evs->len; i++) {
@@ -774,7 +845,6 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     struct store_opts so;
     struct store_walk_opts wo;
     struct store_loc end;
-    GHashTable *hashes = NULL;
     GThread *reader = NULL;
     char *path = g_build_filename(cfg->arc_dir, "index.db", NULL), *val = NULL, *err = NULL;
     double t0 = cus_now();
@@ -790,6 +860,7 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     v.evs = g_ptr_array_new_with_free_func(ev_free);
     v.cps = g_ptr_array_new_with_free_func(cpt_free);
     v.last_msg = -1;
+    chain_genesis(v.run_h);
     v.ir.msgs = g_array_new(FALSE, FALSE, sizeof(struct irow));
     v.ir.delivs = g_array_new(FALSE, FALSE, sizeof(struct irow));
     v.ir.chain = g_array_new(FALSE, FALSE, sizeof(struct irow));
@@ -878,9 +949,9 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
         goto out;
     }
     log_debug("verify: segments read and decoded in %.3f s", cus_now() - t0);
-    hashes = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
-    check_chain(&v, hashes);
-    check_checkpoints(&v, hashes);
+    check_chain(&v);
+    log_debug("verify: chain checked at %.3f s", cus_now() - t0);
+    check_checkpoints(&v);
     check_objects(&v);
     log_debug("verify: checked in %.3f s", cus_now() - t0);
     ret = 0;
@@ -891,8 +962,8 @@ out:
     idx_close(&idx);
     store_close(&st);
     chain_key_free(&v.pub);
-    if (hashes != NULL)
-        g_hash_table_destroy(hashes);
+    if (v.order != NULL)
+        g_ptr_array_unref(v.order);
     for (guint i = 0; i < v.msgs->len; i++)
         g_free(g_array_index(v.msgs, struct obj, i).bad);
     g_array_unref(v.msgs);

@@ -32,6 +32,8 @@ void cus_hex(const unsigned char *in, size_t len, char *out);
 
 /* Parse exactly 2*len hex digits into out; 0 or -1. */
 int cus_unhex(const char *hex, unsigned char *out, size_t len);
+/* The same, for 2*len hex digits followed by anything. */
+int cus_unhex_n(const char *hex, unsigned char *out, size_t len);
 
 /* Return a valid UTF-8 copy of buf: invalid sequences become U+FFFD,
  * NUL bytes are dropped. Never NULL. */
