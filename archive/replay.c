@@ -269,6 +269,18 @@ static void unit_done(struct replay *rp, const struct store_rec *rec)
     rp->complete_end.offset = rec->loc.offset + rec->loc.length;
 }
 
+/* After a failed apply: -1 to stop on an index error, else the problem is
+ * logged and counted and the walk goes on. err is freed. */
+static int problem(struct replay *rp, char *err)
+{
+    if (rp->fatal == NULL) {
+        log_error("%s", err);
+        rp->st.problems++;
+    }
+    g_free(err);
+    return rp->fatal != NULL ? -1 : 0;
+}
+
 static int replay_cb(void *ctx, const struct store_rec *rec, GBytes *data)
 {
     struct replay *rp = ctx;
@@ -290,28 +302,14 @@ static int replay_cb(void *ctx, const struct store_rec *rec, GBytes *data)
         return 0;
     }
     case STORE_EVENT:
-        if (apply_event(rp, rec, data, &err) < 0) {
-            if (rp->fatal != NULL) {
-                g_free(err);
-                return -1;
-            }
-            log_error("%s", err);
-            g_free(err);
-            rp->st.problems++;
-        }
+        if (apply_event(rp, rec, data, &err) < 0 && problem(rp, err) < 0)
+            return -1;
         pend_clear(rp);
         unit_done(rp, rec);
         return 0;
     case STORE_CHECKPOINT:
-        if (apply_checkpoint(rp, rec, data, &err) < 0) {
-            if (rp->fatal != NULL) {
-                g_free(err);
-                return -1;
-            }
-            log_error("%s", err);
-            g_free(err);
-            rp->st.problems++;
-        }
+        if (apply_checkpoint(rp, rec, data, &err) < 0 && problem(rp, err) < 0)
+            return -1;
         if (rp->pend->len == 0)
             unit_done(rp, rec);
         return 0;

@@ -109,22 +109,6 @@ static void put_value(GString *h, const char *key, const char *v)
     g_free(u);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A fresh id: TIME.USEC.PID.RANDOM16HEX. */
 static void new_id(char id[SPOOL_ID_MAX + 1])
 {
@@ -182,7 +166,7 @@ int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
             goto out;
         }
     }
-    if (write_all(fd, h->str, h->len) < 0 || write_all(fd, raw, len) < 0) {
+    if (cus_write_all(fd, h->str, h->len) < 0 || cus_write_all(fd, raw, len) < 0) {
         cus_error_errno(error_r, "write(%s) failed", tmp);
         goto out_unlink;
     }

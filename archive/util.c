@@ -147,7 +147,7 @@ int cus_read_file(const char *path, size_t max, GBytes **data_r, char **error_r)
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int cus_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
 
@@ -190,7 +190,7 @@ int cus_write_file_atomic(const char *path, const void *data, size_t len,
         cus_error_errno(error_r, "open(%s) failed", tmp);
         goto out;
     }
-    if (write_all(fd, data, len) < 0) {
+    if (cus_write_all(fd, data, len) < 0) {
         cus_error_errno(error_r, "write(%s) failed", tmp);
         close(fd);
         unlink(tmp);

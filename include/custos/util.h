@@ -47,6 +47,10 @@ int cus_read_file(const char *path, size_t max, GBytes **data_r, char **error_r)
 int cus_write_file_atomic(const char *path, const void *data, size_t len,
                           int mode, char **error_r);
 
+/* write() all of data, again after EINTR and short writes: 0, or -1 with
+ * errno set. */
+int cus_write_all(int fd, const void *data, size_t len);
+
 /* fsync the directory that holds path (or path itself if a directory). */
 int cus_fsync_dir(const char *dir, char **error_r);
 
