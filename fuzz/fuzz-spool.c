@@ -6,7 +6,8 @@
  * when there is one: fsync is free there), read back with spool_read()
  * and compared field by field: the round trip must be exact (time,
  * client, sender, every rcpt in order, queue id, source, raw bytes). A
- * parse error must say what is wrong.
+ * parse error must say what is wrong. Scratch spools left by a crash are
+ * swept at the next start.
  *
  * An input that does not parse is also read as an envelope to write:
  * byte 0 the number of rcpts (low 3 bits), then client, sender, queue id,
@@ -15,6 +16,8 @@
  * be the same, with invalid UTF-8 repaired as spool.h says.
  * A broken promise aborts.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,25 +45,70 @@ static void same_str(const char *what, const char *a, const char *b)
     }
 }
 
-static void fuzz_cleanup(void)
+/* Remove a scratch spool: the files in tmp/, new/, failed/, then the
+ * directories. */
+static void scratch_remove(const char *dir)
 {
     static const char *const subs[] = { "tmp", "new", "failed" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(subs); i++) {
-        char *d = g_build_filename(fuzz_dir, subs[i], NULL);
+        char *d = g_build_filename(dir, subs[i], NULL);
+        GDir *gd = g_dir_open(d, 0, NULL);
+        const char *name;
+
+        while (gd != NULL && (name = g_dir_read_name(gd)) != NULL) {
+            char *f = g_build_filename(d, name, NULL);
+            g_unlink(f);
+            g_free(f);
+        }
+        if (gd != NULL)
+            g_dir_close(gd);
         g_rmdir(d);
         g_free(d);
     }
-    g_rmdir(fuzz_dir);
+    g_rmdir(dir);
+}
+
+static void fuzz_cleanup(void)
+{
+    scratch_remove(fuzz_dir);
+}
+
+/* A crash (or a run over files) ends without atexit: remove the scratch
+ * spools of processes that are gone. */
+static void sweep_stale(const char *base)
+{
+    GDir *gd = g_dir_open(base, 0, NULL);
+    const char *name;
+
+    while (gd != NULL && (name = g_dir_read_name(gd)) != NULL) {
+        long pid;
+        char *end, *dir;
+
+        if (!g_str_has_prefix(name, "custos-fuzz-spool-"))
+            continue;
+        pid = strtol(name + 18, &end, 10);
+        if (end == name + 18 || *end != '.' || pid <= 0 ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        dir = g_build_filename(base, name, NULL);
+        scratch_remove(dir);
+        g_free(dir);
+    }
+    if (gd != NULL)
+        g_dir_close(gd);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : g_get_tmp_dir();
-    char *error = NULL;
+    char *error = NULL, *name;
 
     setenv("G_SLICE", "always-malloc", 1);
-    fuzz_dir = g_build_filename(base, "custos-fuzz-spool-XXXXXX", NULL);
+    sweep_stale(base);
+    name = g_strdup_printf("custos-fuzz-spool-%ld.XXXXXX", (long)getpid());
+    fuzz_dir = g_build_filename(base, name, NULL);
+    g_free(name);
     if (g_mkdtemp(fuzz_dir) == NULL || spool_init(fuzz_dir, &error) < 0) {
         fprintf(stderr, "fuzz-spool: %s: %s\n", fuzz_dir, error ? error : "mkdtemp failed");
         exit(1);
