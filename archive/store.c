@@ -107,7 +107,7 @@
 #define DICT_TRAIN_MAX (32 * 1024 * 1024)
 #define DICT_FILE_MAX (4 * 1024 * 1024)
 #define KEYFILE_MAX (64 * 1024)
-#define WALK_BUF (8 * 1024 * 1024)
+#define WALK_BUF (1024 * 1024)
 #define FD_CACHE_MAX 64
 
 enum { ENC_NONE = 0, ENC_AES256GCM = 1 };
@@ -1826,7 +1826,7 @@ uint64_t store_disk_bytes(struct store *st)
  * Dictionaries are resolved by the reading thread before a record that
  * needs one is handed out (a dictionary record is decoded right away).
  */
-#define BATCH_BYTES (1 << 20)
+#define BATCH_BYTES (256 << 10)
 #define BATCH_RECS 512
 
 struct witem {

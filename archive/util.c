@@ -54,12 +54,17 @@ void cus_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+/* Hex digit values plus one; 0 for anything else. */
+static const unsigned char xdigits[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+    ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
 static int xdigit(unsigned char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    return (int)xdigits[c] - 1;
 }
 
 int cus_unhex(const char *hex, unsigned char *out, size_t len)
