@@ -21,7 +21,8 @@ void cut_rmtree(const char *dir);
 char *cut_corpus(const char *rel);
 char *cut_src(const char *rel);
 char *cut_bin(const char *rel);
-/* Run argv, capturing stdout and stderr (g_free); returns exit status or -1. */
+/* Run argv, capturing stdout and stderr (g_free; a NULL pointer drops
+ * that output); returns exit status or -1. */
 int cut_run(char **argv, char **out_r, char **err_r);
 
 #endif

@@ -47,11 +47,25 @@ int cut_run(char **argv, char **out_r, char **err_r)
 {
     int status;
     GError *err = NULL;
-    if (!g_spawn_sync(NULL, argv, NULL, 0, NULL, NULL, out_r, err_r, &status, &err)) {
+    char *out = NULL, *errs = NULL;
+
+    if (out_r != NULL)
+        *out_r = NULL;
+    if (err_r != NULL)
+        *err_r = NULL;
+    if (!g_spawn_sync(NULL, argv, NULL, 0, NULL, NULL, &out, &errs, &status, &err)) {
         fprintf(stderr, "spawn %s: %s\n", argv[0], err->message);
         g_error_free(err);
         return -1;
     }
+    if (out_r != NULL)
+        *out_r = out;
+    else
+        g_free(out);
+    if (err_r != NULL)
+        *err_r = errs;
+    else
+        g_free(errs);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

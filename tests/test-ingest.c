@@ -130,7 +130,6 @@ static void fx_close(struct fx *fx)
 static int cli(struct fx *fx, char **out, char **err, ...)
 {
     GPtrArray *argv = g_ptr_array_new();
-    char *o = NULL, *e = NULL;
     const char *a;
     va_list ap;
     int rc;
@@ -143,16 +142,8 @@ static int cli(struct fx *fx, char **out, char **err, ...)
         g_ptr_array_add(argv, (char *)a);
     va_end(ap);
     g_ptr_array_add(argv, NULL);
-    rc = cut_run((char **)argv->pdata, &o, &e);
+    rc = cut_run((char **)argv->pdata, out, err);
     g_ptr_array_free(argv, TRUE);
-    if (out != NULL)
-        *out = o;
-    else
-        g_free(o);
-    if (err != NULL)
-        *err = e;
-    else
-        g_free(e);
     return rc;
 }
 

@@ -378,20 +378,8 @@ static gint64 seq_msg(const struct vt *t, gint64 seq)
 
 static int run_argv(GPtrArray *argv, char **out, char **err)
 {
-    char *o = NULL, *e = NULL;
-    int rc;
-
     g_ptr_array_add(argv, NULL);
-    rc = cut_run((char **)argv->pdata, &o, &e);
-    if (out != NULL)
-        *out = o;
-    else
-        g_free(o);
-    if (err != NULL)
-        *err = e;
-    else
-        g_free(e);
-    return rc;
+    return cut_run((char **)argv->pdata, out, err);
 }
 
 /* custos-archive -c CONF ARGS... (NULL-terminated); out/err may be NULL. */
