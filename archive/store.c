@@ -2048,6 +2048,43 @@ static void pwalk_submit(struct pwalk *w)
     }
 }
 
+/* A record is about to be handed out: a dictionary record is decoded at
+ * once (the records after it need it), a record that uses one gets it. */
+static void pwalk_prepare(struct store *st, const unsigned char *raw, const struct rec_hdr *h,
+                          uint32_t segno, uint64_t off, struct witem *it)
+{
+    it->h = *h;
+    if (h->kind == STORE_DICT &&
+        !g_hash_table_contains(st->dicts, GUINT_TO_POINTER(h->dict_id))) {
+        size_t n = h->len + (size_t)h->stored_len;
+        unsigned char *copy = g_memdup2(raw, n);
+        GBytes *data = NULL;
+
+        if (rec_decode(st, segno, off, copy, h, copy + h->len, &data, NULL) == DEC_OK) {
+            if (dict_install(st, h->dict_id, data, NULL) == NULL)
+                log_warn("store: dictionary %" PRIu32 " in seg-%06" PRIu32
+                         ".cseg at offset %" PRIu64 " cannot be loaded",
+                         h->dict_id, segno, off);
+            g_bytes_unref(data);
+        }
+        g_free(copy);
+    }
+    if (h->comp == STORE_COMP_ZSTD_DICT)
+        it->dict = dict_get(st, h->dict_id, NULL);
+}
+
+static struct wbatch *pwalk_batch(struct pwalk *w)
+{
+    struct wbatch *b;
+
+    if (w->spare->len > 0)
+        return g_ptr_array_steal_index_fast(w->spare, w->spare->len - 1);
+    b = g_new0(struct wbatch, 1);
+    b->buf = g_byte_array_sized_new(BATCH_BYTES + 4096);
+    b->items = g_array_sized_new(FALSE, TRUE, sizeof(struct witem), BATCH_RECS);
+    return b;
+}
+
 static int pwalk_scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t segno,
                          uint64_t off, const unsigned char *raw, const struct rec_hdr *h,
                          unsigned char *payload, const char *problem, uint64_t skip)
@@ -2062,38 +2099,13 @@ static int pwalk_scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t 
     it.segno = segno;
     it.off = off;
     if (ev == EV_RECORD) {
-        it.h = *h;
-        if (h->kind == STORE_DICT &&
-            !g_hash_table_contains(st->dicts, GUINT_TO_POINTER(h->dict_id))) {
-            /* Needed by the records after it: decode it now. */
-            size_t n = h->len + (size_t)h->stored_len;
-            unsigned char *copy = g_memdup2(raw, n);
-            GBytes *data = NULL;
-
-            if (rec_decode(st, segno, off, copy, h, copy + h->len, &data, NULL) == DEC_OK) {
-                if (dict_install(st, h->dict_id, data, NULL) == NULL)
-                    log_warn("store: dictionary %" PRIu32 " in seg-%06" PRIu32
-                             ".cseg at offset %" PRIu64 " cannot be loaded",
-                             h->dict_id, segno, off);
-                g_bytes_unref(data);
-            }
-            g_free(copy);
-        }
-        if (h->comp == STORE_COMP_ZSTD_DICT)
-            it.dict = dict_get(st, h->dict_id, NULL);
+        pwalk_prepare(st, raw, h, segno, off, &it);
     } else {
         it.problem = g_strdup(problem);
         it.skip = skip;
     }
-    if (w->cur == NULL) {
-        if (w->spare->len > 0) {
-            w->cur = g_ptr_array_steal_index_fast(w->spare, w->spare->len - 1);
-        } else {
-            w->cur = g_new0(struct wbatch, 1);
-            w->cur->buf = g_byte_array_sized_new(BATCH_BYTES + 4096);
-            w->cur->items = g_array_sized_new(FALSE, TRUE, sizeof(struct witem), BATCH_RECS);
-        }
-    }
+    if (w->cur == NULL)
+        w->cur = pwalk_batch(w);
     if (ev == EV_RECORD) {
         it.pos = w->cur->buf->len;
         g_byte_array_append(w->cur->buf, raw, (guint)(h->len + h->stored_len));
@@ -2103,6 +2115,136 @@ static int pwalk_scan_cb(struct store *st, void *ctx, enum scan_ev ev, uint32_t 
         ev != EV_RECORD || h->kind == STORE_DICT)
         pwalk_submit(w);
     return w->stop;
+}
+
+/*
+ * The common case without a copy: each batch's buffer is filled by read()
+ * straight from the segment, and its whole records are handed out where
+ * they lie; a record cut by the end of the buffer is carried over to the
+ * next one. Anything unusual -- a bad segment or record header, an
+ * incomplete record at the end -- returns 1 with *resume_r, the offset from
+ * which pwalk_scan_cb()'s path (which reports and resynchronises) goes on.
+ * 0 when the segment is done, -1 with error_r on I/O errors.
+ */
+static int pwalk_segment(struct pwalk *w, uint32_t segno, uint64_t start, uint64_t *resume_r,
+                         char **error_r)
+{
+    struct store *st = w->st;
+    char *path = seg_path(st, segno);
+    unsigned char fh[SEG_HDR_LEN];
+    uint64_t limit = UINT64_MAX, base;
+    struct stat sb;
+    GByteArray *carry = g_byte_array_new();
+    size_t got;
+    int fd, ret = 0, eof = 0;
+
+    *resume_r = start;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) < 0) {
+        ret = cus_error_errno(error_r, "open(%s) failed", path);
+        goto out;
+    }
+    if (st->writer && st->cur_fd >= 0 && segno == st->last_seg)
+        limit = st->cur_end;
+    if (limit > (uint64_t)sb.st_size)
+        limit = (uint64_t)sb.st_size;
+    if (start <= SEG_HDR_LEN) {
+        if (pread_all(fd, fh, SEG_HDR_LEN, 0, &got) < 0 || got < SEG_HDR_LEN ||
+            seg_hdr_check(fh, segno) != NULL) {
+            *resume_r = 0;              /* the careful path says what is wrong */
+            ret = 1;
+            goto out;
+        }
+        start = SEG_HDR_LEN;
+    }
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    base = start;                       /* file offset of the next batch's byte 0 */
+    while (!eof && w->stop == 0) {
+        struct wbatch *b = pwalk_batch(w);
+        size_t len, pos = 0, want;
+
+        g_byte_array_set_size(b->buf, MAX(BATCH_BYTES, carry->len + 4096));
+        memcpy(b->buf->data, carry->data, carry->len);
+        len = carry->len;
+        want = b->buf->len;
+        if (base + want > limit)
+            want = (size_t)(limit - base);
+        if (len < want) {
+            if (pread_all(fd, b->buf->data + len, want - len, base + len, &got) < 0) {
+                ret = cus_error_errno(error_r, "read(%s) failed", path);
+                wbatch_free(w, b);
+                goto out;
+            }
+            len += got;
+            if (got == 0)
+                eof = 1;                /* shorter than it was a moment ago */
+        }
+        if (base + len >= limit)
+            eof = 1;
+        g_byte_array_set_size(b->buf, (guint)len);
+        while (len - pos >= REC_MIN_LEN) {
+            const unsigned char *raw = b->buf->data + pos;
+            size_t hlen = rec_hdr_size(raw), total;
+            struct rec_hdr h;
+            struct witem it;
+
+            if (len - pos < hlen)
+                break;
+            if (rec_hdr_decode(raw, &h) != NULL) {
+                eof = 1;                /* resynchronising is the careful path's */
+                ret = 1;
+                break;
+            }
+            total = h.len + (size_t)h.stored_len;
+            if (len - pos < total) {
+                if (total > b->buf->len && pos == 0) {
+                    /* A record bigger than a batch: read it whole. */
+                    size_t have = len;
+
+                    g_byte_array_set_size(b->buf, (guint)total);
+                    want = MIN(total, (size_t)(limit - base));
+                    if (pread_all(fd, b->buf->data + have, want - have, base + have,
+                                  &got) < 0) {
+                        ret = cus_error_errno(error_r, "read(%s) failed", path);
+                        wbatch_free(w, b);
+                        goto out;
+                    }
+                    len = have + got;
+                    g_byte_array_set_size(b->buf, (guint)len);
+                    if (base + len >= limit || got == 0) {
+                        eof = 1;
+                        if (len < total)
+                            break;
+                    }
+                    continue;
+                }
+                break;
+            }
+            memset(&it, 0, sizeof(it));
+            it.ev = EV_RECORD;
+            it.segno = segno;
+            it.off = base + pos;
+            it.pos = pos;
+            pwalk_prepare(st, raw, &h, segno, it.off, &it);
+            g_array_append_val(b->items, it);
+            pos += total;
+        }
+        /* What is left is the start of the next record. */
+        g_byte_array_set_size(carry, 0);
+        g_byte_array_append(carry, b->buf->data + pos, (guint)(len - pos));
+        *resume_r = base + pos;
+        base += pos;
+        w->cur = b;
+        pwalk_submit(w);
+        if (eof && carry->len > 0)
+            ret = 1;                    /* an incomplete record: say so there */
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    g_byte_array_unref(carry);
+    g_free(path);
+    return ret;
 }
 
 static void dec_free(gpointer p)
@@ -2169,9 +2311,19 @@ int store_walk_par(struct store *st, const struct store_walk_opts *o,
         if (start >= (uint64_t)sb.st_size && start > SEG_HDR_LEN)
             continue;
         w.quiet_tail = unsealed && i == segs->len - 1 && !(o->flags & STORE_WALK_REPORT_TAIL);
-        st->walk_lenient = 1;
-        ret = seg_open_scan(st, segno, start, pwalk_scan_cb, &w, NULL, error_r);
-        st->walk_lenient = 0;
+        {
+            uint64_t resume = start;
+
+            ret = pwalk_segment(&w, segno, start, &resume, error_r);
+            if (ret == 1 && w.stop == 0) {
+                pwalk_submit(&w);
+                st->walk_lenient = 1;
+                ret = seg_open_scan(st, segno, resume, pwalk_scan_cb, &w, NULL, error_r);
+                st->walk_lenient = 0;
+            } else if (ret == 1) {
+                ret = 0;
+            }
+        }
         if (ret == 0)
             pwalk_submit(&w);   /* a batch never spans segments */
     }
