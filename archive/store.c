@@ -2164,7 +2164,8 @@ static int pwalk_segment(struct pwalk *w, uint32_t segno, uint64_t start, uint64
         size_t len, pos = 0, want;
 
         g_byte_array_set_size(b->buf, MAX(BATCH_BYTES, carry->len + 4096));
-        memcpy(b->buf->data, carry->data, carry->len);
+        if (carry->len > 0)
+            memcpy(b->buf->data, carry->data, carry->len);
         len = carry->len;
         want = b->buf->len;
         if (base + want > limit)
