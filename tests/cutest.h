@@ -9,6 +9,7 @@
 #ifndef CUSTOS_CUTEST_H
 #define CUSTOS_CUTEST_H
 
+#include <stdarg.h>
 #include <CUnit/CUnit.h>
 #include <glib.h>
 
@@ -24,5 +25,7 @@ char *cut_bin(const char *rel);
 /* Run argv, capturing stdout and stderr (g_free; a NULL pointer drops
  * that output); returns exit status or -1. */
 int cut_run(char **argv, char **out_r, char **err_r);
+/* cut_run() of "bin -c conf ARGS..." (ap: strings, then NULL). */
+int cut_cli(const char *bin, const char *conf, char **out_r, char **err_r, va_list ap);
 
 #endif

@@ -69,6 +69,23 @@ int cut_run(char **argv, char **out_r, char **err_r)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int cut_cli(const char *bin, const char *conf, char **out_r, char **err_r, va_list ap)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    const char *a;
+    int rc;
+
+    g_ptr_array_add(argv, (char *)bin);
+    g_ptr_array_add(argv, "-c");
+    g_ptr_array_add(argv, (char *)conf);
+    while ((a = va_arg(ap, const char *)) != NULL)
+        g_ptr_array_add(argv, (char *)a);
+    g_ptr_array_add(argv, NULL);
+    rc = cut_run((char **)argv->pdata, out_r, err_r);
+    g_ptr_array_free(argv, TRUE);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     unsigned int failed;

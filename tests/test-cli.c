@@ -36,21 +36,12 @@ static int cli_clean(void)
 /* Run custos-archive -c CONF ARGS...; NULL-terminated. */
 static int cli(char **out, char **err, ...)
 {
-    GPtrArray *argv = g_ptr_array_new();
     va_list ap;
-    const char *a;
     int rc;
 
-    g_ptr_array_add(argv, cli_bin);
-    g_ptr_array_add(argv, "-c");
-    g_ptr_array_add(argv, cli_conf);
     va_start(ap, err);
-    while ((a = va_arg(ap, const char *)) != NULL)
-        g_ptr_array_add(argv, (char *)a);
+    rc = cut_cli(cli_bin, cli_conf, out, err, ap);
     va_end(ap);
-    g_ptr_array_add(argv, NULL);
-    rc = cut_run((char **)argv->pdata, out, err);
-    g_ptr_array_free(argv, TRUE);
     return rc;
 }
 

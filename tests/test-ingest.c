@@ -129,21 +129,12 @@ static void fx_close(struct fx *fx)
 /* custos-archive -c CONF ARGS... (NULL-terminated); out/err may be NULL. */
 static int cli(struct fx *fx, char **out, char **err, ...)
 {
-    GPtrArray *argv = g_ptr_array_new();
-    const char *a;
     va_list ap;
     int rc;
 
-    g_ptr_array_add(argv, ing_bin);
-    g_ptr_array_add(argv, "-c");
-    g_ptr_array_add(argv, fx->conf);
     va_start(ap, err);
-    while ((a = va_arg(ap, const char *)) != NULL)
-        g_ptr_array_add(argv, (char *)a);
+    rc = cut_cli(ing_bin, fx->conf, out, err, ap);
     va_end(ap);
-    g_ptr_array_add(argv, NULL);
-    rc = cut_run((char **)argv->pdata, out, err);
-    g_ptr_array_free(argv, TRUE);
     return rc;
 }
 

@@ -385,21 +385,12 @@ static int run_argv(GPtrArray *argv, char **out, char **err)
 /* custos-archive -c CONF ARGS... (NULL-terminated); out/err may be NULL. */
 static int cli(const struct vt *t, char **out, char **err, ...)
 {
-    GPtrArray *argv = g_ptr_array_new();
     va_list ap;
-    const char *a;
     int rc;
 
-
-    g_ptr_array_add(argv, t->bin);
-    g_ptr_array_add(argv, "-c");
-    g_ptr_array_add(argv, t->conf);
     va_start(ap, err);
-    while ((a = va_arg(ap, const char *)) != NULL)
-        g_ptr_array_add(argv, (char *)a);
+    rc = cut_cli(t->bin, t->conf, out, err, ap);
     va_end(ap);
-    rc = run_argv(argv, out, err);
-    g_ptr_array_free(argv, TRUE);
     return rc;
 }
 
