@@ -1959,8 +1959,7 @@ static void witem_rec(const struct witem *it, struct store_rec *rec)
 static void witem_decode(struct pwalk *w, struct dec *dc, struct wbatch *b, struct witem *it)
 {
     unsigned char *raw = b->buf->data + it->pos;
-    int want_data = !(w->o->flags & STORE_WALK_NO_MESSAGE_DATA) ||
-                    it->h.kind != STORE_MESSAGE;
+    int want_data = w->o->data_kinds == 0 || (w->o->data_kinds & (1u << it->h.kind));
     struct store_rec rec;
 
     if (it->ev != EV_RECORD) {
@@ -1973,8 +1972,6 @@ static void witem_decode(struct pwalk *w, struct dec *dc, struct wbatch *b, stru
                   " is missing", it->h.dict_id);
         return;
     }
-    if (w->o->data_kinds != 0 && !(w->o->data_kinds & (1u << it->h.kind)))
-        want_data = 0;
     if (rec_decode_with(w->st, dc, it->dict, it->segno, it->off, raw, &it->h,
                         raw + it->h.len, want_data ? &it->data : NULL, &it->error) != DEC_OK ||
         w->o->work == NULL)

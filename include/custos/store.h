@@ -150,7 +150,6 @@ int store_walk_ex(struct store *st, store_walk_ex_cb *cb, void *ctx, char **erro
 
 /* store_walk_ex() with worker threads decoding (the callback still runs in
  * the calling thread, in store order) and a starting point. */
-#define STORE_WALK_NO_MESSAGE_DATA 1    /* check messages, pass data NULL */
 #define STORE_WALK_REPORT_TAIL 2        /* report an incomplete last record
                                          * of the open segment too */
 struct store_walk_opts {
