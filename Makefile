@@ -29,6 +29,7 @@ DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
               python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3 openssl
 
 LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
+CMD_SRC    := $(wildcard archive/cmd-*.c)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC   := $(wildcard tests/test-*.c) tests/runner.c
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -46,12 +47,21 @@ $(BUILD)/libcustos.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# Commands of archive/cmd-*.c announce themselves with CUS_COMMAND (cli.h).
+$(BUILD)/archive/commands.gen.h: $(CMD_SRC)
+	@mkdir -p $(dir $@)
+	grep -h '^CUS_COMMAND(' $(CMD_SRC) /dev/null | sed 's/^CUS_COMMAND(/X(/' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/archive/custos-archive.o: archive/custos-archive.c $(BUILD)/archive/commands.gen.h $(wildcard include/custos/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -I$(BUILD)/archive -c -o $@ $<
+
 # custos-archive itself loads only GLib and SQLite (search and stats start
 # fast); init, import and show run custos-archive-full, installed in LIBEXECDIR.
 LEAN_LIBS   = -Wl,--as-needed $(shell pkg-config --libs glib-2.0 sqlite3) $(EXTRA_LDFLAGS)
-$(BUILD)/archive/custos-archive-lean.o: archive/custos-archive.c $(wildcard include/custos/*.h)
+$(BUILD)/archive/custos-archive-lean.o: archive/custos-archive.c $(BUILD)/archive/commands.gen.h $(wildcard include/custos/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -DCUSTOS_LEAN -DCUSTOS_LIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
+	$(CC) $(CFLAGS_ALL) -I$(BUILD)/archive -DCUSTOS_LEAN -DCUSTOS_LIBEXECDIR='"$(LIBEXECDIR)"' -c -o $@ $<
 
 $(BUILD)/custos-archive: $(BUILD)/archive/custos-archive-lean.o $(BUILD)/libcustos.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LEAN_LIBS)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "custos/archive.h"
+#include "custos/audit.h"
 #include "custos/chain.h"
 #include "custos/log.h"
 #include "custos/replay.h"
@@ -265,7 +266,7 @@ void arc_close(struct arc **arcp)
 
     if (arc == NULL)
         return;
-    if (arc->in_txn && arc_flush(arc, &err) < 0) {
+    if ((arc->in_txn || (arc->writable && !arc->failed)) && arc_flush(arc, &err) < 0) {
         log_error("%s", err);
         g_free(err);
         err = NULL;
@@ -505,6 +506,58 @@ out:
     return ret;
 }
 
+int arc_event(struct arc *arc, const char *type, gint64 msg, const char *const *kv,
+              gint64 *seq_r, char **error_r)
+{
+    unsigned char head[CUS_SHA256_LEN];
+    struct store_loc start;
+    gint64 seq = 0;
+    char *err = NULL;
+
+    if (arc_txn(arc, error_r) < 0 || store_tell(arc->store, &start, error_r) < 0)
+        return -1;
+    if (idx_savepoint(arc->idx, error_r) < 0)
+        return -1;
+    if (chain_append(arc, type, msg, kv, &seq, head, NULL, error_r) < 0) {
+        idx_rollback_savepoint(arc->idx);
+        if (start.segment != 0 && store_truncate(arc->store, &start, &err) < 0) {
+            log_error("%s", err);
+            g_free(err);
+        }
+        return -1;
+    }
+    if (idx_release(arc->idx, error_r) < 0)
+        return -1;
+    arc->seq = seq;
+    memcpy(arc->head, head, CUS_SHA256_LEN);
+    if (seq_r != NULL)
+        *seq_r = seq;
+    return 0;
+}
+
+/* Seal the audit entries that are finished (audit.h) into the chain, in
+ * the open batch or in one of their own. */
+static int arc_seal_audit(struct arc *arc, char **error_r)
+{
+    GPtrArray *pend = NULL;
+    int ret = 0;
+
+    if (!arc->writable || audit_pending(arc->idx, (gint64)time(NULL), &pend, error_r) < 0)
+        return arc->writable ? -1 : 0;
+    for (guint i = 0; i < pend->len && ret == 0; i++) {
+        const struct audit_entry *e = g_ptr_array_index(pend, i);
+        GPtrArray *kv = audit_fields(e);
+        gint64 seq;
+
+        ret = arc_event(arc, "audit", 0, (const char *const *)kv->pdata, &seq, error_r);
+        if (ret == 0)
+            ret = audit_sealed(arc->idx, e->id, seq, error_r);
+        g_ptr_array_free(kv, TRUE);
+    }
+    g_ptr_array_free(pend, TRUE);
+    return ret;
+}
+
 int arc_add(struct arc *arc, const void *raw, size_t len, const struct idx_envelope *env,
             gint64 *id_r, int *dup_r, char **error_r)
 {
@@ -698,6 +751,8 @@ int arc_flush(struct arc *arc, char **error_r)
 {
     struct store_loc end;
 
+    if (arc->writable && !arc->failed && arc_seal_audit(arc, error_r) < 0)
+        return -1;
     if (!arc->in_txn)
         return 0;
     if (store_sync(arc->store, error_r) < 0)

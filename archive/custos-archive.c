@@ -22,6 +22,7 @@
 #include <glib.h>
 #include "custos/archive.h"
 #include "custos/cfg.h"
+#include "custos/cli.h"
 #include "custos/import.h"
 #include "custos/ingest.h"
 #include "custos/log.h"
@@ -29,11 +30,6 @@
 #include "custos/util.h"
 #include "custos/verify.h"
 
-#define EX_OK_SKIPPED 1
-#define EX_USAGE_ 64
-#define EX_DATAERR_ 65
-#define EX_IOERR_ 74
-#define EX_CONFIG_ 78
 
 static const char usage_text[] =
     "usage: custos-archive [-c FILE] [-n] COMMAND [ARGS]\n"
@@ -50,7 +46,18 @@ static const char usage_text[] =
     "  ingest [--follow] [--batch N]   archive the spool's entries\n"
     "  verify [--json] [--threads N]   check every object, the chain, index.db\n"
     "  checkpoint                 sign the chain's head now\n"
-    "  reindex [--force]          rebuild index.db from the segments\n";
+    "  reindex [--force]          rebuild index.db from the segments\n"
+#define X(fn, name, use) "  " use "\n"
+#include "commands.gen.h"
+#undef X
+    ;
+
+/* The commands of archive/cmd-*.c (cli.h). */
+#ifndef CUSTOS_LEAN
+#define X(fn, name, use) CUS_COMMAND(fn, name, use)
+#include "commands.gen.h"
+#undef X
+#endif
 
 static void usage(void)
 {
@@ -58,30 +65,9 @@ static void usage(void)
     exit(EX_USAGE_);
 }
 
-static int fail(char **err, int status)
-{
-    log_error("%s", *err);
-    g_free(*err);
-    *err = NULL;
-    return status;
-}
-
-static gint64 parse_count(const char *opt, const char *s)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v < 0) {
-        log_error("%s: expected a number >= 0, not \"%s\"", opt, s);
-        exit(EX_USAGE_);
-    }
-    return v;
-}
-
-/* The index alone, read-only: all that search and stats need. */
-static int index_open(const struct cfg *cfg, struct idx **idx_r, char **error_r)
+/* The index alone: all that search and stats need. flags IDX_RDONLY, or 0
+ * for a command that records an audit entry. */
+static int index_open(const struct cfg *cfg, int flags, struct idx **idx_r, char **error_r)
 {
     char *path = g_build_filename(cfg->arc_dir, "index.db", NULL);
     int ret;
@@ -91,7 +77,7 @@ static int index_open(const struct cfg *cfg, struct idx **idx_r, char **error_r)
         return cus_error(error_r, "no archive at %s (index.db missing): run custos-archive init",
                          cfg->arc_dir);
     }
-    ret = idx_open(path, IDX_RDONLY, idx_r, error_r);
+    ret = idx_open(path, flags, idx_r, error_r);
     g_free(path);
     return ret;
 }
@@ -125,7 +111,7 @@ static int cmd_init(const struct cfg *cfg, int argc, char **argv)
     if (argc != 1)
         usage();
     if (arc_init(cfg, &err) < 0)
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     printf("archive ready at %s\n", cfg->arc_dir);
     return 0;
 }
@@ -165,7 +151,7 @@ static int cmd_import(const struct cfg *cfg, int argc, char **argv)
     if (argc < 2)
         usage();
     if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0)
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     st.total_bytes = imp_measure(argv + 1, argc - 1);
     for (int i = 1; i < argc && ret == 0; i++)
         if (imp_path(arc, argv[i], &st, import_progress, &pr, &err) < 0)
@@ -253,7 +239,7 @@ static int cmd_enqueue(const struct cfg *cfg, int argc, char **argv)
     from = optind < argc ? argv[optind] : "standard input";
     if ((optind < argc ? cus_read_file(argv[optind], SPOOL_SIZE_MAX, &e.raw, &err)
                        : read_stdin(&e.raw, &err)) < 0) {
-        ret = fail(&err, EX_IOERR_);
+        ret = cli_fail(&err, EX_IOERR_);
         goto out;
     }
     if (g_bytes_get_size(e.raw) == 0) {
@@ -263,7 +249,7 @@ static int cmd_enqueue(const struct cfg *cfg, int argc, char **argv)
     }
     spool = cfg_spool_dir(cfg);
     if (spool_init(spool, &err) < 0 || spool_write(spool, &e, id, &err) < 0) {
-        ret = fail(&err, EX_IOERR_);
+        ret = cli_fail(&err, EX_IOERR_);
         goto out;
     }
     printf("%s\n", id);
@@ -314,7 +300,7 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
         switch (opt) {
         case 'f': io.follow = 1; break;
         case 'b':
-            io.batch = (int)MIN(parse_count("--batch", optarg), 100000);
+            io.batch = (int)MIN(cli_count("--batch", optarg), 100000);
             if (io.batch < 1) {
                 log_error("--batch: expected a number >= 1, not \"%s\"", optarg);
                 return EX_USAGE_;
@@ -327,7 +313,7 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
         usage();
     acfg.arc_batch = io.batch;
     if (arc_open(&acfg, ARC_WRITE, &arc, &err) < 0)
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     spool = cfg_spool_dir(cfg);
     if (io.follow && cfg->chain_interval > 0) {
         io.tick = ingest_checkpoint;
@@ -338,7 +324,7 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
     arc_close(&arc);
     g_free(spool);
     if (ret < 0) {
-        fail(&err, EX_IOERR_);
+        cli_fail(&err, EX_IOERR_);
         if (statvfs(cfg->arc_dir, &vfs) == 0 && vfs.f_blocks > 0 &&
             (vfs.f_bavail < vfs.f_blocks / 100 || vfs.f_bavail * vfs.f_frsize < (1 << 20)))
             log_error("the file system of %s is full (%llu KB free): make room, then run"
@@ -419,7 +405,7 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'j': o.json = 1; break;
-        case 't': threads = (int)parse_count("--threads", optarg); break;
+        case 't': threads = (int)cli_count("--threads", optarg); break;
         default: usage();
         }
     }
@@ -428,7 +414,7 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
     o.j = g_string_new(NULL);
     if (verify_run(cfg, threads, verify_print, &o, &st, &err) < 0) {
         g_string_free(o.j, TRUE);
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     }
     mb = (double)st.segment_bytes / 1e6;
     if (o.json) {
@@ -478,7 +464,7 @@ static int cmd_checkpoint(const struct cfg *cfg, int argc, char **argv)
         usage();
     if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0 || arc_checkpoint(arc, 1, &ci, &err) < 0) {
         arc_close(&arc);
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     }
     arc_close(&arc);
     if (!ci.made) {
@@ -506,7 +492,7 @@ static int cmd_reindex(const struct cfg *cfg, int argc, char **argv)
     else if (argc != 1)
         usage();
     if (arc_reindex(cfg, force, &rs, &err) < 0)
-        return fail(&err, rs.problems + rs.pending > 0 ? EX_OK_SKIPPED : EX_IOERR_);
+        return cli_fail(&err, rs.problems + rs.pending > 0 ? EX_OK_SKIPPED : EX_IOERR_);
     printf("reindexed %" G_GINT64_FORMAT " messages, %" G_GINT64_FORMAT " deliveries, %"
            G_GINT64_FORMAT " chain entries, %" G_GINT64_FORMAT " checkpoints in %.1f s\n",
            rs.messages, rs.deliveries, rs.events, rs.checkpoints, cus_now() - t0);
@@ -586,7 +572,7 @@ static int cmd_search(const struct cfg *cfg, int argc, char **argv)
         { "limit", required_argument, NULL, 'l' }, { "offset", required_argument, NULL, 'o' },
         { NULL, 0, NULL, 0 },
     };
-    gint64 limit = -1, offset = 0, total = 0;
+    gint64 limit = -1, offset = 0, total = 0, audit_id = 0;
     int json = 0, count = 0, opt, ret;
     struct idx *idx = NULL;
     char *err = NULL, *query;
@@ -596,22 +582,32 @@ static int cmd_search(const struct cfg *cfg, int argc, char **argv)
         switch (opt) {
         case 'j': json = 1; break;
         case 'C': count = 1; break;
-        case 'l': limit = parse_count("--limit", optarg); break;
-        case 'o': offset = parse_count("--offset", optarg); break;
+        case 'l': limit = cli_count("--limit", optarg); break;
+        case 'o': offset = cli_count("--offset", optarg); break;
         default: usage();
         }
     }
     query = g_strjoinv(" ", argv + optind);
-    if (index_open(cfg, &idx, &err) < 0) {
+    if (index_open(cfg, 0, &idx, &err) < 0) {
         g_free(query);
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
+    }
+    if ((ret = cli_audit_begin(idx, argc, argv, &audit_id)) != 0) {
+        idx_close(&idx);
+        g_free(query);
+        return ret;
     }
     ret = idx_search(idx, query, limit, offset, &total, count ? NULL :
                      json ? print_hit_json : print_hit_text, NULL, &err);
-    idx_close(&idx);
     g_free(query);
-    if (ret < 0)
-        return fail(&err, strncmp(err, "query:", 6) == 0 ? EX_DATAERR_ : EX_IOERR_);
+    if (ret < 0) {
+        int status = strncmp(err, "query:", 6) == 0 ? EX_DATAERR_ : EX_IOERR_;
+        cli_audit_end(idx, audit_id, -1, status, "");
+        idx_close(&idx);
+        return cli_fail(&err, status);
+    }
+    cli_audit_end(idx, audit_id, total, 0, "");
+    idx_close(&idx);
     if (count)
         printf("%" G_GINT64_FORMAT "\n", total);
     else if (!json)
@@ -657,11 +653,11 @@ static int cmd_show(const struct cfg *cfg, int argc, char **argv)
         return EX_USAGE_;
     }
     if (arc_open(cfg, 0, &arc, &err) < 0)
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     if (arc_get_raw(arc, id, &data, &err) < 0) {
         int notfound = strstr(err, "no message with archive id") != NULL;
         arc_close(&arc);
-        return fail(&err, notfound ? 1 : EX_IOERR_);
+        return cli_fail(&err, notfound ? 1 : EX_IOERR_);
     }
     buf = g_bytes_get_data(data, &len);
     if (raw) {
@@ -672,7 +668,7 @@ static int cmd_show(const struct cfg *cfg, int argc, char **argv)
         goto out;
     }
     if (msg_parse(buf, len, arc_limits(arc), &m, &err) < 0) {
-        ret = fail(&err, EX_IOERR_);
+        ret = cli_fail(&err, EX_IOERR_);
         goto out;
     }
     printf("Archive-Id: %" G_GINT64_FORMAT "\n", id);
@@ -755,11 +751,11 @@ static int cmd_stats(const struct cfg *cfg, int argc, char **argv)
 
     if (argc > 2 || (argc == 2 && !json))
         usage();
-    if (index_open(cfg, &idx, &err) < 0)
-        return fail(&err, EX_IOERR_);
+    if (index_open(cfg, IDX_RDONLY, &idx, &err) < 0)
+        return cli_fail(&err, EX_IOERR_);
     if (idx_stats(idx, &s, &err) < 0) {
         idx_close(&idx);
-        return fail(&err, EX_IOERR_);
+        return cli_fail(&err, EX_IOERR_);
     }
     idx_close(&idx);
     stored = store_bytes(cfg->arc_dir);
@@ -812,6 +808,13 @@ int main(int argc, char **argv)
         { "verify", cmd_verify }, { "checkpoint", cmd_checkpoint }, { "reindex", cmd_reindex },
 #endif
         { "search", cmd_search }, { "stats", cmd_stats },
+#ifdef CUSTOS_LEAN
+#define X(fn, name, use) { name, cmd_full },
+#else
+#define X(fn, name, use) { name, cmd_##fn },
+#endif
+#include "commands.gen.h"
+#undef X
     };
     const char *conf = NULL;
     struct cfg *cfg = NULL;
@@ -834,7 +837,7 @@ int main(int argc, char **argv)
     if (argc < 1 && !check_only)
         usage();
     if (cfg_load(cfg_path(conf), &cfg, &err) < 0)
-        return fail(&err, EX_CONFIG_);
+        return cli_fail(&err, EX_CONFIG_);
     log_set_level(cfg->log_level);
     if (cfg->log_syslog)
         log_init("custos-archive", 1);

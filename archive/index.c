@@ -104,6 +104,45 @@ static const char idx_schema_v2[] =
     " length INTEGER NOT NULL);"
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value NOT NULL);";
 
+/* Version 3: governance. The directory (who is who: employees, customers,
+ * the company's bank accounts), legal holds, tombstones of purged
+ * messages, and the audit log (sealed into the chain by the writer). */
+static const char idx_schema_v3[] =
+    "CREATE TABLE employees(address TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    " department TEXT NOT NULL, status TEXT NOT NULL"
+    " CHECK (status IN ('active','leaving','departed')),"
+    " departed TEXT NOT NULL, successor TEXT NOT NULL, manager TEXT NOT NULL,"
+    " mobile TEXT NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE INDEX employees_department ON employees(department);"
+    "CREATE TABLE employee_personal(employee TEXT NOT NULL, addr TEXT NOT NULL,"
+    " PRIMARY KEY (employee, addr));"
+    "CREATE INDEX employee_personal_addr ON employee_personal(addr);"
+    "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " owner TEXT NOT NULL, source TEXT NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE TABLE customer_domains(domain TEXT PRIMARY KEY,"
+    " customer INTEGER NOT NULL REFERENCES customers(id));"
+    "CREATE INDEX customer_domains_customer ON customer_domains(customer);"
+    "CREATE TABLE customer_contacts(addr TEXT PRIMARY KEY,"
+    " customer INTEGER NOT NULL REFERENCES customers(id));"
+    "CREATE INDEX customer_contacts_customer ON customer_contacts(customer);"
+    "CREATE TABLE customer_phones(phone TEXT NOT NULL,"
+    " customer INTEGER NOT NULL REFERENCES customers(id), PRIMARY KEY (phone, customer));"
+    "CREATE INDEX customer_phones_customer ON customer_phones(customer);"
+    "CREATE TABLE accounts(account TEXT PRIMARY KEY, bank TEXT NOT NULL,"
+    " holder TEXT NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE TABLE holds(id INTEGER PRIMARY KEY, name TEXT NOT NULL, query TEXT NOT NULL,"
+    " note TEXT NOT NULL, created INTEGER NOT NULL, created_by TEXT NOT NULL,"
+    " released INTEGER, released_by TEXT, seq INTEGER NOT NULL, release_seq INTEGER);"
+    "CREATE UNIQUE INDEX holds_active ON holds(name) WHERE released IS NULL;"
+    "CREATE TABLE purged(id INTEGER PRIMARY KEY, sha256 BLOB NOT NULL,"
+    " time INTEGER NOT NULL, rule TEXT NOT NULL, seq INTEGER NOT NULL);"
+    "CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+    " user TEXT NOT NULL, uid INTEGER NOT NULL, command TEXT NOT NULL,"
+    " args TEXT NOT NULL, results INTEGER NOT NULL, status INTEGER NOT NULL,"
+    " detail TEXT NOT NULL, seq INTEGER UNIQUE);"
+    "CREATE INDEX audit_time ON audit(time);"
+    "CREATE INDEX audit_pending ON audit(id) WHERE seq IS NULL;";
+
 static int idx_exec(struct idx *idx, const char *sql, char **error_r)
 {
     char *msg = NULL;
@@ -139,6 +178,8 @@ static int idx_migrate(struct idx *idx, char **error_r)
     if (version < 1 && idx_exec(idx, idx_schema_v1, error_r) < 0)
         goto fail;
     if (version < 2 && idx_exec(idx, idx_schema_v2, error_r) < 0)
+        goto fail;
+    if (version < 3 && idx_exec(idx, idx_schema_v3, error_r) < 0)
         goto fail;
     if (idx_exec(idx, "PRAGMA user_version = " G_STRINGIFY(IDX_SCHEMA_VERSION), error_r) < 0)
         goto fail;

@@ -12,6 +12,7 @@
 #include "custos/chain.h"
 #include "custos/log.h"
 #include "custos/replay.h"
+#include "custos/audit.h"
 
 struct pend {
     enum store_kind kind;
@@ -191,6 +192,8 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
             ret = apply_delivery(rp, ev, &rec->loc, id, &err);
             if (ret == 0)
                 rp->st.deliveries++;
+        } else if (ret == 0 && strcmp(ev->type, "audit") == 0) {
+            ret = audit_apply_event(rp->idx, ev, &err);
         }
         if (ret < 0) {
             idx_rollback_savepoint(rp->idx);

@@ -49,6 +49,15 @@ int arc_add(struct arc *arc, const void *raw, size_t len,
             const struct idx_envelope *env, gint64 *id_r, int *dup_r,
             char **error_r);
 
+/* Append a chain event of type (not "add" or "deliver": those are
+ * arc_add's) about message msg (0: none) with fields kv (key, value, ...,
+ * NULL) to the open batch, as a group of its own. The caller writes its
+ * index rows for it in the same transaction; arc_flush() makes both
+ * durable, arc_abort() drops both. *seq_r its chain position. Every
+ * flush also seals the finished audit entries (audit.h). */
+int arc_event(struct arc *arc, const char *type, gint64 msg, const char *const *kv,
+              gint64 *seq_r, char **error_r);
+
 /* A parse pipeline: arc_pipe_add() hands a message to worker threads
  * (hashing, MIME parsing) and writes finished ones to the archive in
  * submission order from the calling thread; cb reports each (ret 0 or -1,

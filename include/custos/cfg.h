@@ -26,6 +26,11 @@ struct cfg {
     char *arc_key_file;         /* key_file: keyring for AES-256-GCM, or NULL */
     char *arc_key_id;           /* key_id: key for new objects, or NULL = last */
     int arc_batch;              /* batch: messages per index transaction */
+    char *arc_group;            /* group: compliance readers (files 0640/0660
+                                 * and directories 2750 in it), or NULL */
+
+    /* [directory] */
+    char *dir_webmail;          /* webmail_domains: personal free-mail domains */
 
     /* [spool] */
     char *spool_dir;            /* dir: NULL = ARCHIVE_DIR/spool (cfg_spool_dir) */

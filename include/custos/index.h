@@ -44,6 +44,25 @@
  *   meta(key TEXT PRIMARY KEY, value)       -- store_end: "SEG:OFFSET" the
  *                                           -- store had at the last commit
  *
+ * Version 3 adds governance (addresses and domains lower case, dates ISO):
+ *   employees(address PRIMARY KEY, name, department,
+ *             status 'active'|'leaving'|'departed', departed, successor,
+ *             manager, mobile, updated)
+ *   employee_personal(employee, addr)       -- registered private addresses
+ *   customers(id, name UNIQUE, owner,       -- owner: an employee address
+ *             source 'import'|'learn', updated)
+ *   customer_domains(domain PRIMARY KEY, customer)
+ *   customer_contacts(addr PRIMARY KEY, customer)
+ *   customer_phones(phone, customer)
+ *   accounts(account PRIMARY KEY, bank, holder, updated)  -- the company's
+ *   holds(id, name, query, note, created, created_by, released, released_by,
+ *         seq, release_seq)                 -- chain entries of add/release;
+ *                                           -- name unique among active
+ *   purged(id, sha256, time, rule, seq)     -- tombstones: messages.id gone
+ *   audit(id AUTOINCREMENT, time, user, uid, command, args, results,
+ *         status, detail, seq UNIQUE)       -- seq: its chain entry once
+ *                                           -- sealed (audit.h), else NULL
+ *
  * Every statement binds its parameters; no SQL is built from input.
  */
 #ifndef CUSTOS_INDEX_H
@@ -54,7 +73,7 @@
 #include "custos/msg.h"
 #include "custos/store.h"
 
-#define IDX_SCHEMA_VERSION 2
+#define IDX_SCHEMA_VERSION 3
 
 #define IDX_CREATE 1
 #define IDX_RDONLY 2
