@@ -229,7 +229,8 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     if (store_open(cfg->arc_dir, &so, arc->writable ? STORE_WRITE : 0, &arc->store,
                    error_r) < 0)
         goto fail;
-    if (idx_open(path, arc->writable ? 0 : IDX_RDONLY, &arc->idx, error_r) < 0)
+    if (idx_open(path, arc->writable || (flags & ARC_AUDIT) ? 0 : IDX_RDONLY, &arc->idx,
+                 error_r) < 0)
         goto fail;
     msg_limits_default(&arc->lim);
     arc->lim.message_size = cfg->lim_message_size;

@@ -35,6 +35,7 @@ static const struct cfg_opt cfg_opts[] = {
     { "archive", "key_id", CT_STR, "", 0, 0, O(arc_key_id) },
     { "archive", "batch", CT_INT, "500", 1, 100000, O(arc_batch) },
     { "archive", "group", CT_STR, "", 0, 0, O(arc_group) },
+    { "archive", "departments", CT_STR, "sales", 0, 0, O(arc_departments) },
     { "directory", "webmail_domains", CT_PATH, "/etc/custos/webmail-domains.txt", 0, 0,
       O(dir_webmail) },
     { "spool", "dir", CT_PATH, "", 0, 0, O(spool_dir) },

@@ -836,7 +836,12 @@ int main(int argc, char **argv)
     argv += optind;
     if (argc < 1 && !check_only)
         usage();
-    if (cfg_load(cfg_path(conf), &cfg, &err) < 0)
+    /* verify-export checks an export without the archive: with no
+     * configuration file at all it runs on the defaults. */
+    if (conf == NULL && argc >= 1 && strcmp(argv[0], "verify-export") == 0 &&
+        access(cfg_path(NULL), F_OK) < 0)
+        cfg = cfg_defaults();
+    else if (cfg_load(cfg_path(conf), &cfg, &err) < 0)
         return cli_fail(&err, EX_CONFIG_);
     log_set_level(cfg->log_level);
     if (cfg->log_syslog)

@@ -25,7 +25,9 @@
 #include "custos/replay.h"
 #include "custos/store.h"
 
-#define ARC_WRITE 1
+#define ARC_WRITE 1     /* the writer: takes the archive's lock */
+#define ARC_AUDIT 2     /* a reader that records audit entries (audit.h):
+                         * index.db opened read-write, no lock */
 
 struct arc;
 

@@ -28,6 +28,8 @@ struct cfg {
     int arc_batch;              /* batch: messages per index transaction */
     char *arc_group;            /* group: compliance readers (files 0640/0660
                                  * and directories 2750 in it), or NULL */
+    char *arc_departments;      /* departments: archived departments, comma-
+                                 * separated ("sales"), or NULL */
 
     /* [directory] */
     char *dir_webmail;          /* webmail_domains: personal free-mail domains */
