@@ -630,7 +630,9 @@ static void print_size(guint64 n)
 #ifndef CUSTOS_LEAN
 static int cmd_show(const struct cfg *cfg, int argc, char **argv)
 {
-    int raw = 0, ret = 0;
+    int raw = 0, ret = 0, argc0 = argc;
+    char **argv0 = argv;
+    gint64 audit_id = 0;
     struct arc *arc = NULL;
     struct msg *m = NULL;
     GBytes *data = NULL;
@@ -652,10 +654,15 @@ static int cmd_show(const struct cfg *cfg, int argc, char **argv)
         log_error("show: \"%s\" is not an archive id (a number, from search)", argv[1]);
         return EX_USAGE_;
     }
-    if (arc_open(cfg, 0, &arc, &err) < 0)
+    if (arc_open(cfg, ARC_AUDIT, &arc, &err) < 0)
         return cli_fail(&err, EX_IOERR_);
+    if ((ret = cli_audit_begin(arc_index(arc), argc0, argv0, &audit_id)) != 0) {
+        arc_close(&arc);
+        return ret;
+    }
     if (arc_get_raw(arc, id, &data, &err) < 0) {
         int notfound = strstr(err, "no message with archive id") != NULL;
+        cli_audit_end(arc_index(arc), audit_id, 0, notfound ? 1 : EX_IOERR_, "");
         arc_close(&arc);
         return cli_fail(&err, notfound ? 1 : EX_IOERR_);
     }
@@ -696,6 +703,7 @@ static int cmd_show(const struct cfg *cfg, int argc, char **argv)
             printf("%s\n", (const char *)g_ptr_array_index(m->limits, i));
     }
 out:
+    cli_audit_end(arc_index(arc), audit_id, 1, ret, "");
     msg_free(&m);
     if (data != NULL)
         g_bytes_unref(data);
