@@ -469,9 +469,13 @@ static int keyring_load(struct store *st, char **error_r)
         cus_error(error_r, "key file %s is not a regular file", path);
         goto out;
     }
-    if ((sb.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    /* Compliance readers ([archive] group) may read it; nobody else. */
+    if ((sb.st_mode & S_IRWXO) != 0 || (sb.st_mode & (S_IWGRP | S_IXGRP)) != 0 ||
+        ((sb.st_mode & S_IRGRP) != 0 &&
+         (!st->opts.has_reader_gid || sb.st_gid != (gid_t)st->opts.reader_gid))) {
         cus_error(error_r, "key file %s has mode %04o: it must not be accessible "
-                  "by group or others (chmod 600 %s)", path,
+                  "by others, nor by a group other than [archive] group (chmod 600 %s, "
+                  "or chgrp to that group and chmod 640)", path,
                   (unsigned int)(sb.st_mode & 07777), path);
         goto out;
     }

@@ -46,6 +46,8 @@ struct store_opts {
     int use_dict;           /* train and use a zstd dictionary */
     const char *key_file;   /* keyring or NULL: "ID HEX64" per line */
     const char *key_id;     /* key for new objects; NULL = last in file */
+    int has_reader_gid;     /* the keyring may be readable by group */
+    unsigned reader_gid;    /* reader_gid ([archive] group), never others */
 };
 
 #define STORE_WRITE 1
