@@ -5,17 +5,23 @@
  * where in struct cfg). Loading checks every line: an unknown group or key,
  * a bad value or a missing file is an error naming the file, the line and
  * the key. The struct is immutable once loaded.
+ *
+ * A few groups also take open-ended keys, PREFIX.NAME (cfg_prefixes):
+ * [retention] department.NAME and rule.NAME. Each such key may be given
+ * once; its value is checked like a fixed key's.
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "custos/cfg.h"
 #include "custos/log.h"
+#include "custos/query.h"
 #include "custos/util.h"
 
-enum cfg_type { CT_STR, CT_PATH, CT_BOOL, CT_INT, CT_SIZE, CT_LEVEL };
+enum cfg_type { CT_STR, CT_PATH, CT_BOOL, CT_INT, CT_SIZE, CT_LEVEL, CT_PERIOD };
 
 struct cfg_opt {
     const char *group, *key;
@@ -48,11 +54,180 @@ static const struct cfg_opt cfg_opts[] = {
     { "limits", "expanded_size", CT_SIZE, "256M", 1024, 1LL << 34, O(lim_expanded_size) },
     { "limits", "expansion_ratio", CT_INT, "100", 2, 100000, O(lim_expansion_ratio) },
     { "limits", "text_size", CT_SIZE, "8M", 1024, 1LL << 31, O(lim_text_size) },
+    { "retention", "default", CT_PERIOD, "7y", 0, 0, O(ret_default) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };
 #undef O
 #define N_OPTS (sizeof(cfg_opts) / sizeof(cfg_opts[0]))
+
+/* Open-ended keys: group, "PREFIX." and the one function that takes
+ * NAME and the value. */
+typedef int cfg_prefix_fn(struct cfg *cfg, const char *name, const char *value,
+                          char **error_r);
+static cfg_prefix_fn ret_department, ret_rule;
+
+static const struct cfg_prefix {
+    const char *group, *prefix;
+    cfg_prefix_fn *fn;
+} cfg_prefixes[] = {
+    { "retention", "department.", ret_department },
+    { "retention", "rule.", ret_rule },
+};
+#define N_PREFIXES (sizeof(cfg_prefixes) / sizeof(cfg_prefixes[0]))
+
+/* Longest period of each unit: a thousand years. */
+static const struct { char unit; int max; } period_max[] = {
+    { 'd', 365250 }, { 'w', 52178 }, { 'm', 12000 }, { 'y', 1000 },
+};
+
+int cfg_period_parse(const char *s, struct cfg_period *p, char **error_r)
+{
+    char *end;
+    long n;
+
+    if (g_ascii_strcasecmp(s, "forever") == 0) {
+        p->n = 0;
+        p->unit = 0;
+        return 0;
+    }
+    errno = 0;
+    n = g_ascii_isdigit(*s) ? strtol(s, &end, 10) : -1;
+    if (n < 0 || errno != 0 || end[0] == '\0' || end[1] != '\0')
+        return cus_error(error_r, "expected a period like 30d, 12w, 6m, 7y or forever, "
+                         "not \"%s\"", s);
+    for (size_t i = 0; i < G_N_ELEMENTS(period_max); i++) {
+        if (g_ascii_tolower(*end) != period_max[i].unit)
+            continue;
+        if (n < 1 || n > period_max[i].max)
+            return cus_error(error_r, "period \"%s\" is out of range 1..%d%c", s,
+                             period_max[i].max, period_max[i].unit);
+        p->n = (int)n;
+        p->unit = period_max[i].unit;
+        return 0;
+    }
+    return cus_error(error_r, "period \"%s\": the unit must be d (days), w (weeks), "
+                     "m (months) or y (years)", s);
+}
+
+void cfg_period_format(const struct cfg_period *p, char *buf, size_t size)
+{
+    if (p->unit == 0)
+        g_strlcpy(buf, "forever", size);
+    else
+        g_snprintf(buf, size, "%d%c", p->n, p->unit);
+}
+
+/* Average days (a month is 1/12 of a Gregorian year); forever: infinite. */
+static double period_days(const struct cfg_period *p)
+{
+    switch (p->unit) {
+    case 'd': return p->n;
+    case 'w': return 7.0 * p->n;
+    case 'm': return 365.2425 / 12 * p->n;
+    case 'y': return 365.2425 * p->n;
+    }
+    return HUGE_VAL;
+}
+
+int cfg_period_cmp(const struct cfg_period *a, const struct cfg_period *b)
+{
+    double x = period_days(a), y = period_days(b);
+
+    if (a->unit == 0 || b->unit == 0)
+        return (a->unit == 0) - (b->unit == 0);
+    return x > y + 1e-9 ? 1 : x < y - 1e-9 ? -1 : 0;
+}
+
+/* A department.NAME or rule.NAME entry; NAME given once. */
+static struct cfg_retention *ret_new(struct cfg *cfg, enum cfg_ret_kind kind,
+                                     const char *name, char **error_r)
+{
+    struct cfg_retention *r;
+
+    if (*name == '\0') {
+        cus_error(error_r, "a name must follow the \"%s\"",
+                  kind == CFG_RET_DEPARTMENT ? "department." : "rule.");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_ret_rules; i++)
+        if (cfg->ret_rules[i].kind == kind && strcmp(cfg->ret_rules[i].name, name) == 0) {
+            cus_error(error_r, "given twice");
+            return NULL;
+        }
+    cfg->ret_rules = g_renew(struct cfg_retention, cfg->ret_rules, cfg->n_ret_rules + 1);
+    r = &cfg->ret_rules[cfg->n_ret_rules];
+    memset(r, 0, sizeof(*r));
+    r->kind = kind;
+    return r;
+}
+
+static int ret_department(struct cfg *cfg, const char *name, const char *value,
+                          char **error_r)
+{
+    struct cfg_period p;
+    struct cfg_retention *r;
+
+    if (cfg_period_parse(value, &p, error_r) < 0)
+        return -1;
+    if ((r = ret_new(cfg, CFG_RET_DEPARTMENT, name, error_r)) == NULL)
+        return -1;
+    r->name = g_strdup(name);
+    r->period = p;
+    cfg->n_ret_rules++;
+    return 0;
+}
+
+/* "PERIOD QUERY": the query is compiled here, so a syntax error is found
+ * when the file is loaded, not at the retention run. */
+static int ret_rule(struct cfg *cfg, const char *name, const char *value, char **error_r)
+{
+    const char *sp = value;
+    struct cfg_period p;
+    struct cfg_retention *r;
+    struct qry *q = NULL;
+    char *period, *err = NULL;
+    int ret;
+
+    for (const char *c = name; *c != '\0'; c++)
+        if (!g_ascii_isalnum(*c) && *c != '_' && *c != '-')
+            return cus_error(error_r, "a rule name is letters, digits, '_' and '-', "
+                             "not \"%s\"", name);
+    while (*sp != '\0' && !g_ascii_isspace(*sp))
+        sp++;
+    period = g_strndup(value, (gsize)(sp - value));
+    ret = cfg_period_parse(period, &p, error_r);
+    g_free(period);
+    if (ret < 0)
+        return -1;
+    while (g_ascii_isspace(*sp))
+        sp++;
+    if (*sp == '\0')
+        return cus_error(error_r, "expected PERIOD QUERY (e.g. \"10y from:@legal.example\"), "
+                         "but there is no query");
+    if (qry_compile(sp, &q, &err) < 0) {
+        cus_error(error_r, "%s", err);
+        g_free(err);
+        return -1;
+    }
+    qry_free(&q);
+    if ((r = ret_new(cfg, CFG_RET_QUERY, name, error_r)) == NULL)
+        return -1;
+    r->name = g_strdup(name);
+    r->period = p;
+    r->query = g_strdup(sp);
+    cfg->n_ret_rules++;
+    return 0;
+}
+
+static const struct cfg_prefix *prefix_find(const char *group, const char *key)
+{
+    for (size_t i = 0; i < N_PREFIXES; i++)
+        if (strcmp(cfg_prefixes[i].group, group) == 0 &&
+            (key == NULL || g_str_has_prefix(key, cfg_prefixes[i].prefix)))
+            return &cfg_prefixes[i];
+    return NULL;
+}
 
 const char *cfg_path(const char *explicit_path)
 {
@@ -144,6 +319,8 @@ static int opt_set(struct cfg *cfg, const struct cfg_opt *opt, const char *text,
             return cus_error(error_r, "expected debug, info, warning or error, not \"%s\"", text);
         *(int *)p = lvl;
         return 0;
+    case CT_PERIOD:
+        return cfg_period_parse(text, (struct cfg_period *)p, error_r);
     }
     return cus_error(error_r, "internal: bad option type");
 }
@@ -203,6 +380,7 @@ int cfg_load(const char *path, struct cfg **cfg_r, char **error_r)
     for (int i = 0; lines[i] != NULL; i++) {
         char *line = g_strstrip(lines[i]), *eq, *key, *val;
         const struct cfg_opt *opt;
+        const struct cfg_prefix *pfx;
 
         if (*line == '\0' || *line == '#' || *line == ';')
             continue;
@@ -214,7 +392,7 @@ int cfg_load(const char *path, struct cfg **cfg_r, char **error_r)
             }
             g_free(group);
             group = g_strndup(line + 1, (gsize)(close - line - 1));
-            if (opt_find(group, NULL) == NULL) {
+            if (opt_find(group, NULL) == NULL && prefix_find(group, NULL) == NULL) {
                 cus_error(error_r, "config %s:%d: unknown group [%s]", path, i + 1, group);
                 goto out;
             }
@@ -232,7 +410,8 @@ int cfg_load(const char *path, struct cfg **cfg_r, char **error_r)
         *eq = '\0';
         key = g_strstrip(line);
         opt = opt_find(group, key);
-        if (opt == NULL) {
+        pfx = opt == NULL ? prefix_find(group, key) : NULL;
+        if (opt == NULL && pfx == NULL) {
             cus_error(error_r, "config %s:%d: unknown key \"%s\" in [%s]", path, i + 1, key, group);
             goto out;
         }
@@ -240,7 +419,8 @@ int cfg_load(const char *path, struct cfg **cfg_r, char **error_r)
         val = gerr == NULL ? g_key_file_get_string(kf, group, key, NULL) : NULL;
         if (val == NULL)
             val = g_strdup(g_strstrip(eq + 1));
-        if (opt_set(cfg, opt, val, &err) < 0) {
+        if (opt != NULL ? opt_set(cfg, opt, val, &err) < 0
+                        : pfx->fn(cfg, key + strlen(pfx->prefix), val, &err) < 0) {
             cus_error(error_r, "config %s:%d: [%s] %s: %s", path, i + 1, group, key, err);
             g_free(val);
             goto out;
@@ -277,6 +457,11 @@ void cfg_free(struct cfg **cfgp)
     for (size_t i = 0; i < N_OPTS; i++)
         if (cfg_opts[i].type == CT_STR || cfg_opts[i].type == CT_PATH)
             g_free(*(char **)((char *)cfg + cfg_opts[i].off));
+    for (size_t i = 0; i < cfg->n_ret_rules; i++) {
+        g_free(cfg->ret_rules[i].name);
+        g_free(cfg->ret_rules[i].query);
+    }
+    g_free(cfg->ret_rules);
     g_free(cfg->path);
     g_free(cfg);
     *cfgp = NULL;
@@ -289,16 +474,36 @@ char *cfg_spool_dir(const struct cfg *cfg)
     return g_build_filename(cfg->arc_dir, "spool", NULL);
 }
 
+/* The open-ended keys of group, as they would be written. */
+static void dump_prefixed(const struct cfg *cfg, const char *group, FILE *out)
+{
+    char period[16];
+
+    if (strcmp(group, "retention") != 0)
+        return;
+    for (size_t i = 0; i < cfg->n_ret_rules; i++) {
+        const struct cfg_retention *r = &cfg->ret_rules[i];
+
+        cfg_period_format(&r->period, period, sizeof(period));
+        if (r->kind == CFG_RET_DEPARTMENT)
+            fprintf(out, "department.%s = %s\n", r->name, period);
+        else
+            fprintf(out, "rule.%s = %s %s\n", r->name, period, r->query);
+    }
+}
+
 void cfg_dump(const struct cfg *cfg, FILE *out)
 {
     static const char *levels[] = { "debug", "info", "warning", "error" };
     const char *group = "";
+    char period[16];
 
     for (size_t i = 0; i < N_OPTS; i++) {
         const struct cfg_opt *o = &cfg_opts[i];
         const char *p = (const char *)cfg + o->off;
 
         if (strcmp(group, o->group) != 0) {
+            dump_prefixed(cfg, group, out);
             fprintf(out, "%s[%s]\n", i ? "\n" : "", o->group);
             group = o->group;
         }
@@ -320,6 +525,11 @@ void cfg_dump(const struct cfg *cfg, FILE *out)
         case CT_LEVEL:
             fprintf(out, "%s\n", levels[*(const int *)p]);
             break;
+        case CT_PERIOD:
+            cfg_period_format((const struct cfg_period *)p, period, sizeof(period));
+            fprintf(out, "%s\n", period);
+            break;
         }
     }
+    dump_prefixed(cfg, group, out);
 }

@@ -10,10 +10,27 @@
 #ifndef CUSTOS_CFG_H
 #define CUSTOS_CFG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #define CFG_DEFAULT_PATH "/etc/custos/custos.conf"
+
+/* A retention period: n units, or forever (unit 0). */
+struct cfg_period {
+    int n;
+    char unit;                  /* 'd', 'w', 'm', 'y'; 0 = forever */
+};
+
+enum cfg_ret_kind { CFG_RET_DEPARTMENT, CFG_RET_QUERY };
+
+/* One department.NAME or rule.NAME of [retention], in file order. */
+struct cfg_retention {
+    enum cfg_ret_kind kind;
+    char *name;                 /* the department, or the rule's name */
+    struct cfg_period period;
+    char *query;                /* CFG_RET_QUERY: the query text */
+};
 
 struct cfg {
     char *path;                 /* the file this came from */
@@ -50,6 +67,11 @@ struct cfg {
     int lim_expansion_ratio;    /* expansion_ratio: archive members */
     uint64_t lim_text_size;     /* text_size: extracted text kept per message */
 
+    /* [retention] */
+    struct cfg_period ret_default;      /* default */
+    struct cfg_retention *ret_rules;    /* department.NAME, rule.NAME */
+    size_t n_ret_rules;
+
     /* [log] */
     int log_level;              /* level */
     int log_syslog;             /* syslog */
@@ -68,6 +90,13 @@ void cfg_free(struct cfg **cfg);
 
 /* The spool directory: [spool] dir, else ARCHIVE_DIR/spool (g_free it). */
 char *cfg_spool_dir(const struct cfg *cfg);
+
+/* Parse a period ("30d", "6m", "7y", "forever"); -1 with why if not one. */
+int cfg_period_parse(const char *s, struct cfg_period *p, char **error_r);
+/* A period as written in the file ("7y", "forever"), into buf (>= 16 bytes). */
+void cfg_period_format(const struct cfg_period *p, char *buf, size_t size);
+/* Which of two periods is longer: > 0 a, < 0 b, 0 the same. */
+int cfg_period_cmp(const struct cfg_period *a, const struct cfg_period *b);
 
 /* Print every option with its current value, key-file syntax. */
 void cfg_dump(const struct cfg *cfg, FILE *out);
