@@ -20,6 +20,7 @@
 #include "custos/audit.h"
 #include "custos/chain.h"
 #include "custos/log.h"
+#include "custos/perm.h"
 #include "custos/replay.h"
 #include "custos/util.h"
 
@@ -53,7 +54,13 @@ static char *index_path(const char *dir)
 
 static void store_opts_from(const struct cfg *cfg, struct store_opts *o)
 {
+    gid_t gid;
+
     memset(o, 0, sizeof(*o));
+    if (perm_group(cfg, &gid, NULL) > 0) {
+        o->has_reader_gid = 1;
+        o->reader_gid = gid;
+    }
     o->segment_size = cfg->arc_segment_size;
     o->zstd_level = cfg->arc_zstd_level;
     o->use_dict = cfg->arc_dict;
@@ -61,24 +68,68 @@ static void store_opts_from(const struct cfg *cfg, struct store_opts *o)
     o->key_id = cfg->arc_key_id;
 }
 
+/* The modes and group perm.h describes, on everything the archive has:
+ * init makes them so and repairs them when run again. */
+static int arc_apply_perms(const struct cfg *cfg, char **error_r)
+{
+    char *store = g_build_filename(cfg->arc_dir, "store", NULL);
+    GDir *d = NULL;
+    const char *n;
+    int ret = -1;
+
+    if (perm_apply(cfg, cfg->arc_dir, PERM_DIR, error_r) < 0 ||
+        perm_apply(cfg, store, PERM_DIR, error_r) < 0)
+        goto out;
+    for (const char *const *sfx = (const char *const[]){ "", "-wal", "-shm", NULL };
+         *sfx != NULL; sfx++) {
+        char *p = g_strconcat(cfg->arc_dir, "/index.db", *sfx, NULL);
+        int r = access(p, F_OK) == 0 ? perm_apply(cfg, p, PERM_SHARED, error_r) : 0;
+        g_free(p);
+        if (r < 0)
+            goto out;
+    }
+    d = g_dir_open(store, 0, NULL);
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL) {
+        char *p;
+        int r;
+
+        if (strcmp(n, "lock") == 0)
+            continue;
+        p = g_build_filename(store, n, NULL);
+        r = perm_apply(cfg, p, 0, error_r);
+        g_free(p);
+        if (r < 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    if (d != NULL)
+        g_dir_close(d);
+    g_free(store);
+    return ret;
+}
+
 int arc_init(const struct cfg *cfg, char **error_r)
 {
     struct idx *idx = NULL;
     char *path;
     int ret;
+    gid_t gid;
 
+    if (perm_group(cfg, &gid, error_r) < 0)
+        return -1;
     if (cus_mkdirs(cfg->arc_dir, 0700, error_r) < 0)
         return -1;
-    if (chmod(cfg->arc_dir, 0700) < 0)
-        return cus_error_errno(error_r, "chmod(%s) failed", cfg->arc_dir);
+    if (perm_apply(cfg, cfg->arc_dir, PERM_DIR, error_r) < 0)
+        return -1;
     if (store_init(cfg->arc_dir, error_r) < 0)
         return -1;
     path = index_path(cfg->arc_dir);
     ret = idx_open(path, IDX_CREATE, &idx, error_r);
     idx_close(&idx);
-    if (ret == 0 && chmod(path, 0600) < 0)
-        ret = cus_error_errno(error_r, "chmod(%s) failed", path);
     g_free(path);
+    if (ret == 0)
+        ret = arc_apply_perms(cfg, error_r);
     return ret;
 }
 
@@ -220,10 +271,21 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     arc->cfg = cfg;
     arc->dir = g_strdup(cfg->arc_dir);
     arc->writable = (flags & ARC_WRITE) != 0;
-    if (stat(path, &st) < 0) {
+    if (stat(path, &st) < 0 && errno != EACCES) {
         cus_error(error_r, "no archive at %s (index.db missing): run custos-archive init",
                   cfg->arc_dir);
         goto fail;
+    }
+    if (perm_check(cfg, cfg->arc_dir, X_OK, error_r) < 0 ||
+        perm_check(cfg, path, R_OK | (flags & (ARC_WRITE | ARC_AUDIT) ? W_OK : 0),
+                   error_r) < 0)
+        goto fail;
+    if (arc->writable) {
+        char *sdir = g_build_filename(cfg->arc_dir, "store", NULL);
+        int r = perm_check(cfg, sdir, W_OK | X_OK, error_r);
+        g_free(sdir);
+        if (r < 0)
+            goto fail;
     }
     store_opts_from(cfg, &so);
     if (store_open(cfg->arc_dir, &so, arc->writable ? STORE_WRITE : 0, &arc->store,
@@ -256,6 +318,7 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     return 0;
 fail:
     g_free(path);
+    arc->failed = 1;        /* nothing to flush, no checkpoint */
     arc_close(&arc);
     return -1;
 }

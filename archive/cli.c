@@ -102,3 +102,8 @@ void cli_audit_end(struct idx *idx, gint64 id, gint64 results, int status, const
         g_free(err);
     }
 }
+
+int cli_open_status(const char *err)
+{
+    return err != NULL && g_str_has_prefix(err, "permission denied") ? EX_NOPERM_ : EX_IOERR_;
+}

@@ -106,7 +106,7 @@ int cmd_audit(const struct cfg *cfg, int argc, char **argv)
     if (optind != argc)
         cli_usage(AUDIT_USAGE);
     if (arc_open(cfg, ARC_AUDIT, &arc, &err) < 0)
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     /* Reading the audit log is recorded too. */
     if ((ret = cli_audit_begin(arc_index(arc), argc, argv, &audit_id)) != 0) {
         arc_close(&arc);

@@ -26,6 +26,7 @@
 #include "custos/import.h"
 #include "custos/ingest.h"
 #include "custos/log.h"
+#include "custos/perm.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 #include "custos/verify.h"
@@ -72,10 +73,15 @@ static int index_open(const struct cfg *cfg, int flags, struct idx **idx_r, char
     char *path = g_build_filename(cfg->arc_dir, "index.db", NULL);
     int ret;
 
-    if (access(path, F_OK) < 0) {
+    if (access(path, F_OK) < 0 && errno != EACCES) {
         g_free(path);
         return cus_error(error_r, "no archive at %s (index.db missing): run custos-archive init",
                          cfg->arc_dir);
+    }
+    if (perm_check(cfg, cfg->arc_dir, X_OK, error_r) < 0 ||
+        perm_check(cfg, path, R_OK | (flags & IDX_RDONLY ? 0 : W_OK), error_r) < 0) {
+        g_free(path);
+        return -1;
     }
     ret = idx_open(path, flags, idx_r, error_r);
     g_free(path);
@@ -151,7 +157,7 @@ static int cmd_import(const struct cfg *cfg, int argc, char **argv)
     if (argc < 2)
         usage();
     if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0)
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     st.total_bytes = imp_measure(argv + 1, argc - 1);
     for (int i = 1; i < argc && ret == 0; i++)
         if (imp_path(arc, argv[i], &st, import_progress, &pr, &err) < 0)
@@ -313,7 +319,7 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
         usage();
     acfg.arc_batch = io.batch;
     if (arc_open(&acfg, ARC_WRITE, &arc, &err) < 0)
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     spool = cfg_spool_dir(cfg);
     if (io.follow && cfg->chain_interval > 0) {
         io.tick = ingest_checkpoint;
@@ -464,7 +470,7 @@ static int cmd_checkpoint(const struct cfg *cfg, int argc, char **argv)
         usage();
     if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0 || arc_checkpoint(arc, 1, &ci, &err) < 0) {
         arc_close(&arc);
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     }
     arc_close(&arc);
     if (!ci.made) {
@@ -590,7 +596,7 @@ static int cmd_search(const struct cfg *cfg, int argc, char **argv)
     query = g_strjoinv(" ", argv + optind);
     if (index_open(cfg, 0, &idx, &err) < 0) {
         g_free(query);
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     }
     if ((ret = cli_audit_begin(idx, argc, argv, &audit_id)) != 0) {
         idx_close(&idx);
@@ -655,7 +661,7 @@ static int cmd_show(const struct cfg *cfg, int argc, char **argv)
         return EX_USAGE_;
     }
     if (arc_open(cfg, ARC_AUDIT, &arc, &err) < 0)
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     if ((ret = cli_audit_begin(arc_index(arc), argc0, argv0, &audit_id)) != 0) {
         arc_close(&arc);
         return ret;
@@ -760,7 +766,7 @@ static int cmd_stats(const struct cfg *cfg, int argc, char **argv)
     if (argc > 2 || (argc == 2 && !json))
         usage();
     if (index_open(cfg, IDX_RDONLY, &idx, &err) < 0)
-        return cli_fail(&err, EX_IOERR_);
+        return cli_fail(&err, cli_open_status(err));
     if (idx_stats(idx, &s, &err) < 0) {
         idx_close(&idx);
         return cli_fail(&err, EX_IOERR_);

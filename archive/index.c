@@ -206,6 +206,11 @@ int idx_open(const char *path, int flags, struct idx **idx_r, char **error_r)
     if (tok_register(idx->db, error_r) < 0)
         goto fail;
     if (!(flags & IDX_RDONLY)) {
+        int persist = 1;
+
+        /* The -wal and -shm files outlive each connection: a reader of the
+         * archive's group never has to create a file (perm.h). */
+        sqlite3_file_control(idx->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
         if (idx_exec(idx, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                           " PRAGMA foreign_keys=OFF", error_r) < 0 ||
             idx_migrate(idx, error_r) < 0)

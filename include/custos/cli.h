@@ -45,6 +45,10 @@ gint64 cli_count(const char *opt, const char *s);
  * time; -1 and *error_r if it is neither. */
 gint64 cli_date(const char *opt, const char *s, char **error_r);
 
+/* The exit status for an archive that could not be opened: 77 when
+ * permission was denied (perm.h), else 74. */
+int cli_open_status(const char *err);
+
 /* argv[1..] as one line, each argument shell-quoted when it needs it. */
 char *cli_args(int argc, char **argv);
 
