@@ -947,6 +947,82 @@ static int move_aside(const char *path, gint64 now, char **error_r)
     return ret;
 }
 
+/* What the segments do not hold comes from the old index, if it can be
+ * read: the directory (imported from CSV files; its changes are in the
+ * audit log) and audit entries not sealed yet. A failure is logged: the
+ * index is still whole, the directory can be imported again. */
+static void keep_from_old(struct idx *idx, const char *old_path)
+{
+    static const char *const tables[] = {
+        "employees", "employee_personal", "customers", "customer_domains",
+        "customer_contacts", "customer_phones", "accounts",
+    };
+    sqlite3 *db = idx_db(idx);
+    sqlite3_stmt *st = NULL;
+    char *err = NULL, *sql;
+    gint64 copied = 0;
+
+    if (sqlite3_prepare_v2(db, "ATTACH ? AS old", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, old_path, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_DONE) {
+        log_warn("reindex: the old index %s cannot be read (%s): the directory is not "
+                 "carried over; import it again (custos-archive directory import)", old_path,
+                 sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return;
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, &err) != SQLITE_OK)
+        goto fail;
+    for (size_t i = 0; i < G_N_ELEMENTS(tables); i++) {
+        gint64 n = 0;
+
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM old.sqlite_master WHERE type = 'table'"
+                               " AND name = ?", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_bind_text(st, 1, tables[i], -1, SQLITE_STATIC) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (n == 0)
+            continue;
+        sql = g_strdup_printf("INSERT INTO main.%s SELECT * FROM old.%s", tables[i],
+                              tables[i]);
+        if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+            g_free(sql);
+            goto fail;
+        }
+        g_free(sql);
+        copied += sqlite3_changes(db);
+    }
+    /* Entries not sealed yet keep their ids; the ids go on after the
+     * highest either index has seen. */
+    if (sqlite3_exec(db, "INSERT INTO main.audit SELECT * FROM old.audit WHERE seq IS NULL"
+                     " AND id NOT IN (SELECT id FROM main.audit);"
+                     "DELETE FROM main.sqlite_sequence WHERE name = 'audit';"
+                     "INSERT INTO main.sqlite_sequence(name, seq) SELECT 'audit',"
+                     " max(coalesce((SELECT max(seq) FROM old.sqlite_sequence"
+                     " WHERE name = 'audit'), 0), coalesce((SELECT max(id) FROM main.audit),"
+                     " 0));", NULL, NULL, &err) != SQLITE_OK &&
+        strstr(err != NULL ? err : "", "no such table") == NULL)
+        goto fail;
+    sqlite3_free(err);
+    err = NULL;
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, &err) != SQLITE_OK)
+        goto fail;
+    if (copied > 0)
+        log_info("reindex: %" G_GINT64_FORMAT " directory rows carried over from %s", copied,
+                 old_path);
+    sqlite3_exec(db, "DETACH old", NULL, NULL, NULL);
+    return;
+fail:
+    log_warn("reindex: carrying the directory over from %s failed (%s): import it again "
+             "(custos-archive directory import)", old_path, err != NULL ? err :
+             sqlite3_errmsg(db));
+    sqlite3_free(err);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(db, "DETACH old", NULL, NULL, NULL);
+}
+
 int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char **error_r)
 {
     char *path = index_path(cfg->arc_dir);
@@ -991,7 +1067,13 @@ int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char 
     g_snprintf(buf, sizeof(buf), "%u:%" G_GUINT64_FORMAT, end.segment, end.offset);
     if (idx_meta_set(idx, "store_end", buf, error_r) < 0 || idx_commit(idx, error_r) < 0)
         goto out;
-    idx_close(&idx);        /* the last connection: WAL folded into the file */
+    if (access(path, F_OK) == 0)
+        keep_from_old(idx, path);
+    /* The last connection: WAL folded into the file, then gone. */
+    sqlite3_exec(idx_db(idx), "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    idx_close(&idx);
+    unlink(tmp_wal);
+    unlink(tmp_shm);
     if ((rs->problems > 0 || rs->pending > 0) && !force) {
         /* Do not swap a good index for one that misses things. */
         cus_error(error_r, "%" G_GINT64_FORMAT " records could not be indexed (see above): "
@@ -1024,7 +1106,9 @@ int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char 
     }
     unlink(wal);
     unlink(shm);
-    if (chmod(tmp, 0600) < 0 || rename(tmp, path) < 0) {
+    if (perm_apply(cfg, tmp, PERM_SHARED, error_r) < 0)
+        goto out;
+    if (rename(tmp, path) < 0) {
         cus_error_errno(error_r, "putting the new index in place (%s) failed", path);
         goto out;
     }

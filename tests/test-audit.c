@@ -312,8 +312,23 @@ static void test_audit_reindex(void)
     n = sql_int("SELECT count(*) FROM audit");
     sum = sql_int("SELECT sum(id * 7 + results + status + seq + length(args) + length(user))"
                   " FROM audit");
+    /* An employee (the directory is not in the segments) and an entry
+     * not sealed yet: both carried over from the old index. */
+    {
+        sqlite3 *db = NULL;
+        CU_ASSERT_EQUAL_FATAL(sqlite3_open(au_index, &db), SQLITE_OK);
+        CU_ASSERT_EQUAL(sqlite3_exec(db, "INSERT INTO employees VALUES ('li.na@example.cn',"
+                                     " '李娜', 'sales', 'active', '', '', '', '', 0)", NULL,
+                                     NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    CU_ASSERT_EQUAL(cli(&out, &err, "search", "--count", "pending-entry", NULL), 0);
+    g_free(out); g_free(err);
     CU_ASSERT_EQUAL(cli(&out, &err, "reindex", NULL), 0);
     g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(sql_int("SELECT count(*) FROM employees WHERE name = '李娜'"), 1);
+    CU_ASSERT_EQUAL(sql_int("SELECT count(*) FROM audit WHERE args = '--count pending-entry'"
+                            " AND seq IS NULL"), 1);
     /* the reindex's own entry is not there yet */
     CU_ASSERT_EQUAL(sql_int("SELECT count(*) FROM audit WHERE seq IS NOT NULL"), n);
     CU_ASSERT_EQUAL(sql_int("SELECT sum(id * 7 + results + status + seq + length(args) +"
