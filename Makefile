@@ -26,7 +26,8 @@ LDLIBS_ALL  = -Wl,--as-needed $(shell pkg-config --libs $(PKGS)) -lpthread -lm $
 DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
               libgmime-3.0-dev libglib2.0-dev libsqlite3-dev libarchive-dev \
               libzstd-dev libssl-dev zlib1g-dev libcunit1-dev libjson-glib-dev \
-              python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3 openssl
+              python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3 openssl \
+              libmilter-dev postfix swaks miltertest
 
 LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
 CMD_SRC    := $(wildcard archive/cmd-*.c)
@@ -143,6 +144,7 @@ deps:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
 

@@ -21,7 +21,7 @@
 #include "custos/query.h"
 #include "custos/util.h"
 
-enum cfg_type { CT_STR, CT_PATH, CT_BOOL, CT_INT, CT_SIZE, CT_LEVEL, CT_PERIOD };
+enum cfg_type { CT_STR, CT_PATH, CT_BOOL, CT_INT, CT_SIZE, CT_LEVEL, CT_PERIOD, CT_ENUM };
 
 struct cfg_opt {
     const char *group, *key;
@@ -32,6 +32,17 @@ struct cfg_opt {
 };
 
 #define O(f) offsetof(struct cfg, f)
+
+/* CT_ENUM options: the words each takes (NULL-terminated); the int stored
+ * is the index of the word given. */
+static const char *const cfg_scope_names[] = { "all", "departments", NULL };
+static const struct {
+    size_t off;
+    const char *const *words;
+} cfg_enums[] = {
+    { O(arc_scope), cfg_scope_names },
+};
+
 static const struct cfg_opt cfg_opts[] = {
     { "archive", "dir", CT_PATH, "/var/lib/custos", 0, 0, O(arc_dir) },
     { "archive", "segment_size", CT_SIZE, "256M", 1 << 16, 1LL << 40, O(arc_segment_size) },
@@ -42,6 +53,7 @@ static const struct cfg_opt cfg_opts[] = {
     { "archive", "batch", CT_INT, "500", 1, 100000, O(arc_batch) },
     { "archive", "group", CT_STR, "", 0, 0, O(arc_group) },
     { "archive", "departments", CT_STR, "sales", 0, 0, O(arc_departments) },
+    { "archive", "scope", CT_ENUM, "all", 0, 0, O(arc_scope) },
     { "directory", "webmail_domains", CT_PATH, "/etc/custos/webmail-domains.txt", 0, 0,
       O(dir_webmail) },
     { "spool", "dir", CT_PATH, "", 0, 0, O(spool_dir) },
@@ -55,6 +67,13 @@ static const struct cfg_opt cfg_opts[] = {
     { "limits", "expansion_ratio", CT_INT, "100", 2, 100000, O(lim_expansion_ratio) },
     { "limits", "text_size", CT_SIZE, "8M", 1024, 1LL << 31, O(lim_text_size) },
     { "retention", "default", CT_PERIOD, "7y", 0, 0, O(ret_default) },
+    /* [milter]: custos-milter */
+    { "milter", "socket", CT_STR, "unix:/run/custos/milter.sock", 0, 0, O(mlt_socket) },
+    { "milter", "user", CT_STR, "custos", 0, 0, O(mlt_user) },
+    { "milter", "group", CT_STR, "", 0, 0, O(mlt_group) },
+    { "milter", "pid_file", CT_PATH, "/run/custos/custos-milter.pid", 0, 0, O(mlt_pid_file) },
+    { "milter", "timeout", CT_INT, "300", 1, 86400, O(mlt_timeout) },
+    { "milter", "backlog", CT_INT, "128", 1, 65535, O(mlt_backlog) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };
@@ -268,6 +287,14 @@ static int parse_size(const char *s, unsigned long long *v)
     return 0;
 }
 
+static const char *const *enum_words(const struct cfg_opt *opt)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(cfg_enums); i++)
+        if (cfg_enums[i].off == opt->off)
+            return cfg_enums[i].words;
+    log_fatal("internal: no words for [%s] %s", opt->group, opt->key);
+}
+
 /* Store text as the value of opt in cfg; an error says what was expected. */
 static int opt_set(struct cfg *cfg, const struct cfg_opt *opt, const char *text,
                    char **error_r)
@@ -321,6 +348,19 @@ static int opt_set(struct cfg *cfg, const struct cfg_opt *opt, const char *text,
         return 0;
     case CT_PERIOD:
         return cfg_period_parse(text, (struct cfg_period *)p, error_r);
+    case CT_ENUM: {
+        const char *const *choices = enum_words(opt);
+        char *words;
+        for (int i = 0; choices[i] != NULL; i++)
+            if (strcmp(text, choices[i]) == 0) {
+                *(int *)p = i;
+                return 0;
+            }
+        words = g_strjoinv(", ", (char **)choices);
+        cus_error(error_r, "expected one of %s, not \"%s\"", words, text);
+        g_free(words);
+        return -1;
+    }
     }
     return cus_error(error_r, "internal: bad option type");
 }
@@ -528,6 +568,9 @@ void cfg_dump(const struct cfg *cfg, FILE *out)
         case CT_PERIOD:
             cfg_period_format((const struct cfg_period *)p, period, sizeof(period));
             fprintf(out, "%s\n", period);
+            break;
+        case CT_ENUM:
+            fprintf(out, "%s\n", enum_words(o)[*(const int *)p]);
             break;
         }
     }

@@ -24,6 +24,9 @@ struct cfg_period {
 
 enum cfg_ret_kind { CFG_RET_DEPARTMENT, CFG_RET_QUERY };
 
+/* [archive] scope: every message, or only mail of [archive] departments. */
+enum cfg_scope { CFG_SCOPE_ALL, CFG_SCOPE_DEPARTMENTS };
+
 /* One department.NAME or rule.NAME of [retention], in file order. */
 struct cfg_retention {
     enum cfg_ret_kind kind;
@@ -47,6 +50,7 @@ struct cfg {
                                  * and directories 2750 in it), or NULL */
     char *arc_departments;      /* departments: archived departments, comma-
                                  * separated ("sales"), or NULL */
+    int arc_scope;              /* scope: what custos-milter archives */
 
     /* [directory] */
     char *dir_webmail;          /* webmail_domains: personal free-mail domains */
@@ -71,6 +75,16 @@ struct cfg {
     struct cfg_period ret_default;      /* default */
     struct cfg_retention *ret_rules;    /* department.NAME, rule.NAME */
     size_t n_ret_rules;
+
+    /* [milter] */
+    char *mlt_socket;           /* socket: unix:/PATH or inet:PORT@HOST (libmilter) */
+    char *mlt_user;             /* user: run as this user once the socket is
+                                 * open (when started as root), or NULL */
+    char *mlt_group;            /* group: its group, NULL = the user's primary
+                                 * group; a unix socket is given to it (0660) */
+    char *mlt_pid_file;         /* pid_file: written when running as a daemon */
+    int mlt_timeout;            /* timeout: seconds libmilter waits for the MTA */
+    int mlt_backlog;            /* backlog: listen(2) queue of the milter socket */
 
     /* [log] */
     int log_level;              /* level */
