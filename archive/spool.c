@@ -3,10 +3,12 @@
  *
  * Writer: SPOOL/tmp/ID, written, fsync'd, closed, renamed to SPOOL/new/ID,
  * then SPOOL/new/ fsync'd; on any error the temp file (or the renamed
- * entry, if only the directory fsync failed) is removed. Reader: the whole
- * file in memory, parsed strictly (spool.h); the parser never reads past
- * the buffer it is given and names the header line of every error. Failed
- * entries are renamed, never deleted.
+ * entry, if only the directory fsync failed) is removed. The streaming
+ * writer does the same with format 2: the message first, through a small
+ * buffer and an incremental SHA-256, the envelope at commit. Reader: the
+ * whole file in memory, parsed strictly (spool.h), either format; the
+ * parser never reads past the buffer it is given and names the line of
+ * every error. Failed entries are renamed, never deleted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,11 +17,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <openssl/evp.h>
 #include "custos/spool.h"
 
 #define SPOOL_MODE_DIR 0770
 #define SPOOL_MODE_FILE 0640
+#define SPOOL_WBUF (64 * 1024)       /* the streaming writer's buffer */
+#define SPOOL_LAST_MAX 32            /* "envelope " and up to 19 digits, LF */
 
 enum { K_TIME, K_CLIENT, K_SENDER, K_RCPT, K_QUEUE_ID, K_SOURCE, K_SIZE, K_SHA256, K_N };
 
@@ -109,6 +115,19 @@ static void put_value(GString *h, const char *key, const char *v)
     g_free(u);
 }
 
+/* The envelope lines, time .. sha256, in both formats. */
+static void put_envelope(GString *h, const struct spool_entry *e, guint64 len, const char *hex)
+{
+    g_string_append_printf(h, "time %" G_GINT64_FORMAT "\n", e->time);
+    put_value(h, "client", e->client);
+    put_value(h, "sender", e->sender);
+    for (int i = 0; e->rcpts != NULL && e->rcpts[i] != NULL; i++)
+        put_value(h, "rcpt", e->rcpts[i]);
+    put_value(h, "queue-id", e->queue_id);
+    put_value(h, "source", e->source);
+    g_string_append_printf(h, "size %" G_GUINT64_FORMAT "\nsha256 %s\n", len, hex);
+}
+
 /* A fresh id: TIME.USEC.PID.RANDOM16HEX. */
 static void new_id(char id[SPOOL_ID_MAX + 1])
 {
@@ -117,6 +136,28 @@ static void new_id(char id[SPOOL_ID_MAX + 1])
     g_snprintf(id, SPOOL_ID_MAX + 1, "%" G_GINT64_FORMAT ".%06d.%ld.%08x%08x",
                now / G_USEC_PER_SEC, (int)(now % G_USEC_PER_SEC), (long)getpid(),
                g_random_int(), g_random_int());
+}
+
+/* A fresh entry's temp file in tmp/ (O_EXCL), its id and path. */
+static int open_tmp(const char *spool_dir, char id[SPOOL_ID_MAX + 1], char **tmp_r,
+                    char **error_r)
+{
+    char *tmp = NULL;
+    int fd = -1;
+
+    for (int tries = 0; fd < 0; tries++) {
+        new_id(id);
+        g_free(tmp);
+        tmp = sub_path(spool_dir, "tmp", id);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
+        if (fd < 0 && (errno != EEXIST || tries >= 10)) {
+            cus_error_errno(error_r, "open(%s) failed", tmp);
+            g_free(tmp);
+            return -1;
+        }
+    }
+    *tmp_r = tmp;
+    return fd;
 }
 
 int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
@@ -142,30 +183,17 @@ int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
     cus_hex(sha, CUS_SHA256_LEN, hex);
     h = g_string_sized_new(512);
     g_string_append(h, SPOOL_MAGIC "\n");
-    g_string_append_printf(h, "time %" G_GINT64_FORMAT "\n", e->time);
-    put_value(h, "client", e->client);
-    put_value(h, "sender", e->sender);
-    for (int i = 0; e->rcpts != NULL && e->rcpts[i] != NULL; i++)
-        put_value(h, "rcpt", e->rcpts[i]);
-    put_value(h, "queue-id", e->queue_id);
-    put_value(h, "source", e->source);
-    g_string_append_printf(h, "size %zu\nsha256 %s\n\n", (size_t)len, hex);
+    put_envelope(h, e, len, hex);
+    g_string_append_c(h, '\n');
     if (h->len > SPOOL_HEADER_MAX) {
         cus_error(error_r, "spool: envelope of %zu bytes is over the limit of %d",
                   h->len, SPOOL_HEADER_MAX);
         goto out;
     }
     newdir = g_build_filename(spool_dir, "new", NULL);
-    for (int tries = 0; fd < 0; tries++) {
-        new_id(id);
-        g_free(tmp);
-        tmp = sub_path(spool_dir, "tmp", id);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
-        if (fd < 0 && (errno != EEXIST || tries >= 10)) {
-            cus_error_errno(error_r, "open(%s) failed", tmp);
-            goto out;
-        }
-    }
+    fd = open_tmp(spool_dir, id, &tmp, error_r);
+    if (fd < 0)
+        goto out;
     if (cus_write_all(fd, h->str, h->len) < 0 || cus_write_all(fd, raw, len) < 0) {
         cus_error_errno(error_r, "write(%s) failed", tmp);
         goto out_unlink;
@@ -206,6 +234,233 @@ out:
     return ret;
 }
 
+struct spool_writer {
+    char *dir, *tmp;
+    char id[SPOOL_ID_MAX + 1];
+    int fd;
+    int failed;                 /* a write failed: only abort is left */
+    guint64 size;
+    EVP_MD_CTX *sha;
+    size_t blen;
+    char buf[SPOOL_WBUF];
+};
+
+int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **error_r)
+{
+    struct spool_writer *w = g_try_new0(struct spool_writer, 1);
+
+    if (w == NULL)
+        return cus_error(error_r, "spool: out of memory for a writer");
+    w->fd = -1;
+    w->sha = EVP_MD_CTX_new();
+    if (w->sha == NULL || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1) {
+        cus_error(error_r, "spool: cannot start a SHA-256 (out of memory)");
+        goto fail;
+    }
+    w->dir = g_strdup(spool_dir);
+    w->fd = open_tmp(spool_dir, w->id, &w->tmp, error_r);
+    if (w->fd < 0)
+        goto fail;
+    memcpy(w->buf, SPOOL_MAGIC2 "\n", sizeof(SPOOL_MAGIC2));
+    w->blen = sizeof(SPOOL_MAGIC2);
+    *w_r = w;
+    return 0;
+fail:
+    spool_writer_abort(&w);
+    return -1;
+}
+
+const char *spool_writer_id(const struct spool_writer *w)
+{
+    return w->id;
+}
+
+guint64 spool_writer_size(const struct spool_writer *w)
+{
+    return w->size;
+}
+
+static int writer_flush(struct spool_writer *w, char **error_r)
+{
+    if (w->blen > 0 && cus_write_all(w->fd, w->buf, w->blen) < 0) {
+        w->failed = 1;
+        return cus_error_errno(error_r, "write(%s) failed", w->tmp);
+    }
+    w->blen = 0;
+    return 0;
+}
+
+int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char **error_r)
+{
+    if (w->failed)
+        return cus_error(error_r, "spool: %s: an earlier write failed", w->tmp);
+    if (len > SPOOL_SIZE_MAX - w->size) {
+        w->failed = 1;
+        return cus_error(error_r, "spool: message of more than %llu bytes is over the limit",
+                         (unsigned long long)SPOOL_SIZE_MAX);
+    }
+    if (EVP_DigestUpdate(w->sha, buf, len) != 1) {
+        w->failed = 1;
+        return cus_error(error_r, "spool: SHA-256 failed");
+    }
+    w->size += len;
+    if (w->blen + len <= sizeof(w->buf)) {
+        memcpy(w->buf + w->blen, buf, len);
+        w->blen += len;
+        return 0;
+    }
+    if (writer_flush(w, error_r) < 0)
+        return -1;
+    if (len >= sizeof(w->buf)) {
+        if (cus_write_all(w->fd, buf, len) < 0) {
+            w->failed = 1;
+            return cus_error_errno(error_r, "write(%s) failed", w->tmp);
+        }
+        return 0;
+    }
+    memcpy(w->buf, buf, len);
+    w->blen = len;
+    return 0;
+}
+
+int spool_writer_commit(struct spool_writer **wp, const struct spool_entry *env,
+                        char *sha_hex_r, char **error_r)
+{
+    struct spool_writer *w = *wp;
+    unsigned char sha[CUS_SHA256_LEN];
+    char hex[CUS_SHA256_HEX], *dst = NULL, *newdir = NULL;
+    GString *h = NULL;
+    size_t elen;
+    int ret = -1;
+
+    if (w->failed) {
+        cus_error(error_r, "spool: %s: an earlier write failed", w->tmp);
+        goto out;
+    }
+    if (env->time < 0) {
+        cus_error(error_r, "spool: negative receive time %" G_GINT64_FORMAT, env->time);
+        goto out;
+    }
+    if (EVP_DigestFinal_ex(w->sha, sha, NULL) != 1) {
+        cus_error(error_r, "spool: SHA-256 failed");
+        goto out;
+    }
+    cus_hex(sha, CUS_SHA256_LEN, hex);
+    h = g_string_sized_new(512);
+    put_envelope(h, env, w->size, hex);
+    elen = h->len;
+    if (elen > SPOOL_HEADER_MAX) {
+        cus_error(error_r, "spool: envelope of %zu bytes is over the limit of %d", elen,
+                  SPOOL_HEADER_MAX);
+        goto out;
+    }
+    g_string_append_printf(h, "envelope %zu\n", elen);
+    if (writer_flush(w, error_r) < 0)
+        goto out;
+    if (cus_write_all(w->fd, h->str, h->len) < 0) {
+        cus_error_errno(error_r, "write(%s) failed", w->tmp);
+        goto out;
+    }
+    if (fsync(w->fd) < 0) {
+        cus_error_errno(error_r, "fsync(%s) failed", w->tmp);
+        goto out;
+    }
+    if (close(w->fd) < 0) {
+        w->fd = -1;
+        cus_error_errno(error_r, "close(%s) failed", w->tmp);
+        goto out;
+    }
+    w->fd = -1;
+    dst = sub_path(w->dir, "new", w->id);
+    if (rename(w->tmp, dst) < 0) {
+        cus_error_errno(error_r, "rename(%s, %s) failed", w->tmp, dst);
+        goto out;
+    }
+    newdir = g_build_filename(w->dir, "new", NULL);
+    if (cus_fsync_dir(newdir, error_r) < 0) {
+        /* Not promised durable: take it back, the caller will retry. */
+        unlink(dst);
+        goto out;
+    }
+    if (sha_hex_r != NULL)
+        memcpy(sha_hex_r, hex, sizeof(hex));
+    g_free(w->tmp);
+    w->tmp = NULL;      /* renamed: nothing for abort to remove */
+    ret = 0;
+out:
+    if (h != NULL)
+        g_string_free(h, TRUE);
+    g_free(dst);
+    g_free(newdir);
+    spool_writer_abort(wp);
+    return ret;
+}
+
+void spool_writer_abort(struct spool_writer **wp)
+{
+    struct spool_writer *w = *wp;
+
+    if (w == NULL)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->tmp != NULL)
+        unlink(w->tmp);
+    if (w->sha != NULL)
+        EVP_MD_CTX_free(w->sha);
+    g_free(w->tmp);
+    g_free(w->dir);
+    g_free(w);
+    *wp = NULL;
+}
+
+int spool_sweep_tmp(const char *spool_dir, int max_age, guint *removed_r, char **error_r)
+{
+    char *dir = g_build_filename(spool_dir, "tmp", NULL);
+    GError *gerr = NULL;
+    GDir *d = g_dir_open(dir, 0, &gerr);
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+    const char *n;
+    guint removed = 0;
+    int ret = 0;
+
+    if (d == NULL) {
+        cus_error(error_r, "spool: cannot read %s: %s", dir, gerr->message);
+        g_error_free(gerr);
+        g_free(dir);
+        return -1;
+    }
+    while ((n = g_dir_read_name(d)) != NULL) {
+        char *p;
+        struct stat st;
+        int gone;
+
+        if (!spool_id_valid(n))
+            continue;
+        /* TIME.USEC.PID.RANDOM */
+        {
+            const char *pid_s = strchr(strchr(n, '.') + 1, '.') + 1;
+            long pid = strtol(pid_s, NULL, 10);
+            gone = pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+        }
+        p = g_build_filename(dir, n, NULL);
+        if (!gone && max_age > 0 && lstat(p, &st) == 0 && now - st.st_mtime > max_age)
+            gone = 1;
+        if (gone) {
+            if (unlink(p) == 0)
+                removed++;
+            else if (errno != ENOENT && ret == 0)
+                ret = cus_error_errno(error_r, "unlink(%s) failed", p);
+        }
+        g_free(p);
+    }
+    g_dir_close(d);
+    g_free(dir);
+    if (removed_r != NULL)
+        *removed_r = removed;
+    return ret;
+}
+
 /* Printable, bounded form of untrusted bytes for an error message. */
 static char *show(const char *s, size_t len)
 {
@@ -218,6 +473,8 @@ static char *show(const char *s, size_t len)
     return ret;
 }
 
+/* line > 0: a header line of format 1; < 0: line -line of a format 2
+ * envelope; 0: the last line of format 2 (its "envelope" line). */
 static int parse_error(char **error_r, int line, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -231,10 +488,15 @@ static int parse_error(char **error_r, int line, const char *key, const char *fm
     va_start(ap, fmt);
     msg = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    if (key != NULL)
-        *error_r = g_strdup_printf("line %d (%s): %s", line, key, msg);
+    if (line == 0)
+        *error_r = g_strdup_printf("last line%s%s%s: %s", key ? " (" : "", key ? key : "",
+                                   key ? ")" : "", msg);
+    else if (key != NULL)
+        *error_r = g_strdup_printf("%sline %d (%s): %s", line < 0 ? "envelope " : "",
+                                   ABS(line), key, msg);
     else
-        *error_r = g_strdup_printf("line %d: %s", line, msg);
+        *error_r = g_strdup_printf("%sline %d: %s", line < 0 ? "envelope " : "", ABS(line),
+                                   msg);
     g_free(msg);
     return -1;
 }
@@ -316,60 +578,51 @@ static int lower_hex(const char *v, size_t len)
     return 1;
 }
 
-/* Parse the file in data (borrowed; the entry's raw shares it). */
-static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
-{
-    gsize len;
-    const char *buf = g_bytes_get_data(data, &len);
-    const size_t mlen = strlen(SPOOL_MAGIC);
-    struct spool_entry *e = g_new0(struct spool_entry, 1);
-    GPtrArray *rcpts = g_ptr_array_new_with_free_func(g_free);
-    unsigned char sha[CUS_SHA256_LEN], want[CUS_SHA256_LEN];
-    guint64 num, size = 0;
-    int line = 1, next = 0, size_line = 0, sha_line = 0, ret = -1;
-    size_t pos;
+/* What the key lines said that is checked against the message. */
+struct fields {
+    guint64 size;
+    unsigned char want[CUS_SHA256_LEN];
+    int size_line, sha_line;
+};
 
-    if (buf == NULL)
-        buf = "";
-    if (len < mlen + 1 || memcmp(buf, SPOOL_MAGIC "\n", mlen + 1) != 0) {
-        if (len >= 13 && memcmp(buf, "CUSTOS-SPOOL ", 13) == 0) {
-            const char *nl = memchr(buf, '\n', len);
-            char *v = show(buf + 13, (nl != NULL ? (size_t)(nl - buf) : len) - 13);
-            parse_error(error_r, 1, NULL, "spool format version %s not supported (only 1)", v);
-            g_free(v);
-        } else {
-            parse_error(error_r, 1, NULL, "not a custos spool entry (expected \"%s\")",
-                        SPOOL_MAGIC);
-        }
-        goto out;
-    }
-    pos = mlen + 1;
+/*
+ * The key lines from buf + *posp. Format 1 (v2 0): up to the empty line,
+ * *posp then after it, lines numbered from 2. Format 2: up to exactly
+ * end, lines numbered -1, -2, ...
+ */
+static int parse_fields(const char *buf, size_t *posp, size_t end, int v2,
+                        struct spool_entry *e, GPtrArray *rcpts, struct fields *f,
+                        char **error_r)
+{
+    size_t pos = *posp;
+    int line = v2 ? 0 : 1, next = 0;
+    guint64 num;
+
     for (;;) {
         const char *l = buf + pos, *nl, *sp;
         size_t llen, klen;
         int k;
 
-        line++;
-        if (pos >= len) {
-            parse_error(error_r, line, NULL,
-                        "the file ends inside the header (truncated entry)");
-            goto out;
-        }
-        nl = memchr(l, '\n', len - pos);
-        if (nl == NULL) {
-            parse_error(error_r, line, NULL,
-                        "no newline at the end of the line (truncated entry)");
-            goto out;
-        }
+        line += v2 ? -1 : 1;
+        if (v2 && pos == end)
+            break;
+        if (pos >= end)
+            return parse_error(error_r, line, NULL,
+                               "the file ends inside the header (truncated entry)");
+        nl = memchr(l, '\n', end - pos);
+        if (nl == NULL)
+            return parse_error(error_r, line, NULL,
+                               "no newline at the end of the line (truncated entry)");
         llen = (size_t)(nl - l);
         pos += llen + 1;
-        if (pos > SPOOL_HEADER_MAX) {
-            parse_error(error_r, line, NULL, "the header is longer than %d bytes",
-                        SPOOL_HEADER_MAX);
-            goto out;
-        }
-        if (llen == 0)
+        if (!v2 && pos > SPOOL_HEADER_MAX)
+            return parse_error(error_r, line, NULL, "the header is longer than %d bytes",
+                               SPOOL_HEADER_MAX);
+        if (llen == 0) {
+            if (v2)
+                return parse_error(error_r, line, NULL, "an empty line in the envelope");
             break;
+        }
         sp = memchr(l, ' ', llen);
         klen = sp != NULL ? (size_t)(sp - l) : llen;
         for (k = 0; k < K_N; k++)
@@ -379,27 +632,21 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
             char *bad = show(l, klen);
             parse_error(error_r, line, NULL, "unknown key %s", bad);
             g_free(bad);
-            goto out;
+            return -1;
         }
-        if (sp == NULL) {
-            parse_error(error_r, line, spool_keys[k].name,
-                        "no space after the key (an empty value is written \"%s \")",
-                        spool_keys[k].name);
-            goto out;
-        }
-        if (k < next) {
-            parse_error(error_r, line, spool_keys[k].name,
-                        "key repeated or out of order (expected \"%s\")",
-                        next < K_N ? spool_keys[next].name : "the empty line");
-            goto out;
-        }
-        for (int skip = next; skip < k; skip++) {
-            if (!spool_keys[skip].many) {
-                parse_error(error_r, line, spool_keys[k].name, "missing key \"%s\" before it",
-                            spool_keys[skip].name);
-                goto out;
-            }
-        }
+        if (sp == NULL)
+            return parse_error(error_r, line, spool_keys[k].name,
+                               "no space after the key (an empty value is written \"%s \")",
+                               spool_keys[k].name);
+        if (k < next)
+            return parse_error(error_r, line, spool_keys[k].name,
+                               "key repeated or out of order (expected \"%s\")",
+                               next < K_N ? spool_keys[next].name
+                                          : v2 ? "the end of the envelope" : "the empty line");
+        for (int skip = next; skip < k; skip++)
+            if (!spool_keys[skip].many)
+                return parse_error(error_r, line, spool_keys[k].name,
+                                   "missing key \"%s\" before it", spool_keys[skip].name);
         next = spool_keys[k].many ? k : k + 1;
         {
             const char *v = sp + 1, *key = spool_keys[k].name;
@@ -409,29 +656,27 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
             switch (k) {
             case K_TIME:
                 if (parse_number(v, vlen, line, key, G_MAXINT64, &num, error_r) < 0)
-                    goto out;
+                    return -1;
                 e->time = (gint64)num;
                 break;
             case K_SIZE:
-                if (parse_number(v, vlen, line, key, SPOOL_SIZE_MAX, &size, error_r) < 0)
-                    goto out;
-                size_line = line;
+                if (parse_number(v, vlen, line, key, SPOOL_SIZE_MAX, &f->size, error_r) < 0)
+                    return -1;
+                f->size_line = line;
                 break;
             case K_SHA256: {
                 char hx[CUS_SHA256_HEX];
-                if (!lower_hex(v, vlen)) {
-                    parse_error(error_r, line, key, "expected 64 lower-case hex digits");
-                    goto out;
-                }
+                if (!lower_hex(v, vlen))
+                    return parse_error(error_r, line, key, "expected 64 lower-case hex digits");
                 memcpy(hx, v, 2 * CUS_SHA256_LEN);
                 hx[2 * CUS_SHA256_LEN] = '\0';
-                cus_unhex(hx, want, CUS_SHA256_LEN);
-                sha_line = line;
+                cus_unhex(hx, f->want, CUS_SHA256_LEN);
+                f->sha_line = line;
                 break;
             }
             default:
                 if (parse_value(v, vlen, line, key, &s, error_r) < 0)
-                    goto out;
+                    return -1;
                 if (k == K_CLIENT)
                     e->client = s;
                 else if (k == K_SENDER)
@@ -445,32 +690,116 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
             }
         }
     }
-    for (int k = next; k < K_N; k++) {
-        if (!spool_keys[k].many) {
-            parse_error(error_r, line, NULL, "missing key \"%s\" before the empty line",
-                        spool_keys[k].name);
+    for (int k = next; k < K_N; k++)
+        if (!spool_keys[k].many)
+            return parse_error(error_r, line, NULL, "missing key \"%s\" before %s",
+                               spool_keys[k].name,
+                               v2 ? "the end of the envelope" : "the empty line");
+    *posp = pos;
+    return 0;
+}
+
+/* Format 2: the "envelope N" line at the end, the envelope before it; the
+ * message from pos to the envelope. *env_r: where the envelope starts,
+ * *last_r: where the last line starts. */
+static int find_envelope(const char *buf, size_t pos, size_t len, size_t *env_r,
+                         size_t *last_r, char **error_r)
+{
+    static const char kw[] = "envelope ";
+    const size_t kwlen = sizeof(kw) - 1;
+    size_t ls;
+    guint64 n;
+
+    if (len == pos || buf[len - 1] != '\n')
+        return parse_error(error_r, 0, NULL, "the file does not end with the envelope line "
+                           "(truncated entry)");
+    for (ls = len - 1; ls > pos && buf[ls - 1] != '\n' && len - ls < SPOOL_LAST_MAX; ls--)
+        ;
+    if (len - ls < kwlen + 2 || memcmp(buf + ls, kw, kwlen) != 0) {
+        char *bad = show(buf + ls, len - 1 - ls);
+        parse_error(error_r, 0, NULL, "expected \"envelope LENGTH\", found %s "
+                    "(truncated entry?)", bad);
+        g_free(bad);
+        return -1;
+    }
+    if (parse_number(buf + ls + kwlen, len - 1 - ls - kwlen, 0, "envelope", SPOOL_HEADER_MAX,
+                     &n, error_r) < 0)
+        return -1;
+    if (n > ls - pos)
+        return parse_error(error_r, 0, "envelope", "%" G_GUINT64_FORMAT " bytes declared, only "
+                           "%zu before this line (truncated entry)", n, ls - pos);
+    *env_r = ls - (size_t)n;
+    *last_r = ls;
+    return 0;
+}
+
+/* Parse the file in data (borrowed; the entry's raw shares it). */
+static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
+{
+    gsize len;
+    const char *buf = g_bytes_get_data(data, &len);
+    const size_t mlen = strlen(SPOOL_MAGIC);
+    struct spool_entry *e = g_new0(struct spool_entry, 1);
+    GPtrArray *rcpts = g_ptr_array_new_with_free_func(g_free);
+    unsigned char sha[CUS_SHA256_LEN];
+    struct fields f = { 0 };
+    size_t pos, raw_pos, raw_len, env = 0, last = 0;
+    int v2, ret = -1;
+
+    if (buf == NULL)
+        buf = "";
+    v2 = len >= mlen + 1 && memcmp(buf, SPOOL_MAGIC2 "\n", mlen + 1) == 0;
+    if (!v2 && (len < mlen + 1 || memcmp(buf, SPOOL_MAGIC "\n", mlen + 1) != 0)) {
+        if (len >= 13 && memcmp(buf, "CUSTOS-SPOOL ", 13) == 0) {
+            const char *nl = memchr(buf, '\n', len);
+            char *v = show(buf + 13, (nl != NULL ? (size_t)(nl - buf) : len) - 13);
+            parse_error(error_r, 1, NULL, "spool format version %s not supported (only 1 and 2)",
+                        v);
+            g_free(v);
+        } else {
+            parse_error(error_r, 1, NULL, "not a custos spool entry (expected \"%s\")",
+                        SPOOL_MAGIC);
+        }
+        goto out;
+    }
+    pos = mlen + 1;
+    if (!v2) {
+        if (parse_fields(buf, &pos, len, 0, e, rcpts, &f, error_r) < 0)
+            goto out;
+        raw_pos = pos;
+        raw_len = len - pos;
+        if (f.size > raw_len) {
+            parse_error(error_r, f.size_line, "size", "%" G_GUINT64_FORMAT " bytes declared, "
+                        "only %zu follow the header (truncated entry)", f.size, raw_len);
+            goto out;
+        }
+        if (f.size < raw_len) {
+            parse_error(error_r, f.size_line, "size", "%" G_GUINT64_FORMAT " bytes declared, "
+                        "%zu follow the header (trailing bytes)", f.size, raw_len);
+            goto out;
+        }
+    } else {
+        if (find_envelope(buf, pos, len, &env, &last, error_r) < 0)
+            goto out;
+        raw_pos = pos;
+        raw_len = env - pos;
+        if (parse_fields(buf, &env, last, 1, e, rcpts, &f, error_r) < 0)
+            goto out;
+        if (f.size != raw_len) {
+            parse_error(error_r, f.size_line, "size", "%" G_GUINT64_FORMAT " bytes declared, "
+                        "the message before the envelope is %zu", f.size, raw_len);
             goto out;
         }
     }
-    if (size > len - pos) {
-        parse_error(error_r, size_line, "size", "%" G_GUINT64_FORMAT " bytes declared, only %zu"
-                    " follow the header (truncated entry)", size, len - pos);
-        goto out;
-    }
-    if (size < len - pos) {
-        parse_error(error_r, size_line, "size", "%" G_GUINT64_FORMAT " bytes declared, %zu"
-                    " follow the header (trailing bytes)", size, len - pos);
-        goto out;
-    }
-    cus_sha256(buf + pos, (size_t)size, sha);
-    if (memcmp(sha, want, CUS_SHA256_LEN) != 0) {
+    cus_sha256(buf + raw_pos, raw_len, sha);
+    if (memcmp(sha, f.want, CUS_SHA256_LEN) != 0) {
         char hex[CUS_SHA256_HEX];
         cus_hex(sha, CUS_SHA256_LEN, hex);
-        parse_error(error_r, sha_line, "sha256", "does not match the message (its SHA-256 is %s)",
+        parse_error(error_r, f.sha_line, "sha256", "does not match the message (its SHA-256 is %s)",
                     hex);
         goto out;
     }
-    e->raw = g_bytes_new_from_bytes(data, pos, (gsize)size);
+    e->raw = g_bytes_new_from_bytes(data, raw_pos, raw_len);
     g_ptr_array_add(rcpts, NULL);
     e->rcpts = (char **)g_ptr_array_free(rcpts, FALSE);
     rcpts = NULL;

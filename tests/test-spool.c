@@ -2,10 +2,17 @@
  * test-spool.c - the spool format and its files: every field round trips
  * (escapes, UTF-8, empty values, no recipients), every parse error names
  * its line and what is wrong, failed entries keep their bytes and say why,
- * listing is oldest first and skips what is not an entry.
+ * listing is oldest first and skips what is not an entry. The streaming
+ * writer (format 2): any chunking reads back the same, every error of its
+ * trailer names the envelope line, an aborted or failed entry leaves
+ * nothing, and tmp/ files of dead writers are swept.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include "cutest.h"
@@ -187,8 +194,8 @@ static void test_parse_errors(void)
           "line 1: not a custos spool entry" },
         { "CRLF magic", "CUSTOS-SPOOL 1\n", "CUSTOS-SPOOL 1\r\n", 0,
           "line 1: spool format version \"1\\r\" not supported" },
-        { "version 2", "CUSTOS-SPOOL 1\n", "CUSTOS-SPOOL 2\n", 0,
-          "line 1: spool format version \"2\" not supported (only 1)" },
+        { "version 3", "CUSTOS-SPOOL 1\n", "CUSTOS-SPOOL 3\n", 0,
+          "line 1: spool format version \"3\" not supported (only 1 and 2)" },
         { "unknown key", "client ", "colour blue\nclient ", 0,
           "line 3: unknown key \"colour\"" },
         { "key case", "sender ", "Sender ", 0, "line 4: unknown key \"Sender\"" },
@@ -426,6 +433,259 @@ static void test_list(void)
     g_bytes_unref(e.raw);
 }
 
+/* A format 2 entry written by the streaming writer in chunks of the given
+ * sizes (cycled); the file's bytes returned (g_free). */
+static char *stream_entry(const struct spool_entry *env, const void *raw, size_t len,
+                          const size_t *chunks, size_t n_chunks, char id_r[SPOOL_ID_MAX + 1],
+                          char sha_r[CUS_SHA256_HEX], gsize *flen_r)
+{
+    struct spool_writer *w = NULL;
+    char *err = NULL, *path, *file = NULL;
+    size_t off = 0;
+
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    g_strlcpy(id_r, spool_writer_id(w), SPOOL_ID_MAX + 1);
+    CU_ASSERT(spool_id_valid(id_r));
+    for (size_t i = 0; off < len; i++) {
+        size_t n = MIN(chunks[i % n_chunks], len - off);
+        CU_ASSERT_EQUAL_FATAL(spool_writer_write(w, (const char *)raw + off, n, &err), 0);
+        off += n;
+    }
+    CU_ASSERT_EQUAL(spool_writer_size(w), len);
+    /* nothing in new/ until the commit */
+    path = entry_path("new", id_r);
+    CU_ASSERT_FALSE(g_file_test(path, G_FILE_TEST_EXISTS));
+    if (spool_writer_commit(&w, env, sha_r, &err) < 0) {
+        fprintf(stderr, "\n  commit: %s", err);
+        CU_FAIL_FATAL("commit");
+    }
+    CU_ASSERT_PTR_NULL(w);
+    CU_ASSERT_FATAL(g_file_get_contents(path, &file, flen_r, NULL));
+    g_free(path);
+    return file;
+}
+
+static void test_stream(void)
+{
+    static const size_t chunk_sets[][4] = {
+        { 1, 1, 1, 1 }, { 7, 100, 3, 65536 }, { 65536, 65536, 65536, 65536 },
+        { 200000, 1, 65535, 65537 },
+    };
+    const char *rcpts[] = { "bob@example.com", "张三@例子.公司", "x%y\r\nz", NULL };
+    struct spool_entry env = { .time = 1764556800, .client = "192.0.2.7 [mx.example]",
+                               .sender = "alice@example.com", .queue_id = "4Xk2Lp1z3Nz9",
+                               .source = "milter", .rcpts = (char **)rcpts };
+    GString *raw = g_string_new("Received: from x\r\nSubject: =?GB2312?B?1tDOxA==?=\r\n\r\n");
+    char id[SPOOL_ID_MAX + 1], sha[CUS_SHA256_HEX], hex[CUS_SHA256_HEX], *err = NULL;
+    unsigned char bin[CUS_SHA256_LEN];
+    int new0 = count_dir("new");    /* what earlier tests left */
+
+    /* 300 KB: bytes of every value, lines that look like envelope lines */
+    for (int i = 0; raw->len < 300000; i++) {
+        g_string_append_c(raw, (char)(i * 7 % 256));
+        if (i % 997 == 0)
+            g_string_append(raw, "\nsize 3\nsha256 00\nenvelope 12\n");
+    }
+    cus_sha256(raw->str, raw->len, bin);
+    cus_hex(bin, CUS_SHA256_LEN, hex);
+    for (size_t c = 0; c < G_N_ELEMENTS(chunk_sets); c++) {
+        /* whole, empty, and ending in "envelope 5\n" itself */
+        static const char *const tails[] = { NULL, "", "x\nenvelope 5\n" };
+        for (size_t t = 0; t < G_N_ELEMENTS(tails); t++) {
+            struct spool_entry *r = NULL, *p = NULL;
+            const char *data = tails[t] == NULL ? raw->str : tails[t];
+            size_t len = tails[t] == NULL ? raw->len : strlen(tails[t]);
+            gsize flen;
+            char *file = stream_entry(&env, data, len, chunk_sets[c], 4, id, sha, &flen);
+            char want_tail[64];
+
+            CU_ASSERT(g_str_has_prefix(file, SPOOL_MAGIC2 "\n"));
+            CU_ASSERT(flen > len + 15 && memcmp(file + 15, data, len) == 0);
+            CU_ASSERT_EQUAL_FATAL(spool_read(sp_dir, id, &r, &err), 0);
+            CU_ASSERT_STRING_EQUAL(r->id, id);
+            CU_ASSERT_EQUAL(r->time, env.time);
+            CU_ASSERT_STRING_EQUAL(r->client, env.client);
+            CU_ASSERT_STRING_EQUAL(r->sender, env.sender);
+            CU_ASSERT_STRING_EQUAL(r->queue_id, env.queue_id);
+            CU_ASSERT_STRING_EQUAL(r->source, env.source);
+            for (int i = 0; i < 3; i++)
+                CU_ASSERT(r->rcpts[i] != NULL && strcmp(r->rcpts[i], rcpts[i]) == 0);
+            CU_ASSERT_PTR_NULL(r->rcpts[3]);
+            CU_ASSERT_EQUAL(g_bytes_get_size(r->raw), len);
+            CU_ASSERT(len == 0 || memcmp(g_bytes_get_data(r->raw, NULL), data, len) == 0);
+            if (tails[t] == NULL)
+                CU_ASSERT_STRING_EQUAL(sha, hex);
+            /* the same from memory, and the envelope line is exact */
+            CU_ASSERT_EQUAL(spool_parse(file, flen, &p, &err), 0);
+            spool_entry_free(&p);
+            g_snprintf(want_tail, sizeof(want_tail), "\nsha256 %s\nenvelope ", sha);
+            CU_ASSERT_PTR_NOT_NULL(g_strstr_len(file + flen - 120, 120, want_tail));
+            CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+            spool_entry_free(&r);
+            g_free(file);
+        }
+    }
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), new0);
+    g_string_free(raw, TRUE);
+}
+
+/* Format 2 errors: torn anywhere, lengths that do not add up, damage. */
+static void test_stream_errors(void)
+{
+    static const size_t one[] = { 1000 };
+    static const char body[] = "Subject: s\r\n\r\nline\r\n";
+    const char *rcpts[] = { "bob@example.com", NULL };
+    struct spool_entry env = { .time = 5, .client = "c", .sender = "s@x", .queue_id = "Q",
+                               .source = "milter", .rcpts = (char **)rcpts };
+    static const struct {
+        const char *what, *from, *to;   /* replace from by to (the last one) */
+        const char *expect;
+    } cases[] = {
+        { "longer envelope", "\nenvelope ", "\nenvelope 9", "last line (envelope): 9" },
+        { "shorter envelope", "\nenvelope 1", "\nenvelope ", "envelope line 1: unknown key" },
+        { "zero envelope", NULL, NULL, "missing key \"time\" before the end of the envelope" },
+        { "bytes after", NULL, NULL, "last line: expected \"envelope LENGTH\"" },
+        { "empty line", "\nclient c\n", "\n\nclient \n",
+          "envelope line 2: an empty line in the envelope" },
+        { "size", "\nsize 20\n", "\nsize 21\n", "envelope line 7 (size): 21 bytes declared, "
+          "the message before the envelope is 20" },
+        { "body", "line\r\n", "lime\r\n", "envelope line 8 (sha256): does not match" },
+        { "key order", "\nclient c\nsender s@x\n", "\nsender s@x\nclient c\n",
+          "envelope line 2 (sender): missing key \"client\" before it" },
+        { "bad number", "\nenvelope ", "\nenvelope x", "last line (envelope): \"x" },
+    };
+    char id[SPOOL_ID_MAX + 1], sha[CUS_SHA256_HEX], *err = NULL;
+    struct spool_entry *e = NULL;
+    gsize flen;
+    char *file = stream_entry(&env, body, sizeof(body) - 1, one, 1, id, sha, &flen);
+
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    /* Every cut short fails, naming a line. */
+    for (size_t n = 0; n < flen; n++) {
+        err = NULL;
+        CU_ASSERT_EQUAL(spool_parse(file, n, &e, &err), -1);
+        CU_ASSERT(err != NULL && (g_str_has_prefix(err, "line ") ||
+                                  g_str_has_prefix(err, "last line") ||
+                                  g_str_has_prefix(err, "envelope line ")));
+        g_free(err);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        GString *s = g_string_new_len(file, (gssize)flen);
+        int ret;
+
+        if (cases[i].from != NULL) {
+            const char *at = g_strrstr(s->str, cases[i].from);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+            gssize pos = at - s->str;
+            g_string_erase(s, pos, (gssize)strlen(cases[i].from));
+            g_string_insert(s, pos, cases[i].to);
+        } else if (strcmp(cases[i].what, "zero envelope") == 0) {
+            /* the envelope lines gone, "envelope 0" */
+            const char *at = strstr(s->str, "\r\n\r\nline\r\n") + 10;
+            g_string_truncate(s, (gsize)(at - s->str));
+            g_string_append(s, "envelope 0\n");
+        } else {
+            g_string_append(s, "junk\n");
+        }
+        err = NULL;
+        ret = spool_parse(s->str, s->len, &e, &err);
+        if (ret != -1 || err == NULL || strstr(err, cases[i].expect) == NULL) {
+            fprintf(stderr, "\n  %s: got %d \"%s\", want \"%s\"", cases[i].what, ret,
+                    err ? err : "", cases[i].expect);
+            CU_FAIL("format 2 parse error");
+            spool_entry_free(&e);
+        }
+        g_free(err);
+        g_string_free(s, TRUE);
+    }
+    g_free(file);
+}
+
+/* Abort, a commit that cannot rename, writes after an error, the sweep. */
+static void test_stream_fail(void)
+{
+    struct spool_entry env = { .time = 1 };
+    struct spool_writer *w = NULL;
+    char *err = NULL, *newdir = g_build_filename(sp_dir, "new", NULL);
+    char *moved = g_strconcat(newdir, ".away", NULL);
+    char dead[SPOOL_ID_MAX + 1], mine[SPOOL_ID_MAX + 1], *p;
+    guint removed = 0;
+    int new0 = count_dir("new");
+    pid_t pid;
+
+    /* abort: the temp file goes */
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL(spool_writer_write(w, "abc", 3, &err), 0);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 1);
+    spool_writer_abort(&w);
+    CU_ASSERT_PTR_NULL(w);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    spool_writer_abort(&w);     /* NULL: nothing */
+
+    /* new/ gone: the commit fails, names the file, leaves nothing */
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL(spool_writer_write(w, "abc", 3, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(rename(newdir, moved), 0);
+    CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), -1);
+    CU_ASSERT_PTR_NULL(w);
+    CU_ASSERT_PTR_NOT_NULL(err != NULL ? strstr(err, "rename(") : NULL);
+    g_free(err);
+    err = NULL;
+    CU_ASSERT_EQUAL(rename(moved, newdir), 0);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), new0);
+
+    /* a negative time is refused at commit */
+    env.time = -1;
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), -1);
+    g_free(err);
+    err = NULL;
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+
+    /* A missing spool: open names the file. */
+    CU_ASSERT_EQUAL(spool_writer_open("/nonexistent/spool", &w, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(err != NULL ? strstr(err, "/nonexistent/spool/tmp/") : NULL);
+    CU_ASSERT_PTR_NULL(w);
+    g_free(err);
+    err = NULL;
+
+    /* Sweep: a writer that died (a child that exited) vs. one alive (us). */
+    pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    g_snprintf(dead, sizeof(dead), "1764556800.000001.%d.0123456789abcdef", (int)pid);
+    p = entry_path("tmp", dead);
+    g_file_set_contents(p, "torn", -1, NULL);
+    g_free(p);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    g_strlcpy(mine, spool_writer_id(w), sizeof(mine));
+    p = entry_path("tmp", "notes.txt");         /* not an id: left alone */
+    g_file_set_contents(p, "x", -1, NULL);
+    CU_ASSERT_EQUAL(spool_sweep_tmp(sp_dir, 0, &removed, &err), 0);
+    CU_ASSERT_EQUAL(removed, 1);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 2);
+    /* by age: anything older than max_age, even of a live writer */
+    {
+        char *mp = entry_path("tmp", mine);
+        struct timespec old[2] = { { .tv_sec = 1000 }, { .tv_sec = 1000 } };
+        CU_ASSERT_EQUAL(utimensat(AT_FDCWD, mp, old, 0), 0);
+        CU_ASSERT_EQUAL(spool_sweep_tmp(sp_dir, 3600, &removed, &err), 0);
+        CU_ASSERT_EQUAL(removed, 1);
+        CU_ASSERT_FALSE(g_file_test(mp, G_FILE_TEST_EXISTS));
+        g_free(mp);
+    }
+    spool_writer_abort(&w);
+    unlink(p);
+    g_free(p);
+    CU_ASSERT_EQUAL(spool_sweep_tmp("/nonexistent/spool", 0, &removed, &err), -1);
+    g_free(err);
+    g_free(newdir);
+    g_free(moved);
+}
+
 CUS_SUITE(spool)
 {
     CU_pSuite s = CU_add_suite("spool", sp_init, sp_clean);
@@ -434,4 +694,9 @@ CUS_SUITE(spool)
     CU_add_test(s, "read errors name the file; errno tells gone from bad", test_read_errors);
     CU_add_test(s, "a failed entry keeps its bytes and says why", test_fail);
     CU_add_test(s, "list: oldest first, non-entries skipped", test_list);
+    CU_add_test(s, "streaming writer: any chunking reads back the same (format 2)", test_stream);
+    CU_add_test(s, "format 2: torn or damaged trailers name the envelope line",
+                test_stream_errors);
+    CU_add_test(s, "streaming writer: abort, failed commit, sweep of dead writers",
+                test_stream_fail);
 }

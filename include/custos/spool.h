@@ -34,6 +34,22 @@
  * %00 and the reader rejects it (a NUL cannot be kept). The writer repairs
  * invalid UTF-8 (U+FFFD) rather than refuse a message. The header is at
  * most SPOOL_HEADER_MAX bytes, the message at most SPOOL_SIZE_MAX.
+ *
+ * File format, version 2 (the streaming writer: custos-milter writes the
+ * message as it arrives, before it knows its size, hash or queue id): the
+ * magic line, the raw message, then the same envelope lines as version 1
+ * (same keys, order, escapes and rules) and a last line giving their
+ * length in bytes, so a reader finds them from the end of the file:
+ *   CUSTOS-SPOOL 2
+ *   raw message bytes (exactly size of them)
+ *   time 1764556800
+ *   ...                             every key of version 1, time .. sha256
+ *   sha256 HEX64
+ *   envelope 187                    bytes from "time" to the end of sha256's line
+ * The envelope must end exactly where the "envelope" line starts and the
+ * message must be exactly size bytes; anything else (a torn file, a wrong
+ * length, bytes between) is an error naming the envelope line. Readers
+ * take both versions; spool_write() writes version 1.
  */
 #ifndef CUSTOS_SPOOL_H
 #define CUSTOS_SPOOL_H
@@ -43,6 +59,7 @@
 #include "custos/util.h"
 
 #define SPOOL_MAGIC "CUSTOS-SPOOL 1"
+#define SPOOL_MAGIC2 "CUSTOS-SPOOL 2"
 #define SPOOL_ID_MAX 64
 #define SPOOL_HEADER_MAX (4 * 1024 * 1024)
 #define SPOOL_SIZE_MAX (1024ULL * 1024 * 1024)
@@ -67,6 +84,41 @@ int spool_init(const char *spool_dir, char **error_r);
  * is left in new/ (the temp file is removed). */
 int spool_write(const char *spool_dir, const struct spool_entry *e,
                 char *id_r, char **error_r);
+
+/*
+ * The streaming writer (format 2): open, write the raw message in pieces as
+ * it arrives (buffered, hashed on the way; memory stays at the buffer's
+ * size whatever the message's), then commit with the envelope: the
+ * envelope lines are appended, the file fsync'd, renamed into new/ and
+ * new/ fsync'd. Once commit returns 0 the entry is as durable as one from
+ * spool_write(). A writer that is aborted, or whose commit fails, leaves
+ * nothing in new/ (its temp file is removed). A writer killed before it
+ * commits leaves its temp file in tmp/: spool_sweep_tmp() removes those.
+ * One writer is used by one thread at a time.
+ */
+struct spool_writer;
+
+/* Start an entry in SPOOL/tmp/ under a fresh id. */
+int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **error_r);
+/* The id the entry gets in new/ when committed. */
+const char *spool_writer_id(const struct spool_writer *w);
+/* Bytes of the message written so far. */
+guint64 spool_writer_size(const struct spool_writer *w);
+/* Append len bytes of the raw message. After an error every later call
+ * fails too (the entry can only be aborted). */
+int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char **error_r);
+/* Finish the entry with env's envelope (env->raw and env->id are ignored)
+ * and make it durable; the SHA-256 of the message goes to sha_hex_r (65
+ * bytes) if not NULL. The writer is freed (and *w cleared) either way. */
+int spool_writer_commit(struct spool_writer **w, const struct spool_entry *env,
+                        char *sha_hex_r, char **error_r);
+/* Drop an unfinished entry: its temp file removed, the writer freed. */
+void spool_writer_abort(struct spool_writer **w);
+
+/* Remove what writers that are gone left in SPOOL/tmp/: files whose id's
+ * PID is not a running process, and any file older than max_age seconds
+ * (<= 0: age alone never removes). The number removed goes to removed_r. */
+int spool_sweep_tmp(const char *spool_dir, int max_age, guint *removed_r, char **error_r);
 
 /* Parse an entry from memory (the whole file). error_r says what is wrong
  * and where (the header line). Also the fuzzing entry point. */
