@@ -55,6 +55,14 @@
  *   use the highest. If two records ever define the same id, the later one
  *   wins (it is the one the records after it were written with).
  *
+ * DIR/store/seg-NNNNNN.cseg.rewrite - segment N without some of its message
+ *   records (retention purged them), being put in place: written whole and
+ *   synced, then renamed over the segment (store_rewrite_*). Every record
+ *   kept is copied byte for byte, in order; only the offsets after a dropped
+ *   record move. Which of the two files is the truth, and when, is for
+ *   index.db to say (retention.c); readers that find a record missing where
+ *   index.db says look in the .rewrite file too.
+ *
  * DIR/store/lock - flock(LOCK_EX) by the one writer.
  *
  * Nonces are 96 random bits per record: rotate the key (a new line in the
@@ -70,6 +78,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -109,6 +118,8 @@
 #define KEYFILE_MAX (64 * 1024)
 #define WALK_BUF (1024 * 1024)
 #define FD_CACHE_MAX 64
+#define REWRITE_SUFFIX ".rewrite"
+#define COPY_BUF (1024 * 1024)
 
 enum { ENC_NONE = 0, ENC_AES256GCM = 1 };
 
@@ -155,6 +166,7 @@ struct store {
     char *broken;           /* why appends are refused (after a failure) */
 
     GHashTable *fds;        /* segment number -> fd + 1, for reads */
+    GHashTable *prefer;     /* segments read from their .rewrite file, or NULL */
 
     struct store_key *keys;
     size_t nkeys;
@@ -205,6 +217,33 @@ static char *seg_path(const struct store *st, uint32_t segno)
 
     seg_name(segno, name);
     return g_build_filename(st->dir, name, NULL);
+}
+
+/* The file segment segno is read from: its .rewrite file while
+ * store_rewrite_prefer() asked for it and it is there, else the segment. */
+static char *seg_read_path(const struct store *st, uint32_t segno)
+{
+    char *path = seg_path(st, segno), *alt;
+
+    if (st->prefer == NULL || !g_hash_table_contains(st->prefer, GUINT_TO_POINTER(segno)))
+        return path;
+    alt = g_strconcat(path, REWRITE_SUFFIX, NULL);
+    if (access(alt, F_OK) == 0) {
+        g_free(path);
+        return alt;
+    }
+    g_free(alt);
+    return path;
+}
+
+/* Tests stop the process at a named point (a kill, as far as the files
+ * can tell): CUSTOS_FAULT=POINT. */
+static void fault_point(const char *point)
+{
+    const char *f = getenv("CUSTOS_FAULT");
+
+    if (f != NULL && strcmp(f, point) == 0)
+        raise(SIGKILL);
 }
 
 static char *dict_path(const struct store *st, uint32_t id)
@@ -1114,7 +1153,7 @@ static int rec_decode(struct store *st, uint32_t segno, uint64_t off,
 static int seg_open_scan(struct store *st, uint32_t segno, uint64_t start, scan_cb *cb,
                          void *ctx, int *unsealed_r, char **error_r)
 {
-    char *path = seg_path(st, segno);
+    char *path = seg_read_path(st, segno);
     uint64_t limit = UINT64_MAX;
     struct stat sb;
     int fd, ret;
@@ -1154,7 +1193,7 @@ static int seg_fd(struct store *st, uint32_t segno, char **error_r)
     fd = GPOINTER_TO_INT(g_hash_table_lookup(st->fds, GUINT_TO_POINTER(segno))) - 1;
     if (fd >= 0)
         return fd;
-    path = seg_path(st, segno);
+    path = seg_read_path(st, segno);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         cus_error_errno(error_r, "open(%s) failed", path);
@@ -1506,6 +1545,8 @@ void store_close(struct store **stp)
     if (st->lock_fd >= 0)
         close(st->lock_fd);     /* releases the flock */
     g_hash_table_destroy(st->fds);
+    if (st->prefer != NULL)
+        g_hash_table_destroy(st->prefer);
     g_hash_table_destroy(st->dicts);
     g_hash_table_destroy(st->dict_missing);
     ZSTD_freeCCtx(st->cctx);
@@ -1719,6 +1760,220 @@ int store_truncate(struct store *st, const struct store_loc *at_, char **error_r
     return 0;
 }
 
+int store_seal(struct store *st, char **error_r)
+{
+    if (!st->writer)
+        return cus_error(error_r, "store %s was opened read-only", st->dir);
+    if (st->cur_fd < 0)
+        return 0;
+    if (st->broken != NULL)
+        return cus_error(error_r, "store %s: %s", st->dir, st->broken);
+    return seg_seal(st, error_r);
+}
+
+/* Copy bytes [from, to) of in to out. */
+static int copy_range(int in, int out, uint64_t from, uint64_t to, unsigned char *buf,
+                      const char *src, const char *dst, char **error_r)
+{
+    while (from < to) {
+        size_t want = to - from > COPY_BUF ? COPY_BUF : (size_t)(to - from), got;
+
+        if (pread_all(in, buf, want, from, &got) < 0)
+            return cus_error_errno(error_r, "read(%s) failed", src);
+        if (got < want)
+            return cus_error(error_r, "%s: shorter than it was a moment ago", src);
+        if (cus_write_all(out, buf, want) < 0)
+            return cus_error_errno(error_r, "write(%s) failed", dst);
+        from += want;
+    }
+    return 0;
+}
+
+int store_rewrite_prepare(struct store *st, uint32_t segno, const struct store_drop *drop,
+                          size_t n, uint64_t *size_r, char **error_r)
+{
+    char *path = seg_path(st, segno), *tmp = g_strconcat(path, REWRITE_SUFFIX, NULL);
+    unsigned char hb[REC_MAX_LEN], *buf = NULL;
+    uint64_t pos = SEG_HDR_LEN, dropped = 0;
+    struct stat sb;
+    struct rec_hdr h;
+    const char *why;
+    size_t got = 0;
+    int in = -1, out = -1, created = 0, ret = -1;
+
+    if (!st->writer) {
+        cus_error(error_r, "store %s was opened read-only", st->dir);
+        goto out;
+    }
+    if (st->cur_fd >= 0 && segno == st->last_seg) {
+        cus_error(error_r, "%s is open for appends: seal it before rewriting it", path);
+        goto out;
+    }
+    in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0 || fstat(in, &sb) < 0) {
+        cus_error_errno(error_r, "open(%s) failed", path);
+        goto out;
+    }
+    if (pread_all(in, hb, SEG_HDR_LEN, 0, &got) < 0) {
+        cus_error_errno(error_r, "read(%s) failed", path);
+        goto out;
+    }
+    why = got < SEG_HDR_LEN ? "shorter than the segment header" : seg_hdr_check(hb, segno);
+    if (why != NULL) {
+        cus_error(error_r, "%s: %s: not rewritten", path, why);
+        goto out;
+    }
+    /* Every record to drop must be the message index.db says is there. */
+    for (size_t i = 0; i < n; i++) {
+        const struct store_drop *d = &drop[i];
+
+        if (d->loc.segment != segno || d->loc.offset < pos ||
+            d->loc.offset + d->loc.length > (uint64_t)sb.st_size) {
+            obj_error(error_r, d->sha, segno, d->loc.offset, "not a record to drop in this "
+                      "segment (out of order, overlapping, or past its end)");
+            goto out;
+        }
+        if (pread_all(in, hb, REC_MIN_LEN, d->loc.offset, &got) < 0 || got < REC_MIN_LEN ||
+            pread_all(in, hb, rec_hdr_size(hb), d->loc.offset, &got) < 0 ||
+            got < rec_hdr_size(hb)) {
+            cus_error_errno(error_r, "read(%s) failed", path);
+            goto out;
+        }
+        why = rec_hdr_decode(hb, &h);
+        if (why == NULL && h.kind != STORE_MESSAGE)
+            why = "not a message record";
+        if (why == NULL && memcmp(h.sha, d->sha, CUS_SHA256_LEN) != 0)
+            why = "another object is there";
+        if (why == NULL && h.len + h.stored_len != d->loc.length)
+            why = "the record's length differs";
+        if (why != NULL) {
+            obj_error(error_r, d->sha, segno, d->loc.offset, "not dropped: %s; %s is left "
+                      "as it is", why, path);
+            goto out;
+        }
+        pos = d->loc.offset + d->loc.length;
+        dropped += d->loc.length;
+    }
+    unlink(tmp);
+    out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        cus_error_errno(error_r, "open(%s) failed", tmp);
+        goto out;
+    }
+    created = 1;
+    buf = g_malloc(COPY_BUF);
+    pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (copy_range(in, out, pos, drop[i].loc.offset, buf, path, tmp, error_r) < 0)
+            goto out;
+        pos = drop[i].loc.offset + drop[i].loc.length;
+        if (i == 0)
+            fault_point("store-rewrite-partial");
+    }
+    if (copy_range(in, out, pos, (uint64_t)sb.st_size, buf, path, tmp, error_r) < 0)
+        goto out;
+    /* The segment's own mode and group (sealed: read-only). */
+    if (fchown(out, (uid_t)-1, sb.st_gid) < 0 && errno != EPERM) {
+        cus_error_errno(error_r, "fchown(%s) failed", tmp);
+        goto out;
+    }
+    if (fchmod(out, sb.st_mode & 07777) < 0 || fsync(out) < 0) {
+        cus_error_errno(error_r, "syncing %s failed", tmp);
+        goto out;
+    }
+    if (close(out) < 0) {
+        out = -1;
+        cus_error_errno(error_r, "close(%s) failed", tmp);
+        goto out;
+    }
+    out = -1;
+    if (cus_fsync_dir(st->dir, error_r) < 0)
+        goto out;
+    if (size_r != NULL)
+        *size_r = (uint64_t)sb.st_size - dropped;
+    ret = 0;
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    if (ret < 0 && created)
+        unlink(tmp);
+    g_free(buf);
+    g_free(tmp);
+    g_free(path);
+    return ret;
+}
+
+int store_rewrite_commit(struct store *st, uint32_t segno, char **error_r)
+{
+    char *path = seg_path(st, segno), *tmp = g_strconcat(path, REWRITE_SUFFIX, NULL);
+    int ret = 0;
+
+    if (access(tmp, F_OK) < 0 && errno == ENOENT)
+        goto out;                               /* in place already */
+    if (rename(tmp, path) < 0) {
+        ret = cus_error_errno(error_r, "rename(%s, %s) failed", tmp, path);
+        goto out;
+    }
+    g_hash_table_remove(st->fds, GUINT_TO_POINTER(segno));
+    ret = cus_fsync_dir(st->dir, error_r);
+    if (ret == 0)
+        log_info("store: %s rewritten without purged records", path);
+out:
+    g_free(tmp);
+    g_free(path);
+    return ret;
+}
+
+int store_rewrite_discard(struct store *st, char **error_r)
+{
+    DIR *d = opendir(st->dir);
+    struct dirent *de;
+    int removed = 0;
+
+    if (d == NULL)
+        return cus_error_errno(error_r, "opendir(%s) failed", st->dir);
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name), sl = strlen(REWRITE_SUFFIX);
+        char *name;
+
+        if (len <= sl || strcmp(de->d_name + len - sl, REWRITE_SUFFIX) != 0)
+            continue;
+        name = g_strndup(de->d_name, len - sl);
+        if (parse_name(name, "seg-", ".cseg") != 0) {
+            if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                log_warn("store: unlink(%s/%s) failed: %m", st->dir, de->d_name);
+            else {
+                log_warn("store: removed %s/%s, an unfinished rewrite (it is done again)",
+                         st->dir, de->d_name);
+                removed++;
+            }
+        }
+        g_free(name);
+    }
+    closedir(d);
+    return removed > 0 ? cus_fsync_dir(st->dir, error_r) : 0;
+}
+
+uint64_t store_segment_bytes(struct store *st, uint32_t segno)
+{
+    char *path = seg_path(st, segno);
+    struct stat sb;
+    uint64_t n = stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+
+    g_free(path);
+    return n;
+}
+
+void store_rewrite_prefer(struct store *st, uint32_t segno)
+{
+    if (st->prefer == NULL)
+        st->prefer = g_hash_table_new(NULL, NULL);
+    g_hash_table_add(st->prefer, GUINT_TO_POINTER(segno));
+    g_hash_table_remove(st->fds, GUINT_TO_POINTER(segno));
+}
+
 int store_sync(struct store *st, char **error_r)
 {
     char *path;
@@ -1739,9 +1994,10 @@ int store_sync(struct store *st, char **error_r)
     return 0;
 }
 
-int store_read(struct store *st, const struct store_loc *loc,
-               const unsigned char sha[CUS_SHA256_LEN], GBytes **data_r,
-               char **error_r)
+/* Read the record at loc from fd (limit: where the writer's open segment
+ * ends, or 0). */
+static int read_at(struct store *st, int fd, uint64_t limit, const struct store_loc *loc,
+                   const unsigned char *sha, GBytes **data_r, char **error_r)
 {
     const unsigned char *want = sha;
     unsigned char *buf = NULL;
@@ -1749,16 +2005,9 @@ int store_read(struct store *st, const struct store_loc *loc,
     const char *why;
     char hex[CUS_SHA256_HEX];
     size_t got;
-    int fd, ret = -1;
+    int ret = -1;
 
-    *data_r = NULL;
-    if (loc->length < REC_MIN_LEN)
-        return obj_error(error_r, sha, loc->segment, loc->offset,
-                         "bad location (length %" PRIu32 ")", loc->length);
-    fd = seg_fd(st, loc->segment, error_r);
-    if (fd < 0)
-        return -1;
-    if (fd == st->cur_fd && loc->offset + loc->length > st->cur_end)
+    if (limit > 0 && loc->offset + loc->length > limit)
         return obj_error(error_r, sha, loc->segment, loc->offset,
                          "location is past the end of the segment");
     buf = g_malloc(loc->length);
@@ -1798,6 +2047,61 @@ int store_read(struct store *st, const struct store_loc *loc,
 out:
     g_free(buf);
     return ret;
+}
+
+/* A second try after a read at loc failed: index.db may already describe
+ * a segment rewritten without purged records while the file read was the
+ * one before (its .rewrite not yet renamed into place, or an fd opened
+ * before the rename). 0 if the record is there. */
+static int read_rewritten(struct store *st, const struct store_loc *loc,
+                          const unsigned char *sha, GBytes **data_r)
+{
+    char *path = seg_path(st, loc->segment), *alt = g_strconcat(path, REWRITE_SUFFIX, NULL);
+    const char *try[2] = { alt, path };
+    int ret = -1;
+
+    if (st->cur_fd >= 0 && loc->segment == st->last_seg)
+        goto out;               /* the writer's open segment is never rewritten */
+    g_hash_table_remove(st->fds, GUINT_TO_POINTER(loc->segment));
+    for (int i = 0; i < 2 && ret < 0; i++) {
+        int fd = open(try[i], O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+            continue;
+        ret = read_at(st, fd, 0, loc, sha, data_r, NULL);
+        close(fd);
+    }
+out:
+    g_free(alt);
+    g_free(path);
+    return ret;
+}
+
+int store_read(struct store *st, const struct store_loc *loc,
+               const unsigned char sha[CUS_SHA256_LEN], GBytes **data_r,
+               char **error_r)
+{
+    char *err = NULL;
+    int fd;
+
+    *data_r = NULL;
+    if (loc->length < REC_MIN_LEN)
+        return obj_error(error_r, sha, loc->segment, loc->offset,
+                         "bad location (length %" PRIu32 ")", loc->length);
+    fd = seg_fd(st, loc->segment, error_r);
+    if (fd < 0)
+        return -1;
+    if (read_at(st, fd, fd == st->cur_fd ? st->cur_end : 0, loc, sha, data_r, &err) == 0)
+        return 0;
+    if (read_rewritten(st, loc, sha, data_r) == 0) {
+        g_free(err);
+        return 0;
+    }
+    if (error_r != NULL)
+        *error_r = err;
+    else
+        g_free(err);
+    return -1;
 }
 
 uint64_t store_disk_bytes(struct store *st)
@@ -2131,7 +2435,7 @@ static int pwalk_segment(struct pwalk *w, uint32_t segno, uint64_t start, uint64
                          char **error_r)
 {
     struct store *st = w->st;
-    char *path = seg_path(st, segno);
+    char *path = seg_read_path(st, segno);
     unsigned char fh[SEG_HDR_LEN];
     uint64_t limit = UINT64_MAX, base;
     struct stat sb;
@@ -2306,7 +2610,7 @@ int store_walk_par(struct store *st, const struct store_walk_opts *o,
             continue;
         if (o->from.segment != 0 && segno == o->from.segment)
             start = o->from.offset;
-        path = seg_path(st, segno);
+        path = seg_read_path(st, segno);
         if (stat(path, &sb) == 0)
             unsealed = (sb.st_mode & S_IWUSR) != 0;
         g_free(path);

@@ -98,6 +98,37 @@ int store_tell(struct store *st, struct store_loc *loc_r, char **error_r);
  * finished. Writer only. */
 int store_truncate(struct store *st, const struct store_loc *at, char **error_r);
 
+/* Seal the open segment now (fsync'd, read-only); the next append starts
+ * a new one. Writer only; nothing to do if none is open. */
+int store_seal(struct store *st, char **error_r);
+
+/*
+ * Rewriting a sealed segment without some message records (retention):
+ * store_rewrite_prepare() writes DIR/store/seg-N.cseg.rewrite -- every
+ * other record copied byte for byte, in order -- synced, with the
+ * segment's mode and group; each record to drop must be a message record
+ * with that SHA-256 and length at that place, else nothing is written.
+ * store_rewrite_commit() renames it over the segment (directory synced; 0
+ * also when there is no such file: done before). What index.db says
+ * decides which file is the truth meanwhile (retention.c); a failed
+ * store_read() looks in the .rewrite file too, and store_rewrite_prefer()
+ * makes a reader (verify) take segment N from it while it is there.
+ * store_rewrite_discard() removes every .rewrite file (unfinished ones,
+ * when index.db does not refer to them).
+ */
+struct store_drop {
+    struct store_loc loc;
+    unsigned char sha[CUS_SHA256_LEN];
+};
+/* drop: sorted by offset, all in segment segno; *size_r the new size. */
+int store_rewrite_prepare(struct store *st, uint32_t segno, const struct store_drop *drop,
+                          size_t n, uint64_t *size_r, char **error_r);
+int store_rewrite_commit(struct store *st, uint32_t segno, char **error_r);
+int store_rewrite_discard(struct store *st, char **error_r);
+void store_rewrite_prefer(struct store *st, uint32_t segno);
+/* Size of segment segno's file (0 if it is not there). */
+uint64_t store_segment_bytes(struct store *st, uint32_t segno);
+
 /* fsync what was appended (and the directory for a new segment). */
 int store_sync(struct store *st, char **error_r);
 
