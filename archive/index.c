@@ -25,7 +25,9 @@ static const char *const idx_sql[S_COUNT] = {
     [S_FIND_ID] = "SELECT sha256, segment, offset, length FROM messages WHERE id = ?",
     [S_INS_MSG] = "INSERT INTO messages(sha256, segment, offset, length, raw_size, date,"
                   " message_id, subject, n_att, limits, added, id)"
-                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                  " VALUES (?,?,?,?,?,?,?,?,?,?,?,coalesce(?, (SELECT max(id) FROM"
+                  " (SELECT max(id) AS id FROM messages UNION ALL"
+                  " SELECT max(id) FROM purged)) + 1))",
     [S_INS_ADDR] = "INSERT INTO addrs(msg, role, name, addr, domain) VALUES (?,?,?,?,?)",
     [S_INS_ATT] = "INSERT INTO attachments(msg, seq, name, type, path, size, sha256, depth)"
                   " VALUES (?,?,?,?,?,?,?,?)",
@@ -135,7 +137,9 @@ static const char idx_schema_v3[] =
     " released INTEGER, released_by TEXT, seq INTEGER NOT NULL, release_seq INTEGER);"
     "CREATE UNIQUE INDEX holds_active ON holds(name) WHERE released IS NULL;"
     "CREATE TABLE purged(id INTEGER PRIMARY KEY, sha256 BLOB NOT NULL,"
-    " time INTEGER NOT NULL, rule TEXT NOT NULL, seq INTEGER NOT NULL);"
+    " time INTEGER NOT NULL, rule TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " segment INTEGER, offset INTEGER, length INTEGER);"
+    "CREATE INDEX purged_pending ON purged(segment, offset) WHERE segment IS NOT NULL;"
     "CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
     " user TEXT NOT NULL, uid INTEGER NOT NULL, command TEXT NOT NULL,"
     " args TEXT NOT NULL, results INTEGER NOT NULL, status INTEGER NOT NULL,"

@@ -4,7 +4,8 @@
  * WAL mode, schema versioned with PRAGMA user_version and migrated forward
  * on open. Schema version 1:
  *
- *   messages(id INTEGER PRIMARY KEY,        -- the archive id
+ *   messages(id INTEGER PRIMARY KEY,        -- the archive id (never reused,
+ *                                           -- a purged one neither)
  *            sha256 BLOB NOT NULL UNIQUE,   -- of the raw bytes: dedup
  *            segment INTEGER, offset INTEGER, length INTEGER, -- store_loc
  *            raw_size INTEGER NOT NULL,
@@ -58,7 +59,9 @@
  *   holds(id, name, query, note, created, created_by, released, released_by,
  *         seq, release_seq)                 -- chain entries of add/release;
  *                                           -- name unique among active
- *   purged(id, sha256, time, rule, seq)     -- tombstones: messages.id gone
+ *   purged(id, sha256, time, rule, seq,     -- tombstones: messages.id gone
+ *          segment, offset, length)         -- its record while still in the
+ *                                           -- store (retention.h), else NULL
  *   audit(id AUTOINCREMENT, time, user, uid, command, args, results,
  *         status, detail, seq UNIQUE)       -- seq: its chain entry once
  *                                           -- sealed (audit.h), else NULL
@@ -124,7 +127,8 @@ int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
 int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r);
 
 /* Insert a new message (its sha must not be there yet) as archive id
- * want_id, or the next free id if want_id is 0. */
+ * want_id, or if want_id is 0 the one after the highest of every message
+ * and every purged one (ids are never reused). */
 int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
                     const struct store_loc *loc, uint64_t raw_size,
                     const struct msg *m, gint64 added, gint64 want_id, gint64 *id_r,
