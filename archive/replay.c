@@ -13,6 +13,7 @@
 #include "custos/log.h"
 #include "custos/replay.h"
 #include "custos/audit.h"
+#include "custos/retention.h"
 
 struct pend {
     enum store_kind kind;
@@ -21,8 +22,17 @@ struct pend {
     GBytes *data;           /* NULL if it did not decode */
 };
 
+/* An "add" whose message record is not in the store (yet to be explained
+ * by a "purge"). */
+struct open_add {
+    gint64 seq;
+    struct store_loc loc;
+};
+
 struct replay {
     struct idx *idx;
+    struct store *store;    /* during replay_run() */
+    GHashTable *open_adds;  /* archive id (gint64 *) -> struct open_add * */
     const struct msg_limits *lim;
     gint64 seq;
     unsigned char head[CUS_SHA256_LEN];
@@ -52,6 +62,7 @@ struct replay *replay_new(struct idx *idx, const struct msg_limits *lim, gint64 
     rp->seq = seq;
     memcpy(rp->head, head, CUS_SHA256_LEN);
     rp->pend = g_array_new(FALSE, TRUE, sizeof(struct pend));
+    rp->open_adds = g_hash_table_new_full(g_int64_hash, g_int64_equal, g_free, g_free);
     rp->st.seq = seq;
     return rp;
 }
@@ -64,6 +75,7 @@ void replay_free(struct replay **rpp)
         return;
     pend_clear(rp);
     g_array_unref(rp->pend);
+    g_hash_table_destroy(rp->open_adds);
     g_free(rp->fatal);
     g_free(rp);
     *rpp = NULL;
@@ -136,7 +148,7 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
     const char *text = g_bytes_get_data(data, &len);
     const char *idstr, *mhex;
     const struct pend *m = NULL;
-    int delivery;
+    int delivery, open_add = 0;
     gint64 id = 0;
     char *err = NULL, *gerr = NULL;
     int ret = -1;
@@ -159,10 +171,12 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
                                ev->seq, ev->type);
     } else if (strcmp(ev->type, "add") == 0) {
         m = pend_find(rp, STORE_MESSAGE, mhex);
-        if (m == NULL || m->data == NULL)
+        if (m != NULL && m->data == NULL)
             gerr = g_strdup_printf("chain event %" G_GINT64_FORMAT " (add, message id %"
-                                   G_GINT64_FORMAT "): its message record is missing or "
-                                   "damaged; the message is not indexed", ev->seq, id);
+                                   G_GINT64_FORMAT "): its message record is damaged; the "
+                                   "message is not indexed", ev->seq, id);
+        else if (m == NULL)
+            open_add = 1;   /* purged later, or missing: the end of the walk says */
     }
     if (idx_savepoint(rp->idx, error_r) < 0)
         goto fatal;
@@ -194,6 +208,19 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
                 rp->st.deliveries++;
         } else if (ret == 0 && strcmp(ev->type, "audit") == 0) {
             ret = audit_apply_event(rp->idx, ev, &err);
+        } else if (ret == 0 && (strcmp(ev->type, "purge") == 0 ||
+                                strcmp(ev->type, "hold") == 0 ||
+                                strcmp(ev->type, "hold-release") == 0)) {
+            ret = retention_apply_event(rp->idx, rp->store, rp->lim, ev, &err);
+            if (ret == 0 && id > 0 && strcmp(ev->type, "purge") == 0)
+                g_hash_table_remove(rp->open_adds, &id);
+        }
+        if (ret == 0 && open_add) {
+            struct open_add *o = g_new0(struct open_add, 1);
+
+            o->seq = ev->seq;
+            o->loc = rec->loc;
+            g_hash_table_replace(rp->open_adds, g_memdup2(&id, sizeof(id)), o);
         }
         if (ret < 0) {
             idx_rollback_savepoint(rp->idx);
@@ -329,6 +356,55 @@ static int replay_cb(void *ctx, const struct store_rec *rec, GBytes *data)
     }
 }
 
+/* The adds no purge explained: their message records are missing. Their
+ * rows go, their chain entries name no message (as for a group that could
+ * not be applied). -1 only for index errors. */
+static int close_open_adds(struct replay *rp, char **error_r)
+{
+    sqlite3 *db = idx_db(rp->idx);
+    GHashTableIter it;
+    gpointer k, v;
+    sqlite3_stmt *st[3] = { NULL, NULL, NULL };
+    static const char *const sql[3] = {
+        "DELETE FROM rcpts WHERE msg = ?", "DELETE FROM deliveries WHERE msg = ?",
+        "UPDATE chain SET msg = NULL WHERE msg = ?",
+    };
+    int ret = -1;
+
+    for (int i = 0; i < 3; i++)
+        if (sqlite3_prepare_v2(db, sql[i], -1, &st[i], NULL) != SQLITE_OK) {
+            cus_error(error_r, "index: %s", sqlite3_errmsg(db));
+            goto out;
+        }
+    g_hash_table_iter_init(&it, rp->open_adds);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        gint64 id = *(gint64 *)k;
+        const struct open_add *o = v;
+
+        log_error("seg-%06u.cseg offset %" G_GUINT64_FORMAT ": chain event %" G_GINT64_FORMAT
+                  " (add, message id %" G_GINT64_FORMAT "): its message record is missing "
+                  "(and no purge says why); the message is not indexed", o->loc.segment,
+                  o->loc.offset, o->seq, id);
+        rp->st.problems++;
+        for (int i = 0; i < 3; i++) {
+            sqlite3_bind_int64(st[i], 1, id);
+            if (sqlite3_step(st[i]) != SQLITE_DONE) {
+                cus_error(error_r, "index: %s", sqlite3_errmsg(db));
+                goto out;
+            }
+            if (i == 1)
+                rp->st.deliveries -= sqlite3_changes(db);
+            sqlite3_reset(st[i]);
+        }
+    }
+    g_hash_table_remove_all(rp->open_adds);
+    ret = 0;
+out:
+    for (int i = 0; i < 3; i++)
+        sqlite3_finalize(st[i]);
+    return ret;
+}
+
 int replay_run(struct replay *rp, struct store *st, const struct store_loc *from,
                char **error_r)
 {
@@ -338,10 +414,14 @@ int replay_run(struct replay *rp, struct store *st, const struct store_loc *from
     if (from != NULL)
         o.from = *from;
     rp->complete_end = o.from;
+    rp->store = st;
     ret = store_walk_par(st, &o, replay_cb, rp, error_r);
+    rp->store = NULL;
     if (ret != 0 && rp->fatal != NULL) {
         cus_error(error_r, "%s", rp->fatal);
         return -1;
     }
-    return ret < 0 ? -1 : 0;
+    if (ret < 0)
+        return -1;
+    return close_open_adds(rp, error_r);
 }
