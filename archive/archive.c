@@ -22,6 +22,7 @@
 #include "custos/log.h"
 #include "custos/perm.h"
 #include "custos/replay.h"
+#include "custos/retention.h"
 #include "custos/util.h"
 
 #define ARC_DICT_SAMPLES 1000
@@ -306,7 +307,14 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     if (arc->writable && cfg->chain_sign_key != NULL &&
         chain_key_load_private(cfg->chain_sign_key, &arc->sign_key, error_r) < 0)
         goto fail;
+    /* A segment rewrite (retention.h) interrupted after its commit is put
+     * in place before the roll forward reads the store; purged records
+     * still in the store go after it. */
+    if (arc->writable && retention_open_store(arc->idx, arc->store, error_r) < 0)
+        goto fail;
     if (arc->writable && arc_recover(arc, error_r) < 0)
+        goto fail;
+    if (arc->writable && retention_open_finish(arc->idx, arc->store, error_r) < 0)
         goto fail;
     if (chain_load_head(arc, error_r) < 0)
         goto fail;
