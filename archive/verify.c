@@ -5,7 +5,9 @@
  * One sequential pass over the segments (store_walk_par: decoding and
  * hashing in worker threads; message bytes are checked and dropped), then
  * checks in memory: per object a few dozen bytes, so 10 million messages
- * need well under 1 GB.
+ * need well under 1 GB. Governance events (audit, hold, purge) are parsed
+ * in full by the decoding threads and checked against their rows in small
+ * hash tables at the end.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -14,11 +16,14 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sqlite3.h>
+#include "custos/audit.h"
 #include "custos/chain.h"
 #include "custos/index.h"
 #include "custos/log.h"
 #include "custos/store.h"
 #include "custos/verify.h"
+
+struct prow;
 
 /* A message record of the store, in store order. */
 struct obj {
@@ -29,6 +34,7 @@ struct obj {
     gint64 event_id;        /* the archive id that entry gives, 0 */
     char *bad;              /* why it does not decode (reported once, with
                              * the id, after the cross-checks), or NULL */
+    const struct prow *pending; /* purged, awaiting its segment's rewrite */
 };
 
 /* A chain event, parsed in a decoding thread. */
@@ -47,6 +53,8 @@ struct ev {
     unsigned char esha[CUS_SHA256_LEN]; /* record sha */
     struct store_loc loc;
     GBytes *bytes;
+    struct chain_event *full;   /* audit, hold, hold-release, purge: all of it */
+    char *full_error;           /* why that did not parse */
 };
 
 struct cpt {
@@ -67,10 +75,31 @@ struct irow {
     int seen;               /* chain rows: its event was found */
 };
 
+/* A purged row. */
+struct prow {
+    gint64 id, time, seq;
+    unsigned char sha[CUS_SHA256_LEN];
+    char *rule;
+    struct store_loc loc;
+    int has_loc;            /* its record awaits its segment's rewrite */
+    int seen;               /* its purge event was found */
+};
+
+/* A holds row. */
+struct hrow {
+    gint64 id, created, released, seq, release_seq;
+    char *name, *query, *note, *created_by, *released_by;
+    int seen, release_seen;
+};
+
 struct irows {
     sqlite3 *db;
     GArray *msgs, *delivs, *chain; /* struct irow */
     gint64 n_cp;
+    GArray *purged;         /* struct prow */
+    GArray *holds;          /* struct hrow */
+    GPtrArray *audit;       /* struct audit_entry *, by id */
+    gint64 audit_seq;       /* sqlite_sequence for audit: the highest id given */
     char *error;
 };
 
@@ -93,6 +122,9 @@ struct vfy {
     gint last_msg;                  /* of the open group, or -1 */
     struct chain_key *pub;
     struct irows ir;
+    GHashTable *purges;             /* archive id -> struct ev * of its purge */
+    GHashTable *purged_rows;        /* archive id -> struct prow * */
+    verify_purged_cb *purged_cb;
 };
 
 static void problem(struct vfy *v, const char *kind, const char *object, gint64 id,
@@ -154,6 +186,8 @@ static void ev_free(gpointer p)
         return;
     g_free(e->type);
     g_free(e->error);
+    g_free(e->full_error);
+    chain_event_free(&e->full);
     if (e->bytes != NULL)
         g_bytes_unref(e->bytes);
     g_free(e);
@@ -244,6 +278,9 @@ static void *walk_work(void *ctx, const struct store_rec *rec, GBytes *data)
         if (ev_scan(text, len, e) < 0)
             return e;
         e->bytes = g_bytes_ref(data);
+        if (strcmp(e->type, "audit") == 0 || strcmp(e->type, "hold") == 0 ||
+            strcmp(e->type, "hold-release") == 0 || strcmp(e->type, "purge") == 0)
+            chain_event_parse(text, len, &e->full, &e->full_error);
         return e;
     }
     if (rec->kind == STORE_CHECKPOINT) {
@@ -360,6 +397,96 @@ static int walk_cb(void *ctx, const struct store_rec *rec, GBytes *data)
 
 /* ---- index.db, read beside the walk ------------------------------------- */
 
+static char *col_str(sqlite3_stmt *q, int col)
+{
+    const unsigned char *t = sqlite3_column_text(q, col);
+    return t != NULL ? g_strdup((const char *)t) : NULL;
+}
+
+/* The purged, holds and audit tables (small beside messages). *q is left
+ * for the caller to finalize after a failure. */
+static int read_governance(struct irows *ir, sqlite3_stmt **q)
+{
+    int rc;
+
+    if (sqlite3_prepare_v2(ir->db, "SELECT id, sha256, time, rule, seq, segment, offset,"
+                           " length FROM purged", -1, q, NULL) != SQLITE_OK)
+        return -1;
+    while ((rc = sqlite3_step(*q)) == SQLITE_ROW) {
+        struct prow r;
+
+        memset(&r, 0, sizeof(r));
+        r.id = sqlite3_column_int64(*q, 0);
+        if (sqlite3_column_bytes(*q, 1) == CUS_SHA256_LEN)
+            memcpy(r.sha, sqlite3_column_blob(*q, 1), CUS_SHA256_LEN);
+        r.time = sqlite3_column_int64(*q, 2);
+        r.rule = col_str(*q, 3);
+        r.seq = sqlite3_column_int64(*q, 4);
+        r.has_loc = sqlite3_column_type(*q, 5) != SQLITE_NULL;
+        r.loc.segment = (uint32_t)sqlite3_column_int64(*q, 5);
+        r.loc.offset = (uint64_t)sqlite3_column_int64(*q, 6);
+        r.loc.length = (uint32_t)sqlite3_column_int64(*q, 7);
+        g_array_append_val(ir->purged, r);
+    }
+    sqlite3_finalize(*q);
+    *q = NULL;
+    if (rc != SQLITE_DONE ||
+        sqlite3_prepare_v2(ir->db, "SELECT id, name, query, note, created, created_by,"
+                           " released, released_by, seq, release_seq FROM holds", -1, q,
+                           NULL) != SQLITE_OK)
+        return -1;
+    while ((rc = sqlite3_step(*q)) == SQLITE_ROW) {
+        struct hrow r;
+
+        memset(&r, 0, sizeof(r));
+        r.id = sqlite3_column_int64(*q, 0);
+        r.name = col_str(*q, 1);
+        r.query = col_str(*q, 2);
+        r.note = col_str(*q, 3);
+        r.created = sqlite3_column_int64(*q, 4);
+        r.created_by = col_str(*q, 5);
+        r.released = sqlite3_column_type(*q, 6) == SQLITE_NULL ? -1 :
+                     sqlite3_column_int64(*q, 6);
+        r.released_by = col_str(*q, 7);
+        r.seq = sqlite3_column_int64(*q, 8);
+        r.release_seq = sqlite3_column_int64(*q, 9);
+        g_array_append_val(ir->holds, r);
+    }
+    sqlite3_finalize(*q);
+    *q = NULL;
+    if (rc != SQLITE_DONE ||
+        sqlite3_prepare_v2(ir->db, "SELECT id, time, user, uid, command, args, results,"
+                           " status, detail, seq FROM audit ORDER BY id", -1, q,
+                           NULL) != SQLITE_OK)
+        return -1;
+    while ((rc = sqlite3_step(*q)) == SQLITE_ROW) {
+        struct audit_entry *e = g_new0(struct audit_entry, 1);
+
+        e->id = sqlite3_column_int64(*q, 0);
+        e->time = sqlite3_column_int64(*q, 1);
+        e->user = col_str(*q, 2);
+        e->uid = sqlite3_column_int64(*q, 3);
+        e->command = col_str(*q, 4);
+        e->args = col_str(*q, 5);
+        e->results = sqlite3_column_int64(*q, 6);
+        e->status = sqlite3_column_int(*q, 7);
+        e->detail = col_str(*q, 8);
+        e->seq = sqlite3_column_type(*q, 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(*q, 9);
+        g_ptr_array_add(ir->audit, e);
+    }
+    sqlite3_finalize(*q);
+    *q = NULL;
+    if (rc != SQLITE_DONE)
+        return -1;
+    /* The highest audit id ever given (no table before the first entry). */
+    if (sqlite3_prepare_v2(ir->db, "SELECT seq FROM sqlite_sequence WHERE name = 'audit'", -1,
+                           q, NULL) == SQLITE_OK && sqlite3_step(*q) == SQLITE_ROW)
+        ir->audit_seq = sqlite3_column_int64(*q, 0);
+    sqlite3_finalize(*q);
+    *q = NULL;
+    return 0;
+}
+
 static gpointer read_index(gpointer p)
 {
     struct irows *ir = p;
@@ -399,6 +526,9 @@ static gpointer read_index(gpointer p)
         goto fail;
     ir->n_cp = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
+    q = NULL;
+    if (read_governance(ir, &q) < 0)
+        goto fail;
     return NULL;
 fail:
     ir->error = g_strdup_printf("index.db: %s", sqlite3_errmsg(ir->db));
@@ -605,13 +735,16 @@ static gboolean sha_equal(gconstpointer a, gconstpointer b)
     return memcmp(a, b, CUS_SHA256_LEN) == 0;
 }
 
+/* Records by SHA-256, the first of each; a purged message's record that
+ * awaits its segment's rewrite is not counted (the same bytes may have
+ * been archived again since). */
 static GHashTable *by_sha(GArray *objs)
 {
     GHashTable *t = g_hash_table_new(sha_hash, sha_equal);
 
     for (guint i = 0; i < objs->len; i++) {
         struct obj *o = &g_array_index(objs, struct obj, i);
-        if (!g_hash_table_contains(t, o->sha))
+        if (o->pending == NULL && !g_hash_table_contains(t, o->sha))
             g_hash_table_insert(t, o->sha, o);
     }
     return t;
@@ -655,17 +788,53 @@ static struct ev *ev_at(GPtrArray *evs, const struct store_loc *loc)
     return NULL;
 }
 
+/* The purge event of message id, if one comes after chain entry seq. */
+static struct ev *purge_of(struct vfy *v, gint64 id, gint64 after)
+{
+    struct ev *p = id > 0 ? g_hash_table_lookup(v->purges, &id) : NULL;
+
+    return p != NULL && p->seq > after ? p : NULL;
+}
+
+/* Purge events by id and purged rows by id; records that index.db says
+ * await their segment's rewrite are marked. */
+static void prepare_purges(struct vfy *v)
+{
+    v->purges = g_hash_table_new(g_int64_hash, g_int64_equal);
+    v->purged_rows = g_hash_table_new(g_int64_hash, g_int64_equal);
+    for (guint i = 0; i < v->evs->len; i++) {
+        struct ev *e = g_ptr_array_index(v->evs, i);
+
+        if (e->type != NULL && strcmp(e->type, "purge") == 0 && e->id > 0 &&
+            !g_hash_table_contains(v->purges, &e->id))
+            g_hash_table_insert(v->purges, &e->id, e);
+    }
+    for (guint i = 0; i < v->ir.purged->len; i++) {
+        struct prow *r = &g_array_index(v->ir.purged, struct prow, i);
+        struct obj *o;
+
+        g_hash_table_insert(v->purged_rows, &r->id, r);
+        if (r->has_loc && (o = at_loc(v->msgs, &r->loc)) != NULL &&
+            memcmp(o->sha, r->sha, CUS_SHA256_LEN) == 0)
+            o->pending = r;
+    }
+}
+
 static void check_objects(struct vfy *v)
 {
-    GHashTable *msgs = by_sha(v->msgs);
+    GHashTable *msgs;
+
+    prepare_purges(v);
+    msgs = by_sha(v->msgs);
 
     v->st->messages = v->msgs->len;
-    /* A second copy of the same bytes is never written. */
+    /* A second copy of the same bytes is never written (unless the first
+     * was purged since). */
     if (g_hash_table_size(msgs) != v->msgs->len) {
         for (guint i = 0; i < v->msgs->len; i++) {
             struct obj *o = &g_array_index(v->msgs, struct obj, i), *first;
             first = g_hash_table_lookup(msgs, o->sha);
-            if (first != o)
+            if (first != o && o->pending == NULL)
                 problem(v, "extra", "message", 0, 0, o->sha, &o->loc,
                         "a second copy (the first is in seg-%06" PRIu32 ".cseg at offset %"
                         PRIu64 ")", first->loc.segment, first->loc.offset);
@@ -677,7 +846,9 @@ static void check_objects(struct vfy *v)
         int add = e->type != NULL && strcmp(e->type, "add") == 0;
         struct obj *o;
 
-        if (e->has_msg && add && !e->msg_found) {
+        if (e->has_msg && add && !e->msg_found && purge_of(v, e->id, e->seq) != NULL) {
+            /* Purged: its record is gone (or awaits the rewrite, marked). */
+        } else if (e->has_msg && add && !e->msg_found) {
             o = g_hash_table_lookup(msgs, e->msg);
             if (o == NULL)
                 problem(v, "missing", "message", e->id, e->seq, e->msg, &e->loc,
@@ -698,6 +869,12 @@ static void check_objects(struct vfy *v)
 
         if (v->have_committed && !loc_before(&r->loc, &v->committed))
             continue;
+        if (purge_of(v, r->id, 0) != NULL) {
+            problem(v, "extra", "index", r->id, purge_of(v, r->id, 0)->seq, r->sha, &r->loc,
+                    "message %" G_GINT64_FORMAT " was purged (chain entry %" G_GINT64_FORMAT
+                    "), but index.db still has it", r->id, purge_of(v, r->id, 0)->seq);
+            continue;
+        }
         if (o == NULL) {
             problem(v, "missing", "message", r->id, 0, r->sha, &r->loc,
                     "message %" G_GINT64_FORMAT " is not in the store%s", r->id,
@@ -750,6 +927,13 @@ static void check_objects(struct vfy *v)
 
             if (!r->has_loc || (v->have_committed && !loc_before(&r->loc, &v->committed)))
                 continue;
+            if (purge_of(v, r->msg, 0) != NULL) {
+                problem(v, "extra", "index", r->msg, purge_of(v, r->msg, 0)->seq, NULL, &r->loc,
+                        "delivery %" G_GINT64_FORMAT " of message %" G_GINT64_FORMAT ", which "
+                        "was purged (chain entry %" G_GINT64_FORMAT "), is still in index.db",
+                        r->id, r->msg, purge_of(v, r->msg, 0)->seq);
+                continue;
+            }
             c = g_hash_table_lookup(seq_at, &k);
             e = c != NULL ? ev_of(v, c->id) : ev_at(v->evs, &r->loc);
             if (c != NULL && e == NULL)
@@ -776,7 +960,8 @@ static void check_objects(struct vfy *v)
     for (guint i = 0; i < v->evs->len; i++) {
         struct ev *e = g_ptr_array_index(v->evs, i);
 
-        if (e->delivery && e->deliv_row == 0 && v->have_committed)
+        if (e->delivery && e->deliv_row == 0 && v->have_committed &&
+            purge_of(v, e->id, e->seq) == NULL)
             problem(v, "missing", "index", e->id, e->seq, NULL, &e->loc,
                     "the delivery in chain entry %" G_GINT64_FORMAT " (message %"
                     G_GINT64_FORMAT ") is not in index.db", e->seq, e->id);
@@ -784,10 +969,20 @@ static void check_objects(struct vfy *v)
     /* Objects of the store nothing (or only the chain) names. */
     for (guint i = 0; i < v->msgs->len; i++) {
         struct obj *o = &g_array_index(v->msgs, struct obj, i);
+        struct ev *p;
 
+        if (o->pending != NULL) {
+            v->st->purge_pending++;     /* counted, not judged */
+            continue;
+        }
         if (o->index_id > 0 || g_hash_table_lookup(msgs, o->sha) != o)
             continue;
-        if (o->event_seq != 0)
+        if (o->event_seq != 0 && (p = purge_of(v, o->event_id, o->event_seq)) != NULL)
+            problem(v, "extra", "message", o->event_id, p->seq, o->sha, &o->loc,
+                    "message %" G_GINT64_FORMAT " was purged (chain entry %" G_GINT64_FORMAT
+                    "), but its record is still in the store: not really gone",
+                    o->event_id, p->seq);
+        else if (o->event_seq != 0)
             problem(v, "missing", "index", o->event_id, o->event_seq, o->sha, &o->loc,
                     "message %" G_GINT64_FORMAT " (chain entry %" G_GINT64_FORMAT ") is "
                     "in the store but not in index.db", o->event_id, o->event_seq);
@@ -803,6 +998,289 @@ static void check_objects(struct vfy *v)
                     o->event_seq, o->sha, &o->loc, "%s", o->bad);
     }
     g_hash_table_destroy(msgs);
+}
+
+/* ---- governance: purges, holds, the audit log ------------------------------ */
+
+static int str_same(const char *a, const char *b)
+{
+    return g_strcmp0(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static void check_purges(struct vfy *v, GHashTable *adds)
+{
+    for (guint i = 0; i < v->evs->len; i++) {
+        struct ev *e = g_ptr_array_index(v->evs, i), *a;
+        struct prow *r;
+        const char *rule;
+
+        if (e->type == NULL || strcmp(e->type, "purge") != 0)
+            continue;
+        v->st->purged++;
+        if (e->full == NULL) {
+            problem(v, "altered", "event", e->id, e->seq, e->esha, &e->loc, "purge: %s",
+                    e->full_error != NULL ? e->full_error : "not a chain event");
+            continue;
+        }
+        a = e->id > 0 ? g_hash_table_lookup(adds, &e->id) : NULL;
+        if (a == NULL || a->seq > e->seq || !e->has_msg ||
+            memcmp(a->msg, e->msg, CUS_SHA256_LEN) != 0)
+            problem(v, "mismatch", "event", e->id, e->seq, e->has_msg ? e->msg : NULL, &e->loc,
+                    "chain entry %" G_GINT64_FORMAT " purges message %" G_GINT64_FORMAT
+                    ", which no earlier chain entry added with that hash", e->seq, e->id);
+        if (g_hash_table_lookup(v->purges, &e->id) != e) {
+            problem(v, "extra", "event", e->id, e->seq, NULL, &e->loc, "message %"
+                    G_GINT64_FORMAT " is purged a second time", e->id);
+            continue;
+        }
+        r = g_hash_table_lookup(v->purged_rows, &e->id);
+        rule = chain_event_get(e->full, "rule");
+        if (r == NULL) {
+            problem(v, "missing", "purged", e->id, e->seq, e->msg, &e->loc,
+                    "the tombstone of message %" G_GINT64_FORMAT " (chain entry %"
+                    G_GINT64_FORMAT ") is not in index.db", e->id, e->seq);
+            continue;
+        }
+        r->seen = 1;
+        if (r->seq != e->seq || r->time != e->time || !str_same(r->rule, rule) ||
+            memcmp(r->sha, e->msg, CUS_SHA256_LEN) != 0)
+            problem(v, "altered", "purged", e->id, e->seq, e->msg, &e->loc,
+                    "index.db's tombstone of message %" G_GINT64_FORMAT " differs from chain "
+                    "entry %" G_GINT64_FORMAT " (seq %" G_GINT64_FORMAT ", time %"
+                    G_GINT64_FORMAT ", rule \"%s\" in index.db)", e->id, e->seq, r->seq,
+                    r->time, r->rule != NULL ? r->rule : "");
+        if (r->has_loc && (at_loc(v->msgs, &r->loc) == NULL ||
+                           at_loc(v->msgs, &r->loc)->pending != r))
+            problem(v, "mismatch", "purged", e->id, e->seq, e->msg, &r->loc,
+                    "index.db says the record of purged message %" G_GINT64_FORMAT " awaits "
+                    "the rewrite of its segment, but it is not there", e->id);
+    }
+    for (guint i = 0; i < v->ir.purged->len; i++) {
+        struct prow *r = &g_array_index(v->ir.purged, struct prow, i);
+
+        if (!r->seen)
+            problem(v, "extra", "purged", r->id, r->seq, r->sha, NULL,
+                    "index.db has a tombstone of message %" G_GINT64_FORMAT " (chain entry %"
+                    G_GINT64_FORMAT "), but no purge of it is in the chain", r->id, r->seq);
+    }
+}
+
+static void check_holds(struct vfy *v)
+{
+    GHashTable *rows = g_hash_table_new(g_int64_hash, g_int64_equal);
+
+    for (guint i = 0; i < v->ir.holds->len; i++) {
+        struct hrow *r = &g_array_index(v->ir.holds, struct hrow, i);
+        g_hash_table_insert(rows, &r->id, r);
+    }
+    for (guint i = 0; i < v->evs->len; i++) {
+        struct ev *e = g_ptr_array_index(v->evs, i);
+        int place;
+        const char *idstr, *name, *query, *note, *user;
+        gint64 id;
+        struct hrow *r;
+
+        if (e->type == NULL || (strcmp(e->type, "hold") != 0 &&
+                                strcmp(e->type, "hold-release") != 0))
+            continue;
+        place = strcmp(e->type, "hold") == 0;
+        if (e->full == NULL) {
+            problem(v, "altered", "event", 0, e->seq, e->esha, &e->loc, "%s: %s", e->type,
+                    e->full_error != NULL ? e->full_error : "not a chain event");
+            continue;
+        }
+        if (place)
+            v->st->holds++;
+        idstr = chain_event_get(e->full, "hold-id");
+        name = chain_event_get(e->full, "name");
+        query = chain_event_get(e->full, "query");
+        note = chain_event_get(e->full, "note");
+        user = chain_event_get(e->full, "user");
+        id = idstr != NULL ? g_ascii_strtoll(idstr, NULL, 10) : 0;
+        r = g_hash_table_lookup(rows, &id);
+        if (r == NULL) {
+            problem(v, "missing", "hold", 0, e->seq, NULL, &e->loc,
+                    "hold %" G_GINT64_FORMAT " (\"%s\") %s by chain entry %" G_GINT64_FORMAT
+                    " is not in index.db", id, name != NULL ? name : "",
+                    place ? "placed" : "released", e->seq);
+            continue;
+        }
+        if (!str_same(r->name, name) || !str_same(r->query, query) ||
+            !str_same(r->note, note) ||
+            (place ? r->seq != e->seq || r->created != e->time || !str_same(r->created_by, user)
+                   : r->release_seq != e->seq || r->released != e->time ||
+                     !str_same(r->released_by, user)))
+            problem(v, "altered", "hold", 0, e->seq, NULL, &e->loc,
+                    "hold %" G_GINT64_FORMAT " (\"%s\" in index.db) differs from chain entry %"
+                    G_GINT64_FORMAT ", which %s it", id, r->name != NULL ? r->name : "",
+                    e->seq, place ? "placed" : "released");
+        if (place)
+            r->seen = 1;
+        else
+            r->release_seen = 1;
+    }
+    for (guint i = 0; i < v->ir.holds->len; i++) {
+        struct hrow *r = &g_array_index(v->ir.holds, struct hrow, i);
+
+        if (!r->seen)
+            problem(v, "extra", "hold", 0, r->seq, NULL, NULL, "hold %" G_GINT64_FORMAT
+                    " (\"%s\") in index.db was placed by no chain entry", r->id,
+                    r->name != NULL ? r->name : "");
+        if ((r->released >= 0 || r->release_seq != 0) && !r->release_seen)
+            problem(v, "extra", "hold", 0, r->release_seq, NULL, NULL, "hold %"
+                    G_GINT64_FORMAT " (\"%s\") is released in index.db by no chain entry",
+                    r->id, r->name != NULL ? r->name : "");
+    }
+    g_hash_table_destroy(rows);
+}
+
+/* The first field in which an audit row and its event differ, or NULL. */
+static const char *audit_diff(const struct audit_entry *r, const struct audit_entry *e)
+{
+    if (r->time != e->time) return "at";
+    if (!str_same(r->user, e->user)) return "user";
+    if (r->uid != e->uid) return "uid";
+    if (!str_same(r->command, e->command)) return "command";
+    if (!str_same(r->args, e->args)) return "args";
+    if (r->results != e->results) return "results";
+    if (r->status != e->status) return "status";
+    if (!str_same(r->detail, e->detail)) return "detail";
+    if (r->seq != e->seq) return "seq (the chain entry that sealed it)";
+    return NULL;
+}
+
+static gint cmp_i64(gconstpointer a, gconstpointer b)
+{
+    gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void check_audit(struct vfy *v)
+{
+    GHashTable *rows = g_hash_table_new(g_int64_hash, g_int64_equal);
+    GHashTable *sealed = g_hash_table_new(g_int64_hash, g_int64_equal);
+    GArray *ids = g_array_new(FALSE, FALSE, sizeof(gint64));
+    GArray *evids = g_array_new(FALSE, FALSE, sizeof(gint64));
+    gint64 prev = 0;
+
+    for (guint i = 0; i < v->ir.audit->len; i++) {
+        struct audit_entry *r = g_ptr_array_index(v->ir.audit, i);
+        g_hash_table_insert(rows, &r->id, r);
+        g_array_append_val(ids, r->id);
+    }
+    for (guint i = 0; i < v->evs->len; i++) {
+        struct ev *e = g_ptr_array_index(v->evs, i);
+        struct audit_entry ae, *r;
+        const char *diff;
+        char *err = NULL;
+
+        if (e->type == NULL || strcmp(e->type, "audit") != 0)
+            continue;
+        if (e->full == NULL || audit_from_event(e->full, &ae, &err) < 0) {
+            problem(v, "altered", "event", 0, e->seq, e->esha, &e->loc, "audit: %s",
+                    err != NULL ? err : e->full_error != NULL ? e->full_error :
+                    "not a chain event");
+            g_free(err);
+            continue;
+        }
+        v->st->audit_entries++;
+        g_array_append_val(evids, ae.id);
+        r = g_hash_table_lookup(rows, &ae.id);
+        if (r == NULL)
+            problem(v, "missing", "audit", 0, e->seq, NULL, &e->loc,
+                    "audit entry %" G_GINT64_FORMAT " (%s by %s, sealed by chain entry %"
+                    G_GINT64_FORMAT ") is not in index.db", ae.id, ae.command, ae.user,
+                    e->seq);
+        else if ((diff = audit_diff(r, &ae)) != NULL)
+            problem(v, "altered", "audit", 0, e->seq, NULL, &e->loc,
+                    "audit entry %" G_GINT64_FORMAT " in index.db is not what chain entry %"
+                    G_GINT64_FORMAT " sealed: %s differs", ae.id, e->seq, diff);
+        audit_entry_clear(&ae);
+    }
+    for (guint i = 0; i < evids->len; i++)
+        g_hash_table_add(sealed, &g_array_index(evids, gint64, i));
+    for (guint i = 0; i < v->ir.audit->len; i++) {
+        struct audit_entry *r = g_ptr_array_index(v->ir.audit, i);
+
+        if (r->seq != 0 && !g_hash_table_contains(sealed, &r->id))
+            problem(v, "extra", "audit", 0, r->seq, NULL, NULL,
+                    "audit entry %" G_GINT64_FORMAT " (%s by %s) says chain entry %"
+                    G_GINT64_FORMAT " sealed it, but no audit event holds it", r->id,
+                    r->command != NULL ? r->command : "", r->user != NULL ? r->user : "",
+                    r->seq);
+    }
+    /* AUTOINCREMENT gives ids without gaps: one is gone from both. */
+    g_array_append_vals(ids, evids->data, evids->len);
+    if (v->ir.audit_seq > 0)
+        g_array_append_val(ids, v->ir.audit_seq);
+    g_array_sort(ids, cmp_i64);
+    for (guint i = 0; i < ids->len; i++) {
+        gint64 id = g_array_index(ids, gint64, i);
+
+        if (id > prev + 1) {
+            if (id == prev + 2)
+                problem(v, "missing", "audit", 0, 0, NULL, NULL, "audit entry %"
+                        G_GINT64_FORMAT " is gone: in neither index.db nor the chain (deleted "
+                        "before it was sealed)", prev + 1);
+            else
+                problem(v, "missing", "audit", 0, 0, NULL, NULL, "audit entries %"
+                        G_GINT64_FORMAT " to %" G_GINT64_FORMAT " are gone: in neither "
+                        "index.db nor the chain (deleted before they were sealed)", prev + 1,
+                        id - 1);
+        }
+        if (id > prev)
+            prev = id;
+    }
+    g_array_unref(ids);
+    g_array_unref(evids);
+    g_hash_table_destroy(sealed);
+    g_hash_table_destroy(rows);
+}
+
+static void check_governance(struct vfy *v)
+{
+    GHashTable *adds = g_hash_table_new(g_int64_hash, g_int64_equal);
+
+    for (guint i = 0; i < v->evs->len; i++) {
+        struct ev *e = g_ptr_array_index(v->evs, i);
+
+        if (e->type != NULL && strcmp(e->type, "add") == 0 && e->id > 0 &&
+            !g_hash_table_contains(adds, &e->id))
+            g_hash_table_insert(adds, &e->id, e);
+    }
+    check_purges(v, adds);
+    check_holds(v);
+    check_audit(v);
+    g_hash_table_destroy(adds);
+}
+
+/* Each purged message, in chain order. */
+static void report_purged(struct vfy *v)
+{
+    if (v->purged_cb == NULL || v->order == NULL)
+        return;
+    for (guint i = 0; i < v->order->len; i++) {
+        struct ev *e = g_ptr_array_index(v->order, i);
+        struct verify_purged p;
+        struct prow *r;
+        const char *archived;
+
+        if (e->type == NULL || strcmp(e->type, "purge") != 0 || e->full == NULL ||
+            g_hash_table_lookup(v->purges, &e->id) != e)
+            continue;
+        memset(&p, 0, sizeof(p));
+        p.id = e->id;
+        p.seq = e->seq;
+        p.time = e->time;
+        archived = chain_event_get(e->full, "archived");
+        p.archived = archived != NULL ? g_ascii_strtoll(archived, NULL, 10) : 0;
+        if (e->has_msg)
+            cus_hex(e->msg, CUS_SHA256_LEN, p.sha256);
+        p.rule = chain_event_get(e->full, "rule");
+        r = g_hash_table_lookup(v->purged_rows, &e->id);
+        p.pending = r != NULL && r->has_loc;
+        v->purged_cb(v->ctx, &p);
+    }
 }
 
 /* ---- the run ------------------------------------------------------------- */
@@ -839,6 +1317,29 @@ static guint64 segment_bytes(const char *arcdir, int *n_r, GArray *nums)
 int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
                struct verify_stats *stats, char **error_r)
 {
+    return verify_run_ex(cfg, threads, cb, NULL, ctx, stats, error_r);
+}
+
+static void prow_clear(gpointer p)
+{
+    g_free(((struct prow *)p)->rule);
+}
+
+static void hrow_clear(gpointer p)
+{
+    struct hrow *r = p;
+
+    g_free(r->name);
+    g_free(r->query);
+    g_free(r->note);
+    g_free(r->created_by);
+    g_free(r->released_by);
+}
+
+int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
+                  verify_purged_cb *purged_cb, void *ctx, struct verify_stats *stats,
+                  char **error_r)
+{
     struct vfy v;
     struct store *st = NULL;
     struct idx *idx = NULL;
@@ -864,6 +1365,12 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     v.ir.msgs = g_array_new(FALSE, FALSE, sizeof(struct irow));
     v.ir.delivs = g_array_new(FALSE, FALSE, sizeof(struct irow));
     v.ir.chain = g_array_new(FALSE, FALSE, sizeof(struct irow));
+    v.ir.purged = g_array_new(FALSE, FALSE, sizeof(struct prow));
+    g_array_set_clear_func(v.ir.purged, prow_clear);
+    v.ir.holds = g_array_new(FALSE, FALSE, sizeof(struct hrow));
+    g_array_set_clear_func(v.ir.holds, hrow_clear);
+    v.ir.audit = g_ptr_array_new_with_free_func((GDestroyNotify)audit_entry_free);
+    v.purged_cb = purged_cb;
 
     /* The key checkpoints are checked with. */
     if (cfg->chain_verify_key != NULL) {
@@ -908,6 +1415,22 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     }
     if (store_open(cfg->arc_dir, &so, 0, &st, error_r) < 0)
         goto out;
+    /* A segment rewrite committed but not yet in place: index.db describes
+     * the .rewrite files (retention.h). */
+    g_free(val);
+    val = NULL;
+    if (idx_meta_get(idx, "rewrite", &val, error_r) < 0)
+        goto out;
+    if (val != NULL) {
+        char **nums = g_strsplit(val, " ", -1);
+
+        for (int i = 0; nums[i] != NULL; i++) {
+            guint64 n = g_ascii_strtoull(nums[i], NULL, 10);
+            if (n > 0 && n <= G_MAXUINT32)
+                store_rewrite_prefer(st, (uint32_t)n);
+        }
+        g_strfreev(nums);
+    }
     {
         GArray *nums = g_array_new(FALSE, FALSE, sizeof(guint32));
         guint32 want = 1;
@@ -955,6 +1478,8 @@ int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
     log_debug("verify: chain checked at %.3f s", cus_now() - t0);
     check_checkpoints(&v);
     check_objects(&v);
+    check_governance(&v);
+    report_purged(&v);
     log_debug("verify: checked in %.3f s", cus_now() - t0);
     ret = 0;
 out:
@@ -974,6 +1499,13 @@ out:
     g_array_unref(v.ir.msgs);
     g_array_unref(v.ir.delivs);
     g_array_unref(v.ir.chain);
+    g_array_unref(v.ir.purged);
+    g_array_unref(v.ir.holds);
+    g_ptr_array_unref(v.ir.audit);
+    if (v.purges != NULL)
+        g_hash_table_destroy(v.purges);
+    if (v.purged_rows != NULL)
+        g_hash_table_destroy(v.purged_rows);
     g_free(v.ir.error);
     g_free(val);
     g_free(path);

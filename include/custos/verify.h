@@ -21,7 +21,22 @@
  *             mismatch  index.db or a checkpoint disagrees with the chain
  *                       the events give
  *             signature a checkpoint whose signature does not check out
- *   object    message, delivery, event, checkpoint, segment, index
+ *   object    message, delivery, event, checkpoint, segment, index, audit,
+ *             hold, purged
+ *
+ * Governance, also from the chain: a message record missing because
+ * retention purged it (a "purge" event for that id and hash, and its purged
+ * row) is not a problem -- verify_run_ex() reports each such message to its
+ * purged callback and counts them; a purge whose message record is still
+ * in the store is a problem (not really gone), unless index.db still has it
+ * as awaiting its segment's rewrite (counted, not judged: a retention run
+ * in progress, or one the next writer finishes). Every "audit" event must
+ * match the audit row with its audit-id field for field (else "altered
+ * audit"), and be there ("missing audit"); a row marked sealed by an event
+ * that does not hold it is "extra"; an id missing among the audit ids
+ * (AUTOINCREMENT leaves no gaps: a row deleted before it was sealed) is
+ * "missing audit". Holds rows and "hold"/"hold-release" events, purged rows
+ * and "purge" events, the same, both ways.
  */
 #ifndef CUSTOS_VERIFY_H
 #define CUSTOS_VERIFY_H
@@ -50,6 +65,23 @@ struct verify_stats {
     gint64 head_seq;
     char head[CUS_SHA256_HEX];
     double seconds;
+    gint64 purged;          /* messages purged by retention */
+    gint64 purge_pending;   /* of them, records still in the store awaiting
+                             * their segment's rewrite */
+    gint64 audit_entries;   /* sealed audit entries checked */
+    gint64 holds;           /* legal holds (placed, and released) checked */
+};
+
+/* A message retention purged, as its tombstone says. */
+struct verify_purged {
+    gint64 id;              /* archive id */
+    gint64 seq;             /* the "purge" chain entry */
+    gint64 time;            /* when purged */
+    gint64 archived;        /* when it had been archived */
+    char sha256[CUS_SHA256_HEX];
+    const char *rule;       /* e.g. "department.sales 10y" */
+    int pending;            /* its record is still in the store, awaiting
+                             * the rewrite of its segment */
 };
 
 typedef void verify_cb(void *ctx, const struct verify_problem *p);
@@ -58,5 +90,12 @@ typedef void verify_cb(void *ctx, const struct verify_problem *p);
  * all (error_r). threads <= 0: one per CPU. */
 int verify_run(const struct cfg *cfg, int threads, verify_cb *cb, void *ctx,
                struct verify_stats *stats, char **error_r);
+
+/* verify_run(), and purged_cb (may be NULL) for each purged message, in
+ * chain order, after the problems. */
+typedef void verify_purged_cb(void *ctx, const struct verify_purged *p);
+int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
+                  verify_purged_cb *purged_cb, void *ctx, struct verify_stats *stats,
+                  char **error_r);
 
 #endif
