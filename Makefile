@@ -70,6 +70,30 @@ $(BUILD)/custos-archive: $(BUILD)/archive/custos-archive-lean.o $(BUILD)/libcust
 $(BUILD)/custos-archive-full: $(BUILD)/archive/custos-archive.o $(BUILD)/libcustos.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
+# ---- custos-milter (milter/) ------------------------------------------------
+# The milter's core (callbacks, per-message context) links into custos-milter
+# and into run-tests; milter/smfi.c (the libmilter calls) and the daemon's
+# main only into custos-milter, so the tests need no libmilter. nullmilter is
+# the do-nothing baseline of bench/milter.sh. tests/postfix.c: the private
+# Postfix harness of the integration suites.
+MILTER_MAIN  := milter/custos-milter.c milter/smfi.c
+MILTER_SRC   := $(filter-out $(MILTER_MAIN),$(wildcard milter/*.c))
+MILTER_OBJ   := $(MILTER_SRC:%.c=$(BUILD)/%.o)
+MILTER_LIBS   = -lmilter
+TEST_OBJ     += $(MILTER_OBJ) $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/postfix.c))
+
+all: $(BUILD)/custos-milter $(BUILD)/nullmilter
+
+$(BUILD)/custos-milter: $(MILTER_MAIN:%.c=$(BUILD)/%.o) $(MILTER_OBJ) $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(MILTER_LIBS)
+
+$(BUILD)/nullmilter: bench/nullmilter.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(MILTER_LIBS) -lpthread $(EXTRA_LDFLAGS)
+
+$(BUILD)/tests/postfix.o $(BUILD)/tests/test-milter.o: $(wildcard tests/postfix.h)
+# ---- end of custos-milter ---------------------------------------------------
+
 # Test suites register themselves with CUS_SUITE(name); the list is generated.
 $(BUILD)/tests/suites.gen.h: $(wildcard tests/test-*.c)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,81 @@
+/*
+ * milter.h - custos-milter's core: the libmilter callbacks and their state
+ *
+ * Every message is journalled into the spool before Postfix may accept it:
+ * the header and body stream into a spool writer as they arrive (memory
+ * stays at the writer's buffer whatever the size), and at end of message
+ * the envelope (sender, every recipient, client, queue id, SASL login) is
+ * committed with fsync. Only then is the message let through, with
+ * "X-Custos-Archive: SPOOL-ID" added; if the journal cannot be written
+ * the answer is 451 4.3.0 and Postfix keeps the mail. Ingest (custos-archive
+ * ingest --follow, a service of its own) takes the entries from there.
+ *
+ * The raw message is rebuilt from the milter events as it went over SMTP:
+ * "Name:" + value (with its leading space: SMFIP_HDR_LEADSPC) and CRLF per
+ * header, LF inside a folded value made CRLF, an empty line, the body as
+ * Postfix sends it (CRLF). Postfix does not pass its own Received: header
+ * to milters: the archived copy is the message as the client sent it.
+ *
+ * State: one struct per connection (smfi_setpriv) holding the current
+ * message, freed on every path: a new MAIL FROM, abort, end of message,
+ * close. The configuration is shared, reference counted, and swapped whole
+ * by mlt_reload(). Every libmilter call goes through struct mlt_smfi, so
+ * tests can drive the mlfi_* callbacks with a fake context.
+ */
+#ifndef CUSTOS_MILTER_H
+#define CUSTOS_MILTER_H
+
+#include <libmilter/mfapi.h>
+#include "custos/cfg.h"
+
+#define MLT_HEADER "X-Custos-Archive"
+
+/* The libmilter calls the callbacks make (milter/smfi.c has the real ones). */
+struct mlt_smfi {
+    char *(*getsymval)(SMFICTX *ctx, char *name);
+    int (*setpriv)(SMFICTX *ctx, void *priv);
+    void *(*getpriv)(SMFICTX *ctx);
+    int (*setreply)(SMFICTX *ctx, char *rcode, char *xcode, char *message);
+    int (*insheader)(SMFICTX *ctx, int idx, char *name, char *value);
+    int (*chgheader)(SMFICTX *ctx, char *name, int idx, char *value);
+};
+
+/* The real ones (milter/smfi.c: only custos-milter links libmilter). */
+const struct mlt_smfi *mlt_smfi_libmilter(void);
+
+/* Set up the core with cfg (taken over) and the libmilter calls to use.
+ * The spool is created if missing and temp files of dead writers swept;
+ * a spool that cannot be written is logged, not fatal: each message then
+ * gets 451 until it can. */
+int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r);
+/* Swap in a new configuration (taken over); messages under way finish
+ * with the one they started with. */
+void mlt_reload(struct cfg *cfg);
+/* Free the configuration (after the last connection closed). */
+void mlt_deinit(void);
+/* Connections open now, and messages under way in them. */
+int mlt_active(void);
+int mlt_in_flight(void);
+/* Stopping: messages under way finish, a new MAIL FROM gets 421 4.3.2. */
+void mlt_stop(void);
+
+/* The filter description for smfi_register(): every callback below, and
+ * the actions custos uses (SMFIF_ADDHDRS, SMFIF_CHGHDRS). */
+struct smfiDesc *mlt_desc(void);
+
+sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                        unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                        unsigned long *pf2, unsigned long *pf3);
+sfsistat mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr);
+sfsistat mlfi_helo(SMFICTX *ctx, char *helo);
+sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv);
+sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv);
+sfsistat mlfi_data(SMFICTX *ctx);
+sfsistat mlfi_header(SMFICTX *ctx, char *name, char *value);
+sfsistat mlfi_eoh(SMFICTX *ctx);
+sfsistat mlfi_body(SMFICTX *ctx, unsigned char *buf, size_t len);
+sfsistat mlfi_eom(SMFICTX *ctx);
+sfsistat mlfi_abort(SMFICTX *ctx);
+sfsistat mlfi_close(SMFICTX *ctx);
+
+#endif
