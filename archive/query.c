@@ -24,6 +24,21 @@
  *  - participant: is any header address (From, To, Cc, Reply-To, Sender),
  *    any envelope recipient, or the envelope sender of any delivery.
  *  - bcc: is an envelope recipient that is in neither To nor Cc.
+ *  - employee:, customer: and department: look the directory up when the
+ *    query runs (index.h: employees, customers, ...), inside the SQL: the
+ *    addresses (or domains) they stand for are gathered in a CTE, then
+ *    messages are found through the indexes on addrs(addr), addrs(domain),
+ *    rcpts(addr) and rcpts(domain), one UNION arm each, never by scanning.
+ *    A message is the employee's if one of the employee's addresses (work
+ *    or registered personal) is in any header address or is an envelope
+ *    recipient; a customer's if one of its contacts or domains (exactly:
+ *    a customer lists its subdomains) is. employee:X with an '@' is the
+ *    employee with that work or personal address; without, the employee
+ *    named X (ASCII case ignored) or whose address is X@something.
+ *    customer:X is the customer named X or that has domain X (or, with an
+ *    '@' inside, contact X). department:X is every employee of X. With
+ *    '*' after it, X is a prefix of the name, address or domain. Someone
+ *    not in the directory matches nothing.
  */
 #include <string.h>
 #include <glib.h>
@@ -69,6 +84,7 @@ struct parser {
 static const char *const fields[] = {
     "from", "to", "cc", "bcc", "participant", "domain", "subject", "body",
     "attachment", "has", "after", "before", "date", "id", "msgid", "sha256",
+    "employee", "customer", "department",
 };
 
 /* ---- parameters and nodes ---------------------------------------------- */
@@ -538,6 +554,90 @@ static struct node *domain_leaf(struct parser *p, const struct token *t)
     return n;
 }
 
+/* ---- the directory ------------------------------------------------------- */
+
+/* Messages with one of the addresses a CTE "x(a)" holds in a header or as
+ * an envelope recipient; the CTEs (ending in ", ") are in n->sql already. */
+static void addrs_in_x(struct node *n)
+{
+    g_string_append(n->sql, "SELECT msg FROM addrs WHERE addr IN x"
+                    " UNION SELECT msg FROM rcpts WHERE addr IN x)");
+}
+
+/* employee:V and department:V: the employees e(a) the value names, their
+ * work and personal addresses x(a), the messages with one of those. */
+static struct node *employee_leaf(struct parser *p, const struct token *t, int department)
+{
+    const char *v = t->value;
+    struct node *n = node_new(p, N_SQL);
+    char *low = g_utf8_strdown(v, -1);
+
+    g_string_append(n->sql, "m.id IN (WITH e(a) AS (");
+    if (department && t->prefix) {
+        g_string_append(n->sql, "SELECT address FROM employees"
+                        " WHERE department LIKE ? ESCAPE '\\'");
+        add_text(n, like_pattern("", v, "%"));
+    } else if (department) {
+        g_string_append(n->sql, "SELECT address FROM employees"
+                        " WHERE department = ? COLLATE NOCASE");
+        add_text(n, g_strdup(v));
+    } else if (t->prefix) {
+        g_string_append(n->sql, "SELECT address FROM employees WHERE name LIKE ? ESCAPE"
+                        " '\\' OR address LIKE ? ESCAPE '\\'");
+        add_text(n, like_pattern("", v, "%"));
+        add_text(n, like_pattern("", low, "%"));
+    } else if (strchr(v, '@') != NULL) {
+        g_string_append(n->sql, "SELECT address FROM employees WHERE address = ?"
+                        " UNION SELECT employee FROM employee_personal WHERE addr = ?");
+        add_text(n, g_strdup(low));
+        add_text(n, g_strdup(low));
+    } else {
+        g_string_append(n->sql, "SELECT address FROM employees WHERE name = ?"
+                        " COLLATE NOCASE OR address LIKE ? ESCAPE '\\'");
+        add_text(n, g_strdup(v));
+        add_text(n, like_pattern("", low, "@%"));
+    }
+    g_string_append(n->sql, "), x(a) AS (SELECT a FROM e UNION SELECT addr FROM"
+                    " employee_personal WHERE employee IN e) ");
+    addrs_in_x(n);
+    g_free(low);
+    return n;
+}
+
+/* customer:V: the customers c(id) the value names, their domains d(v) and
+ * contacts k(v), the messages with one of those. */
+static struct node *customer_leaf(struct parser *p, const struct token *t)
+{
+    const char *v = t->value;
+    struct node *n = node_new(p, N_SQL);
+    char *low = g_utf8_strdown(*v == '@' ? v + 1 : v, -1);
+
+    g_string_append(n->sql, "m.id IN (WITH c(id) AS (");
+    if (t->prefix) {
+        g_string_append(n->sql, "SELECT id FROM customers WHERE name LIKE ? ESCAPE '\\'"
+                        " UNION SELECT customer FROM customer_domains"
+                        " WHERE domain LIKE ? ESCAPE '\\'");
+        add_text(n, like_pattern("", v, "%"));
+        add_text(n, like_pattern("", low, "%"));
+    } else if (*v != '@' && strchr(v, '@') != NULL) {
+        g_string_append(n->sql, "SELECT customer FROM customer_contacts WHERE addr = ?");
+        add_text(n, g_strdup(low));
+    } else {
+        g_string_append(n->sql, "SELECT id FROM customers WHERE name = ? COLLATE NOCASE"
+                        " UNION SELECT customer FROM customer_domains WHERE domain = ?");
+        add_text(n, g_strdup(*v == '@' ? v + 1 : v));
+        add_text(n, g_strdup(low));
+    }
+    g_string_append(n->sql, "), d(v) AS (SELECT domain FROM customer_domains"
+                    " WHERE customer IN c), k(v) AS (SELECT addr FROM customer_contacts"
+                    " WHERE customer IN c) SELECT msg FROM addrs WHERE domain IN d"
+                    " UNION SELECT msg FROM addrs WHERE addr IN k"
+                    " UNION SELECT msg FROM rcpts WHERE domain IN d"
+                    " UNION SELECT msg FROM rcpts WHERE addr IN k)");
+    g_free(low);
+    return n;
+}
+
 /* Parse YYYY, YYYY-MM or YYYY-MM-DD ('/' also allowed) into the unix
  * times of the start of that period and of the next one. */
 static int parse_date(const char *s, size_t len, gint64 *start_r, gint64 *end_r)
@@ -691,6 +791,10 @@ static struct node *term(struct parser *p, const struct token *t)
         return participant_leaf(p, v);
     if (strcmp(f, "domain") == 0)
         return domain_leaf(p, t);
+    if (strcmp(f, "employee") == 0 || strcmp(f, "department") == 0)
+        return employee_leaf(p, t, f[0] == 'd');
+    if (strcmp(f, "customer") == 0)
+        return customer_leaf(p, t);
     if (strcmp(f, "has") == 0) {
         if (g_ascii_strcasecmp(v, "attachment") != 0 &&
             g_ascii_strcasecmp(v, "attachments") != 0)

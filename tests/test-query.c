@@ -67,6 +67,18 @@ static const struct {
       "(\"foo\")" },
     { "foo -from:bob", NULL, "(\"foo\")" },
     { "foo OR from:bob bar", NULL, "(\"foo\")" },
+    /* the directory: looked up inside the SQL, values bound */
+    { "employee:Bob@Corp.Example.COM", "(m.id IN (WITH e(a) AS (SELECT address FROM "
+      "employees WHERE address = ? UNION SELECT employee FROM employee_personal WHERE "
+      "addr = ?), x(a) AS (SELECT a FROM e UNION SELECT addr FROM employee_personal "
+      "WHERE employee IN e) SELECT msg FROM addrs WHERE addr IN x UNION SELECT msg FROM "
+      "rcpts WHERE addr IN x))", "bob@corp.example.com" },
+    { "employee:\"Alice Smith\"", NULL, "Alice Smith" },
+    { "employee:a_b*", NULL, "a\\_b%" },
+    { "department:Sales", NULL, "Sales" },
+    { "customer:@Acme.COM", NULL, "Acme.COM" },
+    { "customer:buyer@Acme.com", NULL, "buyer@acme.com" },
+    { "customer:\"'; DROP TABLE customers; --\"", NULL, "'; DROP TABLE customers; --" },
 };
 
 static char *param_str(const struct qry *q, guint i)
@@ -159,6 +171,10 @@ static const struct {
     { "msgid:<>", "query: column 7: msgid: needs a Message-ID" },
     { "domain:@", "query: column 8: domain: needs a domain name" },
     { "ok \xff", "query: column 4: invalid UTF-8" },
+    { "employee:", "query: column 1: employee: needs a value" },
+    { "a customer:\"\"", "query: column 3: customer: needs a value" },
+    { "department:", "query: column 1: department: needs a value" },
+    { "employees:x", "query: column 1: unknown field 'employees'" },
 };
 
 static void check_error(const char *query, const char *want)
@@ -267,7 +283,28 @@ static const char schema[] =
     "CREATE VIRTUAL TABLE fts USING fts5(subject, body, attname, atttext,"
     " content='', tokenize='custos');"
     "CREATE INDEX addrs_addr ON addrs(addr);"
-    "CREATE INDEX rcpts_addr ON rcpts(addr);";
+    "CREATE INDEX rcpts_addr ON rcpts(addr);"
+    /* the directory (index.h, schema v3) */
+    "CREATE TABLE employees(address TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    " department TEXT NOT NULL, status TEXT NOT NULL, departed TEXT NOT NULL,"
+    " successor TEXT NOT NULL, manager TEXT NOT NULL, mobile TEXT NOT NULL,"
+    " updated INTEGER NOT NULL);"
+    "CREATE TABLE employee_personal(employee TEXT NOT NULL, addr TEXT NOT NULL,"
+    " PRIMARY KEY (employee, addr));"
+    "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+    " owner TEXT NOT NULL, source TEXT NOT NULL, updated INTEGER NOT NULL);"
+    "CREATE TABLE customer_domains(domain TEXT PRIMARY KEY, customer INTEGER NOT NULL);"
+    "CREATE TABLE customer_contacts(addr TEXT PRIMARY KEY, customer INTEGER NOT NULL);"
+    "INSERT INTO employees VALUES ('alice@example.com', 'Alice Smith', 'sales', 'active',"
+    " '', '', '', '', 0), ('bob@corp.example.com', 'Bob Jones', 'engineering', 'active',"
+    " '', '', '', '', 0), ('zhangsan@example.cn', '张三', 'sales', 'departed',"
+    " '2024-01-31', 'alice@example.com', '', '', 0);"
+    "INSERT INTO employee_personal VALUES ('alice@example.com', 'eve@example.com');"
+    "INSERT INTO customers VALUES (1, 'Other Org', '', 'import', 0),"
+    " (2, 'Evil Test', 'bob@corp.example.com', 'learn', 0), (3, '客户甲', '', 'import', 0);"
+    "INSERT INTO customer_domains VALUES ('other.org', 1), ('evil.test', 2),"
+    " ('sub.example.cn', 3);"
+    "INSERT INTO customer_contacts VALUES ('replies@lists.example.net', 2);";
 
 struct tmsg {
     gint64 id;
@@ -540,6 +577,42 @@ static const struct {
     { "客户 AND has:attachment AND -date:2023", "1" },
     { "-!!! report", "1" },
     { "* report", "1" },
+    /* the directory: employees with their personal addresses (eve is
+     * alice's), customers with domains and contacts, departments */
+    { "employee:alice@example.com", "1 2 3 4 6" },
+    { "employee:ALICE@EXAMPLE.COM", "1 2 3 4 6" },
+    { "employee:eve@example.com", "1 2 3 4 6" },
+    { "employee:\"alice smith\"", "1 2 3 4 6" },
+    { "employee:alice", "1 2 3 4 6" },
+    { "employee:ali*", "1 2 3 4 6" },
+    { "employee:smith", "" },
+    { "employee:bob@corp.example.com", "1 2 4 5" },
+    { "employee:张三", "3" },
+    { "employee:张*", "3" },
+    { "employee:carol@other.org", "" },
+    { "employee:nobody", "" },
+    { "department:sales", "1 2 3 4 6" },
+    { "department:SALES", "1 2 3 4 6" },
+    { "department:engineering", "1 2 4 5" },
+    { "department:eng*", "1 2 4 5" },
+    { "department:legal", "" },
+    { "customer:other.org", "1 4" },
+    { "customer:@OTHER.ORG", "1 4" },
+    { "customer:\"other org\"", "1 4" },
+    { "customer:Other*", "1 4" },
+    { "customer:evil.test", "4 5" },
+    { "customer:\"Evil Test\"", "4 5" },
+    { "customer:replies@lists.example.net", "4 5" },
+    { "customer:mallory@evil.test", "" },       /* an address, but no contact */
+    { "customer:客户甲", "6" },
+    { "customer:sub*", "6" },
+    { "customer:example.cn", "" },              /* domains are exact */
+    { "customer:nobody", "" },
+    { "employee:alice -customer:other.org", "2 3 6" },
+    { "department:sales OR customer:evil.test", "1 2 3 4 5 6" },
+    { "customer:other.org has:attachment", "1" },
+    { "report employee:bob", "1" },
+    { "-department:sales", "5" },
 };
 
 static char *run_query(sqlite3 *db, const char *query)

@@ -5,7 +5,8 @@
  *   bare words and "quoted phrases" in any script (full text: subject, body,
  *   attachment names and text); from: to: cc: bcc: participant: domain:
  *   subject: body: attachment: has:attachment after: before: date: id:
- *   msgid: sha256:; AND (implicit), OR, NOT or a leading '-', parentheses.
+ *   msgid: sha256: employee: customer: department:; AND (implicit), OR,
+ *   NOT or a leading '-', parentheses.
  *   '*' or an empty query matches every message. word* is a prefix search.
  *   A single CJK character is searched as a prefix (see tok.h).
  * Precedence: NOT > AND > OR. Keywords AND/OR/NOT in upper case only.
@@ -18,9 +19,18 @@
  * or envelope sender. domain:example.com also matches its subdomains.
  * after:D (>=), before:D (<), date:D, date:D1..D2 with D = YYYY, YYYY-MM or
  * YYYY-MM-DD (UTC). id:N, msgid:X (<> optional), sha256:HEX (8 to 64 hex
- * digits, fewer is a prefix), has:attachment. A word with ':' that is not
- * a field is an error if it looks like one ("foo:bar"), else a word
- * ("10:30", "http://x"); quote it to search it. A term with no token at
+ * digits, fewer is a prefix), has:attachment.
+ * From the directory (directory.h), as it is when the query runs:
+ * employee:ADDRESS (work or registered personal address) or employee:NAME
+ * (the directory name, ASCII case ignored, or the local part of the work
+ * address): messages with one of that employee's addresses (work and
+ * personal) in any header or as an envelope recipient. customer:NAME or
+ * customer:DOMAIN (customer:ADDRESS: the customer with that contact):
+ * messages with any of its domains (exact) or contacts likewise.
+ * department:NAME: messages of any employee of that department. A '*'
+ * after the value makes it a prefix. Nobody in the directory: no match.
+ * A word with ':' that is not a field is an error if it looks like one
+ * ("foo:bar"), else a word ("10:30", "http://x"); quote it to search it. A term with no token at
  * all ("!!!", an emoji) is ignored, as if not written.
  *
  * qry_compile() yields an SQL boolean expression over the alias "m" of the
@@ -42,13 +52,7 @@
 enum qry_param_type { QRY_TEXT, QRY_INT, QRY_BLOB };
 
 struct qry_param {
-    /* Bounds on query text: longer, deeper (parentheses and NOTs, counted
- * together) or with more terms (words, phrases, field:value) is an error. */
-#define QRY_MAX_LEN   4096
-#define QRY_MAX_DEPTH 16
-#define QRY_MAX_TERMS 256
-
-enum qry_param_type type;
+    enum qry_param_type type;
     char *text;             /* QRY_TEXT (UTF-8) */
     gint64 num;             /* QRY_INT */
     GBytes *blob;           /* QRY_BLOB */
