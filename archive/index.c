@@ -116,6 +116,7 @@ static const char idx_schema_v3[] =
     " departed TEXT NOT NULL, successor TEXT NOT NULL, manager TEXT NOT NULL,"
     " mobile TEXT NOT NULL, updated INTEGER NOT NULL);"
     "CREATE INDEX employees_department ON employees(department);"
+    "CREATE INDEX employees_domain ON employees(substr(address, instr(address, '@') + 1));"
     "CREATE TABLE employee_personal(employee TEXT NOT NULL, addr TEXT NOT NULL,"
     " PRIMARY KEY (employee, addr));"
     "CREATE INDEX employee_personal_addr ON employee_personal(addr);"
