@@ -1,7 +1,8 @@
 /*
  * test-store.c - the segment store: round trips (plain, encrypted, with a
  * dictionary), reopen, sealing, corruption, keyrings and key rotation, torn
- * tails, the writer lock, walking, and write failures.
+ * tails, the writer lock, walking, write failures, and rewriting a segment
+ * without some message records (retention).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -839,6 +840,200 @@ static void test_write_failure(void)
     g_free(dir);
 }
 
+/* ---- rewriting a segment without some records --------------------------- */
+
+static guchar *slurp(const char *path, gsize *len)
+{
+    gchar *data = NULL;
+
+    if (!g_file_get_contents(path, &data, len, NULL))
+        return NULL;
+    return (guchar *)data;
+}
+
+static char *seg_file(const char *dir, uint32_t segno, const char *sfx)
+{
+    char name[48];
+
+    g_snprintf(name, sizeof(name), "seg-%06u.cseg%s", segno, sfx);
+    return g_build_filename(dir, "store", name, NULL);
+}
+
+/* The objects of segment 1 at new places: each offset less what was
+ * dropped before it. */
+static struct store_loc moved(const struct obj *o, const struct store_drop *d, size_t n)
+{
+    struct store_loc l = o->loc;
+
+    for (size_t i = 0; i < n; i++)
+        if (d[i].loc.segment == l.segment && d[i].loc.offset < o->loc.offset)
+            l.offset -= d[i].loc.length;
+    return l;
+}
+
+static void rewrite_case(int encrypted)
+{
+    char *dir = cut_tmpdir(), *err = NULL, *seg, *tmp, *kf = NULL;
+    struct store_opts o = { .segment_size = 64 * 1024 };
+    struct obj objs[40];
+    struct store_drop drop[3], bad;
+    struct store *st, *rd;
+    guchar *before, *after;
+    gsize blen = 0, alen = 0, pos = 0;
+    uint64_t size = 0;
+    int dropped[3] = { 2, 6, 11 }, k;
+    struct stat sb;
+
+    CU_ASSERT_FATAL(store_init(dir, &err) == 0);
+    if (encrypted) {
+        kf = write_keyring(dir, "keys", KEY_A, 0600);
+        o.key_file = kf;
+    }
+    st = open_store(dir, &o, STORE_WRITE);
+    /* Messages and small events in turn, in segment 1 and after. */
+    for (int i = 0; i < 40; i++) {
+        obj_set(&objs[i], i % 3 == 1 ? fake_mail(i, 200) : random_bytes(3000 + (size_t)i),
+                i % 3 == 1 ? STORE_EVENT : STORE_MESSAGE);
+        CU_ASSERT_FATAL(append_obj(st, &objs[i]) == 0);
+    }
+    CU_ASSERT_FATAL(objs[11].loc.segment == 1 && objs[39].loc.segment > 1);
+    for (int i = 0; i < 3; i++) {
+        drop[i].loc = objs[dropped[i]].loc;
+        memcpy(drop[i].sha, objs[dropped[i]].sha, CUS_SHA256_LEN);
+    }
+    seg = seg_file(dir, 1, "");
+    tmp = seg_file(dir, 1, ".rewrite");
+    before = slurp(seg, &blen);
+    CU_ASSERT_FATAL(before != NULL);
+
+    /* What index.db says must be what is there, else nothing is written. */
+    bad = drop[1];
+    bad.sha[0] ^= 1;
+    CU_ASSERT(store_rewrite_prepare(st, 1, &bad, 1, &size, &err) == -1);
+    CU_ASSERT(err != NULL && strstr(err, "another object") != NULL);
+    g_free(err);
+    err = NULL;
+    bad = drop[1];
+    bad.loc.offset += 1;
+    CU_ASSERT(store_rewrite_prepare(st, 1, &bad, 1, &size, &err) == -1);
+    g_free(err);
+    err = NULL;
+    bad.loc = objs[1].loc;                  /* an event, not a message */
+    memcpy(bad.sha, objs[1].sha, CUS_SHA256_LEN);
+    CU_ASSERT(store_rewrite_prepare(st, 1, &bad, 1, &size, &err) == -1);
+    CU_ASSERT(err != NULL && strstr(err, "not a message") != NULL);
+    g_free(err);
+    err = NULL;
+    {
+        struct store_drop rev[2] = { drop[1], drop[0] };
+        CU_ASSERT(store_rewrite_prepare(st, 1, rev, 2, &size, &err) == -1);
+        g_free(err);
+        err = NULL;
+    }
+    CU_ASSERT(access(tmp, F_OK) < 0);
+    /* The open segment is sealed first. */
+    {
+        struct store_drop last;
+        last.loc = objs[39].loc;
+        memcpy(last.sha, objs[39].sha, CUS_SHA256_LEN);
+        CU_ASSERT(store_rewrite_prepare(st, last.loc.segment, &last, 1, &size, &err) == -1);
+        CU_ASSERT(err != NULL && strstr(err, "seal") != NULL);
+        g_free(err);
+        err = NULL;
+    }
+
+    /* A reader that has segment 1 open from before. */
+    rd = open_store(dir, &o, 0);
+    CU_ASSERT(check_obj(rd, &objs[20]) == 0);
+
+    CU_ASSERT_FATAL(store_rewrite_prepare(st, 1, drop, 3, &size, &err) == 0);
+    CU_ASSERT(access(tmp, F_OK) == 0);
+    CU_ASSERT(store_segment_bytes(st, 1) == blen);  /* not in place yet */
+    CU_ASSERT(size == blen - drop[0].loc.length - drop[1].loc.length - drop[2].loc.length);
+    /* Committed but not renamed: records at their new places are found in
+     * the .rewrite file; at the old ones in the segment. */
+    {
+        struct obj m = objs[20];
+        m.loc = moved(&objs[20], drop, 3);
+        CU_ASSERT(m.loc.offset < objs[20].loc.offset);
+        CU_ASSERT(check_obj(rd, &m) == 0);
+        CU_ASSERT(check_obj(rd, &objs[20]) == 0);
+    }
+    CU_ASSERT(store_rewrite_commit(st, 1, &err) == 0);
+    CU_ASSERT(access(tmp, F_OK) < 0);
+    CU_ASSERT(stat(seg, &sb) == 0 && (sb.st_mode & 07777) == 0440);
+    CU_ASSERT(store_rewrite_commit(st, 1, &err) == 0);     /* done already */
+
+    /* Byte for byte the old file without the three records. */
+    after = slurp(seg, &alen);
+    CU_ASSERT_FATAL(after != NULL && alen == size);
+    k = 0;
+    for (gsize off = 0; off < blen;) {
+        if (k < 3 && off == drop[k].loc.offset) {
+            off += drop[k++].loc.length;
+            continue;
+        }
+        if (pos >= alen || before[off] != after[pos])
+            break;
+        off++;
+        pos++;
+    }
+    CU_ASSERT(k == 3 && pos == alen);
+    /* Every kept record where it moved to, for the writer, the old reader
+     * and a new one; the dropped ones are gone. */
+    for (int pass = 0; pass < 3; pass++) {
+        struct store *s2 = pass == 0 ? st : pass == 1 ? rd : open_store(dir, &o, 0);
+
+        for (int i = 0; i < 40; i++) {
+            struct obj m = objs[i];
+            int gone = i == dropped[0] || i == dropped[1] || i == dropped[2];
+
+            if (gone)
+                continue;
+            m.loc = moved(&objs[i], drop, 3);
+            CU_ASSERT(check_obj(s2, &m) == 0);
+        }
+        if (pass == 2)
+            store_close(&s2);
+    }
+    for (int i = 0; i < 3; i++) {
+        GBytes *got = NULL;
+        CU_ASSERT(store_read(st, &objs[dropped[i]].loc, objs[dropped[i]].sha, &got, &err) < 0);
+        g_free(err);
+        err = NULL;
+        if (!encrypted)
+            CU_ASSERT(memmem(after, alen, g_bytes_get_data(objs[dropped[i]].data, NULL),
+                             64) == NULL);
+    }
+    /* Unfinished copies go; other files stay. */
+    CU_ASSERT(g_file_set_contents(tmp, "partial", -1, NULL));
+    {
+        char *other = g_build_filename(dir, "store", "notes.rewrite", NULL);
+        CU_ASSERT(g_file_set_contents(other, "x", -1, NULL));
+        CU_ASSERT(store_rewrite_discard(st, &err) == 0);
+        CU_ASSERT(access(tmp, F_OK) < 0);
+        CU_ASSERT(access(other, F_OK) == 0);
+        g_free(other);
+    }
+    /* Appends go on in a new segment after the sealed ones. */
+    CU_ASSERT(store_seal(st, &err) == 0);
+    CU_ASSERT(append_obj(st, &objs[0]) == 0);
+    CU_ASSERT(check_obj(st, &objs[0]) == 0);
+    store_close(&rd);
+    store_close(&st);
+    g_free(before);
+    g_free(after);
+    g_free(seg);
+    g_free(tmp);
+    g_free(kf);
+    free_objs(objs, 40);
+    cut_rmtree(dir);
+    g_free(dir);
+}
+
+static void test_rewrite(void) { rewrite_case(0); }
+static void test_rewrite_encrypted(void) { rewrite_case(1); }
+
 CUS_SUITE(store)
 {
     CU_pSuite s = CU_add_suite("store", NULL, NULL);
@@ -853,4 +1048,6 @@ CUS_SUITE(store)
     CU_add_test(s, "second writer refused", test_second_writer);
     CU_add_test(s, "walk in order, damage reported", test_walk);
     CU_add_test(s, "write failure cut back", test_write_failure);
+    CU_add_test(s, "a segment rewritten without some messages", test_rewrite);
+    CU_add_test(s, "an encrypted segment rewritten", test_rewrite_encrypted);
 }

@@ -1648,6 +1648,82 @@ static void test_bug_walk_keys(void)
 
 /* ---- the suite ------------------------------------------------------------------------ */
 
+/* ---- the audit log ------------------------------------------------------------ */
+
+/* One audit entry: a search (its row written before it reads). */
+static int audit_search(const struct vt *t)
+{
+    char *out = NULL, *err = NULL;
+    int rc = cli(t, &out, &err, "search", "--count", "the", NULL);
+
+    if (rc != 0)
+        fprintf(stderr, "\nsearch: exit %d: %s%s\n", rc, out, err);
+    g_free(out);
+    g_free(err);
+    return rc;
+}
+
+/* A writer seals the finished entries into the chain. */
+static int audit_seal(const struct vt *t)
+{
+    char *out = NULL, *err = NULL;
+    int rc = cli(t, &out, &err, "checkpoint", NULL);
+
+    if (rc != 0)
+        fprintf(stderr, "\ncheckpoint: exit %d: %s%s\n", rc, out, err);
+    g_free(out);
+    g_free(err);
+    return rc;
+}
+
+static const struct {
+    const char *name, *sql;
+    int between;        /* an unsealed entry deleted between sealed ones */
+    const char *kind;
+    gint64 seq_of;      /* the problem names the chain entry that sealed this
+                         * audit id (0: none) */
+} audit_cases[] = {
+    { "a sealed audit row deleted", "DELETE FROM audit WHERE id = 2", 0, "missing", 2 },
+    { "a sealed audit row's arguments edited",
+      "UPDATE audit SET args = 'nothing to see' WHERE id = 2", 0, "altered", 2 },
+    { "a sealed audit row's result edited", "UPDATE audit SET results = 0 WHERE id = 3", 0,
+      "altered", 3 },
+    { "an unsealed audit row deleted between sealed ones", NULL, 1, "missing", 0 },
+    { "an unsealed audit row marked as sealed",
+      "UPDATE audit SET seq = (SELECT max(seq) FROM chain WHERE type = 'add') WHERE id = 4", 0,
+      "extra", 0 },
+};
+
+static void test_audit(void)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(audit_cases); i++) {
+        struct vt *t = vt_small(audit_cases[i].name, 0);
+        gint64 seq = 0;
+
+        CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+        for (int k = 0; k < 3; k++)
+            CU_ASSERT_EQUAL_FATAL(audit_search(t), 0);
+        CU_ASSERT_EQUAL_FATAL(audit_seal(t), 0);
+        CU_ASSERT_EQUAL_FATAL(audit_search(t), 0);      /* entry 4, not sealed */
+        CU_ASSERT_EQUAL(db_i64(t, "SELECT count(*) FROM audit WHERE seq IS NOT NULL", 0), 3);
+        CU_ASSERT_TRUE(vt_clean(t));
+        if (audit_cases[i].between) {
+            CU_ASSERT_EQUAL_FATAL(db_i64(t, "DELETE FROM audit WHERE id = 4", 0), 1);
+            CU_ASSERT_EQUAL_FATAL(audit_search(t), 0);  /* entry 5 */
+            CU_ASSERT_EQUAL_FATAL(audit_seal(t), 0);
+            CU_ASSERT_EQUAL(db_i64(t, "SELECT seq IS NOT NULL FROM audit WHERE id = 5", 0), 1);
+        } else {
+            if (audit_cases[i].seq_of > 0)
+                seq = db_i64(t, "SELECT seq FROM audit WHERE id = ?1", audit_cases[i].seq_of);
+            CU_ASSERT_EQUAL_FATAL(db_i64(t, audit_cases[i].sql, 0), 1);
+        }
+        CU_ASSERT_TRUE_FATAL(vt_failed(t));
+        HAS(t, audit_cases[i].kind, "audit", ANY, seq > 0 ? seq : ANY, ANY, ANY);
+        CU_ASSERT_EQUAL(json_array_get_length(t->problems), 1);
+        vt_free(&t);
+    }
+}
+
 static int vt_suite_init(void)
 {
     vt_dirs = g_ptr_array_new_with_free_func(g_free);
@@ -1687,4 +1763,5 @@ CUS_SUITE(verify)
     CU_add_test(s, "reindex goes on past a damaged record", test_bug_reindex_damaged);
     CU_add_test(s, "a moved event's delivery is not called missing", test_bug_moved_delivery);
     CU_add_test(s, "a walk leaves no pthread key behind", test_bug_walk_keys);
+    CU_add_test(s, "audit rows deleted, edited, or gone before sealing", test_audit);
 }
