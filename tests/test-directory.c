@@ -684,6 +684,98 @@ static void test_dir_show(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "stranger.example is not in the directory"));
     g_free(out);
     g_free(err);
+    out = db_rows(&fx, "SELECT args, results, status FROM audit WHERE args LIKE 'show %'"
+                  " ORDER BY id");
+    assert_str("show audit", out,
+               "show Alice@Corp.Example|1|0\nshow zoe.xu@163.com|1|0\n"
+               "show boss@corp.example|1|0\nshow XC-Group.example|1|0\n"
+               "show zhang.wei@163.com|1|0\nshow 'beta corp'|1|0\n"
+               "show someone@beta.example|1|0\nshow vip.163.com|1|0\n"
+               "show new@mail.corp.example|1|0\nshow stranger.example|0|1\n");
+    g_free(out);
+    fx_done(&fx);
+}
+
+/* The samples in conf/ import as they are. */
+static void test_dir_samples(void)
+{
+    static const char *const lists[] = { "employees", "customers", "accounts" };
+    struct fx fx;
+    char *out = NULL;
+
+    fx_init(&fx);
+    for (int i = 0; i < 3; i++) {
+        char *rel = g_strdup_printf("conf/%s.sample.csv", lists[i]), *path = cut_src(rel);
+        char *err = NULL;
+        int rc = cli(&fx, &out, &err, "directory", "import", lists[i], path, NULL);
+        if (rc != 0)
+            fprintf(stderr, "\n%s: %s", path, err);
+        CU_ASSERT_EQUAL(rc, 0);
+        g_free(out);
+        g_free(err);
+        g_free(path);
+        g_free(rel);
+    }
+    CU_ASSERT_EQUAL(cli(&fx, &out, NULL, "directory", "show", "wangwei@163.com", NULL), 0);
+    CU_ASSERT(g_str_has_prefix(out, "class: personal address of an employee\n"));
+    g_free(out);
+    fx_done(&fx);
+}
+
+/* The webmail list and the departments are needed where they are needed,
+ * and their absence is said plainly. */
+static void test_dir_config(void)
+{
+    struct fx fx;
+    char *out = NULL, *err = NULL, *text;
+
+    fx_init(&fx);
+    text = g_strdup_printf("[archive]\ndir = %s/archive\ndepartments =\n[directory]\n"
+                           "webmail_domains = %s/no-such-list.txt\n", fx.dir, fx.dir);
+    g_file_set_contents(fx.conf, text, -1, NULL);
+    g_free(text);
+    CU_ASSERT_EQUAL(import(&fx, "employees", "employees.csv", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(import(&fx, "accounts", "accounts.csv", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(import(&fx, "customers", "customers-gb18030.csv", NULL, &err), 78);
+    text = g_strdup_printf("custos-archive: error: webmail list ([directory] "
+                           "webmail_domains): open(%s/no-such-list.txt) failed", fx.dir);
+    if (strncmp(err, text, strlen(text)) != 0)
+        fprintf(stderr, "\n[%s]\nwant [%s]\n", err, text);
+    CU_ASSERT(strncmp(err, text, strlen(text)) == 0);
+    g_free(err);
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "directory", "learn", NULL), 78);
+    CU_ASSERT(strncmp(err, text, strlen(text)) == 0);
+    g_free(text);
+    g_free(out);
+    g_free(err);
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "directory", "list", "employees", NULL), 0);
+    assert_str("list without webmail", out, employees_list);
+    g_free(out);
+    g_free(err);
+    /* a list that is there, but no departments */
+    text = g_strdup_printf("[archive]\ndir = %s/archive\ndepartments =\n", fx.dir);
+    g_file_set_contents(fx.conf, text, -1, NULL);
+    g_free(text);
+    text = g_build_filename(fx.dir, "webmail.txt", NULL);
+    g_file_set_contents(text, "# test\nqq.com\n\n163.com  # NetEase\n", -1, NULL);
+    out = g_strdup_printf("[archive]\ndir = %s/archive\ndepartments =\n[directory]\n"
+                          "webmail_domains = %s\n", fx.dir, text);
+    g_file_set_contents(fx.conf, out, -1, NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "directory", "learn", NULL), 78);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "learn: no departments of sales staff ([archive] "
+                                  "departments)"));
+    g_free(out);
+    g_free(err);
+    /* a bad line in the list names the file and the line */
+    g_file_set_contents(text, "qq.com\nnot a domain\n", -1, NULL);
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "directory", "show", "qq.com", NULL), 78);
+    g_free(out);
+    out = g_strdup_printf("%s:2: domain 'not a domain' has a space in it", text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, out));
+    g_free(out);
+    g_free(err);
+    g_free(text);
     fx_done(&fx);
 }
 
@@ -1242,6 +1334,8 @@ CUS_SUITE(directory)
     CU_add_test(s, "import bad files", test_dir_import_bad);
     CU_add_test(s, "import customers, accounts", test_dir_import_customers);
     CU_add_test(s, "show", test_dir_show);
+    CU_add_test(s, "webmail list and departments", test_dir_config);
+    CU_add_test(s, "the samples in conf/", test_dir_samples);
     CU_add_test(s, "lookup API", test_dir_lookup);
     CU_add_test(s, "query plans", test_dir_plans);
     CU_add_test(s, "chain event replay", test_dir_event_replay);
