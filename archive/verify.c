@@ -122,6 +122,8 @@ struct vfy {
     gint last_msg;                  /* of the open group, or -1 */
     struct chain_key *pub;
     struct irows ir;
+    GPtrArray *gov;                 /* struct ev *: purge, hold, hold-release,
+                                     * audit events, in store order */
     GHashTable *purges;             /* archive id -> struct ev * of its purge */
     GHashTable *purged_rows;        /* archive id -> struct prow * */
     verify_purged_cb *purged_cb;
@@ -791,7 +793,8 @@ static struct ev *ev_at(GPtrArray *evs, const struct store_loc *loc)
 /* The purge event of message id, if one comes after chain entry seq. */
 static struct ev *purge_of(struct vfy *v, gint64 id, gint64 after)
 {
-    struct ev *p = id > 0 ? g_hash_table_lookup(v->purges, &id) : NULL;
+    struct ev *p = id > 0 && g_hash_table_size(v->purges) > 0 ?
+                   g_hash_table_lookup(v->purges, &id) : NULL;
 
     return p != NULL && p->seq > after ? p : NULL;
 }
@@ -802,10 +805,14 @@ static void prepare_purges(struct vfy *v)
 {
     v->purges = g_hash_table_new(g_int64_hash, g_int64_equal);
     v->purged_rows = g_hash_table_new(g_int64_hash, g_int64_equal);
+    v->gov = g_ptr_array_new();
     for (guint i = 0; i < v->evs->len; i++) {
         struct ev *e = g_ptr_array_index(v->evs, i);
 
-        if (e->type != NULL && strcmp(e->type, "purge") == 0 && e->id > 0 &&
+        if (e->full == NULL && e->full_error == NULL)
+            continue;           /* not a governance event (walk_work) */
+        g_ptr_array_add(v->gov, e);
+        if (strcmp(e->type, "purge") == 0 && e->id > 0 &&
             !g_hash_table_contains(v->purges, &e->id))
             g_hash_table_insert(v->purges, &e->id, e);
     }
@@ -1009,8 +1016,8 @@ static int str_same(const char *a, const char *b)
 
 static void check_purges(struct vfy *v, GHashTable *adds)
 {
-    for (guint i = 0; i < v->evs->len; i++) {
-        struct ev *e = g_ptr_array_index(v->evs, i), *a;
+    for (guint i = 0; i < v->gov->len; i++) {
+        struct ev *e = g_ptr_array_index(v->gov, i), *a;
         struct prow *r;
         const char *rule;
 
@@ -1073,8 +1080,8 @@ static void check_holds(struct vfy *v)
         struct hrow *r = &g_array_index(v->ir.holds, struct hrow, i);
         g_hash_table_insert(rows, &r->id, r);
     }
-    for (guint i = 0; i < v->evs->len; i++) {
-        struct ev *e = g_ptr_array_index(v->evs, i);
+    for (guint i = 0; i < v->gov->len; i++) {
+        struct ev *e = g_ptr_array_index(v->gov, i);
         int place;
         const char *idstr, *name, *query, *note, *user;
         gint64 id;
@@ -1168,8 +1175,8 @@ static void check_audit(struct vfy *v)
         g_hash_table_insert(rows, &r->id, r);
         g_array_append_val(ids, r->id);
     }
-    for (guint i = 0; i < v->evs->len; i++) {
-        struct ev *e = g_ptr_array_index(v->evs, i);
+    for (guint i = 0; i < v->gov->len; i++) {
+        struct ev *e = g_ptr_array_index(v->gov, i);
         struct audit_entry ae, *r;
         const char *diff;
         char *err = NULL;
@@ -1241,10 +1248,11 @@ static void check_governance(struct vfy *v)
 {
     GHashTable *adds = g_hash_table_new(g_int64_hash, g_int64_equal);
 
-    for (guint i = 0; i < v->evs->len; i++) {
+    /* The add of each purged id (few of them: no table of every add). */
+    for (guint i = 0; i < v->evs->len && g_hash_table_size(v->purges) > 0; i++) {
         struct ev *e = g_ptr_array_index(v->evs, i);
 
-        if (e->type != NULL && strcmp(e->type, "add") == 0 && e->id > 0 &&
+        if (e->delivery && e->type[0] == 'a' && g_hash_table_contains(v->purges, &e->id) &&
             !g_hash_table_contains(adds, &e->id))
             g_hash_table_insert(adds, &e->id, e);
     }
@@ -1257,7 +1265,7 @@ static void check_governance(struct vfy *v)
 /* Each purged message, in chain order. */
 static void report_purged(struct vfy *v)
 {
-    if (v->purged_cb == NULL || v->order == NULL)
+    if (v->purged_cb == NULL || v->order == NULL || g_hash_table_size(v->purges) == 0)
         return;
     for (guint i = 0; i < v->order->len; i++) {
         struct ev *e = g_ptr_array_index(v->order, i);
@@ -1504,6 +1512,8 @@ out:
     g_ptr_array_unref(v.ir.audit);
     if (v.purges != NULL)
         g_hash_table_destroy(v.purges);
+    if (v.gov != NULL)
+        g_ptr_array_unref(v.gov);
     if (v.purged_rows != NULL)
         g_hash_table_destroy(v.purged_rows);
     g_free(v.ir.error);
