@@ -956,78 +956,40 @@ static int move_aside(const char *path, gint64 now, char **error_r)
 }
 
 /* What the segments do not hold comes from the old index, if it can be
- * read: the directory (imported from CSV files; its changes are in the
- * audit log) and audit entries not sealed yet. A failure is logged: the
- * index is still whole, the directory can be imported again. */
+ * read: audit entries not sealed yet (everything else, the directory
+ * included, is in the chain). A failure is logged: the index is whole. */
 static void keep_from_old(struct idx *idx, const char *old_path)
 {
-    static const char *const tables[] = {
-        "employees", "employee_personal", "customers", "customer_domains",
-        "customer_contacts", "customer_phones", "accounts",
-    };
     sqlite3 *db = idx_db(idx);
     sqlite3_stmt *st = NULL;
-    char *err = NULL, *sql;
-    gint64 copied = 0;
+    char *err = NULL;
 
     if (sqlite3_prepare_v2(db, "ATTACH ? AS old", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_text(st, 1, old_path, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_DONE) {
-        log_warn("reindex: the old index %s cannot be read (%s): the directory is not "
-                 "carried over; import it again (custos-archive directory import)", old_path,
-                 sqlite3_errmsg(db));
+        log_warn("reindex: the old index %s cannot be read (%s): audit entries not yet "
+                 "sealed into the chain are not carried over", old_path, sqlite3_errmsg(db));
         sqlite3_finalize(st);
         return;
     }
     sqlite3_finalize(st);
-    if (sqlite3_exec(db, "BEGIN", NULL, NULL, &err) != SQLITE_OK)
-        goto fail;
-    for (size_t i = 0; i < G_N_ELEMENTS(tables); i++) {
-        gint64 n = 0;
-
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM old.sqlite_master WHERE type = 'table'"
-                               " AND name = ?", -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_bind_text(st, 1, tables[i], -1, SQLITE_STATIC) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-        if (n == 0)
-            continue;
-        sql = g_strdup_printf("INSERT INTO main.%s SELECT * FROM old.%s", tables[i],
-                              tables[i]);
-        if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-            g_free(sql);
-            goto fail;
-        }
-        g_free(sql);
-        copied += sqlite3_changes(db);
-    }
-    /* Entries not sealed yet keep their ids; the ids go on after the
-     * highest either index has seen. */
-    if (sqlite3_exec(db, "INSERT INTO main.audit SELECT * FROM old.audit WHERE seq IS NULL"
+    /* They keep their ids; new ids go on after the highest either index
+     * has seen. */
+    if (sqlite3_exec(db, "BEGIN;"
+                     "INSERT INTO main.audit SELECT * FROM old.audit WHERE seq IS NULL"
                      " AND id NOT IN (SELECT id FROM main.audit);"
                      "DELETE FROM main.sqlite_sequence WHERE name = 'audit';"
                      "INSERT INTO main.sqlite_sequence(name, seq) SELECT 'audit',"
                      " max(coalesce((SELECT max(seq) FROM old.sqlite_sequence"
                      " WHERE name = 'audit'), 0), coalesce((SELECT max(id) FROM main.audit),"
-                     " 0));", NULL, NULL, &err) != SQLITE_OK &&
-        strstr(err != NULL ? err : "", "no such table") == NULL)
-        goto fail;
+                     " 0));"
+                     "COMMIT", NULL, NULL, &err) != SQLITE_OK) {
+        if (strstr(err != NULL ? err : "", "no such table") == NULL)
+            log_warn("reindex: carrying unsealed audit entries over from %s failed (%s)",
+                     old_path, err != NULL ? err : sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
     sqlite3_free(err);
-    err = NULL;
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, &err) != SQLITE_OK)
-        goto fail;
-    if (copied > 0)
-        log_info("reindex: %" G_GINT64_FORMAT " directory rows carried over from %s", copied,
-                 old_path);
-    sqlite3_exec(db, "DETACH old", NULL, NULL, NULL);
-    return;
-fail:
-    log_warn("reindex: carrying the directory over from %s failed (%s): import it again "
-             "(custos-archive directory import)", old_path, err != NULL ? err :
-             sqlite3_errmsg(db));
-    sqlite3_free(err);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_exec(db, "DETACH old", NULL, NULL, NULL);
 }
 
