@@ -676,33 +676,46 @@ static int clear_mark(struct idx *idx, char **error_r)
     return 0;
 }
 
-/* Rewrite the segments the drops d[0..n) are in (steps 1-4). */
+/* Rewrite the segments the drops d[0..n) are in (steps 1-4). A segment
+ * whose records are not what index.db says is left out (and named in
+ * error_r, -1) while the others are done. */
 static int rewrite_group(struct idx *idx, struct store *st, const struct store_drop *d,
                          size_t n, guint64 *freed_r, char **error_r)
 {
-    GString *segs = g_string_new(NULL);
+    GString *segs = g_string_new(NULL), *bad = g_string_new(NULL);
     GArray *nums = g_array_new(FALSE, FALSE, sizeof(uint32_t));
+    GArray *done = g_array_new(FALSE, FALSE, sizeof(struct store_drop));
+    guint64 freed = 0;
     int ret = -1;
 
     for (size_t i = 0; i < n;) {
         size_t j = i;
         uint64_t size = 0;
         uint32_t segno = d[i].loc.segment;
+        char *err = NULL;
 
-        while (j < n && d[j].loc.segment == segno) {
-            *freed_r += d[j].loc.length;
+        while (j < n && d[j].loc.segment == segno)
             j++;
+        if (store_rewrite_prepare(st, segno, d + i, j - i, &size, &err) < 0) {
+            log_error("retention: seg-%06u.cseg not rewritten: %s", segno, err);
+            g_string_append_printf(bad, "%s%s", bad->len ? "; " : "", err);
+            g_free(err);
+        } else {
+            g_array_append_vals(done, d + i, (guint)(j - i));
+            g_array_append_val(nums, segno);
+            g_string_append_printf(segs, "%s%u", segs->len ? " " : "", segno);
+            for (size_t k = i; k < j; k++)
+                freed += d[k].loc.length;
         }
-        if (store_rewrite_prepare(st, segno, d + i, j - i, &size, error_r) < 0)
-            goto out;
-        g_array_append_val(nums, segno);
-        g_string_append_printf(segs, "%s%u", segs->len ? " " : "", segno);
         i = j;
     }
+    if (done->len == 0)
+        goto out;
     fault_point("retention-rewrite-prepared");
     if (idx_begin(idx, error_r) < 0)
         goto out;
-    if (rewrite_index(idx, d, n, segs->str, error_r) < 0 || idx_commit(idx, error_r) < 0) {
+    if (rewrite_index(idx, (const struct store_drop *)done->data, done->len, segs->str,
+                      error_r) < 0 || idx_commit(idx, error_r) < 0) {
         idx_rollback(idx);
         /* The segments are as index.db says: the copies are not needed. */
         store_rewrite_discard(st, NULL);
@@ -716,10 +729,19 @@ static int rewrite_group(struct idx *idx, struct store *st, const struct store_d
     }
     if (clear_mark(idx, error_r) < 0)
         goto out;
+    *freed_r += freed;
     ret = 0;
 out:
+    if (ret == 0 && bad->len > 0) {
+        cus_error(error_r, "%s", bad->str);
+        ret = -1;
+    } else if (ret < 0 && done->len == 0 && bad->len > 0) {
+        cus_error(error_r, "%s", bad->str);
+    }
     g_string_free(segs, TRUE);
+    g_string_free(bad, TRUE);
     g_array_unref(nums);
+    g_array_unref(done);
     return ret;
 }
 
@@ -731,7 +753,7 @@ static int rewrite_pending(struct idx *idx, struct store *st, gint64 *segments_r
     struct store_loc end;
     guint64 freed = 0;
     gint64 segments = 0;
-    int ret = -1;
+    int failed = 0, ret = -1;
 
     if (pending_drops(idx_db(idx), &drops, error_r) < 0)
         return -1;
@@ -761,17 +783,18 @@ static int rewrite_pending(struct idx *idx, struct store *st, gint64 *segments_r
                 j++;
             segments++;
         }
+        /* A group that fails does not keep the next ones from being done. */
         if (rewrite_group(idx, st, &g_array_index(drops, struct store_drop, i), j - i, &freed,
-                          error_r) < 0)
-            goto out;
+                          failed ? NULL : error_r) < 0)
+            failed = 1;
         i = j;
     }
-    ret = 0;
+    ret = failed ? -1 : 0;
 out:
     if (segments_r != NULL)
         *segments_r = ret == 0 ? segments : 0;
     if (freed_r != NULL)
-        *freed_r = ret == 0 ? freed : 0;
+        *freed_r = freed;
     g_array_unref(drops);
     return ret;
 }
@@ -814,9 +837,17 @@ int retention_open_finish(struct idx *idx, struct store *st, char **error_r)
 {
     gint64 segs = 0;
     guint64 freed = 0;
+    char *err = NULL;
 
-    if (rewrite_pending(idx, st, &segs, &freed, error_r) < 0)
-        return -1;
+    /* The archive is whole either way: what is left of a rewrite that
+     * cannot be done now must not keep the writer (ingest) out. */
+    if (rewrite_pending(idx, st, &segs, &freed, &err) < 0) {
+        log_error("retention: purged messages are still in the store: %s (tried again at "
+                  "the next writer's start and retention run; custos-archive verify counts "
+                  "them)", err);
+        g_free(err);
+        return 0;
+    }
     if (segs > 0)
         log_warn("retention: rewrote %" G_GINT64_FORMAT " segments without purged messages "
                  "(%" G_GUINT64_FORMAT " bytes; left to do by an earlier run)", segs, freed);
@@ -882,8 +913,17 @@ int retention_run(struct arc *arc, const struct cfg *cfg, gint64 now, int dry_ru
         }
     }
     fault_point("retention-purged");
-    if (rewrite_pending(idx, arc_store(arc), &stats->segments, &stats->freed, error_r) < 0)
-        goto out;
+    {
+        char *err = NULL;
+
+        if (rewrite_pending(idx, arc_store(arc), &stats->segments, &stats->freed, &err) < 0) {
+            cus_error(error_r, "%" G_GINT64_FORMAT " messages purged from index.db and the "
+                      "chain, but their segments are not rewritten yet: %s (the next writer "
+                      "tries again)", stats->purged, err);
+            g_free(err);
+            goto out;
+        }
+    }
     /* Old page images leave the WAL too (if no reader holds it). */
     sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     ret = 0;

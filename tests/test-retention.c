@@ -1091,6 +1091,39 @@ static void test_tamper(void)
             vres_free(&vr);
         }
     }
+    /* A tombstone that names the wrong place: the writer still opens (its
+     * segment is left as it is, and said so), verify says what is wrong;
+     * put right, the next writer finishes. */
+    {
+        gchar *d = NULL;
+        gsize l = 0;
+        char *w = g_strconcat(idx, "-wal", NULL), *m = g_strconcat(idx, "-shm", NULL);
+
+        CU_ASSERT(g_file_get_contents(snap, &d, &l, NULL) &&
+                  g_file_set_contents(idx, d, (gssize)l, NULL));
+        g_free(d);
+        unlink(w);
+        unlink(m);
+        g_free(w);
+        g_free(m);
+    }
+    db_exec(t, "UPDATE purged SET offset = offset + 1 WHERE id = 2");
+    arc = rt_open(t, ARC_WRITE);
+    arc_close(&arc);
+    CU_ASSERT(rt_verify(t, NULL, &vr) == 2);
+    CU_ASSERT(strstr(vr.text->str, "mismatch purged id 2") != NULL &&
+              strstr(vr.text->str, "not really gone") != NULL);
+    vres_free(&vr);
+    CU_ASSERT(db_i64(t, "SELECT count(*) FROM purged WHERE segment IS NOT NULL") == 4);
+    db_exec(t, "UPDATE purged SET offset = offset - 1 WHERE id = 2");
+    arc = rt_open(t, ARC_WRITE);
+    arc_close(&arc);
+    CU_ASSERT(db_i64(t, "SELECT count(*) FROM purged WHERE segment IS NOT NULL") == 0);
+    {
+        struct verify_stats vs;
+        CU_ASSERT(rt_verify(t, &vs, NULL) == 0);
+        CU_ASSERT(vs.purged == 4 && vs.purge_pending == 0);
+    }
     g_free(idx);
     g_free(snap);
     rt_free(&t);
