@@ -392,21 +392,23 @@ static void fts_bind(sqlite3_stmt *st, int first, gint64 rowid, const struct fts
  * The full-text table is contentless: an entry is deleted by giving FTS5
  * the values it was made from. They are extracted again from the raw
  * message; whether they are the same (a newer parser, other [limits]) is
- * checked on the token counts per column, which FTS5 keeps (fts_docsize):
- * the values go through a scratch table of the same kind first. 1 if the
- * counts differ (the entry is deleted all the same; words only the old
- * text had stay in the index until reindex), 0, -1.
+ * checked on the limits the message hit then and now (messages.limits) and
+ * on the token counts per column, which FTS5 keeps (fts_docsize): the
+ * values go through a scratch table of the same kind first. 1 if either
+ * differs (the entry is deleted all the same; words only the old text had
+ * stay in the index until reindex), 0, -1.
  */
 static int fts_remove(sqlite3 *db, const struct msg_limits *lim, gint64 id, GBytes *raw,
                       char **error_r)
 {
     struct fts_vals v = { NULL, NULL };
+    GString *limits = g_string_new(NULL);
     sqlite3_stmt *st = NULL;
     int same = 0, present = 0, ret = -1;
 
     if (exec(db, "CREATE VIRTUAL TABLE IF NOT EXISTS temp.ret_fts USING fts5(subject, body,"
              " attname, atttext, content='', tokenize='" TOK_NAME "')", error_r) < 0)
-        return -1;
+        goto out;
     fts_vals_from(lim, raw, &v);
     if (prepare(db, "INSERT INTO temp.ret_fts(rowid, subject, body, attname, atttext)"
                 " VALUES (?,?,?,?,?)", &st, error_r) < 0)
@@ -414,11 +416,16 @@ static int fts_remove(sqlite3 *db, const struct msg_limits *lim, gint64 id, GByt
     fts_bind(st, 1, 1, &v);
     if (step_done(db, st, "full-text check", error_r) < 0)
         goto out;
+    for (guint i = 0; i < v.m->limits->len; i++)
+        g_string_append_printf(limits, "%s%s", i ? "\n" : "",
+                               (const char *)g_ptr_array_index(v.m->limits, i));
     if (prepare(db, "SELECT (SELECT sz FROM temp.ret_fts_docsize WHERE id = 1) IS"
-                " (SELECT sz FROM main.fts_docsize WHERE id = ?1),"
+                " (SELECT sz FROM main.fts_docsize WHERE id = ?1)"
+                " AND coalesce((SELECT limits FROM main.messages WHERE id = ?1), ?2) = ?2,"
                 " EXISTS (SELECT 1 FROM main.fts_docsize WHERE id = ?1)", &st, error_r) < 0)
         goto out;
     sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, limits->str, (int)limits->len, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
         db_fail(db, "full-text check", error_r);
         sqlite3_finalize(st);
@@ -451,6 +458,7 @@ out:
     msg_free(&v.m);
     if (v.attnames != NULL)
         g_string_free(v.attnames, TRUE);
+    g_string_free(limits, TRUE);
     return ret;
 }
 

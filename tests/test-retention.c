@@ -766,6 +766,35 @@ static void test_dry_run(void)
     rt_free(&t);
 }
 
+/* Text that extracts differently now than when it was indexed ([limits]
+ * changed): purged all the same, and counted. */
+static void test_fts_unmatched(void)
+{
+    struct rt *t = rt_new("default = 1y\n", 0, NULL);
+    struct spec s[3];
+    gint64 ids[3], n = -1;
+    struct ret_stats st;
+    struct arc *arc;
+    char *err = NULL;
+
+    for (int i = 0; i < 3; i++)
+        s[i] = (struct spec){ "a@corp.example", "b@x.example", "long text", NULL, NULL, 5000 };
+    rt_add(t, s, 3, ids);
+    db_exec(t, "UPDATE messages SET added = added - 800 * 86400 WHERE id = 2");
+    t->cfg->lim_text_size = 1024;
+    EXPECT_IDS(rt_retention(t, t->t0, 0, &st), "2");
+    CU_ASSERT(st.fts_unmatched == 1);
+    t->cfg->lim_text_size = 8 << 20;
+    EXPECT_IDS(rt_retention(t, t->t0 + 2 * YEAR, 0, &st), "1 3");
+    CU_ASSERT(st.fts_unmatched == 0);
+    arc = rt_open(t, ARC_AUDIT);
+    CU_ASSERT(idx_search(arc_index(arc), "\"long text\"", -1, 0, &n, NULL, NULL, &err) == 0 &&
+              n == 0);
+    arc_close(&arc);
+    CU_ASSERT(rt_verify(t, NULL, NULL) == 0);
+    rt_free(&t);
+}
+
 /* The purged messages' bytes are in no file of the store any more; the
  * others are all there, and verify says so. */
 static void gone_case(int encrypt)
@@ -1235,6 +1264,7 @@ CUS_SUITE(retention)
     CU_add_test(s, "periods: default, rule, departments, longest wins, holds; exact ids",
                 test_periods);
     CU_add_test(s, "dry run changes nothing", test_dry_run);
+    CU_add_test(s, "text extracted differently now: purged, counted", test_fts_unmatched);
     CU_add_test(s, "purged bytes are gone from the segments", test_gone);
     CU_add_test(s, "purged bytes are gone from encrypted segments", test_gone_encrypted);
     CU_add_test(s, "reindex of a purged archive: the same index, verify clean", test_reindex);
