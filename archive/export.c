@@ -481,8 +481,9 @@ static void row_free(gpointer p)
     g_free(r);
 }
 
-int exp_manifest_parse(const void *buf, size_t len, GPtrArray **rows_r, char **error_r)
+int exp_manifest_parse(const void *buf0, size_t len, GPtrArray **rows_r, char **error_r)
 {
+    const void *buf = buf0 != NULL ? buf0 : "";   /* an empty GBytes has no data */
     GPtrArray *f = g_ptr_array_new_with_free_func(g_free);
     GPtrArray *rows = g_ptr_array_new_with_free_func(row_free);
     gint64 line = 1, start;
@@ -584,8 +585,9 @@ static void sum_free(gpointer p)
     g_free(s);
 }
 
-int exp_sums_parse(const void *buf, size_t len, GPtrArray **sums_r, char **error_r)
+int exp_sums_parse(const void *buf0, size_t len, GPtrArray **sums_r, char **error_r)
 {
+    const void *buf = buf0 != NULL ? buf0 : "";   /* an empty GBytes has no data */
     GPtrArray *sums = g_ptr_array_new_with_free_func(sum_free);
     const char *p = buf, *end = p + len;
     gint64 line = 0;
@@ -638,8 +640,9 @@ fail:
 
 /* ---- chain.txt -------------------------------------------------------------- */
 
-int exp_chain_parse(const void *buf, size_t len, GPtrArray **events_r, char **error_r)
+int exp_chain_parse(const void *buf0, size_t len, GPtrArray **events_r, char **error_r)
 {
+    const void *buf = buf0 != NULL ? buf0 : "";   /* an empty GBytes has no data */
     GPtrArray *evs = g_ptr_array_new_with_free_func(g_free);
     const char *p = buf, *end = p + len;
     gint64 n = 0;
@@ -729,9 +732,10 @@ static char *stmt_line(const char **p, const char *end, const char *key)
     return v;
 }
 
-int exp_statement_parse(const void *buf, size_t len, struct exp_statement *s,
+int exp_statement_parse(const void *buf0, size_t len, struct exp_statement *s,
                         char **error_r)
 {
+    const void *buf = buf0 != NULL ? buf0 : "";   /* an empty GBytes has no data */
     static const char *const keys[] = {
         "format", "time", "user", "query", "messages", "manifest-sha256", "chain-sha256",
         "checkpoint-sha256", "checkpoint-seq", "checkpoint-hash", "key",
@@ -1054,8 +1058,9 @@ static void mb_begin(struct exp_mbox *m)
     g_string_truncate(m->sep, 0);
 }
 
-int exp_mbox_feed(struct exp_mbox *m, const void *buf, size_t len, char **error_r)
+int exp_mbox_feed(struct exp_mbox *m, const void *buf0, size_t len, char **error_r)
 {
+    const void *buf = buf0 != NULL ? buf0 : "";   /* an empty GBytes has no data */
     static const char from[] = "From ";
     const char *p = buf, *end = p + len;
 
@@ -2081,6 +2086,14 @@ struct vx {
     GHashTable *bad_rows;       /* struct exp_row * whose sha256 was found edited */
 };
 
+/* The bytes of b, never NULL (an empty GBytes may have no data). */
+static const void *bytes_of(GBytes *b, gsize *len)
+{
+    const void *d = g_bytes_get_data(b, len);
+
+    return d != NULL ? d : "";
+}
+
 static void vfile_free(gpointer p)
 {
     struct vfile *f = p;
@@ -2446,7 +2459,7 @@ static void vread_beside(struct vx *v, const char *path)
             g_free(err);
         } else {
             gsize len;
-            const void *b = g_bytes_get_data(data, &len);
+            const void *b = bytes_of(data, &len);
             cus_sha256(b, len, f->sha);
             f->size = len;
             f->data = data;
@@ -2475,7 +2488,7 @@ static void vkey(struct vx *v, const struct exp_statement *s, int have_s)
 
     if (kf != NULL && kf->data != NULL) {
         gsize len;
-        const void *b = g_bytes_get_data(kf->data, &len);
+        const void *b = bytes_of(kf->data, &len);
 
         if (exp_key_parse(b, len, kf->shown, &own, &err) < 0) {
             PROBLEM(v, kf->shown, 0, 0, "%s", err);
@@ -2508,7 +2521,7 @@ static int vsig(struct vx *v, struct vfile *f, const char *what, const char *id,
                 const unsigned char sig[SIG_LEN], size_t signed_len)
 {
     gsize len;
-    const void *b = g_bytes_get_data(f->data, &len);
+    const void *b = bytes_of(f->data, &len);
 
     if (v->key == NULL) {
         WARNING(v, f->shown, 0, 0, "%s signed by %s, but not checked: no key (give --key "
@@ -2871,7 +2884,7 @@ static void vcheck(struct vx *v)
         g_free(n);
     } else if (stf->data != NULL) {
         gsize len;
-        const void *d = g_bytes_get_data(stf->data, &len);
+        const void *d = bytes_of(stf->data, &len);
 
         if (exp_statement_parse(d, len, &s, &err) < 0) {
             PROBLEM(v, stf->shown, 0, 0, "%s", err);
@@ -2907,7 +2920,7 @@ static void vcheck(struct vx *v)
         g_free(n);
     } else if (cpf != NULL && cpf->data != NULL && !cpf->reported) {
         gsize len;
-        const void *d = g_bytes_get_data(cpf->data, &len);
+        const void *d = bytes_of(cpf->data, &len);
 
         if (chain_checkpoint_parse(d, len, &cp, &err) < 0) {
             PROBLEM(v, cpf->shown, 0, 0, "%s", err);
@@ -2938,7 +2951,7 @@ static void vcheck(struct vx *v)
     /* SHA256SUMS and the chain events, parsed now: witnesses for the rows. */
     if (sf != NULL && sf->data != NULL) {
         gsize len;
-        const void *d = g_bytes_get_data(sf->data, &len);
+        const void *d = bytes_of(sf->data, &len);
 
         if (exp_sums_parse(d, len, &v->sums, &err) < 0) {
             PROBLEM(v, sf->shown, 0, 0, "%s", err);
@@ -2957,7 +2970,7 @@ static void vcheck(struct vx *v)
     }
     if (cf != NULL && cf->data != NULL) {
         gsize len;
-        const void *d = g_bytes_get_data(cf->data, &len);
+        const void *d = bytes_of(cf->data, &len);
 
         if (exp_chain_parse(d, len, &v->evs, &err) < 0) {
             PROBLEM(v, cf->shown, 0, 0, "%s", err);
@@ -2982,7 +2995,7 @@ static void vcheck(struct vx *v)
         }
     } else if (mf->data != NULL) {
         gsize len;
-        const void *d = g_bytes_get_data(mf->data, &len);
+        const void *d = bytes_of(mf->data, &len);
 
         if (exp_manifest_parse(d, len, &rows, &err) < 0) {
             PROBLEM(v, mf->shown, 0, 0, "%s", err);
@@ -3091,7 +3104,7 @@ static int vkey_given(struct vx *v, const struct exp_verify_opts *o, char **erro
         v->st->unreadable = errno == ENOENT ? 66 : 74;
         return -1;
     }
-    b = g_bytes_get_data(data, &len);
+    b = bytes_of(data, &len);
     ret = exp_key_parse(b, len, path, &v->key, error_r);
     g_bytes_unref(data);
     if (ret < 0) {
@@ -3102,38 +3115,31 @@ static int vkey_given(struct vx *v, const struct exp_verify_opts *o, char **erro
     return 0;
 }
 
-/* What the first bytes say: a format, or 0. */
+/* What the first bytes say: a format, or 0. Only what exp_export()
+ * writes: a zip, a plain (pax/ustar) tar -- a compressed one is
+ * uncompressed first, by the recipient -- or an mbox. */
 static enum exp_format sniff(const unsigned char *b, size_t n)
 {
-    static const struct { const char *m; size_t n; } comp[] = {
-        { "\037\213", 2 }, { "\3757zXZ\0", 6 }, { "\050\265\057\375", 4 }, { "BZh", 3 },
-    };
-
     if (n >= 4 && (memcmp(b, "PK\003\004", 4) == 0 || memcmp(b, "PK\005\006", 4) == 0))
         return EXP_ZIP;
     if (n >= 262 && memcmp(b + 257, "ustar", 5) == 0)
         return EXP_TAR;
-    for (size_t i = 0; i < G_N_ELEMENTS(comp); i++)
-        if (n >= comp[i].n && memcmp(b, comp[i].m, comp[i].n) == 0)
-            return EXP_TAR;     /* a compressed tar */
     if (n >= 5 && memcmp(b, "From ", 5) == 0)
         return EXP_MBOX;
     return 0;
 }
 
+/* A reader of the central directory for zip (what unzip and Windows
+ * see, not the local headers a streaming reader would trust), tar
+ * without filters. */
 static struct archive *vopen_archive(enum exp_format fmt)
 {
     struct archive *a = archive_read_new();
 
-    if (fmt == EXP_ZIP) {
+    if (fmt == EXP_ZIP)
         archive_read_support_format_zip_seekable(a);
-    } else {
+    else
         archive_read_support_format_tar(a);
-        archive_read_support_filter_gzip(a);
-        archive_read_support_filter_bzip2(a);
-        archive_read_support_filter_xz(a);
-        archive_read_support_filter_zstd(a);
-    }
     return a;
 }
 
@@ -3179,8 +3185,8 @@ static int verify_common(const char *path, const void *buf, size_t len,
     fmt = sniff(head, hn);
     if (fmt == 0) {
         st->unreadable = 65;
-        cus_error(error_r, "%s: not a custos export: neither a zip, a tar nor an mbox",
-                  path != NULL ? path : "input");
+        cus_error(error_r, "%s: not a custos export: neither a zip, a tar nor an mbox "
+                  "(a compressed tar: uncompress it first)", path != NULL ? path : "input");
         goto done;
     }
     vx_init(&v, fmt, base, cb, ctx, st);

@@ -291,6 +291,18 @@ static void test_sums_chain_statement(void)
         "checkpoint-hash 4444444444444444444444444444444444444444444444444444444444444444\n"
         "key none\n";
 
+    /* empty input, as an empty GBytes gives it: no data pointer at all
+     * (fuzz-export found NULL + 0 in the parsers) */
+    CU_ASSERT_EQUAL(exp_sums_parse(NULL, 0, &a, &err), 0);
+    CU_ASSERT_EQUAL(a->len, 0);
+    g_ptr_array_free(a, TRUE);
+    CU_ASSERT_EQUAL(exp_chain_parse(NULL, 0, &a, &err), -1);
+    g_free(err);
+    CU_ASSERT_EQUAL(exp_statement_parse(NULL, 0, &s, &err), -1);
+    g_free(err);
+    CU_ASSERT_EQUAL(exp_manifest_parse(NULL, 0, &a, &err), -1);
+    g_free(err);
+    err = NULL;
     CU_ASSERT_EQUAL_FATAL(exp_sums_parse(sums, strlen(sums), &a, &err), 0);
     CU_ASSERT_EQUAL(a->len, 2);
     CU_ASSERT_STRING_EQUAL(((struct exp_sum *)g_ptr_array_index(a, 0))->name, "a b.eml");
@@ -899,7 +911,8 @@ out:
 
 struct edit {
     const char *name;       /* the member (prefix) to edit */
-    const char *from, *to;  /* replace the first from by to; to NULL: drop the member */
+    const char *from, *to;  /* replace the first from by to (from "": all of the
+                             * member); to NULL: drop the member */
     int done;
 };
 
@@ -916,6 +929,8 @@ static GBytes *edit_replace(const char *name, GBytes *data, void *ctx)
     ed->done = 1;
     if (ed->to == NULL)
         return NULL;
+    if (*ed->from == '\0')
+        return g_bytes_new(ed->to, strlen(ed->to));        /* all of it */
     at = g_strstr_len(b, (gssize)len, ed->from);
     if (at == NULL) {
         ed->done = 0;
@@ -1208,6 +1223,11 @@ static void test_tamper_zip_tar(void)
         ed = (struct edit){ EXP_SUMS, "  messages/", "  messages/x", 0 };
         CU_ASSERT_EQUAL(ar_rewrite(file, bad, edit_replace, &ed, NULL, NULL), 0);
         CU_ASSERT_TRUE(vfails(bad, NULL, -1, NULL, NULL));
+
+        /* SHA256SUMS emptied: every file unlisted (and an empty member read) */
+        ed = (struct edit){ EXP_SUMS, "", "", 0 };
+        CU_ASSERT_EQUAL(ar_rewrite(file, bad, edit_replace, &ed, NULL, NULL), 0);
+        CU_ASSERT_TRUE(vfails(bad, NULL, -1, EXP_MANIFEST, "not listed in"));
 
         /* the bytes of the file itself: one flipped in the middle */
         {
