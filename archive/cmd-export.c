@@ -62,8 +62,9 @@ int cmd_export(const struct cfg *cfg, int argc, char **argv)
     user = audit_user(NULL);
     o.user = user;
     if (exp_export(arc, cfg, &o, &r, &err) < 0) {
-        ret = r.fail == EXP_FAIL_QUERY ? EX_DATAERR_ : r.fail == EXP_FAIL_EXISTS ?
-              EX_CANTCREAT_ : r.fail == EXP_FAIL_BUSY ? EX_TEMPFAIL_ : EX_IOERR_;
+        ret = r.fail == EXP_FAIL_QUERY ? EX_DATAERR_ :
+              r.fail == EXP_FAIL_EXISTS || r.fail == EXP_FAIL_CREATE ? EX_CANTCREAT_ :
+              r.fail == EXP_FAIL_BUSY ? EX_TEMPFAIL_ : EX_IOERR_;
         cli_audit_end(arc_index(arc), audit_id, -1, ret, "");
         cli_fail(&err, ret);
         if (ret == EX_IOERR_)
@@ -209,6 +210,9 @@ int cmd_verify_export(const struct cfg *cfg, int argc, char **argv)
                st.checkpoint_signed ? "signed" : "not signed");
         if (st.signatures_checked)
             printf("; signatures checked with %s, %s", st.key, key_source_text(st.key_source));
+        else if ((st.statement_signed || st.checkpoint_signed) && st.key[0] != '\0')
+            printf("; signatures do not check with %s (%s)", st.key,
+                   key_source_text(st.key_source));
         else if (st.statement_signed || st.checkpoint_signed)
             printf("; signatures not checked (no key)");
         if (st.warnings)

@@ -1847,6 +1847,11 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
             goto out;
         }
     }
+    if (access(x.dir, W_OK | X_OK) < 0) {
+        cus_error_errno(error_r, "-o %s: cannot create files in %s", o->path, x.dir);
+        r->fail = EXP_FAIL_CREATE;
+        goto out;
+    }
     if (o->format != EXP_MBOX) {
         loc = utf8_locale();
         if (loc == (locale_t)0) {
@@ -1854,6 +1859,12 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
             goto out;
         }
         old = uselocale(loc);
+    }
+    if (cfg->chain_sign_key != NULL && access(cfg->chain_sign_key, R_OK) < 0 && errno == EACCES) {
+        cus_error(error_r, "the statement of an export is signed with [chain] sign_key %s, "
+                  "which this user cannot read: run the export as the archive's owner "
+                  "(e.g. with sudo -u; the audit log names who asked)", cfg->chain_sign_key);
+        goto out;
     }
     if (cfg->chain_sign_key != NULL &&
         key_load_signing(cfg->chain_sign_key, &key, error_r) < 0)
@@ -2730,6 +2741,21 @@ static void vchain(struct vx *v, struct vfile *cf, GPtrArray *rows, GHashTable *
             PROBLEM(v, cf->shown, 0, e->seq, "event %" G_GINT64_FORMAT ": SHA-256(PREV || "
                     "event) is not the HASH given: the event or a hash was altered", e->seq);
             continue;
+        }
+        /* where the chain's links are in the export too, they must hold */
+        {
+            gint64 before = e->seq - 1;
+            struct exp_event *pe = before > 0 ? g_hash_table_lookup(v->ev_by_seq, &before) : NULL;
+
+            if (before == 0)
+                chain_genesis(h);
+            if ((before == 0 || pe != NULL) &&
+                memcmp(e->prev, before == 0 ? h : pe->hash, CUS_SHA256_LEN) != 0) {
+                PROBLEM(v, cf->shown, 0, e->seq, "event %" G_GINT64_FORMAT ": its PREV is not "
+                        "%s", e->seq, before == 0 ? "h_0 = SHA-256(\"custos chain 1\")" :
+                        "the HASH of the event before it");
+                continue;
+            }
         }
         if (chain_event_parse(e->bytes, e->len, &ev, &err) < 0) {
             PROBLEM(v, cf->shown, 0, e->seq, "event %" G_GINT64_FORMAT ": %s", e->seq, err);

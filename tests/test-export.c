@@ -1117,6 +1117,51 @@ static void test_exact_bytes_and_names(void)
     g_free(file);
 }
 
+/* chain.txt with one event changed (its "received" time) and its HASH
+ * made to fit: one whose successor is in the export too. */
+static GBytes *forge_event(const char *name, GBytes *data, void *ctx)
+{
+    GPtrArray *evs = NULL;
+    GString *out;
+    gsize len;
+    const char *b = g_bytes_get_data(data, &len);
+    char *err = NULL;
+    struct exp_event *victim = NULL;
+
+    if (strcmp(name, EXP_CHAIN) != 0)
+        return g_bytes_ref(data);
+    CU_ASSERT_EQUAL_FATAL(exp_chain_parse(b, len, &evs, &err), 0);
+    for (guint i = 0; i < evs->len && victim == NULL; i++)
+        for (guint j = 0; j < evs->len; j++)
+            if (((struct exp_event *)g_ptr_array_index(evs, j))->seq ==
+                ((struct exp_event *)g_ptr_array_index(evs, i))->seq + 1)
+                victim = g_ptr_array_index(evs, i);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(victim);
+    out = g_string_new("custos-export-chain 1\n");
+    for (guint i = 0; i < evs->len; i++) {
+        struct exp_event *e = g_ptr_array_index(evs, i);
+        GString *ev = g_string_new_len(e->bytes, (gssize)e->len);
+        unsigned char h[CUS_SHA256_LEN];
+        char ph[CUS_SHA256_HEX], hh[CUS_SHA256_HEX];
+
+        memcpy(h, e->hash, CUS_SHA256_LEN);
+        if (e == victim) {
+            char *at = strstr(ev->str, "\nreceived ");
+            CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+            at[11] = at[11] == '1' ? '2' : '1';
+            chain_step(e->prev, ev->str, ev->len, h);
+        }
+        cus_hex(e->prev, CUS_SHA256_LEN, ph);
+        cus_hex(h, CUS_SHA256_LEN, hh);
+        g_string_append_printf(out, "event %" G_GINT64_FORMAT " %s %s %zu\n", e->seq, ph, hh,
+                               ev->len);
+        g_string_append_len(out, ev->str, (gssize)ev->len);
+        g_string_free(ev, TRUE);
+    }
+    g_ptr_array_free(evs, TRUE);
+    return g_string_free_to_bytes(out);
+}
+
 /* manifest.csv of a zip or tar export (g_free). */
 static char *manifest_of(const char *file)
 {
@@ -1218,6 +1263,11 @@ static void test_tamper_zip_tar(void)
         ed = (struct edit){ EXP_CHAIN, "type add", "type del", 0 };
         CU_ASSERT_EQUAL(ar_rewrite(file, bad, edit_replace, &ed, NULL, NULL), 0);
         CU_ASSERT_TRUE(vfails(bad, NULL, -1, EXP_CHAIN, NULL));
+
+        /* an event forged with its HASH recomputed: the next event's PREV
+         * no longer links to it */
+        CU_ASSERT_EQUAL(ar_rewrite(file, bad, forge_event, NULL, NULL, NULL), 0);
+        CU_ASSERT_TRUE(vfails(bad, NULL, -1, EXP_CHAIN, "its PREV is not"));
 
         /* SHA256SUMS edited */
         ed = (struct edit){ EXP_SUMS, "  messages/", "  messages/x", 0 };
@@ -1404,6 +1454,13 @@ static void test_force_and_nothing(void)
         CU_ASSERT_FALSE(g_file_test(file, G_FILE_TEST_EXISTS));
         g_free(side);
     }
+    g_free(file);
+
+    /* a directory that is not there: 73 */
+    file = tpath("no-such-dir/x.zip");
+    CU_ASSERT_EQUAL(export("zip", file, "*", &text), 73);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "cannot create files in"));
+    g_free(text);
     g_free(file);
 
     /* a query that matches nothing: exit 1, nothing written */

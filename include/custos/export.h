@@ -125,6 +125,7 @@ enum exp_fail {
     EXP_FAIL_IO = 0,            /* reading the archive or writing FILE */
     EXP_FAIL_QUERY,             /* the query does not parse */
     EXP_FAIL_EXISTS,            /* FILE exists and not force */
+    EXP_FAIL_CREATE,            /* FILE's directory cannot be written */
     EXP_FAIL_BUSY,              /* a checkpoint was needed; the writer's lock
                                  * stayed taken */
 };
