@@ -1179,6 +1179,67 @@ int exp_mbox_finish(struct exp_mbox *m, char **error_r)
     return 0;
 }
 
+/* ---- for import ---- */
+
+int exp_mbox_is_export(const void *buf, size_t len)
+{
+    return buf != NULL && len >= 19 && memcmp(buf, "From custos-export-", 19) == 0;
+}
+
+struct each {
+    exp_mbox_msg_cb *cb;
+    void *ctx;
+    GByteArray *msg;
+    gint64 id;
+    int stop;
+};
+
+static void each_begin(void *ctx, gint64 id, int noeol, gint64 offset)
+{
+    struct each *e = ctx;
+
+    g_byte_array_set_size(e->msg, 0);
+    e->id = id;
+}
+
+static void each_data(void *ctx, const void *buf, size_t len)
+{
+    struct each *e = ctx;
+
+    if (!e->stop)
+        g_byte_array_append(e->msg, buf, (guint)len);
+}
+
+static void each_end(void *ctx, const char *problem)
+{
+    struct each *e = ctx;
+
+    if (!e->stop && e->cb(e->ctx, e->id, e->msg->data, e->msg->len, problem) != 0)
+        e->stop = 1;
+    g_byte_array_set_size(e->msg, 0);
+}
+
+int exp_mbox_each(const void *buf, size_t len, exp_mbox_msg_cb *cb, void *ctx,
+                  char **error_r)
+{
+    static const struct exp_mbox_cbs cbs = { each_begin, each_data, each_end };
+    struct each e = { cb, ctx, g_byte_array_new(), 0, 0 };
+    struct exp_mbox *m;
+    int ret;
+
+    if (!exp_mbox_is_export(buf, len)) {
+        g_byte_array_free(e.msg, TRUE);
+        return cus_error(error_r, "not an mbox made by custos-archive export");
+    }
+    m = exp_mbox_new(&cbs, &e);
+    ret = exp_mbox_feed(m, buf, len, error_r);
+    if (ret == 0)
+        ret = exp_mbox_finish(m, error_r);
+    exp_mbox_free(&m);
+    g_byte_array_free(e.msg, TRUE);
+    return ret;
+}
+
 /* ---- output files -------------------------------------------------------------- */
 
 /* A file being written: unlinked (O_TMPFILE) or, where the file system
@@ -2201,6 +2262,13 @@ static int member_kind(const char *name)
     rest = name + strlen(EXP_MSGDIR);
     return g_str_has_suffix(rest, ".eml") && strchr(rest, '/') == NULL &&
            safename_ok(rest, EXP_NAME_MAX) ? S_N : -1;
+}
+
+int exp_evidence_name(const char *name)
+{
+    int k = member_kind(name);
+
+    return k >= 0 && k < S_N;
 }
 
 static guint64 ev_limit(int kind)

@@ -498,6 +498,43 @@ static void test_mbox_roundtrip(void)
     g_rand_free(r);
 }
 
+static int each_cb(void *ctx, gint64 id, const void *raw, size_t len, const char *problem)
+{
+    GPtrArray *got = ctx;
+
+    g_ptr_array_add(got, g_strdup_printf("%" G_GINT64_FORMAT ":%s:%.*s", id,
+                                         problem != NULL ? "bad" : "ok", (int)len,
+                                         (const char *)raw));
+    return 0;
+}
+
+/* What import needs: the evidence names, each message of an exported
+ * mbox byte-exact. */
+static void test_for_import(void)
+{
+    GString *mbox = g_string_new(NULL);
+    GPtrArray *got = g_ptr_array_new_with_free_func(g_free);
+    char *err = NULL;
+
+    CU_ASSERT_TRUE(exp_evidence_name("manifest.csv"));
+    CU_ASSERT_TRUE(exp_evidence_name("SHA256SUMS"));
+    CU_ASSERT_TRUE(exp_evidence_name("export.txt"));
+    CU_ASSERT_FALSE(exp_evidence_name("messages/000001-2026-05-01-x.eml"));
+    CU_ASSERT_FALSE(exp_evidence_name("x/manifest.csv"));
+    exp_mbox_write(5, 0, "a\nFrom b\n", 10, put_gstring, mbox);
+    exp_mbox_write(6, 0, "no eol", 6, put_gstring, mbox);
+    CU_ASSERT_TRUE(exp_mbox_is_export(mbox->str, mbox->len));
+    CU_ASSERT_FALSE(exp_mbox_is_export("From x@y Mon", 12));
+    CU_ASSERT_EQUAL(exp_mbox_each(mbox->str, mbox->len, each_cb, got, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(got->len, 2);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(got, 0), "5:ok:a\nFrom b\n");
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(got, 1), "6:ok:no eol");
+    CU_ASSERT_EQUAL(exp_mbox_each("From x", 6, each_cb, got, &err), -1);
+    g_free(err);
+    g_ptr_array_free(got, TRUE);
+    g_string_free(mbox, TRUE);
+}
+
 static void test_mbox_damage(void)
 {
     GRand *r = g_rand_new_with_seed(11);
@@ -1639,6 +1676,7 @@ CUS_SUITE(export)
     CU_add_test(s, "SHA256SUMS, chain.txt, export.txt parsers", test_sums_chain_statement);
     CU_add_test(s, "mbox: byte-exact round trip in any pieces", test_mbox_roundtrip);
     CU_add_test(s, "mbox: damage reported", test_mbox_damage);
+    CU_add_test(s, "for import: evidence names, exported mbox byte-exact", test_for_import);
 
     s = CU_add_suite("export: end to end", ex_init, ex_clean);
     CU_add_test(s, "round trip zip: verify-export, sha256sum -c, import", test_roundtrip_zip);

@@ -269,4 +269,21 @@ int exp_mbox_feed(struct exp_mbox *m, const void *buf, size_t len, char **error_
 int exp_mbox_finish(struct exp_mbox *m, char **error_r);
 void exp_mbox_free(struct exp_mbox **m);
 
+/* ---- for import ------------------------------------------------------------ */
+
+/* 1 if name is one of the evidence files of a zip/tar export (manifest.csv,
+ * chain.txt, ... at its top level): not mail, an importer skips it. */
+int exp_evidence_name(const char *name);
+
+/* 1 if buf starts like an mbox custos exported ("From custos-export-"). */
+int exp_mbox_is_export(const void *buf, size_t len);
+/* Each message of such an mbox with its exact bytes (quoting undone): cb
+ * gets the id of its From line (-1 for one custos did not write), the
+ * bytes and NULL, or what is wrong with its end; a non-zero return stops.
+ * -1 (error_r) if buf is not such an mbox. */
+typedef int exp_mbox_msg_cb(void *ctx, gint64 id, const void *raw, size_t len,
+                            const char *problem);
+int exp_mbox_each(const void *buf, size_t len, exp_mbox_msg_cb *cb, void *ctx,
+                  char **error_r);
+
 #endif
