@@ -140,9 +140,13 @@ static gint64 parse_iso(const char *s, size_t len)
     return t;
 }
 
-/* A value as chain events write it: '%', CR, LF escaped. */
-static void put_value(GString *out, const char *v)
+/* A value as chain events write it: '%', CR, LF escaped; bytes that are
+ * not UTF-8 as U+FFFD. */
+static void put_value(GString *out, const char *v0)
 {
+    char *fixed = g_utf8_validate(v0, -1, NULL) ? NULL : cus_utf8_repair(v0, strlen(v0));
+    const char *v = fixed != NULL ? fixed : v0;
+
     for (; *v != '\0'; v++) {
         switch (*v) {
         case '%': g_string_append(out, "%25"); break;
@@ -151,6 +155,7 @@ static void put_value(GString *out, const char *v)
         default: g_string_append_c(out, *v);
         }
     }
+    g_free(fixed);
 }
 
 /* Undo put_value(); NULL unless the escaping is canonical and the result
@@ -1465,6 +1470,24 @@ static void join(GString *out, GPtrArray *a)
     }
 }
 
+/* A manifest field as verify-export reads it back: UTF-8 (repaired if
+ * index.db had anything else), at most EXP_FIELD_MAX bytes (a cut said
+ * at its end, on a character boundary). g_free it. */
+static char *field(const char *v)
+{
+    char *u = g_utf8_validate(v, -1, NULL) ? g_strdup(v) : cus_utf8_repair(v, strlen(v));
+    size_t n = strlen(u), keep = EXP_FIELD_MAX - 64;
+    char *cut;
+
+    if (n <= EXP_FIELD_MAX)
+        return u;
+    while (keep > 0 && ((unsigned char)u[keep] & 0xC0) == 0x80)
+        keep--;
+    cut = g_strdup_printf("%.*s [cut: %zu bytes more]", (int)keep, u, n - keep);
+    g_free(u);
+    return cut;
+}
+
 /* h_seq as index.db has it: 1, 0 no such entry, -1. */
 static int chain_hash(struct xp *x, gint64 seq, unsigned char out[CUS_SHA256_LEN],
                       char **error_r)
@@ -1530,7 +1553,7 @@ static int xp_hit(void *ctx, const struct idx_hit *h)
     if (it.seq == 0)
         x->no_chain++;
     x->max_seq = MAX(x->max_seq, it.seq);
-    if (h->date > 0) {
+    if (h->date > 0 && h->date < G_GINT64_CONSTANT(253402300800)) {      /* up to 9999 */
         cus_iso8601(h->date, date, sizeof(date));
         g_strlcpy(day, date, 11);
     } else {
@@ -1548,16 +1571,26 @@ static int xp_hit(void *ctx, const struct idx_hit *h)
     {
         GString *from = g_string_new(NULL), *to = g_string_new(NULL), *cc = g_string_new(NULL);
 
+        char *ff, *ft, *fc, *fs;
+
         join(from, h->from);
         join(to, h->to);
         join(cc, h->cc);
-        f[0] = idbuf; f[1] = date; f[2] = from->str; f[3] = to->str; f[4] = cc->str;
-        f[5] = h->subject; f[6] = h->sha256; f[7] = seqbuf; f[8] = it.name;
+        ff = field(from->str);
+        ft = field(to->str);
+        fc = field(cc->str);
+        fs = field(h->subject);
+        f[0] = idbuf; f[1] = date; f[2] = ff; f[3] = ft; f[4] = fc;
+        f[5] = fs; f[6] = h->sha256; f[7] = seqbuf; f[8] = it.name;
         row = g_string_new(NULL);
         exp_csv_record(row, f, MANIFEST_FIELDS);
         g_string_free(from, TRUE);
         g_string_free(to, TRUE);
         g_string_free(cc, TRUE);
+        g_free(ff);
+        g_free(ft);
+        g_free(fc);
+        g_free(fs);
     }
     g_array_append_val(x->items, it);
     rc = tmpf_write(&x->side[S_MANIFEST].t, row->str, row->len, &x->err);

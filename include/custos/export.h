@@ -95,7 +95,7 @@ enum exp_format { EXP_ZIP = 1, EXP_TAR = 2, EXP_MBOX = 3 };
 #define EXP_MSGDIR "messages/"
 
 /* Bounds on what exp_verify() reads. */
-#define EXP_MESSAGES_MAX 10000000           /* messages in one export */
+#define EXP_MESSAGES_MAX 2000000            /* messages in one export */
 #define EXP_EVIDENCE_MAX (1024ULL << 20)    /* manifest, chain.txt, SHA256SUMS */
 #define EXP_SMALL_MAX (64 * 1024)           /* statement, checkpoint, key, README */
 #define EXP_FIELD_MAX (1 << 20)             /* one manifest field */
