@@ -667,6 +667,10 @@ static int rewrite_index(struct idx *idx, const struct store_drop *d, size_t n,
                          "dropped", cleared, n);
     if (move_store_end(idx, d, n, error_r) < 0)
         return -1;
+    /* Counted, so that a reader's snapshot can tell one happened since. */
+    if (exec(db, "INSERT INTO meta(key, value) VALUES ('rewrites', 1) ON CONFLICT(key)"
+             " DO UPDATE SET value = value + 1", error_r) < 0)
+        return -1;
     return idx_meta_set(idx, "rewrite", segs, error_r);
 }
 
@@ -932,8 +936,11 @@ int retention_run(struct arc *arc, const struct cfg *cfg, gint64 now, int dry_ru
             goto out;
         }
     }
-    /* Old page images leave the WAL too (if no reader holds it). */
+    /* Old page images leave the WAL too, unless a reader holds it: not
+     * waited for (a verify may take long). */
+    sqlite3_busy_timeout(db, 0);
     sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(db, 10000);    /* idx_open()'s */
     ret = 0;
 out:
     plan_clear(&p);

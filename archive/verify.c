@@ -10,6 +10,7 @@
  * hash tables at the end.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,10 @@ struct vfy {
     GHashTable *purges;             /* archive id -> struct ev * of its purge */
     GHashTable *purged_rows;        /* archive id -> struct prow * */
     verify_purged_cb *purged_cb;
+    /* Problems of the walk are held back until it is known that no
+     * segment was rewritten meanwhile (else the run starts again). */
+    int holding;
+    GArray *held;                   /* struct verify_problem, detail owned */
 };
 
 static void problem(struct vfy *v, const char *kind, const char *object, gint64 id,
@@ -157,8 +162,42 @@ static void problem(struct vfy *v, const char *kind, const char *object, gint64 
     va_end(ap);
     p.detail = detail;
     v->st->problems++;
+    if (v->holding) {
+        g_array_append_val(v->held, p);
+        return;
+    }
     v->cb(v->ctx, &p);
     g_free(detail);
+}
+
+/* Say the problems held back; from now on each as it is found. */
+static void problems_release(struct vfy *v)
+{
+    for (guint i = 0; i < v->held->len; i++) {
+        struct verify_problem *p = &g_array_index(v->held, struct verify_problem, i);
+
+        v->cb(v->ctx, p);
+        g_free((char *)p->detail);
+    }
+    g_array_set_size(v->held, 0);
+    v->holding = 0;
+}
+
+/* meta "rewrites" of index.db as it is now (retention counts its segment
+ * rewrites there), or NULL. */
+static char *rewrites_now(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    char *val = NULL;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'rewrites'", -1, &q,
+                           NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        val = g_strdup((const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return val;
 }
 
 static int loc_before(const struct store_loc *a, const struct store_loc *b)
@@ -1344,10 +1383,17 @@ static void hrow_clear(gpointer p)
     g_free(r->released_by);
 }
 
-int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
-                  verify_purged_cb *purged_cb, void *ctx, struct verify_stats *stats,
-                  char **error_r)
+#define VERIFY_ATTEMPTS 3
+
+/* One run; *again_r set (and nothing said) if retention rewrote a segment
+ * between the index snapshot and the end of the walk: the snapshot's
+ * locations may not be those of the files read. The last attempt goes on
+ * regardless. */
+static int verify_attempt(const struct cfg *cfg, int threads, verify_cb *cb,
+                          verify_purged_cb *purged_cb, void *ctx, struct verify_stats *stats,
+                          int attempt, int *again_r, char **error_r)
 {
+    int last = attempt == VERIFY_ATTEMPTS - 1;
     struct vfy v;
     struct store *st = NULL;
     struct idx *idx = NULL;
@@ -1356,11 +1402,14 @@ int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
     struct store_loc end;
     GThread *reader = NULL;
     char *path = g_build_filename(cfg->arc_dir, "index.db", NULL), *val = NULL, *err = NULL;
+    char *rw0 = NULL, *rw1 = NULL;
     double t0 = cus_now();
     int ret = -1;
 
     memset(stats, 0, sizeof(*stats));
     memset(&v, 0, sizeof(v));
+    v.holding = 1;
+    v.held = g_array_new(FALSE, FALSE, sizeof(struct verify_problem));
     v.cfg = cfg;
     v.cb = cb;
     v.ctx = ctx;
@@ -1427,7 +1476,8 @@ int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
      * the .rewrite files (retention.h). */
     g_free(val);
     val = NULL;
-    if (idx_meta_get(idx, "rewrite", &val, error_r) < 0)
+    if (idx_meta_get(idx, "rewrites", &rw0, error_r) < 0 ||
+        idx_meta_get(idx, "rewrite", &val, error_r) < 0)
         goto out;
     if (val != NULL) {
         char **nums = g_strsplit(val, " ", -1);
@@ -1462,6 +1512,8 @@ int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
         problem(&v, "truncated", "segment", 0, 0, NULL, &end,
                 "the store ends here, but index.db committed records up to seg-%06" PRIu32
                 ".cseg offset %" PRIu64, v.committed.segment, v.committed.offset);
+    if (attempt == 0 && g_strcmp0(getenv("CUSTOS_FAULT"), "verify-snapshot") == 0)
+        raise(SIGSTOP);         /* tests: a retention run rewrites segments now */
     /* index.db is read by a thread of its own meanwhile. */
     v.ir.db = idx_db(idx);
     reader = g_thread_new("index", read_index, &v.ir);
@@ -1481,6 +1533,17 @@ int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
         cus_error(error_r, "%s", v.ir.error);
         goto out;
     }
+    rw1 = rewrites_now(path);
+    if (g_strcmp0(rw0, rw1) != 0 && !last) {
+        log_info("verify: retention rewrote segments meanwhile; starting again");
+        *again_r = 1;
+        ret = 0;
+        goto out;
+    }
+    if (g_strcmp0(rw0, rw1) != 0)
+        log_warn("verify: retention rewrote segments while verify ran; what it says about "
+                 "them may be out of date: run it again");
+    problems_release(&v);
     log_debug("verify: segments read and decoded in %.3f s", cus_now() - t0);
     check_chain(&v);
     log_debug("verify: chain checked at %.3f s", cus_now() - t0);
@@ -1517,7 +1580,30 @@ out:
     if (v.purged_rows != NULL)
         g_hash_table_destroy(v.purged_rows);
     g_free(v.ir.error);
+    if (ret < 0 && v.holding)
+        problems_release(&v);   /* what was found before the failure */
+    for (guint i = 0; i < v.held->len; i++)
+        g_free((char *)g_array_index(v.held, struct verify_problem, i).detail);
+    g_array_unref(v.held);
+    g_free(rw0);
+    g_free(rw1);
     g_free(val);
     g_free(path);
     return ret;
+}
+
+int verify_run_ex(const struct cfg *cfg, int threads, verify_cb *cb,
+                  verify_purged_cb *purged_cb, void *ctx, struct verify_stats *stats,
+                  char **error_r)
+{
+    int ret;
+
+    for (int attempt = 0;; attempt++) {
+        int again = 0;
+
+        ret = verify_attempt(cfg, threads, cb, purged_cb, ctx, stats, attempt, &again,
+                             error_r);
+        if (ret < 0 || !again)
+            return ret;
+    }
 }

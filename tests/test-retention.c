@@ -1037,6 +1037,49 @@ static void test_crash(void)
     }
 }
 
+/* verify beside a retention run: the segments are rewritten after its
+ * snapshot of index.db and before it reads them; it notices and starts
+ * again (else every moved record would look misplaced). */
+static void test_verify_beside(void)
+{
+    struct rt *t = rt_new("default = 1y\n", 0, NULL);
+    struct spec s[20];
+    gint64 ids[20];
+    int status = 0;
+    pid_t pid;
+
+    for (int i = 0; i < 20; i++)
+        s[i] = (struct spec){ "a@corp.example", "b@x.example", "s", NULL, NULL, 3000 };
+    rt_add(t, s, 20, ids);
+    db_exec(t, "UPDATE messages SET added = added - 800 * 86400 WHERE id % 2 = 0");
+    fflush(NULL);
+    pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        struct verify_stats vs;
+        struct vres r = { 0, g_string_new(NULL), g_array_new(FALSE, FALSE, sizeof(gint64)),
+                          g_ptr_array_new_with_free_func(g_free) };
+        char *err = NULL;
+
+        log_set_level(LOG_LVL_ERROR);
+        setenv("CUSTOS_FAULT", "verify-snapshot", 1);
+        /* One thread: a GLib thread pool does not survive fork(). */
+        if (verify_run_ex(t->cfg, 1, v_problem, v_purged, &r, &vs, &err) < 0)
+            _exit(2);
+        if (vs.problems != 0)
+            fprintf(stderr, "\nverify beside retention:\n%s", r.text->str);
+        _exit(vs.problems == 0 && vs.purged == 10 ? 0 : 1);
+    }
+    CU_ASSERT(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
+    EXPECT_IDS(rt_retention(t, (gint64)time(NULL), 0, NULL), "2 4 6 8 10 12 14 16 18 20");
+    CU_ASSERT(kill(pid, SIGCONT) == 0);
+    CU_ASSERT(waitpid(pid, &status, 0) == pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "\nverify beside retention: status %d\n", status);
+    rt_free(&t);
+}
+
 /* What verify says when index.db lies about a purge. */
 static void test_tamper(void)
 {
@@ -1271,6 +1314,7 @@ CUS_SUITE(retention)
     CU_add_test(s, "killed at each step of a purge and rewrite: verifies, finishes",
                 test_crash);
     CU_add_test(s, "tombstones and holds tampered with are caught", test_tamper);
+    CU_add_test(s, "verify beside a retention run starts again", test_verify_beside);
     CU_add_test(s, "hold add/list/release and retention from the command line",
                 test_hold_cli);
 }
