@@ -1,0 +1,1008 @@
+/*
+ * test-milter.c - custos-milter end to end
+ *
+ * miltertest scripts (tests/milter/NAME.lua) drive the protocol paths against
+ * the built custos-milter, running as nobody: abort mid-message, several
+ * messages per connection, a 40 MB body with resident memory flat, no
+ * macros at all, a spool that cannot be written (451), SIGHUP reloading
+ * (a bad file keeps the old configuration), SIGTERM exiting 0. Then a
+ * private Postfix (tests/postfix.c) with custos-milter and ingest --follow:
+ * English and Chinese mail (GB2312, GBK, UTF-8 bodies, RFC 2047 subjects,
+ * a BCC) sent with swaks arrives tagged and is found with custos-archive
+ * search. Faults, with a front Postfix relaying to the gateway Postfix
+ * (the milter's): the spool made read-only, then full (a small tmpfs in a
+ * private mount namespace), answers 451, the mail waits in the front
+ * queue and is archived once the fault clears; the milter killed with
+ * SIGKILL again and again under load, and every message the gateway
+ * accepted is in the archive.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <sqlite3.h>
+#include "cutest.h"
+#include "postfix.h"
+#include "custos/spool.h"
+#include "custos/util.h"
+
+static char *mt_bin, *mt_arc_bin, *mt_lua;
+static char *mt_skip;       /* why the suite cannot run here, or NULL */
+
+struct mfx {
+    char *dir, *conf, *arc, *spool, *sock, *log;
+    char *spec;             /* [milter] socket */
+    GPid milter, ingest;
+    uid_t uid;
+    gid_t gid;
+};
+
+static int mt_init(void)
+{
+    char *why = NULL;
+
+    mt_bin = cut_bin("custos-milter");
+    mt_arc_bin = cut_bin("custos-archive");
+    mt_lua = cut_src("tests/milter");
+    if (!pfx_usable(&why) || access("/usr/bin/miltertest", X_OK) < 0 ||
+        getpwnam("nobody") == NULL) {
+        mt_skip = why != NULL ? why : g_strdup("miltertest or user nobody missing (make deps)");
+        fprintf(stderr, "\n  milter: cannot run here: %s", mt_skip);
+    }
+    return 0;
+}
+
+static int mt_clean(void)
+{
+    g_free(mt_bin);
+    g_free(mt_arc_bin);
+    g_free(mt_lua);
+    g_free(mt_skip);
+    return 0;
+}
+
+/* A test that cannot run here fails, saying why (never a silent pass). */
+#define MT_NEED() do { if (mt_skip != NULL) { CU_FAIL("milter suite needs root, postfix, " \
+                       "swaks, miltertest (make deps)"); return; } } while (0)
+
+static void write_conf(struct mfx *f, const char *extra)
+{
+    char *text = g_strdup_printf("[archive]\ndir = %s\n[spool]\ndir = %s\n"
+                                 "[milter]\nsocket = %s\nuser = nobody\ngroup = postfix\n"
+                                 "timeout = 60\n[log]\nlevel = debug\n%s",
+                                 f->arc, f->spool, f->spec, extra ? extra : "");
+    CU_ASSERT(g_file_set_contents(f->conf, text, -1, NULL));
+    g_free(text);
+}
+
+/* custos-archive -c CONF ARGS (NULL-terminated); out/err may be NULL. */
+static int arc_cli(struct mfx *f, char **out, char **err, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, err);
+    rc = cut_cli(mt_arc_bin, f->conf, out, err, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Test dir (0755: Postfix's smtpd must reach the socket), archive, spool
+ * owned by nobody:postfix. inet: a TCP socket instead of a unix one. */
+static void mfx_open(struct mfx *f, int inet)
+{
+    struct passwd *pw = getpwnam("nobody");
+    struct group *gr = getgrnam("postfix");
+    char *out = NULL, *err = NULL;
+
+    memset(f, 0, sizeof(*f));
+    f->dir = cut_tmpdir();
+    chmod(f->dir, 0755);
+    f->conf = g_build_filename(f->dir, "custos.conf", NULL);
+    f->arc = g_build_filename(f->dir, "archive", NULL);
+    f->spool = g_build_filename(f->dir, "spool", NULL);
+    f->log = g_build_filename(f->dir, "milter.log", NULL);
+    f->uid = pw->pw_uid;
+    f->gid = gr != NULL ? gr->gr_gid : pw->pw_gid;
+    if (inet)
+        f->spec = g_strdup_printf("inet:%d@127.0.0.1", pfx_free_port());
+    else {
+        f->sock = g_build_filename(f->dir, "milter.sock", NULL);
+        f->spec = g_strconcat("unix:", f->sock, NULL);
+    }
+    write_conf(f, NULL);
+    CU_ASSERT_EQUAL(arc_cli(f, &out, &err, "init", NULL), 0);
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(spool_init(f->spool, NULL), 0);
+    {
+        static const char *const subs[] = { "", "tmp", "new", "failed" };
+        for (size_t i = 0; i < G_N_ELEMENTS(subs); i++) {
+            char *p = g_build_filename(f->spool, subs[i], NULL);
+            CU_ASSERT_EQUAL(chown(p, f->uid, f->gid), 0);
+            g_free(p);
+        }
+    }
+}
+
+/* Can we connect to the milter's socket? */
+static int milter_up(struct mfx *f)
+{
+    int fd, ok;
+
+    if (f->sock != NULL) {
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        g_strlcpy(a.sun_path, f->sock, sizeof(a.sun_path));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    } else {
+        struct sockaddr_in a = { .sin_family = AF_INET };
+        a.sin_port = htons((uint16_t)atoi(f->spec + 5));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Start custos-milter -f (log appended to f->log); wrap: a shell command
+ * that ends in exec "$@" (e.g. a mount in a namespace), or NULL. */
+static int milter_start(struct mfx *f, const char *wrap)
+{
+    char *argv[] = { "/bin/sh", "-c", NULL, "sh", mt_bin, "-f", "-c", f->conf, NULL };
+    int fd = open(f->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    GError *gerr = NULL;
+    double end = cus_now() + 20;
+
+    argv[2] = (char *)(wrap != NULL ? wrap : "exec \"$@\"");
+    if (!g_spawn_async_with_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                                &f->milter, -1, fd, fd, &gerr)) {
+        fprintf(stderr, "\n  spawn custos-milter: %s", gerr->message);
+        g_error_free(gerr);
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    while (!milter_up(f)) {
+        if (cus_now() > end || waitpid(f->milter, NULL, WNOHANG) == f->milter) {
+            char *log = NULL;
+            g_file_get_contents(f->log, &log, NULL, NULL);
+            fprintf(stderr, "\n  custos-milter did not come up:\n%s", log);
+            g_free(log);
+            f->milter = 0;
+            return -1;
+        }
+        g_usleep(10000);
+    }
+    return 0;
+}
+
+/* SIGTERM, then its exit status (-1 if it had to be killed). */
+static int milter_stop(struct mfx *f)
+{
+    int st = 0;
+
+    if (f->milter <= 0)
+        return -1;
+    kill(f->milter, SIGTERM);
+    if (pfx_wait_pid(f->milter, 30, &st) < 0) {
+        kill(f->milter, SIGKILL);
+        pfx_wait_pid(f->milter, 10, NULL);
+        st = -1;
+    }
+    g_spawn_close_pid(f->milter);
+    f->milter = 0;
+    return st < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void ingest_start(struct mfx *f)
+{
+    char *argv[] = { mt_arc_bin, "-c", f->conf, "ingest", "--follow", NULL };
+    char *log = g_build_filename(f->dir, "ingest.log", NULL);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+
+    CU_ASSERT(g_spawn_async_with_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                                     &f->ingest, -1, fd, fd, NULL));
+    close(fd);
+    g_free(log);
+}
+
+static void ingest_stop(struct mfx *f)
+{
+    int st = 0;
+
+    if (f->ingest <= 0)
+        return;
+    kill(f->ingest, SIGTERM);
+    if (pfx_wait_pid(f->ingest, 30, &st) < 0) {
+        kill(f->ingest, SIGKILL);
+        pfx_wait_pid(f->ingest, 10, NULL);
+        CU_FAIL("ingest --follow did not stop on SIGTERM");
+    } else {
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    g_spawn_close_pid(f->ingest);
+    f->ingest = 0;
+}
+
+static void mfx_close(struct mfx *f)
+{
+    ingest_stop(f);
+    if (f->milter > 0)
+        milter_stop(f);
+    cut_rmtree(f->dir);
+    g_free(f->dir); g_free(f->conf); g_free(f->arc); g_free(f->spool);
+    g_free(f->sock); g_free(f->log); g_free(f->spec);
+}
+
+/* Names in SPOOL/SUB. */
+static GPtrArray *spool_names(struct mfx *f, const char *sub)
+{
+    char *p = g_build_filename(f->spool, sub, NULL);
+    GDir *d = g_dir_open(p, 0, NULL);
+    GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+    const char *n;
+
+    while (d != NULL && (n = g_dir_read_name(d)) != NULL)
+        g_ptr_array_add(a, g_strdup(n));
+    if (d != NULL)
+        g_dir_close(d);
+    g_free(p);
+    return a;
+}
+
+static guint spool_count(struct mfx *f, const char *sub)
+{
+    GPtrArray *a = spool_names(f, sub);
+    guint n = a->len;
+
+    g_ptr_array_free(a, TRUE);
+    return n;
+}
+
+/* The entries in new/, by queue id (struct spool_entry *). */
+static GHashTable *spool_by_qid(struct mfx *f)
+{
+    GHashTable *h = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, NULL);
+    GPtrArray *a = spool_names(f, "new");
+
+    for (guint i = 0; i < a->len; i++) {
+        struct spool_entry *e = NULL;
+        char *err = NULL;
+        if (spool_read(f->spool, g_ptr_array_index(a, i), &e, &err) < 0) {
+            fprintf(stderr, "\n  %s", err);
+            CU_FAIL("a spool entry the milter wrote does not read back");
+            g_free(err);
+            continue;
+        }
+        g_hash_table_insert(h, e->queue_id, e);
+    }
+    g_ptr_array_free(a, TRUE);
+    return h;
+}
+
+static void spool_table_free(GHashTable *h)
+{
+    GHashTableIter it;
+    gpointer v;
+
+    g_hash_table_iter_init(&it, h);
+    while (g_hash_table_iter_next(&it, NULL, &v)) {
+        struct spool_entry *e = v;
+        spool_entry_free(&e);
+    }
+    g_hash_table_destroy(h);
+}
+
+/* Empty new/ (what the last script left), so each script is judged alone. */
+static void spool_clear(struct mfx *f)
+{
+    GPtrArray *a = spool_names(f, "new");
+
+    for (guint i = 0; i < a->len; i++)
+        spool_remove(f->spool, g_ptr_array_index(a, i), NULL);
+    g_ptr_array_free(a, TRUE);
+}
+
+/* Wait until tmp/ is empty (the milter drops a message when its
+ * connection goes: asynchronously). */
+static int tmp_empty(struct mfx *f, double timeout)
+{
+    double end = cus_now() + timeout;
+
+    while (spool_count(f, "tmp") != 0) {
+        if (cus_now() > end)
+            return 0;
+        g_usleep(10000);
+    }
+    return 1;
+}
+
+/* miltertest -s SCRIPT with sock, dir and NAME=VALUE definitions: exit status. */
+static int miltertest(struct mfx *f, const char *script, const char *def)
+{
+    char *path = g_strdup_printf("%s/%s.lua", mt_lua, script);
+    char *dsock = g_strconcat("sock=", f->spec, NULL), *ddir = g_strconcat("dir=", mt_lua, NULL);
+    char *argv[] = { "/usr/bin/miltertest", "-D", dsock, "-D", ddir, "-s", path, NULL, NULL,
+                     NULL };
+    char *out = NULL, *err = NULL;
+    int rc;
+
+    if (def != NULL) {
+        argv[7] = "-D";
+        argv[8] = (char *)def;
+        argv[6] = NULL;
+        /* -s last: miltertest takes the options before it */
+        argv[5] = "-D";
+        argv[6] = (char *)def;
+        argv[7] = "-s";
+        argv[8] = path;
+    }
+    rc = cut_run(argv, &out, &err);
+    if (rc != 0)
+        fprintf(stderr, "\n  miltertest %s: %d\n%s%s", script, rc, out, err);
+    g_free(out); g_free(err);
+    g_free(path); g_free(dsock); g_free(ddir);
+    return rc;
+}
+
+static long vm_kb(GPid pid, const char *field)
+{
+    char path[64], *text = NULL, *at;
+    long v = -1;
+
+    g_snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    if (g_file_get_contents(path, &text, NULL, NULL) && (at = strstr(text, field)) != NULL)
+        v = atol(at + strlen(field) + 1);
+    g_free(text);
+    return v;
+}
+
+static void test_protocol(void)
+{
+    struct mfx f;
+    GHashTable *h;
+    struct spool_entry *e;
+    char *log = NULL;
+    long hwm0, hwm1;
+
+    MT_NEED();
+    mfx_open(&f, 0);
+    CU_ASSERT_EQUAL_FATAL(milter_start(&f, NULL), 0);
+    /* it gave up root */
+    {
+        char path[64], *st = NULL;
+        g_snprintf(path, sizeof(path), "/proc/%d/status", f.milter);
+        CU_ASSERT(g_file_get_contents(path, &st, NULL, NULL));
+        CU_ASSERT(st != NULL && strstr(st, "\nUid:\t0\t") == NULL);
+        g_free(st);
+    }
+
+    /* abort mid-message: nothing; the next one on the connection: archived;
+     * a connection dropped mid-body: nothing left in tmp/ */
+    CU_ASSERT_EQUAL(miltertest(&f, "abort", NULL), 0);
+    CU_ASSERT(tmp_empty(&f, 5));
+    h = spool_by_qid(&f);
+    CU_ASSERT_EQUAL(g_hash_table_size(h), 1);
+    e = g_hash_table_lookup(h, "KEPT1");
+    CU_ASSERT_PTR_NOT_NULL(e);
+    if (e != NULL) {
+        CU_ASSERT_STRING_EQUAL(e->sender, "a@example.com");
+        CU_ASSERT_STRING_EQUAL(e->client, "192.0.2.7 [mx.example]");
+        CU_ASSERT_STRING_EQUAL(e->source, "milter");
+        CU_ASSERT(e->rcpts[0] != NULL && strcmp(e->rcpts[0], "b@example.org") == 0);
+        CU_ASSERT(g_bytes_get_size(e->raw) > 0 &&
+                  g_strstr_len(g_bytes_get_data(e->raw, NULL), -1,
+                               "From: a@example.com\r\nSubject: kept after an abort\r\n\r\n"
+                               "whole body\r\n") != NULL);
+    }
+    spool_table_free(h);
+    spool_clear(&f);
+
+    /* several messages on one connection, each with its envelope */
+    CU_ASSERT_EQUAL(miltertest(&f, "several", NULL), 0);
+    h = spool_by_qid(&f);
+    CU_ASSERT_EQUAL(g_hash_table_size(h), 6);
+    for (int i = 1; i <= 6; i++) {
+        char q[16], s[32];
+        int n = 0;
+        g_snprintf(q, sizeof(q), "MULTI%d", i);
+        g_snprintf(s, sizeof(s), "s%d@example.com", i);
+        e = g_hash_table_lookup(h, q);
+        CU_ASSERT_PTR_NOT_NULL(e);
+        if (e == NULL)
+            continue;
+        CU_ASSERT_STRING_EQUAL(e->sender, s);
+        while (e->rcpts[n] != NULL)
+            n++;
+        CU_ASSERT_EQUAL(n, i <= 5 ? i : 1);
+    }
+    CU_ASSERT_PTR_NULL(g_hash_table_lookup(h, "UNFINISHED"));
+    spool_table_free(h);
+    spool_clear(&f);
+
+    /* no macros, no client address */
+    CU_ASSERT_EQUAL(miltertest(&f, "macros", NULL), 0);
+    h = spool_by_qid(&f);
+    CU_ASSERT_EQUAL(g_hash_table_size(h), 1);
+    e = g_hash_table_lookup(h, "");
+    CU_ASSERT(e != NULL && strcmp(e->sender, "") == 0 && e->rcpts[0] != NULL &&
+              strcmp(e->rcpts[0], "nomacro@example.org") == 0);
+    spool_table_free(h);
+    spool_clear(&f);
+
+    /* 40 MB: archived whole, resident memory flat */
+    hwm0 = vm_kb(f.milter, "VmHWM:");
+    CU_ASSERT_EQUAL(miltertest(&f, "huge", "mb=40"), 0);
+    hwm1 = vm_kb(f.milter, "VmHWM:");
+    h = spool_by_qid(&f);
+    e = g_hash_table_lookup(h, "HUGE1");
+    CU_ASSERT(e != NULL && g_bytes_get_size(e->raw) > 40ULL * 1000 * 1000);
+    fprintf(stderr, "(peak RSS %ld kB before a 40 MB message, %ld kB after) ", hwm0, hwm1);
+    CU_ASSERT(hwm0 > 0 && hwm1 > 0 && hwm1 <= hwm0 + hwm0 / 5 + 2048);
+    spool_table_free(h);
+    spool_clear(&f);
+
+    /* the spool cannot be written: 451 at DATA, nothing left anywhere */
+    {
+        char *tmp = g_build_filename(f.spool, "tmp", NULL);
+        CU_ASSERT_EQUAL(chmod(tmp, 0500), 0);
+        CU_ASSERT_EQUAL(miltertest(&f, "tempfail", NULL), 0);
+        CU_ASSERT_EQUAL(chmod(tmp, 0770), 0);
+        CU_ASSERT_EQUAL(spool_count(&f, "new"), 0);
+        CU_ASSERT_EQUAL(spool_count(&f, "tmp"), 0);
+        g_free(tmp);
+    }
+
+    /* SIGHUP: reloaded, still serving; a broken file keeps the old one */
+    CU_ASSERT_EQUAL(kill(f.milter, SIGHUP), 0);
+    g_usleep(300000);
+    g_file_set_contents(f.conf, "[milter]\nbogus = 1\n", -1, NULL);
+    CU_ASSERT_EQUAL(kill(f.milter, SIGHUP), 0);
+    g_usleep(300000);
+    CU_ASSERT_EQUAL(waitpid(f.milter, NULL, WNOHANG), 0);
+    CU_ASSERT_EQUAL(miltertest(&f, "macros", NULL), 0);
+    CU_ASSERT_EQUAL(spool_count(&f, "new"), 1);
+    write_conf(&f, NULL);
+
+    /* SIGTERM: a clean exit */
+    CU_ASSERT_EQUAL(milter_stop(&f), 0);
+    g_file_get_contents(f.log, &log, NULL, NULL);
+    CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "NOQUEUE: reloaded") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "unknown key \"bogus\"") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "FAIL1: cannot journal the message") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "NOQUEUE: stopped") : NULL);
+    g_free(log);
+    mfx_close(&f);
+}
+
+/* ---- with Postfix ----------------------------------------------------- */
+
+/* One integer from index.db; -1 on error. */
+static gint64 q_int(struct mfx *f, const char *sql, const char *arg)
+{
+    char *path = g_build_filename(f->arc, "index.db", NULL);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    gint64 v = -1;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        (arg == NULL || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    g_free(path);
+    return v;
+}
+
+static int ingested(struct mfx *f, gint64 n, double timeout)
+{
+    double end = cus_now() + timeout;
+
+    while (spool_count(f, "new") != 0 ||
+           q_int(f, "SELECT count(*) FROM deliveries", NULL) < n) {
+        if (cus_now() > end)
+            return 0;
+        g_usleep(50000);
+    }
+    return 1;
+}
+
+static int search_count(struct mfx *f, const char *query)
+{
+    char *out = NULL, *err = NULL;
+    int n = -1;
+
+    if (arc_cli(f, &out, &err, "search", "--count", query, NULL) == 0)
+        n = atoi(out);
+    else
+        fprintf(stderr, "\n  search %s: %s", query, err);
+    g_free(out); g_free(err);
+    return n;
+}
+
+/* A message file for swaks --data @FILE: headers (UTF-8 text) and a body
+ * converted to charset (raw bytes). */
+static char *mail_file(struct mfx *f, const char *name, const char *headers,
+                       const char *charset, const char *body_utf8)
+{
+    char *path = g_build_filename(f->dir, name, NULL);
+    gsize len = 0;
+    char *body = g_convert(body_utf8, -1, charset, "UTF-8", NULL, &len, NULL);
+    GString *s = g_string_new(headers);
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+    g_string_append_printf(s, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=%s\r\n"
+                              "Content-Transfer-Encoding: 8bit\r\n\r\n", charset);
+    g_string_append_len(s, body, (gssize)len);
+    g_string_append(s, "\r\n");
+    CU_ASSERT(g_file_set_contents(path, s->str, (gssize)s->len, NULL));
+    g_string_free(s, TRUE);
+    g_free(body);
+    return path;
+}
+
+/* "=?CHARSET?B?...?=" of UTF-8 text. */
+static char *rfc2047(const char *charset, const char *utf8)
+{
+    gsize len = 0;
+    char *raw = g_convert(utf8, -1, charset, "UTF-8", NULL, &len, NULL);
+    char *b64 = g_base64_encode((const guchar *)raw, len);
+    char *ret = g_strdup_printf("=?%s?B?%s?=", charset, b64);
+
+    g_free(raw);
+    g_free(b64);
+    return ret;
+}
+
+/* The X-Custos-Archive value of a delivered message, or NULL (g_free). */
+static char *archive_header(GBytes *msg)
+{
+    const char *s = g_bytes_get_data(msg, NULL), *h;
+    const char *eoh = g_strstr_len(s, (gssize)g_bytes_get_size(msg), "\r\n\r\n");
+
+    h = g_strstr_len(s, (gssize)g_bytes_get_size(msg), "\nX-Custos-Archive: ");
+    if (h == NULL || (eoh != NULL && h > eoh))
+        return NULL;
+    h += strlen("\nX-Custos-Archive: ");
+    return g_strndup(h, strcspn(h, "\r\n"));
+}
+
+static void test_postfix(void)
+{
+    struct mfx f;
+    struct pfx gw;
+    struct pfx_sink sink;
+    char *err = NULL, *sinkdir, *gwdir, *out = NULL;
+    char *subj_gb, *subj_gbk, *subj_utf8, *files[3];
+    GPtrArray *msgs;
+    int sent = 0;
+
+    MT_NEED();
+    mfx_open(&f, 0);
+    sinkdir = g_build_filename(f.dir, "sink", NULL);
+    gwdir = g_build_filename(f.dir, "postfix", NULL);
+    CU_ASSERT_EQUAL_FATAL(milter_start(&f, NULL), 0);
+    ingest_start(&f);
+    CU_ASSERT_EQUAL_FATAL(pfx_sink_start(&sink, sinkdir, &err), 0);
+    if (pfx_start(&gw, gwdir, sink.port, f.spec, NULL, &err) < 0) {
+        fprintf(stderr, "\n  %s", err);
+        CU_FAIL("private Postfix did not start");
+        g_free(err);
+        goto out;
+    }
+
+    /* English, with a BCC (an envelope recipient in no header) */
+    CU_ASSERT_EQUAL(pfx_swaks(gw.port, &out, "--from", "alice@corp.example",
+                              "--to", "bob@customer.example,hidden@audit.example",
+                              "--header", "To: Bob <bob@customer.example>",
+                              "--header", "Subject: Quarterly pricing for Acme",
+                              "--body", "Dear Bob, the quarterly pricing sheet is attached.",
+                              NULL), 0);
+    sent++;
+    g_free(out);
+    /* Chinese: GB2312, GBK (a character GB2312 lacks), UTF-8 */
+    subj_gb = rfc2047("GB2312", "报价单 第三季度");
+    subj_gbk = rfc2047("GBK", "朱镕基 来函");
+    subj_utf8 = rfc2047("UTF-8", "客户名单 更新");
+    {
+        char *h = g_strdup_printf("From: =?UTF-8?B?5byg5LiJ?= <zhang@corp.example>\r\n"
+                                  "To: li@customer.example\r\nSubject: %s\r\n", subj_gb);
+        files[0] = mail_file(&f, "gb2312.eml", h, "GB2312", "您好，附件是第三季度的报价单。");
+        g_free(h);
+        h = g_strdup_printf("From: wang@corp.example\r\nTo: li@customer.example\r\n"
+                            "Subject: %s\r\n", subj_gbk);
+        files[1] = mail_file(&f, "gbk.eml", h, "GBK", "朱镕基先生的来函已收到，谢谢。");
+        g_free(h);
+        h = g_strdup_printf("From: zhao@corp.example\r\nTo: li@customer.example\r\n"
+                            "Subject: %s\r\n", subj_utf8);
+        files[2] = mail_file(&f, "utf8.eml", h, "UTF-8", "客户名单已经更新，请查收。");
+        g_free(h);
+    }
+    for (int i = 0; i < 3; i++) {
+        char *data = g_strconcat("@", files[i], NULL);
+        CU_ASSERT_EQUAL(pfx_swaks(gw.port, &out, "--from", "sales@corp.example", "--to",
+                                  "li@customer.example", "--data", data, NULL), 0);
+        sent++;
+        g_free(out);
+        g_free(data);
+        g_free(files[i]);
+    }
+
+    /* what arrived: every message, each tagged with its own id */
+    msgs = pfx_sink_messages(&sink, (guint)sent, 60);
+    CU_ASSERT_EQUAL(msgs->len, (guint)sent);
+    /* what was archived: after ingest, each id is a delivery */
+    CU_ASSERT(ingested(&f, sent, 60));
+    for (guint i = 0; i < msgs->len; i++) {
+        char *id = archive_header(g_ptr_array_index(msgs, i));
+        CU_ASSERT(id != NULL && spool_id_valid(id));
+        if (id != NULL)
+            CU_ASSERT_EQUAL(q_int(&f, "SELECT count(*) FROM deliveries WHERE spool_id = ?1 "
+                                      "AND queue_id <> '' AND source = 'milter'", id), 1);
+        g_free(id);
+    }
+    g_ptr_array_free(msgs, TRUE);
+    CU_ASSERT_EQUAL(search_count(&f, "subject:pricing"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "bcc:hidden@audit.example"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "subject:报价单"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "第三季度"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "subject:朱镕基"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "来函已收到"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "subject:客户名单"), 1);
+    CU_ASSERT_EQUAL(search_count(&f, "from:zhang@corp.example"), 1);
+    g_free(subj_gb); g_free(subj_gbk); g_free(subj_utf8);
+    pfx_stop(&gw);
+out:
+    pfx_sink_stop(&sink);
+    g_free(sinkdir);
+    g_free(gwdir);
+    mfx_close(&f);
+}
+
+/* Lines of the maillog containing s. */
+static int log_count(struct pfx *p, const char *s)
+{
+    char *text = pfx_log(p);
+    int n = 0;
+
+    for (const char *at = text; (at = strstr(at, s)) != NULL; at += strlen(s))
+        n++;
+    g_free(text);
+    return n;
+}
+
+/* Every queue id the gateway accepted is a delivery in the archive. */
+static guint missing_from_archive(struct mfx *f, struct pfx *gw, guint *accepted_r)
+{
+    GPtrArray *ids = pfx_log_queued(gw);
+    guint missing = 0;
+
+    for (guint i = 0; i < ids->len; i++)
+        if (q_int(f, "SELECT count(*) FROM deliveries WHERE queue_id = ?1",
+                  g_ptr_array_index(ids, i)) < 1) {
+            if (missing++ < 5)
+                fprintf(stderr, "\n  accepted but not archived: %s",
+                        (char *)g_ptr_array_index(ids, i));
+        }
+    *accepted_r = ids->len;
+    g_ptr_array_free(ids, TRUE);
+    return missing;
+}
+
+struct chain {
+    struct mfx f;
+    struct pfx gw, front;
+    struct pfx_sink sink;
+};
+
+/* sink <- gateway (custos-milter) <- front; wrap as for milter_start. */
+static int chain_start(struct chain *c, const char *wrap, int inet)
+{
+    char *err = NULL, *d = NULL, *pf_spec;
+    int ret = -1;
+
+    mfx_open(&c->f, inet);
+    /* libmilter says inet:PORT@HOST, Postfix inet:HOST:PORT */
+    pf_spec = inet ? g_strdup_printf("inet:127.0.0.1:%d", atoi(c->f.spec + 5))
+                   : g_strdup(c->f.spec);
+    if (milter_start(&c->f, wrap) < 0) {
+        g_free(pf_spec);
+        return -1;
+    }
+    d = g_build_filename(c->f.dir, "sink", NULL);
+    if (pfx_sink_start(&c->sink, d, &err) < 0)
+        goto out;
+    g_free(d);
+    d = g_build_filename(c->f.dir, "gateway", NULL);
+    if (pfx_start(&c->gw, d, c->sink.port, pf_spec, NULL, &err) < 0)
+        goto out;
+    g_free(d);
+    d = g_build_filename(c->f.dir, "front", NULL);
+    if (pfx_start(&c->front, d, c->gw.port, NULL, NULL, &err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (ret < 0) {
+        fprintf(stderr, "\n  %s", err);
+        g_free(err);
+    }
+    g_free(d);
+    g_free(pf_spec);
+    return ret;
+}
+
+static void chain_stop(struct chain *c)
+{
+    if (c->front.master > 0)
+        pfx_stop(&c->front);
+    if (c->gw.master > 0)
+        pfx_stop(&c->gw);
+    pfx_sink_stop(&c->sink);
+    mfx_close(&c->f);
+}
+
+static int send_front(struct chain *c, int i, const char *body)
+{
+    char subj[64], *out = NULL, *path = g_build_filename(c->f.dir, "body.txt", NULL);
+    char *arg = g_strconcat("@", path, NULL);
+    int rc;
+
+    /* from a file: a long body is over the limit of one argument */
+    g_file_set_contents(path, body, -1, NULL);
+    g_snprintf(subj, sizeof(subj), "Subject: fault test %d", i);
+    rc = pfx_swaks(c->front.port, &out, "--from", "alice@corp.example", "--to",
+                   "bob@customer.example", "--header", subj, "--body", arg, NULL);
+    g_free(path);
+    g_free(arg);
+    if (rc != 0)
+        fprintf(stderr, "\n  swaks: %s", out);
+    g_free(out);
+    return rc;
+}
+
+/* Wait until the gateway has answered n messages with 451 4.3.0 (our text). */
+static int wait_tempfails(struct chain *c, int n, double timeout)
+{
+    double end = cus_now() + timeout;
+
+    /* at DATA Postfix logs "451 4.3.0 custos: ...", at END-OF-MESSAGE "4.3.0 custos: ..." */
+    while (log_count(&c->gw, "4.3.0 custos:") < n) {
+        if (cus_now() > end) {
+            char *log = pfx_log(&c->gw), *mlog = NULL;
+            size_t len = strlen(log);
+            g_file_get_contents(c->f.log, &mlog, NULL, NULL);
+            fprintf(stderr, "\n  gateway maillog ends:\n%s\n  milter log:\n%s",
+                    log + (len > 3000 ? len - 3000 : 0), mlog);
+            g_free(log);
+            g_free(mlog);
+            return 0;
+        }
+        g_usleep(50000);
+    }
+    return 1;
+}
+
+static void test_readonly(void)
+{
+    struct chain c;
+    char *tmp;
+    guint accepted = 0;
+    GPtrArray *m;
+
+    MT_NEED();
+    memset(&c, 0, sizeof(c));
+    CU_ASSERT_EQUAL_FATAL(chain_start(&c, NULL, 0), 0);
+    tmp = g_build_filename(c.f.spool, "tmp", NULL);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(send_front(&c, i, "before the fault"), 0);
+    m = pfx_sink_messages(&c.sink, 2, 30);
+    CU_ASSERT_EQUAL(m->len, 2);
+    g_ptr_array_free(m, TRUE);
+    /* read-only: 451 at the gateway, the mail waits in the front queue */
+    CU_ASSERT_EQUAL(chmod(tmp, 0500), 0);
+    for (int i = 2; i < 5; i++)
+        CU_ASSERT_EQUAL(send_front(&c, i, "during the fault"), 0);
+    CU_ASSERT(wait_tempfails(&c, 3, 60));
+    CU_ASSERT_EQUAL(pfx_queue_count(&c.front), 3);
+    m = pfx_sink_messages(&c.sink, 3, 1);
+    CU_ASSERT_EQUAL(m->len, 2);
+    g_ptr_array_free(m, TRUE);
+    CU_ASSERT_EQUAL(spool_count(&c.f, "new"), 2);
+    /* cleared: flushed, delivered, archived */
+    CU_ASSERT_EQUAL(chmod(tmp, 0770), 0);
+    CU_ASSERT_EQUAL(pfx_wait_empty(&c.front, 60), 0);
+    CU_ASSERT_EQUAL(pfx_wait_empty(&c.gw, 60), 0);
+    m = pfx_sink_messages(&c.sink, 5, 30);
+    CU_ASSERT_EQUAL(m->len, 5);
+    g_ptr_array_free(m, TRUE);
+    ingest_start(&c.f);
+    CU_ASSERT(ingested(&c.f, 5, 60));
+    CU_ASSERT_EQUAL(missing_from_archive(&c.f, &c.gw, &accepted), 0);
+    CU_ASSERT_EQUAL(accepted, 5);
+    CU_ASSERT_EQUAL(search_count(&c.f, "\"during the fault\""), 3);
+    g_free(tmp);
+    chain_stop(&c);
+}
+
+/* The spool on a tmpfs of its own, in the milter's mount namespace. */
+#define FULL_WRAP "mount -t tmpfs -o size=400k,mode=0770,uid=%d,gid=%d custos-test '%s' " \
+                  "&& mkdir -m 0770 '%s/tmp' '%s/new' '%s/failed' " \
+                  "&& chown %d:%d '%s/tmp' '%s/new' '%s/failed' && exec \"$@\""
+
+static void test_full(void)
+{
+    struct chain c;
+    char *wrap, *body, *pid, *spool;
+    char *ns_argv[] = { "/usr/bin/nsenter", "-t", NULL, "-m", "mount", "-o",
+                        "remount,size=64m", NULL, NULL };
+    guint accepted = 0;
+    GPtrArray *m;
+    int rc;
+
+    MT_NEED();
+    memset(&c, 0, sizeof(c));
+    mfx_open(&c.f, 0);
+    spool = c.f.spool;
+    {
+        /* a script, so no quoting of paths inside sh -c */
+        char *script = g_build_filename(c.f.dir, "wrap.sh", NULL);
+        char *text = g_strdup_printf("#!/bin/sh\n" FULL_WRAP "\n", c.f.uid, c.f.gid, spool,
+                                     spool, spool, spool, c.f.uid, c.f.gid, spool, spool,
+                                     spool);
+        g_file_set_contents(script, text, -1, NULL);
+        chmod(script, 0755);
+        wrap = g_strdup_printf("exec unshare -m '%s' \"$@\"", script);
+        g_free(text);
+        g_free(script);
+    }
+    /* as chain_start, with the milter in its namespace */
+    {
+        char *err = NULL, *d;
+        if (milter_start(&c.f, wrap) < 0) {
+            CU_FAIL("custos-milter on a tmpfs spool did not start (unshare -m?)");
+            g_free(wrap);
+            mfx_close(&c.f);
+            return;
+        }
+        d = g_build_filename(c.f.dir, "sink", NULL);
+        CU_ASSERT_EQUAL_FATAL(pfx_sink_start(&c.sink, d, &err), 0);
+        g_free(d);
+        d = g_build_filename(c.f.dir, "gateway", NULL);
+        CU_ASSERT_EQUAL_FATAL(pfx_start(&c.gw, d, c.sink.port, c.f.spec, NULL, &err), 0);
+        g_free(d);
+        d = g_build_filename(c.f.dir, "front", NULL);
+        CU_ASSERT_EQUAL_FATAL(pfx_start(&c.front, d, c.gw.port, NULL, NULL, &err), 0);
+        g_free(d);
+    }
+    g_free(wrap);
+    /* 150 KB each: two fit in 400 KB, the third does not */
+    body = g_strnfill(150 * 1024, 'x');
+    for (gsize i = 76; i < 150 * 1024; i += 78)
+        body[i] = '\n';
+    for (int i = 0; i < 4; i++)
+        CU_ASSERT_EQUAL(send_front(&c, i, body), 0);
+    CU_ASSERT(wait_tempfails(&c, 2, 60));
+    m = pfx_sink_messages(&c.sink, 3, 2);
+    CU_ASSERT(m->len >= 1 && m->len <= 2);
+    fprintf(stderr, "(%u of 4 fit, the rest wait in the front queue) ", m->len);
+    CU_ASSERT_EQUAL(pfx_queue_count(&c.front), 4 - (int)m->len);
+    g_ptr_array_free(m, TRUE);
+    /* more room: flushed, delivered; ingest (in the milter's namespace) */
+    pid = g_strdup_printf("%d", c.f.milter);
+    ns_argv[2] = pid;
+    ns_argv[7] = spool;
+    CU_ASSERT_EQUAL(cut_run(ns_argv, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(pfx_wait_empty(&c.front, 60), 0);
+    CU_ASSERT_EQUAL(pfx_wait_empty(&c.gw, 60), 0);
+    m = pfx_sink_messages(&c.sink, 4, 30);
+    CU_ASSERT_EQUAL(m->len, 4);
+    g_ptr_array_free(m, TRUE);
+    {
+        char *argv[] = { "/usr/bin/nsenter", "-t", pid, "-m", mt_arc_bin, "-c", c.f.conf,
+                         "ingest", NULL };
+        char *out = NULL, *err = NULL;
+        rc = cut_run(argv, &out, &err);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc != 0)
+            fprintf(stderr, "\n  ingest: %s%s", out, err);
+        g_free(out); g_free(err);
+    }
+    CU_ASSERT_EQUAL(q_int(&c.f, "SELECT count(*) FROM deliveries", NULL), 4);
+    CU_ASSERT_EQUAL(missing_from_archive(&c.f, &c.gw, &accepted), 0);
+    CU_ASSERT_EQUAL(accepted, 4);
+    g_free(pid);
+    g_free(body);
+    chain_stop(&c);
+}
+
+/*
+ * SIGKILL under load: smtp-source pushes N messages into the front, which
+ * relays them to the gateway while the milter is killed and restarted
+ * again and again. In the end every message reached the sink, and every
+ * queue id the gateway's log says it accepted is in the archive.
+ */
+#define KILL_MSGS 300
+#define KILL_TIMES 5
+
+static void test_kill(void)
+{
+    struct chain c;
+    char *port, *out = NULL, *err = NULL;
+    char *argv[] = { "/usr/sbin/smtp-source", "-s", "5", "-m", G_STRINGIFY(KILL_MSGS), "-l",
+                     "4000", "-f", "alice@corp.example", "-t", "bob@customer.example", NULL,
+                     NULL };
+    GRand *rnd = g_rand_new_with_seed(20261201);
+    guint accepted = 0, missing;
+    GPtrArray *m;
+    int kills = 0;
+    GPid src = 0;
+
+    MT_NEED();
+    memset(&c, 0, sizeof(c));
+    CU_ASSERT_EQUAL_FATAL(chain_start(&c, NULL, 1), 0);
+    ingest_start(&c.f);
+    port = g_strdup_printf("127.0.0.1:%d", c.front.port);
+    argv[11] = port;
+    CU_ASSERT_FATAL(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD |
+                                  G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &src, NULL));
+    for (int i = 0; i < KILL_TIMES; i++) {
+        g_usleep((gulong)g_rand_int_range(rnd, 150, 600) * 1000);
+        CU_ASSERT_EQUAL(kill(c.f.milter, SIGKILL), 0);
+        pfx_wait_pid(c.f.milter, 10, NULL);
+        g_spawn_close_pid(c.f.milter);
+        c.f.milter = 0;
+        kills++;
+        g_usleep(100000);
+        CU_ASSERT_EQUAL_FATAL(milter_start(&c.f, NULL), 0);
+    }
+    CU_ASSERT_EQUAL(pfx_wait_pid(src, 120, NULL), 0);
+    g_spawn_close_pid(src);
+    CU_ASSERT_EQUAL(pfx_wait_empty(&c.front, 180), 0);
+    CU_ASSERT_EQUAL(pfx_wait_empty(&c.gw, 60), 0);
+    m = pfx_sink_messages(&c.sink, KILL_MSGS, 60);
+    CU_ASSERT_EQUAL(m->len, KILL_MSGS);
+    g_ptr_array_free(m, TRUE);
+    CU_ASSERT(ingested(&c.f, KILL_MSGS, 120));
+    missing = missing_from_archive(&c.f, &c.gw, &accepted);
+    fprintf(stderr, "(%d kills; the gateway accepted %u, answered %d with 4xx while the milter "
+            "was down; %u accepted but not archived) ", kills, accepted,
+            log_count(&c.gw, "milter-reject") + log_count(&c.gw, "451 4.7.1"), missing);
+    CU_ASSERT_EQUAL(accepted, KILL_MSGS);
+    CU_ASSERT_EQUAL(missing, 0);
+    /* the run did meet the milter down at least once */
+    CU_ASSERT(log_count(&c.front, "status=deferred") > 0);
+    g_free(out); g_free(err);
+    g_free(port);
+    g_rand_free(rnd);
+    chain_stop(&c);
+}
+
+CUS_SUITE(milter)
+{
+    CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
+    CU_add_test(s, "miltertest: abort, several per connection, 40 MB flat, no macros, 451, "
+                   "SIGHUP, SIGTERM", test_protocol);
+    CU_add_test(s, "Postfix + swaks: English and Chinese mail tagged, ingested, searched",
+                test_postfix);
+    CU_add_test(s, "spool read-only: 451, waits in the front queue, archived once cleared",
+                test_readonly);
+    CU_add_test(s, "spool full (tmpfs): 451, waits, archived once there is room", test_full);
+    CU_add_test(s, "SIGKILL under load (inet socket): every accepted message archived",
+                test_kill);
+}
