@@ -1032,6 +1032,39 @@ static void test_dir_event_replay(void)
     fx_done(&fx);
 }
 
+/* reindex rebuilds the directory from the chain alone: the same lists
+ * before and after, and verify is clean. */
+static void test_dir_reindex(void)
+{
+    static const char *const lists[] = { "employees", "customers", "accounts" };
+    struct fx fx;
+    char *before[3], *out = NULL, *err = NULL;
+
+    fx_init(&fx);
+    CU_ASSERT_EQUAL(import(&fx, "employees", "employees.csv", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(import(&fx, "customers", "customers-gb18030.csv", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(import(&fx, "employees", "employees-update.csv", NULL, NULL), 0);
+    CU_ASSERT_EQUAL(import(&fx, "accounts", "accounts.csv", NULL, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(cli(&fx, &before[i], NULL, "directory", "list", lists[i], "--json",
+                            NULL), 0);
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "reindex", NULL), 0);
+    g_free(out);
+    g_free(err);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(cli(&fx, &out, NULL, "directory", "list", lists[i], "--json", NULL), 0);
+        assert_str(lists[i], out, before[i]);
+        CU_ASSERT(strlen(before[i]) > 100);
+        g_free(out);
+        g_free(before[i]);
+    }
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "verify", NULL), 0);
+    CU_ASSERT(g_str_has_prefix(out, "OK: "));
+    g_free(out);
+    g_free(err);
+    fx_done(&fx);
+}
+
 /* ---- learn, and the query fields on a real archive -------------------------------- */
 
 struct cmsg {
@@ -1339,5 +1372,6 @@ CUS_SUITE(directory)
     CU_add_test(s, "lookup API", test_dir_lookup);
     CU_add_test(s, "query plans", test_dir_plans);
     CU_add_test(s, "chain event replay", test_dir_event_replay);
+    CU_add_test(s, "reindex keeps the directory", test_dir_reindex);
     CU_add_test(s, "learn", test_dir_learn);
 }
