@@ -352,7 +352,27 @@ struct vout {
     int json;
     GString *j;             /* problems, JSON */
     gint64 n;
+    GString *pj;            /* purged messages, JSON */
+    gint64 np;
 };
+
+/* A message retention purged: --json lists them all. */
+static void verify_purged(void *ctx, const struct verify_purged *p)
+{
+    struct vout *o = ctx;
+    char when[32], archived[32];
+
+    if (!o->json)
+        return;
+    cus_iso8601(p->time, when, sizeof(when));
+    cus_iso8601(p->archived, archived, sizeof(archived));
+    g_string_append_printf(o->pj, "%s{\"id\":%" G_GINT64_FORMAT ",\"sha256\":\"%s\","
+                           "\"when\":\"%s\",\"archived\":\"%s\",\"seq\":%" G_GINT64_FORMAT
+                           ",\"rule\":", o->np++ ? ",\n  " : "\n  ", p->id, p->sha256, when,
+                           archived, p->seq);
+    cus_json_str(o->pj, p->rule != NULL ? p->rule : "");
+    g_string_append_printf(o->pj, ",\"pending\":%s}", p->pending ? "true" : "false");
+}
 
 static void verify_print(void *ctx, const struct verify_problem *p)
 {
@@ -418,8 +438,10 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
     if (optind != argc)
         usage();
     o.j = g_string_new(NULL);
-    if (verify_run(cfg, threads, verify_print, &o, &st, &err) < 0) {
+    o.pj = g_string_new(NULL);
+    if (verify_run_ex(cfg, threads, verify_print, verify_purged, &o, &st, &err) < 0) {
         g_string_free(o.j, TRUE);
+        g_string_free(o.pj, TRUE);
         return cli_fail(&err, EX_IOERR_);
     }
     mb = (double)st.segment_bytes / 1e6;
@@ -430,12 +452,15 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
                G_GINT64_FORMAT ",\"chain_entries\":%" G_GINT64_FORMAT ",\"head_seq\":%"
                G_GINT64_FORMAT ",\"head\":\"%s\",\"checkpoints\":%" G_GINT64_FORMAT
                ",\"signed_checkpoints\":%" G_GINT64_FORMAT ",\"signatures_checked\":%s,"
-               "\"key\":\"%s\",\"uncommitted\":%" G_GINT64_FORMAT "}}\n",
+               "\"key\":\"%s\",\"uncommitted\":%" G_GINT64_FORMAT ",\"purged\":%"
+               G_GINT64_FORMAT ",\"purge_pending\":%" G_GINT64_FORMAT ",\"audit_entries\":%"
+               G_GINT64_FORMAT ",\"holds\":%" G_GINT64_FORMAT "},\n \"purged\":[%s%s]}\n",
                st.problems ? "false" : "true", o.j->str, o.n ? "\n" : "", st.segments,
                st.segment_bytes, st.seconds, st.seconds > 0 ? mb / st.seconds : 0,
                st.records, st.messages, st.deliveries, st.events, st.head_seq, st.head,
                st.checkpoints, st.signed_checkpoints,
-               st.signatures_checked ? "true" : "false", st.key, st.uncommitted);
+               st.signatures_checked ? "true" : "false", st.key, st.uncommitted, st.purged,
+               st.purge_pending, st.audit_entries, st.holds, o.pj->str, o.np ? "\n" : "");
     } else {
         printf("%s: %" G_GINT64_FORMAT " messages, %" G_GINT64_FORMAT " deliveries, %"
                G_GINT64_FORMAT " chain entries (head %" G_GINT64_FORMAT "%s%.16s), %"
@@ -447,6 +472,12 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
                st.signatures_checked ? ", checked with " : ", signatures not checked",
                st.signatures_checked ? st.key : "", mb, st.segments, st.seconds,
                st.seconds > 0 ? mb / st.seconds : 0);
+        if (st.purged > 0)
+            printf("; %" G_GINT64_FORMAT " purged by retention (verify --json lists them)",
+                   st.purged);
+        if (st.purge_pending > 0)
+            printf(", %" G_GINT64_FORMAT " of them still in the store until their segment is "
+                   "rewritten (the next writer does it)", st.purge_pending);
         if (st.uncommitted > 0)
             printf("; %" G_GINT64_FORMAT " records written since, not checked",
                    st.uncommitted);
@@ -457,6 +488,7 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
             putchar('\n');
     }
     g_string_free(o.j, TRUE);
+    g_string_free(o.pj, TRUE);
     return st.problems ? 1 : 0;
 }
 
