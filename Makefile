@@ -142,6 +142,7 @@ FUZZ_BINS       := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz-%)
 FUZZ_MAXLEN_msg    = 65536
 FUZZ_MAXLEN_query  = 4200
 FUZZ_MAXLEN_spool  = 65536
+FUZZ_MAXLEN_csv    = 65536
 
 fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -187,6 +188,11 @@ install: all
 	for m in $(MANS); do s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	  install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	install -m 0644 conf/custos.conf.sample $(DESTDIR)$(SYSCONFDIR)/custos/custos.conf.sample
+	[ -e $(DESTDIR)$(SYSCONFDIR)/custos/webmail-domains.txt ] || \
+	  install -m 0644 conf/webmail-domains.txt $(DESTDIR)$(SYSCONFDIR)/custos/
+	install -d $(DESTDIR)$(PREFIX)/share/custos
+	install -m 0644 conf/employees.sample.csv conf/customers.sample.csv \
+	  conf/accounts.sample.csv $(DESTDIR)$(PREFIX)/share/custos/
 
 clean:
 	rm -rf build build-asan build-fuzz
