@@ -74,6 +74,7 @@ static const struct cfg_opt cfg_opts[] = {
     { "milter", "pid_file", CT_PATH, "/run/custos/custos-milter.pid", 0, 0, O(mlt_pid_file) },
     { "milter", "timeout", CT_INT, "300", 1, 86400, O(mlt_timeout) },
     { "milter", "backlog", CT_INT, "128", 1, 65535, O(mlt_backlog) },
+    { "milter", "tcp_nodelay", CT_BOOL, "true", 0, 0, O(mlt_nodelay) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };

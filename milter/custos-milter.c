@@ -205,10 +205,14 @@ int main(int argc, char **argv)
 
     /* What main() keeps: the settings a reload cannot change. */
     start = cfg_defaults();
+    g_free(start->mlt_socket);
+    g_free(start->mlt_user);
+    g_free(start->mlt_group);
     start->mlt_socket = g_strdup(cfg->mlt_socket);
     start->mlt_user = g_strdup(cfg->mlt_user);
     start->mlt_group = g_strdup(cfg->mlt_group);
     start->mlt_timeout = cfg->mlt_timeout;
+    start->mlt_nodelay = cfg->mlt_nodelay;
     g_free(start->mlt_pid_file);
     start->mlt_pid_file = foreground ? NULL : g_strdup(cfg->mlt_pid_file);
 
@@ -231,7 +235,7 @@ int main(int argc, char **argv)
         return EX_OSERR;
     }
     umask(0027);
-    if (sock_path == NULL && nodelay_listener() == 0)
+    if (sock_path == NULL && cfg->mlt_nodelay && nodelay_listener() == 0)
         log_warn("NOQUEUE: no listening TCP socket found for TCP_NODELAY: answers may stall");
     if (uid_ok == 0 && sock_path != NULL && chown(sock_path, uid, gid) < 0) {
         fprintf(stderr, "custos-milter: chown(%s) failed: %s\n", sock_path, g_strerror(errno));
@@ -264,7 +268,7 @@ int main(int argc, char **argv)
     if ((errno = pthread_create(&tid, NULL, milter_thread, &ret)) != 0)
         log_fatal("pthread_create failed: %m");
     log_info("NOQUEUE: listening on %s%s", start->mlt_socket,
-             sock_path == NULL ? " (TCP_NODELAY)" : "");
+             sock_path == NULL && start->mlt_nodelay ? " (TCP_NODELAY)" : "");
     for (;;) {
         int sig = 0;
 
@@ -281,6 +285,8 @@ int main(int argc, char **argv)
     mlt_stop();
     smfi_stop();
     pthread_join(tid, NULL);
+    /* stopped by us: libmilter's complaint about its closed socket is no failure */
+    ret = MI_SUCCESS;
     /* libmilter no longer accepts; the sessions it has go on until done */
     t0 = cus_now();
     while (mlt_in_flight() > 0 && cus_now() - t0 < start->mlt_timeout)

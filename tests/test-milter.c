@@ -167,14 +167,30 @@ static int milter_start(struct mfx *f, const char *wrap)
     GError *gerr = NULL;
     double end = cus_now() + 20;
 
+    char **env = g_get_environ();
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    {
+        /* ASan keeps freed memory in quarantine (256 MB): libmilter's
+         * buffer per body chunk would look like growth */
+        const char *o = g_environ_getenv(env, "ASAN_OPTIONS");
+        char *v = g_strconcat(o ? o : "", o ? ":" : "", "quarantine_size_mb=1", NULL);
+        env = g_environ_setenv(env, "ASAN_OPTIONS", v, TRUE);
+        g_free(v);
+    }
+#endif
+#endif
     argv[2] = (char *)(wrap != NULL ? wrap : "exec \"$@\"");
-    if (!g_spawn_async_with_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+    if (!g_spawn_async_with_fds(NULL, argv, env, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
                                 &f->milter, -1, fd, fd, &gerr)) {
         fprintf(stderr, "\n  spawn custos-milter: %s", gerr->message);
         g_error_free(gerr);
+        g_strfreev(env);
         close(fd);
         return -1;
     }
+    g_strfreev(env);
     close(fd);
     while (!milter_up(f)) {
         if (cus_now() > end || waitpid(f->milter, NULL, WNOHANG) == f->milter) {

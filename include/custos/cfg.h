@@ -85,6 +85,8 @@ struct cfg {
     char *mlt_pid_file;         /* pid_file: written when running as a daemon */
     int mlt_timeout;            /* timeout: seconds libmilter waits for the MTA */
     int mlt_backlog;            /* backlog: listen(2) queue of the milter socket */
+    int mlt_nodelay;            /* tcp_nodelay: TCP_NODELAY on an inet socket (off
+                                 * only to measure the stall it removes) */
 
     /* [log] */
     int log_level;              /* level */
