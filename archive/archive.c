@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -46,6 +47,7 @@ struct arc {
     gint64 seq_opened;          /* chain head when opened */
     struct store_loc committed; /* store end at the last commit */
     int failed;                 /* a batch was dropped: no checkpoint at close */
+    int no_close_checkpoint;    /* ARC_NO_CLOSE_CHECKPOINT */
 };
 
 static char *index_path(const char *dir)
@@ -53,11 +55,39 @@ static char *index_path(const char *dir)
     return g_build_filename(dir, "index.db", NULL);
 }
 
+static const volatile sig_atomic_t *arc_cancel_flag;
+
+void arc_set_cancel(const volatile sig_atomic_t *flag)
+{
+    arc_cancel_flag = flag;
+}
+
+/* How long a writer waits for the lock: CUSTOS_LOCK_WAIT seconds (< 0:
+ * without limit), ARC_LOCK_WAIT by default. */
+static int lock_wait_seconds(void)
+{
+    const char *s = getenv("CUSTOS_LOCK_WAIT");
+    char *end;
+    long v;
+
+    if (s == NULL || *s == '\0')
+        return ARC_LOCK_WAIT;
+    v = strtol(s, &end, 10);
+    if (*end != '\0' || v > 86400 * 7) {
+        log_warn("CUSTOS_LOCK_WAIT=\"%s\" is not a number of seconds; waiting %d s", s,
+                 ARC_LOCK_WAIT);
+        return ARC_LOCK_WAIT;
+    }
+    return v < 0 ? -1 : (int)v;
+}
+
 static void store_opts_from(const struct cfg *cfg, struct store_opts *o)
 {
     gid_t gid;
 
     memset(o, 0, sizeof(*o));
+    o->lock_wait = lock_wait_seconds();
+    o->cancel = arc_cancel_flag;
     if (perm_group(cfg, &gid, NULL) > 0) {
         o->has_reader_gid = 1;
         o->reader_gid = gid;
@@ -289,8 +319,13 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
             goto fail;
     }
     store_opts_from(cfg, &so);
-    if (store_open(cfg->arc_dir, &so, arc->writable ? STORE_WRITE : 0, &arc->store,
-                   error_r) < 0)
+    arc->no_close_checkpoint = (flags & ARC_NO_CLOSE_CHECKPOINT) != 0;
+    if (flags & ARC_WAIT_ALWAYS) {
+        so.lock_wait = -1;
+        flags |= ARC_WAIT;
+    }
+    if (store_open(cfg->arc_dir, &so, (arc->writable ? STORE_WRITE : 0) |
+                   (flags & ARC_WAIT ? STORE_WAIT : 0), &arc->store, error_r) < 0)
         goto fail;
     if (idx_open(path, arc->writable || (flags & ARC_AUDIT) ? 0 : IDX_RDONLY, &arc->idx,
                  error_r) < 0)
@@ -345,7 +380,8 @@ void arc_close(struct arc **arcp)
         arc->failed = 1;
     }
     /* A writer that added to the chain leaves a checkpoint of it. */
-    if (arc->writable && !arc->failed && arc->seq > arc->seq_opened) {
+    if (arc->writable && !arc->failed && !arc->no_close_checkpoint &&
+        arc->seq > arc->seq_opened) {
         struct arc_checkpoint_info ci;
 
         if (arc_checkpoint(arc, 0, &ci, &err) < 0) {
@@ -366,6 +402,11 @@ void arc_close(struct arc **arcp)
     g_free(arc->dir);
     g_free(arc);
     *arcp = NULL;
+}
+
+int arc_writer_wanted(struct arc *arc)
+{
+    return arc->writable && store_writer_wanted(arc->store);
 }
 
 struct idx *arc_index(struct arc *arc) { return arc->idx; }
@@ -1013,7 +1054,7 @@ int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char 
     memset(rs, 0, sizeof(*rs));
     store_opts_from(cfg, &so);
     /* The writer's lock: nothing is added while the index is rebuilt. */
-    if (store_open(cfg->arc_dir, &so, STORE_WRITE, &st, error_r) < 0)
+    if (store_open(cfg->arc_dir, &so, STORE_WRITE | STORE_WAIT, &st, error_r) < 0)
         goto out;
     unlink(tmp);
     unlink(tmp_wal);

@@ -108,7 +108,7 @@ static int dir_import(const struct cfg *cfg, int argc, char **argv)
     if (argc != 4 || dir_list_parse(argv[2], &l) < 0)
         cli_usage(DIR_USAGE);
     path = argv[3];
-    if ((ret = open_all(cfg, ARC_WRITE, l == DIR_CUSTOMERS, argc, argv, &arc, &d, &audit)))
+    if ((ret = open_all(cfg, ARC_WRITE | ARC_WAIT, l == DIR_CUSTOMERS, argc, argv, &arc, &d, &audit)))
         return ret;
     if (access(path, R_OK) < 0) {
         log_error("%s: %s", path, g_strerror(errno));
@@ -507,7 +507,7 @@ static int dir_cmd_learn(const struct cfg *cfg, int argc, char **argv)
     }
     if (optind != argc - 1)
         cli_usage(DIR_USAGE);
-    if ((ret = open_all(cfg, apply ? ARC_WRITE : ARC_AUDIT, 1, argc, argv, &arc, &d, &audit))) {
+    if ((ret = open_all(cfg, apply ? ARC_WRITE | ARC_WAIT : ARC_AUDIT, 1, argc, argv, &arc, &d, &audit))) {
         g_string_free(detail, TRUE);
         return ret;
     }

@@ -67,7 +67,7 @@ int cmd_retention(const struct cfg *cfg, int argc, char **argv)
             cli_usage(RETENTION_USAGE);
     }
     /* A dry run only reads: it runs beside the writer (ingest --follow). */
-    if (arc_open(cfg, o.dry_run ? ARC_AUDIT : ARC_WRITE, &arc, &err) < 0)
+    if (arc_open(cfg, o.dry_run ? ARC_AUDIT : ARC_WRITE | ARC_WAIT, &arc, &err) < 0)
         return cli_fail(&err, EX_IOERR_);
     if ((ret = cli_audit_begin(arc_index(arc), argc, argv, &audit_id)) != 0) {
         arc_close(&arc);
@@ -244,7 +244,7 @@ static int hold_change_cmd(const struct cfg *cfg, int argc, char **argv, int add
     }
     if (npos != (add ? 2 : 1))
         cli_usage(HOLD_USAGE);
-    if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0)
+    if (arc_open(cfg, ARC_WRITE | ARC_WAIT, &arc, &err) < 0)
         return cli_fail(&err, EX_IOERR_);
     if ((ret = cli_audit_begin(arc_index(arc), argc, argv, &audit_id)) != 0) {
         arc_close(&arc);

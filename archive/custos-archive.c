@@ -156,7 +156,7 @@ static int cmd_import(const struct cfg *cfg, int argc, char **argv)
 
     if (argc < 2)
         usage();
-    if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0)
+    if (arc_open(cfg, ARC_WRITE | ARC_WAIT, &arc, &err) < 0)
         return cli_fail(&err, cli_open_status(err));
     st.total_bytes = imp_measure(argv + 1, argc - 1);
     for (int i = 1; i < argc && ret == 0; i++)
@@ -272,20 +272,6 @@ out:
 }
 
 /* ingest's periodic work: a checkpoint of the chain, if it grew. */
-static int ingest_checkpoint(void *ctx, char **error_r)
-{
-    struct arc_checkpoint_info ci;
-    char hex[CUS_SHA256_HEX];
-
-    if (arc_checkpoint(ctx, 0, &ci, error_r) < 0)
-        return -1;
-    if (ci.made) {
-        cus_hex(ci.hash, CUS_SHA256_LEN, hex);
-        log_info("checkpoint seq %" G_GINT64_FORMAT " hash %s key %s", ci.seq, hex, ci.key);
-    }
-    return 0;
-}
-
 static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -296,7 +282,6 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
     struct ingest_stats st;
     struct cfg acfg = *cfg;     /* the archive commits with our batches */
     struct statvfs vfs;
-    struct arc *arc = NULL;
     char *err = NULL, *spool;
     double start = cus_now();
     int opt, ret;
@@ -318,16 +303,22 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
     if (optind != argc)
         usage();
     acfg.arc_batch = io.batch;
-    if (arc_open(&acfg, ARC_WRITE, &arc, &err) < 0)
-        return cli_fail(&err, cli_open_status(err));
-    spool = cfg_spool_dir(cfg);
-    if (io.follow && cfg->chain_interval > 0) {
-        io.tick = ingest_checkpoint;
-        io.tick_ctx = arc;
-        io.tick_interval = cfg->chain_interval;
+    /* The archive is opened when entries come, and let go when idle or
+     * wanted by another writer (ingest.h); checkpoints as configured. */
+    io.cfg = &acfg;
+    /* Once now, so that a missing or forbidden archive is said at once
+     * (and a crash before is recovered from). */
+    {
+        struct arc *arc = NULL;
+
+        if (arc_open(&acfg, ARC_WRITE | ARC_WAIT | ARC_NO_CLOSE_CHECKPOINT, &arc, &err) < 0)
+            return cli_fail(&err, cli_open_status(err));
+        arc_close(&arc);
     }
-    ret = ingest_run(arc, spool, &io, &st, &err);
-    arc_close(&arc);
+    spool = cfg_spool_dir(cfg);
+    if (io.follow && cfg->chain_interval > 0)
+        io.tick_interval = cfg->chain_interval;
+    ret = ingest_run(NULL, spool, &io, &st, &err);
     g_free(spool);
     if (ret < 0) {
         cli_fail(&err, EX_IOERR_);
@@ -500,7 +491,7 @@ static int cmd_checkpoint(const struct cfg *cfg, int argc, char **argv)
 
     if (argc != 1)
         usage();
-    if (arc_open(cfg, ARC_WRITE, &arc, &err) < 0 || arc_checkpoint(arc, 1, &ci, &err) < 0) {
+    if (arc_open(cfg, ARC_WRITE | ARC_WAIT, &arc, &err) < 0 || arc_checkpoint(arc, 1, &ci, &err) < 0) {
         arc_close(&arc);
         return cli_fail(&err, cli_open_status(err));
     }

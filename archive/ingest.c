@@ -24,6 +24,7 @@
 #include "custos/ingest.h"
 #include "custos/log.h"
 #include "custos/spool.h"
+#include "custos/store.h"
 #include "custos/util.h"
 
 struct ingest {
@@ -38,7 +39,10 @@ struct ingest {
     int batch_size;
     double next_tick;
     guint64 since_tick;         /* entries archived since the last tick */
+    double last_work;           /* when the last batch was committed */
 };
+
+#define IDLE_RELEASE 2.0        /* seconds idle before the archive is let go */
 
 static volatile sig_atomic_t ingest_stopping;
 static int sig_pipe[2] = { -1, -1 };
@@ -62,6 +66,51 @@ static void pipe_done(void *ctx, const char *where, int ret, gint64 id, int dup)
         in->batch_dups++;
 }
 
+/* opts.cfg: the archive is opened when there is work... */
+static int arc_ensure(struct ingest *in, char **error_r)
+{
+    if (in->arc != NULL)
+        return 0;
+    if (arc_open(in->o->cfg, ARC_WRITE | ARC_WAIT_ALWAYS | ARC_NO_CLOSE_CHECKPOINT,
+                 &in->arc, error_r) < 0)
+        return -1;
+    if (arc_pipe_new(in->arc, in->o->threads, pipe_done, in, &in->pipe, error_r) < 0) {
+        arc_close(&in->arc);
+        return -1;
+    }
+    log_debug("ingest: archive %s opened", in->o->cfg->arc_dir);
+    return 0;
+}
+
+/* ...and let go (everything committed) when idle or wanted by another
+ * writer, who then gets its turn before we take it again. */
+static void arc_release(struct ingest *in, int for_waiter)
+{
+    if (in->o->cfg == NULL || in->arc == NULL)
+        return;
+    arc_pipe_free(&in->pipe);
+    arc_close(&in->arc);
+    log_debug("ingest: archive %s let go%s", in->o->cfg->arc_dir,
+              for_waiter ? " for a waiting writer" : "");
+    if (for_waiter)
+        store_wait_for_waiters(in->o->cfg->arc_dir, ARC_LOCK_WAIT, &ingest_stopping);
+}
+
+/* A checkpoint of the chain (opts.cfg): what the tick hook does otherwise. */
+static int own_checkpoint(struct ingest *in, char **error_r)
+{
+    struct arc_checkpoint_info ci;
+    char hex[CUS_SHA256_HEX];
+
+    if (arc_ensure(in, error_r) < 0 || arc_checkpoint(in->arc, 0, &ci, error_r) < 0)
+        return -1;
+    if (ci.made) {
+        cus_hex(ci.hash, CUS_SHA256_LEN, hex);
+        log_info("checkpoint seq %" G_GINT64_FORMAT " hash %s key %s", ci.seq, hex, ci.key);
+    }
+    return 0;
+}
+
 /* Call the periodic hook when it is due (or, with at_end, if anything was
  * archived since the last call). Only between batches. */
 static int maybe_tick(struct ingest *in, int at_end, char **error_r)
@@ -69,14 +118,16 @@ static int maybe_tick(struct ingest *in, int at_end, char **error_r)
     const struct ingest_opts *o = in->o;
     double now;
 
-    if (o->tick == NULL || o->tick_interval <= 0)
+    if (o->cfg != NULL && at_end)
+        return in->since_tick > 0 ? own_checkpoint(in, error_r) : 0;
+    if ((o->tick == NULL && o->cfg == NULL) || o->tick_interval <= 0)
         return 0;
     now = cus_now();
     if (at_end ? in->since_tick == 0 : now < in->next_tick)
         return 0;
     in->next_tick = now + o->tick_interval;
     in->since_tick = 0;
-    return o->tick(o->tick_ctx, error_r);
+    return o->cfg != NULL ? own_checkpoint(in, error_r) : o->tick(o->tick_ctx, error_r);
 }
 
 /* Commit the open batch, then take its entries out of the spool. */
@@ -100,6 +151,7 @@ static int commit_batch(struct ingest *in, char **error_r)
     in->st->dups += in->batch_dups;
     in->st->batches++;
     in->since_tick += b->len;
+    in->last_work = cus_now();
     in->batch_bytes = 0;
     in->batch_dups = 0;
     g_ptr_array_set_size(b, 0);
@@ -156,11 +208,15 @@ static int drain(struct ingest *in, char **error_r)
     if (spool_list(in->spool, &ids, error_r) < 0)
         return -1;
     for (guint i = 0; i < ids->len && !ingest_stopping && ret == 0; i++) {
+        if (in->o->cfg != NULL && in->arc == NULL && (ret = arc_ensure(in, error_r)) < 0)
+            break;
         ret = ingest_one(in, g_ptr_array_index(ids, i), error_r);
         if (ret == 0 && (int)in->batch->len >= in->batch_size) {
             ret = commit_batch(in, error_r);
             if (ret == 0)
                 ret = maybe_tick(in, 0, error_r);
+            if (ret == 0 && in->o->cfg != NULL && arc_writer_wanted(in->arc))
+                arc_release(in, 1);
         }
     }
     if (ret == 0)
@@ -194,10 +250,13 @@ static int wait_for_work(struct ingest *in, int ifd, char **error_r)
     int timeout = -1, n;
     char c;
 
-    if (in->o->tick != NULL && in->o->tick_interval > 0) {
+    if ((in->o->tick != NULL || in->o->cfg != NULL) && in->o->tick_interval > 0) {
         double left = in->next_tick - cus_now();
         timeout = left <= 0 ? 0 : (int)(left * 1000) + 1;
     }
+    /* Holding the archive: look for a writer waiting for it now and then. */
+    if (in->arc != NULL && in->o->cfg != NULL && (timeout < 0 || timeout > 200))
+        timeout = 200;
     n = poll(fds, sig_pipe[0] >= 0 ? 2 : 1, timeout);
     if (n < 0 && errno != EINTR)
         return cus_error_errno(error_r, "ingest: poll() failed");
@@ -250,6 +309,7 @@ int ingest_run(struct arc *arc, const char *spool_dir, const struct ingest_opts 
     in.batch = g_ptr_array_new_with_free_func(g_free);
     in.batch_size = o->batch > 0 ? o->batch : INGEST_BATCH_DEFAULT;
     in.next_tick = cus_now() + o->tick_interval;
+    in.last_work = cus_now();
     ingest_stopping = 0;
 
     if (spool_init(spool_dir, error_r) < 0 || take_lock(spool_dir, &lock_fd, error_r) < 0)
@@ -278,13 +338,21 @@ int ingest_run(struct arc *arc, const char *spool_dir, const struct ingest_opts 
         sigaction(SIGINT, &sa, &old_int);
         handlers = 1;
     }
-    if (arc_pipe_new(arc, o->threads, pipe_done, &in, &in.pipe, error_r) < 0)
+    if (o->cfg != NULL)
+        arc_set_cancel(&ingest_stopping);
+    else if (arc_pipe_new(arc, o->threads, pipe_done, &in, &in.pipe, error_r) < 0)
         goto out;
     for (;;) {
         if (drain(&in, &err) < 0)
             goto failed;
         if (ingest_stopping || !o->follow)
             break;
+        if (in.arc != NULL && o->cfg != NULL) {
+            if (arc_writer_wanted(in.arc))
+                arc_release(&in, 1);
+            else if (cus_now() - in.last_work >= IDLE_RELEASE)
+                arc_release(&in, 0);
+        }
         if (wait_for_work(&in, ifd, &err) < 0)
             goto failed;
         if (ingest_stopping)
@@ -297,12 +365,18 @@ int ingest_run(struct arc *arc, const char *spool_dir, const struct ingest_opts 
 failed:
     /* Nothing of the open batch is kept; its entries stay in new/. */
     arc_pipe_free(&in.pipe);
-    arc_abort(arc);
+    if (in.arc != NULL)
+        arc_abort(in.arc);
     cus_error(error_r, "%s; ingest stopped, entries not committed stay in %s for the next run",
               err, newdir);
     g_free(err);
 out:
     arc_pipe_free(&in.pipe);
+    if (o->cfg != NULL) {
+        if (in.arc != NULL)
+            arc_close(&in.arc);
+        arc_set_cancel(NULL);
+    }
     if (handlers) {
         sigaction(SIGTERM, &old_term, NULL);
         sigaction(SIGINT, &old_int, NULL);

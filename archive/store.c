@@ -90,6 +90,7 @@
 #include <zdict.h>
 #include "custos/log.h"
 #include "custos/store.h"
+#include "custos/util.h"
 
 #define SEG_MAGIC "CUSTSEG1"
 #define SEG_VERSION 1
@@ -1445,6 +1446,95 @@ int store_init(const char *arcdir, char **error_r)
     return ret;
 }
 
+/*
+ * Waiting for the writer's lock. A waiter holds a shared flock on
+ * store/lock.want while it waits, so a long-running writer (ingest
+ * --follow) sees that someone waits (store_writer_wanted), lets the lock go
+ * and, before taking it again, waits until nobody holds lock.want
+ * (store_wait_for_waiters): a waiter gets its turn even under steady mail.
+ */
+#define LOCK_POLL_US 50000
+
+static char *want_path(const char *dir)
+{
+    return g_build_filename(dir, "lock.want", NULL);
+}
+
+static int lock_wait(struct store *st, const char *lock_path, int wait, char **error_r)
+{
+    double deadline = st->opts.lock_wait < 0 ? -1 : cus_now() + st->opts.lock_wait;
+    char *wp;
+    int wfd;
+
+    if (errno != EWOULDBLOCK)
+        return cus_error_errno(error_r, "flock(%s) failed", lock_path);
+    if (!wait || st->opts.lock_wait == 0)
+        return cus_error(error_r, "archive %s is in use by another writer", st->arcdir);
+    wp = want_path(st->dir);
+    wfd = open(wp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    g_free(wp);
+    if (wfd >= 0)
+        flock(wfd, LOCK_SH);
+    log_info("archive %s is in use by another writer: waiting for it%s", st->arcdir,
+             st->opts.lock_wait > 0 ? "" : " (no time limit)");
+    for (;;) {
+        if (st->opts.cancel != NULL && *st->opts.cancel) {
+            cus_error(error_r, "archive %s: stopped while waiting for its writer", st->arcdir);
+            break;
+        }
+        if (deadline >= 0 && cus_now() >= deadline) {
+            cus_error(error_r, "archive %s is in use by another writer: gave up after %d s "
+                      "(the wait is CUSTOS_LOCK_WAIT seconds)", st->arcdir,
+                      st->opts.lock_wait);
+            break;
+        }
+        usleep(LOCK_POLL_US);
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            if (wfd >= 0)
+                close(wfd);
+            return 0;
+        }
+        if (errno != EWOULDBLOCK) {
+            cus_error_errno(error_r, "flock(%s) failed", lock_path);
+            break;
+        }
+    }
+    if (wfd >= 0)
+        close(wfd);
+    return -1;
+}
+
+int store_writer_wanted(struct store *st)
+{
+    char *wp = want_path(st->dir);
+    int fd = open(wp, O_RDONLY | O_CLOEXEC), wanted = 0;
+
+    g_free(wp);
+    if (fd < 0)
+        return 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        wanted = errno == EWOULDBLOCK;
+    close(fd);      /* lets go of the flock if we got it */
+    return wanted;
+}
+
+void store_wait_for_waiters(const char *arcdir, double seconds,
+                            const volatile sig_atomic_t *cancel)
+{
+    char *dir = g_build_filename(arcdir, "store", NULL), *wp = want_path(dir);
+    int fd = open(wp, O_RDONLY | O_CLOEXEC);
+    double deadline = cus_now() + seconds;
+
+    g_free(dir);
+    g_free(wp);
+    if (fd < 0)
+        return;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK &&
+           cus_now() < deadline && (cancel == NULL || !*cancel))
+        usleep(LOCK_POLL_US);
+    close(fd);
+}
+
 int store_open(const char *arcdir, const struct store_opts *opts, int flags,
                struct store **st_r, char **error_r)
 {
@@ -1500,13 +1590,9 @@ int store_open(const char *arcdir, const struct store_opts *opts, int flags,
             cus_error_errno(error_r, "open(%s) failed", lock_path);
             goto fail;
         }
-        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-            if (errno == EWOULDBLOCK)
-                cus_error(error_r, "archive %s is in use by another writer", arcdir);
-            else
-                cus_error_errno(error_r, "flock(%s) failed", lock_path);
+        if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0 &&
+            lock_wait(st, lock_path, (flags & STORE_WAIT) != 0, error_r) < 0)
             goto fail;
-        }
     }
     st->max_dict = dict_files_max(st);
     segs = seg_list(st, error_r);

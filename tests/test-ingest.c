@@ -449,6 +449,15 @@ static void test_broken_entries(void)
     fx_close(&fx);
 }
 
+static int spool_new_empty(struct fx *fx, gint64 unused)
+{
+    GPtrArray *a = list_dir(fx->spool, "new", 1);
+    int empty = a->len == 0;
+
+    g_ptr_array_free(a, TRUE);
+    return empty;
+}
+
 static int spool_empty(struct fx *fx, gint64 deliveries)
 {
     GPtrArray *a = list_dir(fx->spool, "new", 1);
@@ -510,6 +519,33 @@ static void test_follow(void)
               strstr(err, "another ingest is running") != NULL);
     g_free(out); g_free(err);
 
+    /* Another writer gets the archive while ingest --follow runs: idle,
+     * and under a steady stream of entries (it asks; ingest steps aside
+     * after its batch). */
+    t0 = cus_now();
+    CU_ASSERT_EQUAL(cli(&fx, &out, &err, "checkpoint", NULL), 0);
+    g_free(out); g_free(err);
+    fprintf(stderr, "(idle: writer in %.0f ms) ", (cus_now() - t0) * 1000);
+    {
+        pid_t feeder = fork();
+
+        if (feeder == 0) {
+            for (guint i = 100; i < 100000; i++) {
+                enqueue_direct(fx.spool, i, id, NULL);
+                usleep(2000);
+            }
+            _exit(0);
+        }
+        usleep(300000);
+        t0 = cus_now();
+        CU_ASSERT_EQUAL(cli(&fx, &out, &err, "checkpoint", NULL), 0);
+        fprintf(stderr, "(busy: writer in %.0f ms) ", (cus_now() - t0) * 1000);
+        g_free(out); g_free(err);
+        kill(feeder, SIGKILL);
+        waitpid(feeder, NULL, 0);
+    }
+    CU_ASSERT(wait_for(spool_new_empty, &fx, 0, 30));
+
     CU_ASSERT_EQUAL(kill(pid, SIGTERM), 0);
     if (wait_child(pid, 20, &status) < 0) {
         kill(pid, SIGKILL);
@@ -520,7 +556,16 @@ static void test_follow(void)
     }
     g_spawn_close_pid(pid);
     g_file_get_contents(log, &text, NULL, NULL);
-    CU_ASSERT_PTR_NOT_NULL(text != NULL ? strstr(text, "ingested 40 entries") : NULL);
+    /* Everything the feeder spooled is archived, once. */
+    {
+        gint64 n = q_int(fx.arc, "SELECT count(*) FROM deliveries");
+        char *want = g_strdup_printf("ingested %" G_GINT64_FORMAT " entries", n);
+
+        CU_ASSERT(n > 40);
+        CU_ASSERT_PTR_NOT_NULL(text != NULL ? strstr(text, want) : NULL);
+        CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(DISTINCT spool_id) FROM deliveries"), n);
+        g_free(want);
+    }
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
         fprintf(stderr, "\n  log: %s", text);
     g_free(text);

@@ -18,6 +18,7 @@
 #ifndef CUSTOS_ARCHIVE_H
 #define CUSTOS_ARCHIVE_H
 
+#include <signal.h>
 #include <glib.h>
 #include "custos/cfg.h"
 #include "custos/index.h"
@@ -28,6 +29,25 @@
 #define ARC_WRITE 1     /* the writer: takes the archive's lock */
 #define ARC_AUDIT 2     /* a reader that records audit entries (audit.h):
                          * index.db opened read-write, no lock */
+#define ARC_WAIT 4      /* a writer whose lock another holds waits for it
+                         * (CUSTOS_LOCK_WAIT seconds, ARC_LOCK_WAIT by
+                         * default; a long-running writer lets it go for
+                         * a waiter, see arc_writer_wanted) */
+#define ARC_WAIT_ALWAYS 16 /* ARC_WAIT without a time limit (ingest) */
+#define ARC_NO_CLOSE_CHECKPOINT 8 /* arc_close() makes no checkpoint (the
+                         * caller makes its own, e.g. every interval) */
+
+#define ARC_LOCK_WAIT 120
+
+struct arc;
+
+/* Stop waiting for the lock once *flag is set (by a signal handler). */
+void arc_set_cancel(const volatile sig_atomic_t *flag);
+
+/* A writer: does another process wait for the lock (ARC_WAIT)? Then the
+ * writer should commit, arc_close(), store_wait_for_waiters(), and open
+ * again with ARC_WAIT. */
+int arc_writer_wanted(struct arc *arc);
 
 struct arc;
 

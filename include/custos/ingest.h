@@ -16,6 +16,14 @@
  *
  * One ingest at a time per spool: ingest_run() takes an flock on
  * SPOOL/ingest.lock (not a spool id, so spool_list never sees it).
+ *
+ * With opts.cfg, ingest_run() holds the archive only while it has work:
+ * it opens it (waiting for another writer if need be) when entries come,
+ * and lets it go after IDLE_RELEASE seconds with nothing to do, or at once
+ * (after committing its batch) when another writer waits for the lock
+ * (arc_writer_wanted) -- so retention, holds, directory imports run
+ * beside ingest --follow. It makes its own checkpoints then: every
+ * tick_interval seconds, and at the end if it archived anything.
  */
 #ifndef CUSTOS_INGEST_H
 #define CUSTOS_INGEST_H
@@ -24,6 +32,8 @@
 #include "custos/archive.h"
 
 struct ingest_opts {
+    const struct cfg *cfg;  /* the archive to open when there is work (arc
+                             * given to ingest_run() is then NULL), or NULL */
     int batch;          /* entries per commit; <= 0: INGEST_BATCH_DEFAULT. The
                          * archive's own batch (cfg arc_batch) should be >= this,
                          * else it commits sooner (harmless: entries then wait in
@@ -57,7 +67,7 @@ struct ingest_stats {
 };
 
 /* Ingest what is in spool_dir (created if missing) into arc, opened with
- * ARC_WRITE. 0 when every entry was archived or moved to failed/ (see
+ * ARC_WRITE (or, arc NULL, into opts->cfg's archive, see above). 0 when every entry was archived or moved to failed/ (see
  * st->failed), or when stopped by a signal; -1 on an archive or spool I/O
  * error, with error_r saying what failed and that the rest stays queued.
  * st is zeroed first. */

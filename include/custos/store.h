@@ -18,6 +18,7 @@
 #define CUSTOS_STORE_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <glib.h>
 #include "custos/util.h"
@@ -46,11 +47,16 @@ struct store_opts {
     int use_dict;           /* train and use a zstd dictionary */
     const char *key_file;   /* keyring or NULL: "ID HEX64" per line */
     const char *key_id;     /* key for new objects; NULL = last in file */
+    int lock_wait;          /* STORE_WAIT: seconds to wait for the writer's
+                             * lock; < 0 without limit */
+    const volatile sig_atomic_t *cancel; /* set (by a signal): stop waiting */
     int has_reader_gid;     /* the keyring may be readable by group */
     unsigned reader_gid;    /* reader_gid ([archive] group), never others */
 };
 
 #define STORE_WRITE 1
+#define STORE_WAIT 2    /* a writer waits for the lock held by another
+                         * (opts->lock_wait seconds) instead of failing */
 
 struct store;
 
@@ -61,6 +67,13 @@ struct store;
 int store_open(const char *arcdir, const struct store_opts *opts, int flags,
                struct store **st_r, char **error_r);
 void store_close(struct store **st);
+
+/* A writer: does another process wait for the lock (STORE_WAIT)? */
+int store_writer_wanted(struct store *st);
+/* After letting the lock go for them: wait (at most seconds) until every
+ * waiter has had the lock, so that we do not take it again first. */
+void store_wait_for_waiters(const char *arcdir, double seconds,
+                            const volatile sig_atomic_t *cancel);
 
 /* Create DIR/store with mode 0700. Idempotent. */
 int store_init(const char *arcdir, char **error_r);
