@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <archive.h>
 #include <archive_entry.h>
+#include "custos/export.h"
 #include "custos/import.h"
 #include "custos/log.h"
 #include "custos/util.h"
@@ -132,6 +133,76 @@ static int imp_mbox(struct imp *im, const char *where, const char *buf, size_t l
     return 0;
 }
 
+/* An mbox custos exported: each message's exact bytes (">From " quoting
+ * undone), so that its SHA-256 is the one in the export's manifest. */
+struct exp_ctx {
+    struct imp *im;
+    const char *where;
+    guint64 n;
+    char **error_r;
+    int failed;
+};
+
+static int imp_export_msg(void *ctx, gint64 id, const void *raw, size_t len,
+                          const char *problem)
+{
+    struct exp_ctx *x = ctx;
+    char *w = g_strdup_printf("%s (message %" G_GUINT64_FORMAT ", archive id %" G_GINT64_FORMAT
+                              ")", x->where, ++x->n, id);
+    int ret = 0;
+
+    if (problem != NULL) {
+        log_warn("%s: %s, skipped", w, problem);
+        x->im->st->skipped++;
+    } else if (imp_message(x->im, w, raw, len, x->error_r) < 0) {
+        x->failed = 1;
+        ret = 1;
+    }
+    g_free(w);
+    return ret;
+}
+
+static int imp_export_mbox(struct imp *im, const char *where, const char *buf, size_t len,
+                           char **error_r)
+{
+    struct exp_ctx x = { im, where, 0, error_r, 0 };
+    char *err = NULL;
+
+    if (exp_mbox_each(buf, len, imp_export_msg, &x, &err) < 0) {
+        log_warn("%s: %s; read as a plain mbox", where, err);
+        g_free(err);
+        return imp_mbox(im, where, buf, len, error_r);
+    }
+    return x.failed ? -1 : 0;
+}
+
+/* Not mail: binary data (a NUL byte in the first lines: an index, a
+ * segment, a picture). Anything else is archived, raw if need be: mail
+ * that is damaged or has no headers is still mail someone sent. */
+static int looks_like_mail(const char *buf, size_t len)
+{
+    return memchr(buf, '\0', MIN(len, 512)) == NULL;
+}
+
+/* The evidence files an mbox export has beside it (FILE.manifest.csv, ...,
+ * export.h): skipped when FILE is there too. */
+static int is_export_sidecar(const char *path)
+{
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+
+    for (const char *dot = strchr(base, '.'); dot != NULL; dot = strchr(dot + 1, '.')) {
+        if (dot > base && exp_evidence_name(dot + 1)) {
+            char *mbox = g_strndup(path, (size_t)(dot - path));
+            int there = access(mbox, F_OK) == 0;
+
+            g_free(mbox);
+            if (there)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 /* Dot files and Maildir/Dovecot bookkeeping: never mail. */
 static int is_bookkeeping(const char *base)
 {
@@ -169,6 +240,12 @@ static int imp_archive(struct imp *im, const char *where, const char *buf, size_
             continue;
         if (name != NULL && is_bookkeeping(strrchr(name, '/') ? strrchr(name, '/') + 1 : name))
             continue;
+        /* An evidence export (custos-archive export): its manifest,
+         * checksums, chain events and statement are not mail. */
+        if (name != NULL && exp_evidence_name(name)) {
+            log_debug("%s/%s: evidence file of an export, not mail: skipped", where, name);
+            continue;
+        }
         w = g_strdup_printf("%s/%s", where, name ? name : "?");
         data = g_byte_array_sized_new(size > 0 && size < (1 << 26) ? (guint)size : 65536);
         while ((n = archive_read_data(a, chunk, sizeof(chunk))) > 0) {
@@ -224,16 +301,29 @@ static int imp_buffer(struct imp *im, const char *where, const char *buf, size_t
         }
         return imp_archive(im, where, buf, len, depth, error_r);
     }
+    if (exp_mbox_is_export(buf, len))
+        return imp_export_mbox(im, where, buf, len, error_r);
     if (is_mbox(buf, len))
         return imp_mbox(im, where, buf, len, error_r);
+    if (!looks_like_mail(buf, len)) {
+        log_warn("%s: not a mail message (binary data), skipped", where);
+        im->st->skipped++;
+        return 0;
+    }
     return imp_message(im, where, buf, len, error_r);
 }
 
 static int imp_file(struct imp *im, const char *path, char **error_r)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+    int fd, ret;
     struct stat st;
     void *map;
+
+    if (is_export_sidecar(path)) {
+        log_debug("%s: evidence file of an mbox export, not mail: skipped", path);
+        return 0;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || fstat(fd, &st) < 0) {
         log_warn("%s: cannot open: %s", path, g_strerror(errno));

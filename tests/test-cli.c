@@ -160,6 +160,18 @@ static void test_cli_errors(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "1 skipped"));
     g_free(out); g_free(err);
 
+    /* Not mail: binary data (an SQLite file), named and skipped. */
+    {
+        char *db = g_build_filename(cli_dir, "archive", "index.db", NULL);
+
+        CU_ASSERT_EQUAL(cli(&out, &err, "import", db, NULL), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, db));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a mail message"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "0 new"));
+        g_free(out); g_free(err);
+        g_free(db);
+    }
+
     CU_ASSERT_EQUAL(cli(&out, &err, "frobnicate", NULL), 64);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "frobnicate"));
     g_free(out); g_free(err);

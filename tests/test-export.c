@@ -1041,51 +1041,16 @@ static void roundtrip(const char *fmt)
     while (g_hash_table_iter_next(&it, &k, NULL))
         if (!g_hash_table_contains(want, k))
             extra++;
-    if (strcmp(fmt, "mbox") != 0) {
-        CU_ASSERT_EQUAL(missing, 0);
-        CU_ASSERT_EQUAL(extra, 0);
-    } else {
-        /* import keeps an mbox's bytes as they are (import.h): no >From
-         * unquoting, the newline added to a message without one stays, and
-         * the last message keeps the blank line that ends the mbox. So
-         * exactly those three differ there -- while verify-export above
-         * recovered every message byte-exact. */
+    /* import reads an exported mbox byte-exact too (">From " quoting
+     * undone, export.h exp_mbox_each), and skips the evidence files. */
+    CU_ASSERT_EQUAL(missing, 0);
+    CU_ASSERT_EQUAL(extra, 0);
+    {
+        /* the two an mbox changes most: "From " lines, no final newline */
         char *fl = crafted_sha("from-lines.eml"), *ne = crafted_sha("no-eol.eml");
-        char *mb = NULL, *last, *sql, *lsha = NULL;
-        gsize mlen;
 
-        CU_ASSERT_TRUE(g_file_get_contents(file, &mb, &mlen, NULL));
-        last = g_strrstr(mb, "\nFrom custos-export-");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(last);
-        sql = g_strdup_printf("SELECT id FROM messages WHERE id = %" G_GINT64_FORMAT,
-                              g_ascii_strtoll(last + 20, NULL, 10));
-        CU_ASSERT(db_i64(ex_arc, sql) > 0);
-        g_free(sql);
-        {
-            char *path = g_build_filename(ex_arc, "index.db", NULL);
-            sqlite3 *db = NULL;
-            sqlite3_stmt *q = NULL;
-
-            if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-                sqlite3_prepare_v2(db, "SELECT lower(hex(sha256)) FROM messages WHERE id = ?1",
-                                   -1, &q, NULL) == SQLITE_OK) {
-                sqlite3_bind_int64(q, 1, g_ascii_strtoll(last + 20, NULL, 10));
-                if (sqlite3_step(q) == SQLITE_ROW)
-                    lsha = g_strdup((const char *)sqlite3_column_text(q, 0));
-            }
-            sqlite3_finalize(q);
-            sqlite3_close(db);
-            g_free(path);
-        }
-        CU_ASSERT_PTR_NOT_NULL(lsha);
-        CU_ASSERT_EQUAL(missing, 3);
-        CU_ASSERT_EQUAL(extra, 3);
-        CU_ASSERT_FALSE(g_hash_table_contains(got, fl));
-        CU_ASSERT_FALSE(g_hash_table_contains(got, ne));
-        CU_ASSERT_FALSE(lsha != NULL && g_hash_table_contains(got, lsha));
-        CU_ASSERT_TRUE(g_hash_table_contains(want, fl));
-        g_free(lsha);
-        g_free(mb);
+        CU_ASSERT_TRUE(g_hash_table_contains(got, fl));
+        CU_ASSERT_TRUE(g_hash_table_contains(got, ne));
         g_free(fl);
         g_free(ne);
     }
