@@ -1,0 +1,258 @@
+#!/bin/sh
+# bench/milter.sh [BUILD] - what custos-milter costs Postfix, in messages/s
+#
+# One private Postfix on 127.0.0.1 (own config, queue and log under a temp
+# dir) relaying everything to smtp-sink, with one smtpd listener per setup:
+#   none            no milter (the baseline)
+#   null-*          bench/nullmilter (every callback, does nothing)
+#   null0-*         bench/nullmilter -m none (no callback: Postfix skips what it can)
+#   custos-*        custos-milter: archiving, custos-archive ingest --follow running
+#   custos-nagle-*  the same with [milter] tcp_nodelay = false (inet only)
+# each over a unix socket and over inet on 127.0.0.1. smtp-source pushes N
+# messages of 10 KB and of 200 KB over SESS sessions into each listener,
+# RUNS times, setups interleaved; the queue (and the archive's spool) is
+# drained between runs, outside the timing. Printed: the median msg/s of
+# each setup and the ratios against the baselines of this same run. Then
+# custos-milter's peak resident memory with 10 KB and with 10 MB messages.
+#
+# Needs root (Postfix's master) and `make` done. Only 127.0.0.1 is used.
+#   sh bench/milter.sh            RUNS=3 N=2000 SESS=10
+#   RUNS=1 N=300 sh bench/milter.sh   (a quick look)
+set -eu
+
+BUILD=${1:-build}
+RUNS=${RUNS:-3}
+N=${N:-2000}
+SESS=${SESS:-10}
+BIG_N=${BIG_N:-40}
+SIZES=${SIZES:-"10240 204800"}
+
+case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+[ "$(id -u)" = 0 ] || { echo "bench/milter.sh: must run as root (Postfix's master)" >&2; exit 1; }
+for b in custos-milter nullmilter custos-archive; do
+    [ -x "$BUILD/$b" ] || { echo "bench/milter.sh: $BUILD/$b missing: run make" >&2; exit 1; }
+done
+for b in /usr/sbin/smtp-source /usr/sbin/smtp-sink /usr/lib/postfix/sbin/master; do
+    [ -x $b ] || { echo "bench/milter.sh: $b missing: make deps" >&2; exit 1; }
+done
+
+T=$(mktemp -d /tmp/custos-bench-milter.XXXXXX)
+chmod 0755 "$T"
+PIDS=""
+MASTER=""
+cleanup() {
+    if [ -n "$MASTER" ]; then
+        kids=$(ps -o pid= --ppid "$MASTER" 2>/dev/null || true)
+        kill "$MASTER" 2>/dev/null || true
+        i=0; while kill -0 "$MASTER" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+        for k in $kids; do
+            i=0; while kill -0 "$k" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+            kill -9 "$k" 2>/dev/null || true
+        done
+    fi
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+
+# ---- milters ---------------------------------------------------------------
+mkdir -p "$T/spool" "$T/archive"
+chown nobody:postfix "$T/spool"
+chmod 0770 "$T/spool"
+P_NULL=$(port); P_NULL0=$(port); P_CUS=$(port); P_NAGLE=$(port)
+custos_conf() { # NAME SOCKET [EXTRA]
+    cat > "$T/$1.conf" <<EOF
+[archive]
+dir = $T/archive
+[spool]
+dir = $T/spool
+[milter]
+socket = $2
+user = nobody
+group = postfix
+${3:-}
+[log]
+level = warning
+EOF
+}
+custos_conf custos-unix "unix:$T/custos.sock"
+custos_conf custos-inet "inet:$P_CUS@127.0.0.1"
+custos_conf custos-nagle "inet:$P_NAGLE@127.0.0.1" "tcp_nodelay = false"
+"$BUILD/custos-archive" -c "$T/custos-unix.conf" init > /dev/null
+
+start_bg() { # LOG CMD...
+    log=$1; shift
+    "$@" >> "$log" 2>&1 &
+    PIDS="$PIDS $!"
+}
+start_custos() { # NAME
+    start_bg "$T/$1.log" "$BUILD/custos-milter" -f -c "$T/$1.conf"
+    eval "PID_$(echo "$1" | tr - _)=\$!"
+}
+start_bg "$T/null.log" "$BUILD/nullmilter" -p "unix:$T/null.sock"
+start_bg "$T/null.log" "$BUILD/nullmilter" -p "inet:$P_NULL@127.0.0.1"
+start_bg "$T/null.log" "$BUILD/nullmilter" -m none -p "unix:$T/null0.sock"
+start_bg "$T/null.log" "$BUILD/nullmilter" -m none -p "inet:$P_NULL0@127.0.0.1"
+start_custos custos-unix
+start_custos custos-inet
+start_custos custos-nagle
+start_bg "$T/ingest.log" "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
+sleep 1
+chmod 0666 "$T/null.sock" "$T/null0.sock"
+
+# ---- Postfix and smtp-sink -------------------------------------------------
+P_SINK=$(port)
+start_bg "$T/sink.log" /usr/sbin/smtp-sink -u postfix -c "127.0.0.1:$P_SINK" 1000
+mkdir -p "$T/conf" "$T/queue" "$T/data"
+chown postfix "$T/data"
+cat > "$T/conf/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $T/queue
+data_directory = $T/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = custos-bench.localdomain
+mydestination =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$P_SINK
+maillog_file = $T/maillog
+maillog_file_prefixes = /var, /dev/stdout, /tmp
+alias_maps =
+alias_database =
+smtpd_relay_restrictions = permit_mynetworks, reject
+message_size_limit = 104857600
+milter_default_action = tempfail
+milter_protocol = 6
+biff = no
+EOF
+SETUPS="none null-unix null-inet null0-unix null0-inet custos-unix custos-inet custos-nagle-inet"
+milter_of() {
+    case $1 in
+    none) echo "" ;;
+    null-unix) echo "unix:$T/null.sock" ;;
+    null-inet) echo "inet:127.0.0.1:$P_NULL" ;;
+    null0-unix) echo "unix:$T/null0.sock" ;;
+    null0-inet) echo "inet:127.0.0.1:$P_NULL0" ;;
+    custos-unix) echo "unix:$T/custos.sock" ;;
+    custos-inet) echo "inet:127.0.0.1:$P_CUS" ;;
+    custos-nagle-inet) echo "inet:127.0.0.1:$P_NAGLE" ;;
+    esac
+}
+: > "$T/conf/master.cf"
+for s in $SETUPS; do
+    p=$(port)
+    eval "PORT_$(echo "$s" | tr - _)=$p"
+    echo "127.0.0.1:$p inet n - n - - smtpd -o smtpd_milters=$(milter_of "$s")" >> "$T/conf/master.cf"
+done
+cat >> "$T/conf/master.cf" <<'EOF'
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+postfix -c "$T/conf" check
+setsid /usr/lib/postfix/sbin/master -d -c "$T/conf" < /dev/null > "$T/master.log" 2>&1 &
+MASTER=$!
+sleep 2
+
+drain() { # the queue empty, the spool ingested
+    i=0
+    while [ "$(postqueue -c "$T/conf" -j | wc -l)" -gt 0 ] || \
+          [ "$(ls "$T/spool/new" 2>/dev/null | wc -l)" -gt 0 ]; do
+        i=$((i+1)); [ $i -lt 6000 ] || { echo "bench/milter.sh: queue does not drain" >&2; exit 1; }
+        [ $((i % 100)) -ne 0 ] || postqueue -c "$T/conf" -f
+        sleep 0.05
+    done
+}
+
+push() { # SETUP SIZE COUNT -> msg/s
+    p=$(eval "echo \$PORT_$(echo "$1" | tr - _)")
+    t0=$(now)
+    /usr/sbin/smtp-source -s "$SESS" -l "$2" -m "$3" -f bench@corp.example \
+        -t sink@customer.example "127.0.0.1:$p"
+    t1=$(now)
+    python3 -c "print('%.1f' % ($3 / ($t1 - $t0)))"
+}
+
+median() { python3 -c 'import sys, statistics; v=[float(x) for x in sys.argv[1:]]; print("%.1f" % statistics.median(v))' "$@"; }
+
+echo "custos-milter benchmark: $N messages x $SESS sessions, sizes $SIZES, $RUNS runs (median)"
+echo "Postfix $(postconf -d -h mail_version), $(nproc) CPUs, $T"
+for size in $SIZES; do
+    for s in $SETUPS; do eval "R_$(echo "$s" | tr - _)=''"; done
+    for run in $(seq "$RUNS"); do
+        for s in $SETUPS; do
+            drain
+            r=$(push "$s" "$size" "$N")
+            v=$(echo "$s" | tr - _)
+            eval "R_$v=\"\$R_$v $r\""
+            echo "  run $run size $size $s: $r msg/s" >&2
+        done
+    done
+    drain
+    echo
+    echo "size $size bytes:"
+    printf "  %-18s %10s   %s\n" setup "msg/s" "runs"
+    for s in $SETUPS; do
+        v=$(echo "$s" | tr - _)
+        runs=$(eval "echo \$R_$v")
+        m=$(median $runs)
+        eval "M_$v=$m"
+        printf "  %-18s %10s   %s\n" "$s" "$m" "$runs"
+    done
+    for sock in unix inet; do
+        c=$(eval "echo \$M_custos_$sock"); n=$(eval "echo \$M_null_$sock"); n0=$(eval "echo \$M_null0_$sock")
+        python3 -c "print('  %s: custos/null %.2fx (target >= 0.8), custos/no-milter %.2fx (target >= 0.65), null/no-milter %.2fx, null0/no-milter %.2fx' % ('$sock', $c/$n, $c/$M_none, $n/$M_none, $n0/$M_none))"
+    done
+    python3 -c "print('  inet: custos with Nagle (tcp_nodelay = false) %.1f msg/s, %.2fx of custos-inet' % ($M_custos_nagle_inet, $M_custos_nagle_inet/$M_custos_inet))"
+done
+
+# ---- resident memory: 10 KB vs 10 MB messages -------------------------------
+hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+memrun() { # SIZE COUNT: HWM = peak RSS kB of a fresh custos-milter after COUNT x SIZE
+    kill "$PID_custos_unix"
+    wait "$PID_custos_unix" 2>/dev/null || true
+    start_custos custos-unix
+    sleep 1
+    /usr/sbin/smtp-source -s "$SESS" -l "$1" -m "$2" -f bench@corp.example \
+        -t sink@customer.example "127.0.0.1:$PORT_custos_unix"
+    HWM=$(hwm "$PID_custos_unix")
+}
+drain
+memrun 10240 "$N"
+small=$HWM
+drain
+memrun 10485760 "$BIG_N"
+big=$HWM
+drain
+echo
+echo "resident memory of custos-milter (peak, VmHWM), $SESS sessions:"
+python3 -c "print('  %d x 10 KB: %d kB; %d x 10 MB: %d kB; ratio %.2f (target <= 1.20)' % ($N, $small, $BIG_N, $big, $big / $small))"
+archived=$("$BUILD/custos-archive" -c "$T/custos-unix.conf" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deliveries"))')
+echo "archive: $archived deliveries ingested; $(ls "$T/spool/failed" | wc -l) spool entries failed"
