@@ -177,6 +177,10 @@ static int idx_migrate(struct idx *idx, char **error_r)
                          idx->path, version, IDX_SCHEMA_VERSION);
     if (version == IDX_SCHEMA_VERSION)
         return 0;
+    if (sqlite3_db_readonly(idx->db, "main") == 1)
+        return cus_error(error_r, "%s: schema version %d, this custos reads %d: the archive's "
+                         "owner upgrades it by running any command that writes (such as "
+                         "custos-archive checkpoint)", idx->path, version, IDX_SCHEMA_VERSION);
     if (idx_exec(idx, "BEGIN IMMEDIATE", error_r) < 0)
         return -1;
     /* Each step takes the schema one version forward. */
