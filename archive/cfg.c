@@ -36,11 +36,13 @@ struct cfg_opt {
 /* CT_ENUM options: the words each takes (NULL-terminated); the int stored
  * is the index of the word given. */
 static const char *const cfg_scope_names[] = { "all", "departments", NULL };
+static const char *const cfg_hov_escape_names[] = { "listescape", "underscore", NULL };
 static const struct {
     size_t off;
     const char *const *words;
 } cfg_enums[] = {
     { O(arc_scope), cfg_scope_names },
+    { O(hov_folder_escape), cfg_hov_escape_names },
 };
 
 static const struct cfg_opt cfg_opts[] = {
@@ -75,6 +77,24 @@ static const struct cfg_opt cfg_opts[] = {
     { "milter", "timeout", CT_INT, "300", 1, 86400, O(mlt_timeout) },
     { "milter", "backlog", CT_INT, "128", 1, 65535, O(mlt_backlog) },
     { "milter", "tcp_nodelay", CT_BOOL, "true", 0, 0, O(mlt_nodelay) },
+    /* [handover]: custos-handover */
+    { "handover", "maildir", CT_PATH, "/var/vmail/%d/%n/Maildir", 0, 0, O(hov_maildir) },
+    { "handover", "plans", CT_PATH, "", 0, 0, O(hov_plans) },
+    { "handover", "folder", CT_STR, "Handover", 0, 0, O(hov_folder) },
+    { "handover", "folder_escape", CT_ENUM, "listescape", 0, 0, O(hov_folder_escape) },
+    { "handover", "notices", CT_BOOL, "false", 0, 0, O(hov_notices) },
+    { "handover", "notice_template_zh", CT_PATH, "/etc/custos/handover-notice.zh.txt", 0, 0,
+      O(hov_notice_zh) },
+    { "handover", "notice_template_en", CT_PATH, "/etc/custos/handover-notice.en.txt", 0, 0,
+      O(hov_notice_en) },
+    { "handover", "notice_rate", CT_INT, "20", 1, 6000, O(hov_notice_rate) },
+    { "handover", "notice_from", CT_STR, "", 0, 0, O(hov_notice_from) },
+    { "handover", "sendmail", CT_PATH, "/usr/sbin/sendmail", 0, 0, O(hov_sendmail) },
+    { "handover", "alias_maps", CT_STR, "/etc/aliases", 0, 0, O(hov_alias_maps) },
+    { "handover", "virtual_maps", CT_STR, "/etc/postfix/virtual", 0, 0, O(hov_virtual_maps) },
+    { "handover", "forward_file", CT_STR, "~/.forward", 0, 0, O(hov_forward) },
+    { "handover", "sieve", CT_STR, "/var/vmail/%d/%n/.dovecot.sieve, /var/vmail/%d/%n/sieve",
+      0, 0, O(hov_sieve) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };

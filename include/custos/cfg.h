@@ -88,6 +88,25 @@ struct cfg {
     int mlt_nodelay;            /* tcp_nodelay: TCP_NODELAY on an inet socket (off
                                  * only to measure the stall it removes) */
 
+    /* [handover]: custos-handover */
+    char *hov_maildir;          /* maildir: mail store path template, %d domain,
+                                 * %n local part, %u whole address */
+    char *hov_plans;            /* plans: NULL = ARCHIVE_DIR/handover */
+    char *hov_folder;           /* folder: top folder of handed-over mail */
+    int hov_folder_escape;      /* folder_escape: a '.' in the leaver's name as
+                                 * Dovecot's listescape (\2e) or as '_' */
+    int hov_notices;            /* notices: mail each customer contact */
+    char *hov_notice_zh;        /* notice_template_zh */
+    char *hov_notice_en;        /* notice_template_en */
+    int hov_notice_rate;        /* notice_rate: notices a minute at most */
+    char *hov_notice_from;      /* notice_from: NULL = the successor */
+    char *hov_sendmail;         /* sendmail: the local sendmail interface */
+    char *hov_alias_maps;       /* alias_maps: Postfix alias files, comma-separated */
+    char *hov_virtual_maps;     /* virtual_maps: Postfix virtual files, comma-separated */
+    char *hov_forward;          /* forward_file: template, ~/ = the user's home */
+    char *hov_sieve;            /* sieve: Sieve script files or directories
+                                 * (templates), comma-separated */
+
     /* [log] */
     int log_level;              /* level */
     int log_syslog;             /* syslog */
