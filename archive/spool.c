@@ -290,6 +290,18 @@ static int writer_flush(struct spool_writer *w, char **error_r)
     return 0;
 }
 
+const char *spool_writer_path(const struct spool_writer *w)
+{
+    return w->tmp;
+}
+
+int spool_writer_flush(struct spool_writer *w, char **error_r)
+{
+    if (w->failed)
+        return cus_error(error_r, "spool: %s: an earlier write failed", w->tmp);
+    return writer_flush(w, error_r);
+}
+
 int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char **error_r)
 {
     if (w->failed)

@@ -6,7 +6,8 @@
 #   none            no milter (the baseline)
 #   null-*          bench/nullmilter (every callback, does nothing)
 #   null0-*         bench/nullmilter -m none (no callback: Postfix skips what it can)
-#   custos-*        custos-milter: archiving, custos-archive ingest --follow running
+#   custos-*        custos-milter: archiving, the sample directory (every message
+#                   classified, every detector run), ingest --follow running
 #   custos-nagle-*  the same with [milter] tcp_nodelay = false (inet only)
 # each over a unix socket and over inet on 127.0.0.1. smtp-source pushes N
 # messages of 10 KB and of 200 KB over SESS sessions into each listener,
@@ -28,6 +29,7 @@ BIG_N=${BIG_N:-40}
 SIZES=${SIZES:-"10240 204800"}
 
 case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+SRC=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "bench/milter.sh: must run as root (Postfix's master)" >&2; exit 1; }
 for b in custos-milter nullmilter custos-archive; do
     [ -x "$BUILD/$b" ] || { echo "bench/milter.sh: $BUILD/$b missing: run make" >&2; exit 1; }
@@ -69,6 +71,9 @@ custos_conf() { # NAME SOCKET [EXTRA]
     cat > "$T/$1.conf" <<EOF
 [archive]
 dir = $T/archive
+group = postfix
+[directory]
+webmail_domains = $SRC/conf/webmail-domains.txt
 [spool]
 dir = $T/spool
 [milter]
@@ -84,6 +89,11 @@ custos_conf custos-unix "unix:$T/custos.sock"
 custos_conf custos-inet "inet:$P_CUS@127.0.0.1"
 custos_conf custos-nagle "inet:$P_NAGLE@127.0.0.1" "tcp_nodelay = false"
 "$BUILD/custos-archive" -c "$T/custos-unix.conf" init > /dev/null
+# the sample directory: every message is classified and the detectors run
+"$BUILD/custos-archive" -c "$T/custos-unix.conf" directory import employees \
+    "$SRC/conf/employees.sample.csv" > /dev/null
+"$BUILD/custos-archive" -c "$T/custos-unix.conf" directory import customers \
+    "$SRC/conf/customers.sample.csv" > /dev/null
 
 start_bg() { # LOG CMD...
     log=$1; shift
@@ -101,7 +111,9 @@ start_bg "$T/null.log" "$BUILD/nullmilter" -m none -p "inet:$P_NULL0@127.0.0.1"
 start_custos custos-unix
 start_custos custos-inet
 start_custos custos-nagle
-start_bg "$T/ingest.log" "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
+# ingest at the lowest priority, as custos-ingest.service runs it: the spool
+# absorbs bursts, the archive catches up when Postfix leaves CPU to spare
+start_bg "$T/ingest.log" nice -n 19 "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
 sleep 1
 chmod 0666 "$T/null.sock" "$T/null0.sock"
 
@@ -194,8 +206,8 @@ drain() { # the queue empty, the spool ingested
 push() { # SETUP SIZE COUNT -> msg/s
     p=$(eval "echo \$PORT_$(echo "$1" | tr - _)")
     t0=$(now)
-    /usr/sbin/smtp-source -s "$SESS" -l "$2" -m "$3" -f bench@corp.example \
-        -t sink@customer.example "127.0.0.1:$p"
+    /usr/sbin/smtp-source -s "$SESS" -l "$2" -m "$3" -f li.na@corp.example \
+        -t buyer@acme.example "127.0.0.1:$p"
     t1=$(now)
     python3 -c "print('%.1f' % ($3 / ($t1 - $t0)))"
 }

@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <glib.h>
+#include <gmime/gmime.h>
 #include "custos/cfg.h"
 #include "custos/log.h"
 #include "custos/milter.h"
@@ -262,6 +263,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    g_mime_init();      /* once, before any thread parses */
     if (mlt_init(cfg, mlt_smfi_libmilter(), &err) < 0)
         log_fatal("NOQUEUE: %s", err);
     cfg = NULL;

@@ -10,23 +10,35 @@
  * Nothing here blocks on anything but the spool's own disk.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <glib.h>
+#include "custos/detect.h"
+#include "custos/directory.h"
 #include "custos/log.h"
 #include "custos/milter.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 
-/* The configuration messages use; swapped whole on reload. */
+/* The configuration messages use; swapped whole on reload. With it, the
+ * directory: handles (struct dir, one per thread at a time) in a pool. */
 struct mlt_conf {
     gint refs;
     struct cfg *cfg;
     char *spool;
+    GAsyncQueue *dirs;          /* idle struct dir * */
+    GMutex dir_lock;
+    gint64 dir_retry;           /* no directory: when to try again (s) */
+    int dir_logged;             /* its unavailability was logged */
 };
+
+#define MLT_DIR_RETRY 60        /* seconds between tries of a missing directory */
+#define MLT_FROM_MAX 4096       /* bytes of the From header kept for classify */
 
 struct mmsg {
     struct mlt_conf *conf;      /* a reference, for the message's life */
@@ -35,6 +47,7 @@ struct mmsg {
     size_t n_rcpts, cap_rcpts;
     struct spool_writer *w;     /* opened at DATA (or the first header) */
     int forged;                 /* X-Custos-Archive headers it came with */
+    char *from_hdr;             /* the first From header's value, or NULL */
     int leadspc;                /* header values keep their leading space */
     gint64 time;
 };
@@ -63,7 +76,44 @@ static struct mlt_conf *conf_new(struct cfg *cfg)
     c->refs = 1;
     c->cfg = cfg;
     c->spool = cfg_spool_dir(cfg);
+    c->dirs = g_async_queue_new();
+    g_mutex_init(&c->dir_lock);
     return c;
+}
+
+/* A directory handle for this thread, or NULL (none: logged once per
+ * MLT_DIR_RETRY, and the message is archived unclassified). */
+static struct dir *dir_take(struct mlt_conf *c, const char *qid)
+{
+    struct dir *d = g_async_queue_try_pop(c->dirs);
+    gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;
+    char *err = NULL;
+
+    if (d != NULL)
+        return d;
+    g_mutex_lock(&c->dir_lock);
+    if (now < c->dir_retry) {
+        g_mutex_unlock(&c->dir_lock);
+        return NULL;
+    }
+    if (dir_open(c->cfg, &d, &err) < 0) {
+        c->dir_retry = now + MLT_DIR_RETRY;
+        log_warn("%s: directory unavailable (%s): messages are archived, not classified, "
+                 "no detector runs", qid, err);
+        g_free(err);
+        c->dir_logged = 1;
+    } else if (c->dir_logged) {
+        log_info("%s: directory available again", qid);
+        c->dir_logged = 0;
+    }
+    g_mutex_unlock(&c->dir_lock);
+    return d;
+}
+
+static void dir_give(struct mlt_conf *c, struct dir *d)
+{
+    if (d != NULL)
+        g_async_queue_push(c->dirs, d);
 }
 
 static struct mlt_conf *conf_get(void)
@@ -87,6 +137,13 @@ static void conf_put(struct mlt_conf **cp)
     *cp = NULL;
     if (!g_atomic_int_dec_and_test(&c->refs))
         return;
+    {
+        struct dir *d;
+        while ((d = g_async_queue_try_pop(c->dirs)) != NULL)
+            dir_close(&d);
+    }
+    g_async_queue_unref(c->dirs);
+    g_mutex_clear(&c->dir_lock);
     cfg_free(&c->cfg);
     g_free(c->spool);
     g_free(c);
@@ -107,9 +164,6 @@ static void spool_check(const struct mlt_conf *c)
     if (removed > 0)
         log_info("NOQUEUE: spool %s: removed %u unfinished entries of writers gone",
                  c->spool, removed);
-    if (c->cfg->arc_scope != CFG_SCOPE_ALL)
-        log_warn("NOQUEUE: [archive] scope = departments needs the directory, which this "
-                 "custos-milter does not read yet: archiving every message");
 }
 
 int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r)
@@ -193,7 +247,7 @@ static char *try_addr(const char *a)
     return try_strdup(a);
 }
 
-static void msg_free(struct mmsg **mp)
+static void mmsg_free(struct mmsg **mp)
 {
     struct mmsg *m = *mp;
 
@@ -204,6 +258,7 @@ static void msg_free(struct mmsg **mp)
         g_free(m->rcpts[i]);
     g_free(m->rcpts);
     g_free(m->sender);
+    g_free(m->from_hdr);
     g_free(m->auth);
     g_free(m->qid);
     conf_put(&m->conf);
@@ -247,12 +302,12 @@ static sfsistat mlt_tempfail(SMFICTX *ctx, struct mconn *c, const char *what, co
     log_error("%s: %s: %s; answered 451 4.3.0", qid_of(c), what, err);
     mlt_smfi->setreply(ctx, "451", "4.3.0", (char *)mlt_tempfail_text);
     if (c != NULL)
-        msg_free(&c->msg);
+        mmsg_free(&c->msg);
     return SMFIS_TEMPFAIL;
 }
 
 /* The message's writer, opened on first use. */
-static int msg_writer(struct mconn *c, char **error_r)
+static int mmsg_writer(struct mconn *c, char **error_r)
 {
     struct mmsg *m = c->msg;
 
@@ -261,9 +316,9 @@ static int msg_writer(struct mconn *c, char **error_r)
     return spool_writer_open(m->conf->spool, &m->w, error_r);
 }
 
-static int msg_write(struct mconn *c, const void *buf, size_t len, char **error_r)
+static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error_r)
 {
-    if (msg_writer(c, error_r) < 0)
+    if (mmsg_writer(c, error_r) < 0)
         return -1;
     return spool_writer_write(c->msg->w, buf, len, error_r);
 }
@@ -365,7 +420,7 @@ sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv)
     if (c == NULL)
         return mlt_tempfail(ctx, NULL, "MAIL FROM", "out of memory");
     /* a message before this one on the connection that was not finished */
-    msg_free(&c->msg);
+    mmsg_free(&c->msg);
     if (g_atomic_int_get(&mlt_stopping)) {
         log_info("NOQUEUE: MAIL FROM while stopping: answered 421 4.3.2");
         mlt_smfi->setreply(ctx, "421", "4.3.2", "custos: shutting down, try again later");
@@ -422,7 +477,7 @@ sfsistat mlfi_data(SMFICTX *ctx)
     if (c == NULL || c->msg == NULL)
         return mlt_tempfail(ctx, c, "DATA", "no MAIL FROM before it");
     qid_update(ctx, c->msg);
-    if (msg_writer(c, &err) == 0)
+    if (mmsg_writer(c, &err) == 0)
         return SMFIS_CONTINUE;
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
@@ -441,19 +496,22 @@ sfsistat mlfi_header(SMFICTX *ctx, char *name, char *value)
         return mlt_tempfail(ctx, c, "header", "no MAIL FROM before it");
     if (g_ascii_strcasecmp(name, MLT_HEADER) == 0)
         m->forged++;
-    if (msg_write(c, name, strlen(name), &err) < 0 ||
-        msg_write(c, m->leadspc ? ":" : ": ", m->leadspc ? 1 : 2, &err) < 0)
+    if (m->from_hdr == NULL && g_ascii_strcasecmp(name, "From") == 0 &&
+        (m->from_hdr = g_try_malloc(MIN(strlen(v), MLT_FROM_MAX) + 1)) != NULL)
+        g_strlcpy(m->from_hdr, v, MIN(strlen(v), MLT_FROM_MAX) + 1);
+    if (mmsg_write(c, name, strlen(name), &err) < 0 ||
+        mmsg_write(c, m->leadspc ? ":" : ": ", m->leadspc ? 1 : 2, &err) < 0)
         goto fail;
     /* a folded value: its line breaks as CRLF */
     while ((p = strchr(v, '\n')) != NULL) {
         size_t n = (size_t)(p - v);
         if (n > 0 && v[n - 1] == '\r')
             n--;
-        if (msg_write(c, v, n, &err) < 0 || msg_write(c, "\r\n", 2, &err) < 0)
+        if (mmsg_write(c, v, n, &err) < 0 || mmsg_write(c, "\r\n", 2, &err) < 0)
             goto fail;
         v = p + 1;
     }
-    if (msg_write(c, v, strlen(v), &err) < 0 || msg_write(c, "\r\n", 2, &err) < 0)
+    if (mmsg_write(c, v, strlen(v), &err) < 0 || mmsg_write(c, "\r\n", 2, &err) < 0)
         goto fail;
     return SMFIS_CONTINUE;
 fail:
@@ -470,7 +528,7 @@ sfsistat mlfi_eoh(SMFICTX *ctx)
 
     if (c == NULL || c->msg == NULL)
         return mlt_tempfail(ctx, c, "end of header", "no MAIL FROM before it");
-    if (msg_write(c, "\r\n", 2, &err) == 0)
+    if (mmsg_write(c, "\r\n", 2, &err) == 0)
         return SMFIS_CONTINUE;
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
@@ -485,11 +543,82 @@ sfsistat mlfi_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 
     if (c == NULL || c->msg == NULL)
         return mlt_tempfail(ctx, c, "body", "no MAIL FROM before it");
-    if (msg_write(c, buf, len, &err) == 0)
+    if (mmsg_write(c, buf, len, &err) == 0)
         return SMFIS_CONTINUE;
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
     return r;
+}
+
+/* The message as it streamed into the spool, parsed (bodies stay in the
+ * file, read on demand), or NULL. */
+static GMimeMessage *mmsg_parse(struct mmsg *m, char **error_r)
+{
+    GMimeMessage *msg = NULL;
+    GMimeStream *st;
+    GMimeParser *p;
+    int fd;
+
+    if (spool_writer_flush(m->w, error_r) < 0)
+        return NULL;
+    if ((fd = open(spool_writer_path(m->w), O_RDONLY | O_CLOEXEC)) < 0) {
+        cus_error_errno(error_r, "open(%s) failed", spool_writer_path(m->w));
+        return NULL;
+    }
+    st = g_mime_stream_fs_new_with_bounds(fd, SPOOL_STREAM_OFFSET, -1);    /* owns fd */
+    p = g_mime_parser_new_with_stream(st);
+    g_mime_parser_set_persist_stream(p, TRUE);
+    msg = g_mime_parser_construct_message(p, NULL);
+    g_object_unref(p);
+    g_object_unref(st);
+    if (msg == NULL)
+        cus_error(error_r, "not a message GMime can parse");
+    return msg;
+}
+
+/*
+ * Classify and run the detectors: 1 archive it, 0 not (scope =
+ * departments and neither sales mail nor flagged). Without the directory
+ * nothing is classified and everything is archived.
+ */
+static int mmsg_inspect(struct mconn *c, struct mmsg *m)
+{
+    const struct cfg *cfg = m->conf->cfg;
+    struct det_envelope env = { .queue_id = qid_of(c), .client = c->client, .auth = m->auth };
+    struct dir *d = dir_take(m->conf, qid_of(c));
+    GPtrArray *findings = NULL;
+    GMimeMessage *msg = NULL;
+    char *err = NULL;
+    int keep = 1;
+
+    if (d == NULL)
+        return 1;
+    if (det_classify(d, cfg->arc_departments, m->sender, m->from_hdr, m->auth, m->rcpts, &env,
+                     &err) < 0) {
+        log_error("%s: cannot classify (%s): archived, no detector run", qid_of(c), err);
+        goto out;
+    }
+    if ((msg = mmsg_parse(m, &err)) == NULL) {
+        log_warn("%s: %s: archived, no detector run", qid_of(c), err);
+        goto out;
+    }
+    if (det_run(&env, msg, &findings, &err) < 0)
+        log_error("%s: %s", qid_of(c), err);
+    for (guint i = 0; findings != NULL && i < findings->len; i++) {
+        const struct det_finding *f = g_ptr_array_index(findings, i);
+        log_warn("%s: finding %s: rule=%s: %s", qid_of(c), f->category, f->rule, f->evidence);
+    }
+    keep = cfg->arc_scope == CFG_SCOPE_ALL || env.sales ||
+           (findings != NULL && findings->len > 0);
+out:
+    g_free(err);
+    if (findings != NULL)
+        g_ptr_array_free(findings, TRUE);
+    if (msg != NULL)
+        g_object_unref(msg);
+    det_envelope_clear(&env);
+    dir_give(m->conf, d);
+    return keep;
 }
 
 sfsistat mlfi_eom(SMFICTX *ctx)
@@ -504,8 +633,14 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     if (m == NULL)
         return mlt_tempfail(ctx, c, "end of message", "no MAIL FROM before it");
     qid_update(ctx, m);
-    if (msg_writer(c, &err) < 0)
+    if (mmsg_writer(c, &err) < 0)
         goto fail;
+    if (!mmsg_inspect(c, m)) {
+        log_info("%s: not archived: no one of [archive] departments in it, nothing flagged "
+                 "(scope = departments)", qid_of(c));
+        mmsg_free(&c->msg);
+        return SMFIS_CONTINUE;
+    }
     env.time = m->time;
     env.client = c->client;
     env.sender = m->sender;
@@ -531,7 +666,7 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     log_info("%s: archived as %s (size=%" G_GUINT64_FORMAT ", sha256=%.16s, from=<%s>, "
              "nrcpt=%zu%s%s)", qid_of(c), g_strstrip(id), size, sha, m->sender, m->n_rcpts,
              m->auth != NULL ? ", sasl_username=" : "", m->auth != NULL ? m->auth : "");
-    msg_free(&c->msg);
+    mmsg_free(&c->msg);
     return SMFIS_CONTINUE;
 fail:
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
@@ -545,7 +680,7 @@ sfsistat mlfi_abort(SMFICTX *ctx)
 
     if (c != NULL && c->msg != NULL) {
         log_debug("%s: aborted by the MTA", qid_of(c));
-        msg_free(&c->msg);
+        mmsg_free(&c->msg);
     }
     return SMFIS_CONTINUE;
 }
@@ -558,7 +693,7 @@ sfsistat mlfi_close(SMFICTX *ctx)
         return SMFIS_CONTINUE;
     if (c->msg != NULL)
         log_debug("%s: connection closed during the message", qid_of(c));
-    msg_free(&c->msg);
+    mmsg_free(&c->msg);
     g_free(c->client);
     g_free(c->helo);
     g_free(c);

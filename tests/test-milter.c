@@ -5,7 +5,10 @@
  * the built custos-milter, running as nobody: abort mid-message, several
  * messages per connection, a 40 MB body with resident memory flat, no
  * macros at all, a spool that cannot be written (451), SIGHUP reloading
- * (a bad file keeps the old configuration), SIGTERM exiting 0. Then a
+ * (a bad file keeps the old configuration), SIGTERM exiting 0. With the
+ * sample directory and scope = departments: a departed employee flagged
+ * by envelope sender, header From and SASL login, a newsletter to
+ * management left out, sales mail archived. Then a
  * private Postfix (tests/postfix.c) with custos-milter and ingest --follow:
  * English and Chinese mail (GB2312, GBK, UTF-8 bodies, RFC 2047 subjects,
  * a BCC) sent with swaks arrives tagged and is found with custos-archive
@@ -77,14 +80,20 @@ static int mt_clean(void)
 #define MT_NEED() do { if (mt_skip != NULL) { CU_FAIL("milter suite needs root, postfix, " \
                        "swaks, miltertest (make deps)"); return; } } while (0)
 
-static void write_conf(struct mfx *f, const char *extra)
+/* The test's custos.conf; arc: more [archive] lines, extra: more groups. */
+static void write_conf2(struct mfx *f, const char *arc, const char *extra)
 {
-    char *text = g_strdup_printf("[archive]\ndir = %s\n[spool]\ndir = %s\n"
+    char *text = g_strdup_printf("[archive]\ndir = %s\n%s[spool]\ndir = %s\n"
                                  "[milter]\nsocket = %s\nuser = nobody\ngroup = postfix\n"
                                  "timeout = 60\n[log]\nlevel = debug\n%s",
-                                 f->arc, f->spool, f->spec, extra ? extra : "");
+                                 f->arc, arc ? arc : "", f->spool, f->spec, extra ? extra : "");
     CU_ASSERT(g_file_set_contents(f->conf, text, -1, NULL));
     g_free(text);
+}
+
+static void write_conf(struct mfx *f, const char *extra)
+{
+    write_conf2(f, NULL, extra);
 }
 
 /* custos-archive -c CONF ARGS (NULL-terminated); out/err may be NULL. */
@@ -502,6 +511,64 @@ static void test_protocol(void)
     CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "FAIL1: cannot journal the message") : NULL);
     CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "NOQUEUE: stopped") : NULL);
     g_free(log);
+    mfx_close(&f);
+}
+
+/* With the sample directory imported and scope = departments: departed
+ * senders flagged three ways, a newsletter to management not archived. */
+static void test_directory(void)
+{
+    struct mfx f;
+    GHashTable *h;
+    char *extra, *webmail = cut_src("conf/webmail-domains.txt");
+    char *csv = cut_src("conf/employees.sample.csv"), *out = NULL, *err = NULL, *log = NULL;
+    static const char *const want[] = {
+        "DEP1: finding departed-sender: rule=departed-sender/envelope: envelope sender "
+        "chen.jie@corp.example: departed employee (left 2025-01-15; successor "
+        "li.na@corp.example)",
+        "DEP2: finding departed-sender: rule=departed-sender/header-from: header From "
+        "chen.jie@corp.example: departed employee",
+        "DEP3: finding departed-sender: rule=departed-sender/sasl: SASL login "
+        "chen.jie@corp.example: departed employee",
+        "NEWS1: not archived",
+    };
+
+    MT_NEED();
+    mfx_open(&f, 0);
+    /* the milter (nobody, group postfix) reads index.db as a reader of the archive */
+    extra = g_strdup_printf("[directory]\nwebmail_domains = %s\n", webmail);
+    write_conf2(&f, "scope = departments\ngroup = postfix\n", extra);
+    CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "init", NULL), 0);
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "directory", "import", "employees", csv, NULL), 0);
+    if (err != NULL && *err)
+        fprintf(stderr, "\n  directory import: %s", err);
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL_FATAL(milter_start(&f, NULL), 0);
+    CU_ASSERT_EQUAL(miltertest(&f, "departed", NULL), 0);
+    h = spool_by_qid(&f);
+    CU_ASSERT_EQUAL(g_hash_table_size(h), 4);
+    CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "DEP1"));
+    CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "DEP2"));
+    CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "DEP3"));
+    CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "SALES1"));
+    CU_ASSERT_PTR_NULL(g_hash_table_lookup(h, "NEWS1"));
+    spool_table_free(h);
+    CU_ASSERT_EQUAL(milter_stop(&f), 0);
+    g_file_get_contents(f.log, &log, NULL, NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS(want); i++)
+        if (log == NULL || strstr(log, want[i]) == NULL) {
+            fprintf(stderr, "\n  not in the log: %s", want[i]);
+            CU_FAIL("an expected finding or decision is missing");
+        }
+    CU_ASSERT(log != NULL && strstr(log, "SALES1: finding") == NULL);
+    CU_ASSERT(log != NULL && strstr(log, "directory unavailable") == NULL);
+    if (log != NULL && strstr(log, "directory unavailable") != NULL)
+        fprintf(stderr, "\n%s", log);
+    g_free(log);
+    g_free(extra);
+    g_free(webmail);
+    g_free(csv);
     mfx_close(&f);
 }
 
@@ -1014,6 +1081,8 @@ CUS_SUITE(milter)
     CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
     CU_add_test(s, "miltertest: abort, several per connection, 40 MB flat, no macros, 451, "
                    "SIGHUP, SIGTERM", test_protocol);
+    CU_add_test(s, "directory: departed sender by envelope, From and SASL flagged; scope = "
+                   "departments leaves a newsletter out", test_directory);
     CU_add_test(s, "Postfix + swaks: English and Chinese mail tagged, ingested, searched",
                 test_postfix);
     CU_add_test(s, "spool read-only: 451, waits in the front queue, archived once cleared",

@@ -104,6 +104,12 @@ int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **e
 const char *spool_writer_id(const struct spool_writer *w);
 /* Bytes of the message written so far. */
 guint64 spool_writer_size(const struct spool_writer *w);
+/* The temp file being written, and everything written so far pushed to
+ * it (so the message can be read from there before the commit: the
+ * message starts at SPOOL_STREAM_OFFSET). */
+#define SPOOL_STREAM_OFFSET (sizeof(SPOOL_MAGIC2))
+const char *spool_writer_path(const struct spool_writer *w);
+int spool_writer_flush(struct spool_writer *w, char **error_r);
 /* Append len bytes of the raw message. After an error every later call
  * fails too (the entry can only be aborted). */
 int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char **error_r);

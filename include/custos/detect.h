@@ -1,0 +1,81 @@
+/*
+ * detect.h - what custos-milter knows about a message, and the detectors
+ *
+ * At end of message the milter classifies the envelope from the directory
+ * (det_classify): the envelope sender, the header From, the SASL login and
+ * every envelope recipient (BCC included), each as a party: internal or
+ * not, personal webmail, the employee it is (work or registered personal
+ * address) and the customer it belongs to. Then every detector gets the
+ * classified envelope and the parsed message (headers and body, parsed
+ * from the spool file as it streamed in: parts are read from the file on
+ * demand) and adds zero or more findings: a category, the rule that fired
+ * and the evidence, in words a compliance reader can act on. Detectors
+ * read; they write nothing and decide nothing (policy does, from the
+ * findings). A detector error is the message's error: it is logged and
+ * the message is archived without that detector's findings.
+ */
+#ifndef CUSTOS_DETECT_H
+#define CUSTOS_DETECT_H
+
+#include <glib.h>
+#include <gmime/gmime.h>
+#include "custos/directory.h"
+
+/* One address of the envelope or the header, classified. */
+struct det_party {
+    char *addr;                 /* lower case; "" for the null sender */
+    int internal;               /* the company's domain (any employee's) */
+    int webmail;                /* a personal free-mail domain */
+    struct dir_employee *emp;   /* the employee, or NULL */
+    struct dir_customer *cust;  /* the customer (by contact, else domain), or NULL */
+};
+
+struct det_envelope {
+    const char *queue_id, *client;      /* borrowed from the milter */
+    const char *auth;                   /* SASL login, or NULL */
+    struct det_party sender;            /* envelope sender */
+    struct det_party from;              /* header From (first address); addr ""
+                                         * when there is none */
+    struct det_party login;             /* the SASL login as an address (a bare
+                                         * login takes the sender's domain); addr
+                                         * "" when there is none */
+    struct det_party *rcpts;            /* every envelope recipient */
+    size_t n_rcpts;
+    int sales;                          /* sender, From or a recipient is an
+                                         * employee of an archived department */
+};
+
+struct det_finding {
+    char *category;             /* e.g. "departed-sender" */
+    char *rule;                 /* what fired, e.g. "departed-sender/sasl" */
+    char *evidence;             /* why, in words (no customer data) */
+};
+
+struct detector {
+    const char *name;           /* "departed-sender" */
+    /* Add findings (struct det_finding *) to out; -1 with error_r on failure. */
+    int (*run)(const struct det_envelope *env, GMimeMessage *msg, GPtrArray *out,
+               char **error_r);
+};
+
+/* Every detector, NULL-terminated. */
+const struct detector *const *det_all(void);
+
+/* Classify sender, From (from_header: the raw From value, or NULL), login
+ * and rcpts with d; departments: archived departments, comma-separated
+ * (NULL: none). env's borrowed fields are set by the caller. */
+int det_classify(struct dir *d, const char *departments, const char *sender,
+                 const char *from_header, const char *auth, char *const *rcpts,
+                 struct det_envelope *env, char **error_r);
+void det_envelope_clear(struct det_envelope *env);
+
+/* Run every detector; findings_r: struct det_finding * (free with the
+ * array). An error of one detector is reported in error_r after the
+ * others have run (-1). */
+int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findings_r,
+            char **error_r);
+struct det_finding *det_finding_new(const char *category, const char *rule,
+                                    const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+void det_finding_free(gpointer f);
+
+#endif

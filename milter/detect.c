@@ -1,0 +1,206 @@
+/*
+ * detect.c - classify a message's parties from the directory; run the
+ * detectors; the departed-sender detector
+ *
+ * departed-sender: mail sent as an employee the directory marks departed,
+ * seen by the envelope sender, the header From, or the SASL login (a
+ * mailbox whose password was never reset after the person left). One
+ * finding per way it was seen; a registered personal address of a
+ * departed employee counts as that employee.
+ */
+#include <stdarg.h>
+#include <string.h>
+#include "custos/detect.h"
+#include "custos/util.h"
+
+static int party_set(struct dir *d, const char *addr, struct det_party *p, char **error_r)
+{
+    int r;
+
+    p->addr = g_utf8_strdown(addr != NULL ? addr : "", -1);
+    if (*p->addr == '\0' || strchr(p->addr, '@') == NULL)
+        return 0;
+    p->webmail = dir_is_webmail(d, p->addr);
+    if ((r = dir_is_internal(d, p->addr, error_r)) < 0)
+        return -1;
+    p->internal = r;
+    if ((r = dir_employee_get(d, p->addr, &p->emp, error_r)) < 0)
+        return -1;
+    if (r == 0 && dir_employee_of_personal(d, p->addr, &p->emp, error_r) < 0)
+        return -1;
+    if (!p->internal && dir_customer_by_addr(d, p->addr, &p->cust, error_r) < 0)
+        return -1;
+    return 0;
+}
+
+static void party_clear(struct det_party *p)
+{
+    g_free(p->addr);
+    dir_employee_free(&p->emp);
+    dir_customer_free(&p->cust);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Is p an employee of one of departments (comma-separated, ASCII case ignored)? */
+static int in_departments(const struct det_party *p, const char *departments)
+{
+    char **names;
+    int found = 0;
+
+    if (p->emp == NULL || departments == NULL)
+        return 0;
+    names = g_strsplit(departments, ",", -1);
+    for (int i = 0; names[i] != NULL && !found; i++)
+        found = g_ascii_strcasecmp(g_strstrip(names[i]), p->emp->department) == 0;
+    g_strfreev(names);
+    return found;
+}
+
+int det_classify(struct dir *d, const char *departments, const char *sender,
+                 const char *from_header, const char *auth, char *const *rcpts,
+                 struct det_envelope *env, char **error_r)
+{
+    char *from = NULL, *login = NULL;
+    size_t n = 0;
+    int ret = -1;
+
+    if (from_header != NULL) {
+        /* the first mailbox of the From header, RFC 2047 and all */
+        InternetAddressList *l = internet_address_list_parse(NULL, from_header);
+        for (int i = 0; l != NULL && i < internet_address_list_length(l) && from == NULL; i++) {
+            InternetAddress *a = internet_address_list_get_address(l, i);  /* borrowed */
+            if (INTERNET_ADDRESS_IS_MAILBOX(a))
+                from = g_strdup(internet_address_mailbox_get_idn_addr(
+                    INTERNET_ADDRESS_MAILBOX(a)));
+        }
+        if (l != NULL)
+            g_object_unref(l);
+    }
+    if (auth != NULL && *auth != '\0') {
+        const char *at = sender != NULL ? strchr(sender, '@') : NULL;
+        login = strchr(auth, '@') != NULL || at == NULL ? g_strdup(auth)
+                                                         : g_strconcat(auth, at, NULL);
+    }
+    while (rcpts != NULL && rcpts[n] != NULL)
+        n++;
+    env->rcpts = g_new0(struct det_party, n + 1);
+    env->n_rcpts = n;
+    if (party_set(d, sender, &env->sender, error_r) < 0 ||
+        party_set(d, from, &env->from, error_r) < 0 ||
+        party_set(d, login, &env->login, error_r) < 0)
+        goto out;
+    env->sales = in_departments(&env->sender, departments) ||
+                 in_departments(&env->from, departments);
+    for (size_t i = 0; i < n; i++) {
+        if (party_set(d, rcpts[i], &env->rcpts[i], error_r) < 0)
+            goto out;
+        env->sales |= in_departments(&env->rcpts[i], departments);
+    }
+    ret = 0;
+out:
+    g_free(from);
+    g_free(login);
+    return ret;
+}
+
+void det_envelope_clear(struct det_envelope *env)
+{
+    party_clear(&env->sender);
+    party_clear(&env->from);
+    party_clear(&env->login);
+    for (size_t i = 0; i < env->n_rcpts; i++)
+        party_clear(&env->rcpts[i]);
+    g_free(env->rcpts);
+    env->rcpts = NULL;
+    env->n_rcpts = 0;
+}
+
+struct det_finding *det_finding_new(const char *category, const char *rule, const char *fmt,
+                                    ...)
+{
+    struct det_finding *f = g_new0(struct det_finding, 1);
+    va_list ap;
+
+    f->category = g_strdup(category);
+    f->rule = g_strdup(rule);
+    va_start(ap, fmt);
+    f->evidence = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    return f;
+}
+
+void det_finding_free(gpointer p)
+{
+    struct det_finding *f = p;
+
+    if (f == NULL)
+        return;
+    g_free(f->category);
+    g_free(f->rule);
+    g_free(f->evidence);
+    g_free(f);
+}
+
+/* ---- departed-sender -------------------------------------------------------- */
+
+static void departed_check(const struct det_party *p, const char *how, const char *what,
+                           GPtrArray *out)
+{
+    char rule[64];
+    const struct dir_employee *e = p->emp;
+
+    if (e == NULL || e->status != DIR_DEPARTED)
+        return;
+    g_snprintf(rule, sizeof(rule), "departed-sender/%s", how);
+    if (strcmp(p->addr, e->address) == 0)
+        g_ptr_array_add(out, det_finding_new(
+            "departed-sender", rule, "%s %s: departed employee (left %s%s%s)", what, p->addr,
+            *e->departed ? e->departed : "on an unknown date",
+            *e->successor ? "; successor " : "", e->successor));
+    else
+        g_ptr_array_add(out, det_finding_new(
+            "departed-sender", rule, "%s %s: personal address of departed employee %s "
+            "(left %s%s%s)", what, p->addr, e->address,
+            *e->departed ? e->departed : "on an unknown date",
+            *e->successor ? "; successor " : "", e->successor));
+}
+
+static int departed_sender(const struct det_envelope *env, GMimeMessage *msg, GPtrArray *out,
+                           char **error_r)
+{
+    departed_check(&env->sender, "envelope", "envelope sender", out);
+    if (env->from.emp == NULL || env->sender.emp == NULL ||
+        strcmp(env->from.emp->address, env->sender.emp->address) != 0)
+        departed_check(&env->from, "header-from", "header From", out);
+    departed_check(&env->login, "sasl", "SASL login", out);
+    return 0;
+}
+
+static const struct detector det_departed = { "departed-sender", departed_sender };
+
+const struct detector *const *det_all(void)
+{
+    static const struct detector *const all[] = { &det_departed, NULL };
+
+    return all;
+}
+
+int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findings_r,
+            char **error_r)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(det_finding_free);
+    const struct detector *const *all = det_all();
+    int ret = 0;
+
+    for (int i = 0; all[i] != NULL; i++) {
+        char *err = NULL;
+        if (all[i]->run(env, msg, out, &err) < 0) {
+            if (ret == 0)
+                cus_error(error_r, "detector %s: %s", all[i]->name, err ? err : "failed");
+            ret = -1;
+            g_free(err);
+        }
+    }
+    *findings_r = out;
+    return ret;
+}
