@@ -12,10 +12,10 @@
 #include "custos/log.h"
 #include "custos/util.h"
 
-CUS_COMMAND(export, "export", "export --format zip|tar|mbox -o FILE [--force] [--wait SECONDS] QUERY\n                             messages with the evidence that they are archived")
+CUS_COMMAND(export, "export", "export --format zip|tar|mbox -o FILE [--force] QUERY\n                             messages with the evidence that they are archived")
 CUS_COMMAND(verify_export, "verify-export", "verify-export FILE [--key PUBKEY.pem] [--json]  check an export, without the archive")
 
-#define EXPORT_USAGE "export --format zip|tar|mbox -o FILE [--force] [--wait SECONDS] QUERY"
+#define EXPORT_USAGE "export --format zip|tar|mbox -o FILE [--force] QUERY"
 #define VERIFY_USAGE "verify-export FILE [--key PUBKEY.pem] [--json]"
 #define EX_TEMPFAIL_ 75     /* try again later: the writer's lock stayed taken */
 
@@ -23,10 +23,9 @@ int cmd_export(const struct cfg *cfg, int argc, char **argv)
 {
     static const struct option opts[] = {
         { "format", required_argument, NULL, 'f' }, { "output", required_argument, NULL, 'o' },
-        { "force", no_argument, NULL, 'F' }, { "wait", required_argument, NULL, 'w' },
-        { NULL, 0, NULL, 0 },
+        { "force", no_argument, NULL, 'F' }, { NULL, 0, NULL, 0 },
     };
-    struct exp_opts o = { .wait = -1 };
+    struct exp_opts o = { 0 };
     struct exp_result r;
     struct arc *arc = NULL;
     gint64 audit_id = 0;
@@ -45,7 +44,6 @@ int cmd_export(const struct cfg *cfg, int argc, char **argv)
             break;
         case 'o': o.path = optarg; break;
         case 'F': o.force = 1; break;
-        case 'w': o.wait = (int)MIN(cli_count("--wait", optarg), 86400); break;
         default: cli_usage(EXPORT_USAGE);
         }
     }

@@ -45,7 +45,6 @@
 #define SIG_LEN 64
 #define IO_CHUNK (64 * 1024)
 #define SEP_MAX 256             /* an mbox separator line custos writes */
-#define MAX_WAIT 900            /* seconds, for the writer's lock */
 
 static const char *const fmt_names[] = { NULL, "zip", "tar", "mbox" };
 
@@ -1633,70 +1632,59 @@ static int cp_find(struct arc *arc, gint64 need, const char *key, struct cprow *
     return found;
 }
 
-/* A checkpoint covering need: found, or made with the writer (waited for
- * up to wait seconds while another process holds its lock). */
+/* A checkpoint covering the export: found, or made with the writer's lock
+ * (ARC_WAIT: waited for as long as CUSTOS_LOCK_WAIT says, while ingest
+ * --follow lets it go for us). */
 static int cp_get(struct xp *x, const struct cfg *cfg, const char *key, struct cprow *c,
                   int *made_r, enum exp_fail *fail_r, char **error_r)
 {
-    gint64 deadline = g_get_monotonic_time() + (gint64)x->o->wait * G_USEC_PER_SEC;
-    int wait = x->o->wait, said = 0, tries = 0, found;
+    struct arc *w = NULL;
+    struct arc_checkpoint_info ci;
+    char *err = NULL;
+    int found, ret = 0;
 
-    if (wait < 0) {
-        wait = MIN(cfg->chain_interval + 30, MAX_WAIT);
-        deadline = g_get_monotonic_time() + (gint64)wait * G_USEC_PER_SEC;
+    if ((found = cp_find(x->arc, x->max_seq, key, c, error_r)) != 0)
+        return found < 0 ? -1 : 0;
+    log_info("export: no checkpoint covers chain position %" G_GINT64_FORMAT " yet: making "
+             "one", x->max_seq);
+    if (arc_open(cfg, ARC_WRITE | ARC_WAIT, &w, &err) < 0) {
+        if (strstr(err, "in use by another writer") != NULL) {
+            *fail_r = EXP_FAIL_BUSY;
+            cus_error(error_r, "no checkpoint covers chain position %" G_GINT64_FORMAT " yet, "
+                      "and one cannot be made now: %s; run custos-archive checkpoint once the "
+                      "writer lets go (or wait for ingest's next checkpoint), then export again",
+                      x->max_seq, err);
+        } else {
+            cus_error(error_r, "no checkpoint covers chain position %" G_GINT64_FORMAT " yet, "
+                      "and one could not be made: %s (an administrator can run "
+                      "custos-archive checkpoint)", x->max_seq, err);
+        }
+        g_free(err);
+        return -1;
     }
-    for (;;) {
-        struct arc *w = NULL;
-        struct arc_checkpoint_info ci;
-        char *err = NULL;
-        int ret;
-
-        if ((found = cp_find(x->arc, x->max_seq, key, c, error_r)) != 0)
-            return found < 0 ? -1 : 0;
-        if (tries++ >= 2)
-            return cus_error(error_r, "made a checkpoint, but index.db shows none at or past "
-                             "chain position %" G_GINT64_FORMAT "; run custos-archive verify",
-                             x->max_seq);
-        if (arc_open(cfg, ARC_WRITE, &w, &err) == 0) {
-            ret = arc_checkpoint(w, 0, &ci, &err);
-            if (ret == 0 && !ci.made)       /* the newest is at the head, but not ours */
-                ret = arc_checkpoint(w, 1, &ci, &err);
-            arc_close(&w);
-            if (ret < 0) {
-                cus_error(error_r, "a checkpoint covering the export could not be made: %s",
-                          err);
-                g_free(err);
-                return -1;
-            }
+    /* another writer may have made one while we waited for its lock */
+    if ((found = cp_find(x->arc, x->max_seq, key, c, error_r)) == 0) {
+        ret = arc_checkpoint(w, 0, &ci, &err);
+        if (ret == 0 && !ci.made)       /* the newest is at the head, but not ours */
+            ret = arc_checkpoint(w, 1, &ci, &err);
+        if (ret == 0) {
             *made_r = 1;
             log_info("export: made checkpoint seq %" G_GINT64_FORMAT " (key %s)", ci.seq,
                      ci.key);
-            continue;
         }
-        tries--;
-        if (strstr(err, "in use by another writer") == NULL) {
-            cus_error(error_r, "no checkpoint covers chain position %" G_GINT64_FORMAT
-                      " yet, and one could not be made: %s (an administrator can run "
-                      "custos-archive checkpoint)", x->max_seq, err);
-            g_free(err);
-            return -1;
-        }
-        g_free(err);
-        if (g_get_monotonic_time() >= deadline) {
-            *fail_r = EXP_FAIL_BUSY;
-            return cus_error(error_r, "no checkpoint covers chain position %" G_GINT64_FORMAT
-                             " yet, and another process (ingest --follow?) held the "
-                             "archive's writer lock for %d s: wait for its next checkpoint "
-                             "(every checkpoint_interval seconds) or run custos-archive "
-                             "checkpoint when it is free, then export again", x->max_seq,
-                             wait);
-        }
-        if (!said++)
-            log_info("export: waiting up to %d s for a checkpoint at or past chain position %"
-                     G_GINT64_FORMAT ": another process holds the archive's writer lock",
-                     wait, x->max_seq);
-        g_usleep(G_USEC_PER_SEC / 4);
     }
+    arc_close(&w);
+    if (found < 0)
+        return -1;
+    if (ret < 0) {
+        cus_error(error_r, "a checkpoint covering the export could not be made: %s", err);
+        g_free(err);
+        return -1;
+    }
+    if (found == 0 && (found = cp_find(x->arc, x->max_seq, key, c, error_r)) == 0)
+        cus_error(error_r, "made a checkpoint, but index.db shows none at or past chain "
+                  "position %" G_GINT64_FORMAT "; run custos-archive verify", x->max_seq);
+    return found > 0 ? 0 : -1;
 }
 
 static int sums_line(struct xp *x, const unsigned char sha[CUS_SHA256_LEN], const char *name,

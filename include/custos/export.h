@@ -115,9 +115,6 @@ struct exp_opts {
     int force;                  /* replace an existing FILE */
     const char *query;          /* query.h */
     const char *user;           /* for the statement (audit_user()) */
-    int wait;                   /* seconds to wait for the writer's lock when a
-                                 * checkpoint must be made; < 0: the default,
-                                 * [chain] checkpoint_interval + 30 (at most 900) */
     gint64 now;                 /* unix time of the export; 0: now */
 };
 
@@ -127,7 +124,7 @@ enum exp_fail {
     EXP_FAIL_EXISTS,            /* FILE exists and not force */
     EXP_FAIL_CREATE,            /* FILE's directory cannot be written */
     EXP_FAIL_BUSY,              /* a checkpoint was needed; the writer's lock
-                                 * stayed taken */
+                                 * stayed taken (CUSTOS_LOCK_WAIT, archive.h) */
 };
 
 struct exp_result {
