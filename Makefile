@@ -143,6 +143,7 @@ FUZZ_MAXLEN_msg    = 65536
 FUZZ_MAXLEN_query  = 4200
 FUZZ_MAXLEN_spool  = 65536
 FUZZ_MAXLEN_csv    = 65536
+FUZZ_MAXLEN_export = 65536
 
 fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
