@@ -176,13 +176,24 @@ static int departed_sender(const struct det_envelope *env, GMimeMessage *msg, GP
     return 0;
 }
 
-static const struct detector det_departed = { "departed-sender", departed_sender };
+/* the envelope and the From header (classified) are all it needs */
+static const struct detector det_departed = { "departed-sender", 0, departed_sender };
 
 const struct detector *const *det_all(void)
 {
     static const struct detector *const all[] = { &det_departed, NULL };
 
     return all;
+}
+
+int det_want_message(void)
+{
+    const struct detector *const *all = det_all();
+
+    for (int i = 0; all[i] != NULL; i++)
+        if (all[i]->wants_message)
+            return 1;
+    return 0;
 }
 
 int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findings_r,

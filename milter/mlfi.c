@@ -598,7 +598,7 @@ static int mmsg_inspect(struct mconn *c, struct mmsg *m)
         log_error("%s: cannot classify (%s): archived, no detector run", qid_of(c), err);
         goto out;
     }
-    if ((msg = mmsg_parse(m, &err)) == NULL) {
+    if (det_want_message() && (msg = mmsg_parse(m, &err)) == NULL) {
         log_warn("%s: %s: archived, no detector run", qid_of(c), err);
         goto out;
     }

@@ -27,6 +27,22 @@
 
 #define PFX_DAEMONS "/usr/lib/postfix/sbin"
 
+/* Masters (1) and smtp-sinks (0) started and not stopped yet, by pid. */
+static GHashTable *pfx_live;
+
+static void live_add(GPid pid, int master)
+{
+    if (pfx_live == NULL)
+        pfx_live = g_hash_table_new(g_direct_hash, g_direct_equal);
+    g_hash_table_insert(pfx_live, GINT_TO_POINTER(pid), GINT_TO_POINTER(master));
+}
+
+static void live_del(GPid pid)
+{
+    if (pfx_live != NULL)
+        g_hash_table_remove(pfx_live, GINT_TO_POINTER(pid));
+}
+
 int pfx_usable(char **why_r)
 {
     static const char *const need[] = { PFX_DAEMONS "/master", "/usr/sbin/postfix",
@@ -282,6 +298,7 @@ int pfx_start(struct pfx *p, const char *dir, int relay_port, const char *milter
     log = g_build_filename(dir, "master.out", NULL);
     if ((p->master = spawn_setsid(master, log, error_r)) <= 0)
         goto out;
+    live_add(p->master, 1);
     /* up when its smtpd port answers */
     for (double end = cus_now() + 20;;) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p->port) };
@@ -337,6 +354,7 @@ void pfx_stop(struct pfx *p)
         }
         g_array_free(kids, TRUE);
         g_spawn_close_pid(p->master);
+        live_del(p->master);
         p->master = 0;
     }
     g_free(p->dir);
@@ -450,6 +468,7 @@ int pfx_sink_start(struct pfx_sink *s, const char *dir, char **error_r)
     log = g_strconcat(dir, ".log", NULL);
     if ((s->pid = spawn_setsid(argv, log, error_r)) <= 0)
         goto out;
+    live_add(s->pid, 0);
     for (double end = cus_now() + 10;;) {
         struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)s->port) };
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
@@ -483,9 +502,40 @@ void pfx_sink_stop(struct pfx_sink *s)
             pfx_wait_pid(s->pid, 10, NULL);
         }
         g_spawn_close_pid(s->pid);
+        live_del(s->pid);
     }
     g_free(s->dir);
     memset(s, 0, sizeof(*s));
+}
+
+void pfx_cleanup(void)
+{
+    GHashTableIter it;
+    gpointer k, v;
+    GList *masters = NULL, *sinks = NULL;
+
+    if (pfx_live == NULL)
+        return;
+    g_hash_table_iter_init(&it, pfx_live);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        if (GPOINTER_TO_INT(v))
+            masters = g_list_prepend(masters, k);
+        else
+            sinks = g_list_prepend(sinks, k);
+    }
+    for (GList *l = masters; l != NULL; l = l->next) {
+        struct pfx p = { .master = GPOINTER_TO_INT(l->data) };
+        fprintf(stderr, "\n  cleanup: a Postfix master left running (%d)", p.master);
+        pfx_stop(&p);
+    }
+    for (GList *l = sinks; l != NULL; l = l->next) {
+        struct pfx_sink s = { .pid = GPOINTER_TO_INT(l->data) };
+        pfx_sink_stop(&s);
+    }
+    g_list_free(masters);
+    g_list_free(sinks);
+    g_hash_table_destroy(pfx_live);
+    pfx_live = NULL;
 }
 
 static gint name_cmp(gconstpointer a, gconstpointer b)

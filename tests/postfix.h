@@ -61,6 +61,10 @@ GPtrArray *pfx_sink_messages(struct pfx_sink *s, guint n, double timeout);
  * its transcript in out_r (g_free, may be NULL). */
 int pfx_swaks(int port, char **out_r, ...) G_GNUC_NULL_TERMINATED;
 
+/* Stop every master and smtp-sink still running (a test that failed
+ * fatally skipped its pfx_stop): for a suite's cleanup. */
+void pfx_cleanup(void);
+
 /* Wait for pid to exit (reaped), at most timeout s: 0, or -1. */
 int pfx_wait_pid(GPid pid, double timeout, int *status_r);
 

@@ -43,6 +43,18 @@
 
 static char *mt_bin, *mt_arc_bin, *mt_lua;
 static char *mt_skip;       /* why the suite cannot run here, or NULL */
+static GHashTable *mt_live; /* milters and ingests running (a fatal assertion
+                             * skips a test's own cleanup) */
+
+static void mt_live_set(GPid pid, int add)
+{
+    if (mt_live == NULL)
+        mt_live = g_hash_table_new(g_direct_hash, g_direct_equal);
+    if (add)
+        g_hash_table_add(mt_live, GINT_TO_POINTER(pid));
+    else
+        g_hash_table_remove(mt_live, GINT_TO_POINTER(pid));
+}
 
 struct mfx {
     char *dir, *conf, *arc, *spool, *sock, *log;
@@ -69,6 +81,18 @@ static int mt_init(void)
 
 static int mt_clean(void)
 {
+    pfx_cleanup();
+    if (mt_live != NULL) {
+        GHashTableIter it;
+        gpointer k;
+        g_hash_table_iter_init(&it, mt_live);
+        while (g_hash_table_iter_next(&it, &k, NULL)) {
+            kill(GPOINTER_TO_INT(k), SIGKILL);
+            pfx_wait_pid(GPOINTER_TO_INT(k), 10, NULL);
+        }
+        g_hash_table_destroy(mt_live);
+        mt_live = NULL;
+    }
     g_free(mt_bin);
     g_free(mt_arc_bin);
     g_free(mt_lua);
@@ -201,6 +225,7 @@ static int milter_start(struct mfx *f, const char *wrap)
     }
     g_strfreev(env);
     close(fd);
+    mt_live_set(f->milter, 1);
     while (!milter_up(f)) {
         if (cus_now() > end || waitpid(f->milter, NULL, WNOHANG) == f->milter) {
             char *log = NULL;
@@ -229,6 +254,7 @@ static int milter_stop(struct mfx *f)
         st = -1;
     }
     g_spawn_close_pid(f->milter);
+    mt_live_set(f->milter, 0);
     f->milter = 0;
     return st < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -242,6 +268,8 @@ static void ingest_start(struct mfx *f)
     CU_ASSERT(g_spawn_async_with_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
                                      &f->ingest, -1, fd, fd, NULL));
     close(fd);
+    if (f->ingest > 0)
+        mt_live_set(f->ingest, 1);
     g_free(log);
 }
 
@@ -260,6 +288,7 @@ static void ingest_stop(struct mfx *f)
         CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     }
     g_spawn_close_pid(f->ingest);
+    mt_live_set(f->ingest, 0);
     f->ingest = 0;
 }
 
@@ -1049,6 +1078,7 @@ static void test_kill(void)
         CU_ASSERT_EQUAL(kill(c.f.milter, SIGKILL), 0);
         pfx_wait_pid(c.f.milter, 10, NULL);
         g_spawn_close_pid(c.f.milter);
+        mt_live_set(c.f.milter, 0);
         c.f.milter = 0;
         kills++;
         g_usleep(100000);

@@ -8,7 +8,8 @@
  * address) and the customer it belongs to. Then every detector gets the
  * classified envelope and the parsed message (headers and body, parsed
  * from the spool file as it streamed in: parts are read from the file on
- * demand) and adds zero or more findings: a category, the rule that fired
+ * demand; parsed only when some detector wants it) and adds zero or more
+ * findings: a category, the rule that fired
  * and the evidence, in words a compliance reader can act on. Detectors
  * read; they write nothing and decide nothing (policy does, from the
  * findings). A detector error is the message's error: it is logged and
@@ -53,6 +54,7 @@ struct det_finding {
 
 struct detector {
     const char *name;           /* "departed-sender" */
+    int wants_message;          /* 0: the envelope is enough (msg may be NULL) */
     /* Add findings (struct det_finding *) to out; -1 with error_r on failure. */
     int (*run)(const struct det_envelope *env, GMimeMessage *msg, GPtrArray *out,
                char **error_r);
@@ -60,6 +62,8 @@ struct detector {
 
 /* Every detector, NULL-terminated. */
 const struct detector *const *det_all(void);
+/* Does any detector want the parsed message? (Else it is not parsed.) */
+int det_want_message(void);
 
 /* Classify sender, From (from_header: the raw From value, or NULL), login
  * and rcpts with d; departments: archived departments, comma-separated
