@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
@@ -35,6 +36,8 @@ struct imp {
 
 static int imp_buffer(struct imp *im, const char *where, const char *buf, size_t len,
                       int depth, char **error_r);
+static int imp_archive_in(struct imp *im, const char *where, const char *buf, size_t len,
+                          int depth, char **error_r);
 
 static void imp_progress(struct imp *im)
 {
@@ -210,9 +213,31 @@ static int is_bookkeeping(const char *base)
            strcmp(base, "maildirfolder") == 0;
 }
 
+/* libarchive converts member names through the locale: in the C locale a
+ * name that is not ASCII has none. Names are read in C.UTF-8. */
+static locale_t utf8_locale(void)
+{
+    static locale_t loc;
+
+    if (loc == (locale_t)0)
+        loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    return loc;
+}
+
 /* Read every member of an archive in memory. */
 static int imp_archive(struct imp *im, const char *where, const char *buf, size_t len,
                        int depth, char **error_r)
+{
+    locale_t loc = utf8_locale(), old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
+    int ret = imp_archive_in(im, where, buf, len, depth, error_r);
+
+    if (old != (locale_t)0)
+        uselocale(old);
+    return ret;
+}
+
+static int imp_archive_in(struct imp *im, const char *where, const char *buf, size_t len,
+                          int depth, char **error_r)
 {
     struct archive *a = archive_read_new();
     struct archive_entry *e;

@@ -172,6 +172,24 @@ static void test_cli_errors(void)
         g_free(db);
     }
 
+    /* A zip member with a Chinese name is named as it is (in any locale). */
+    {
+        char *zip = g_build_filename(cli_dir, "附件.zip", NULL);
+        char *py = g_strdup_printf("import zipfile\nz = zipfile.ZipFile('%s', 'w')\n"
+                                   "z.writestr('图片.png', b'PNG\\0binary')\nz.close()\n",
+                                   zip);
+        char *argv[] = { "/usr/bin/python3", "-c", py, NULL };
+
+        CU_ASSERT_EQUAL_FATAL(cut_run(argv, NULL, NULL), 0);
+        g_setenv("LC_ALL", "C", TRUE);
+        CU_ASSERT_EQUAL(cli(&out, &err, "import", zip, NULL), 1);
+        g_unsetenv("LC_ALL");
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "附件.zip/图片.png: not a mail message"));
+        g_free(out); g_free(err);
+        g_free(py);
+        g_free(zip);
+    }
+
     CU_ASSERT_EQUAL(cli(&out, &err, "frobnicate", NULL), 64);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "frobnicate"));
     g_free(out); g_free(err);
