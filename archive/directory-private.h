@@ -41,8 +41,6 @@ int dir_apply(struct idx *idx, enum dir_list l, GPtrArray *rows, gint64 now, cha
  * NULL; the strings are owned by the returned array's own copies). */
 GPtrArray *dir_event_fields(enum dir_list l, const char *action, const char *file,
                             const char *sha256, GPtrArray *rows);
-/* Append the event and apply its rows: the whole change, in arc's batch. */
-int dir_change(struct arc *arc, enum dir_list l, const char *action, const char *file,
-               const char *sha256, GPtrArray *rows, char **error_r);
+/* dir_change(): directory.h. */
 
 #endif

@@ -189,6 +189,13 @@ void dir_learned_free(struct dir_learned *l);
 
 /* ---- the chain -------------------------------------------------------------- */
 
+/* Write rows (struct dir_employee / dir_customer / dir_account *, complete:
+ * each replaces its stored row) with their "directory" chain event (action
+ * e.g. "import", "learn", "handover"; file and sha256 NULL unless an
+ * import's), in arc's open batch: the caller flushes, or aborts on error. */
+int dir_change(struct arc *arc, enum dir_list l, const char *action, const char *file,
+               const char *sha256, GPtrArray *rows, char **error_r);
+
 /* Apply a "directory" chain event to idx (reindex, roll forward): its rows
  * as they were applied, in the caller's transaction. */
 int dir_apply_event(struct idx *idx, const struct chain_event *ev, char **error_r);
