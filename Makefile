@@ -94,6 +94,34 @@ $(BUILD)/nullmilter: bench/nullmilter.c
 $(BUILD)/tests/postfix.o $(BUILD)/tests/test-milter.o: $(wildcard tests/postfix.h)
 # ---- end of custos-milter ---------------------------------------------------
 
+# ---- custos-handover (handover/) ---------------------------------------------
+# The handover library (handover/*.c but the program's main) links into
+# custos-handover and into run-tests; tests/dovecot.c: the private Dovecot
+# harness of its end-to-end suite. The man page goes with MANS; the notice
+# templates go to SYSCONFDIR/custos unless an admin's copy is there.
+HOV_MAIN   := handover/custos-handover.c
+HOV_SRC    := $(filter-out $(HOV_MAIN),$(wildcard handover/*.c))
+HOV_OBJ    := $(HOV_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ   += $(HOV_OBJ) $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/dovecot.c))
+
+all: $(BUILD)/custos-handover
+
+$(BUILD)/custos-handover: $(HOV_MAIN:%.c=$(BUILD)/%.o) $(HOV_OBJ) $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(HOV_OBJ) $(HOV_MAIN:%.c=$(BUILD)/%.o): $(wildcard handover/*-private.h)
+$(BUILD)/tests/dovecot.o $(BUILD)/tests/test-handover.o: $(wildcard tests/dovecot.h)
+
+install: install-handover
+install-handover: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/custos
+	install -m 0755 $(BUILD)/custos-handover $(DESTDIR)$(BINDIR)/
+	for t in conf/handover-notice.*.txt; do \
+	  [ -e $(DESTDIR)$(SYSCONFDIR)/custos/$${t##*/} ] || \
+	  install -m 0644 $$t $(DESTDIR)$(SYSCONFDIR)/custos/; done
+.PHONY: install-handover
+# ---- end of custos-handover --------------------------------------------------
+
 # Test suites register themselves with CUS_SUITE(name); the list is generated.
 $(BUILD)/tests/suites.gen.h: $(wildcard tests/test-*.c)
 	@mkdir -p $(dir $@)
