@@ -617,7 +617,7 @@ static int cmd_search(const struct cfg *cfg, int argc, char **argv)
         }
     }
     query = g_strjoinv(" ", argv + optind);
-    if (index_open(cfg, 0, &idx, &err) < 0) {
+    if (index_open(cfg, IDX_NO_CKPT_ON_CLOSE, &idx, &err) < 0) {
         g_free(query);
         return cli_fail(&err, cli_open_status(err));
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "custos/index.h"
+#include "custos/log.h"
 #include "custos/query.h"
 #include "custos/tok.h"
 #include "custos/util.h"
@@ -54,8 +55,20 @@ static const char *const idx_sql[S_COUNT] = {
 struct idx {
     sqlite3 *db;
     char *path;
-    sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *stmt[S_COUNT];    /* prepared when first used */
 };
+
+/* Statement s, prepared on first use (a search needs three of them: a
+ * command starts faster). NULL only if the schema is broken: logged, and
+ * every sqlite3_ call on NULL fails with SQLITE_MISUSE. */
+static sqlite3_stmt *stmt(struct idx *idx, enum idx_stmt s)
+{
+    if (idx->stmt[s] == NULL &&
+        sqlite3_prepare_v3(idx->db, idx_sql[s], -1, SQLITE_PREPARE_PERSISTENT, &idx->stmt[s],
+                           NULL) != SQLITE_OK)
+        log_error("%s: %s", idx->path, sqlite3_errmsg(idx->db));
+    return idx->stmt[s];
+}
 
 /* Schema version 1; see index.h. */
 static const char idx_schema_v1[] =
@@ -220,7 +233,17 @@ int idx_open(const char *path, int flags, struct idx **idx_r, char **error_r)
         /* The -wal and -shm files outlive each connection: a reader of the
          * archive's group never has to create a file (perm.h). */
         sqlite3_file_control(idx->db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-        if (idx_exec(idx, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+        /* A reader that only records its audit entry leaves the WAL to the
+         * writer's checkpoints: no copy into index.db, no fsync, at close. */
+        if (flags & IDX_NO_CKPT_ON_CLOSE)
+            sqlite3_db_config(idx->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        /* Its entry then survives the process being killed at any moment
+         * (it is in the WAL before anything is read); only a crash of the
+         * machine itself before the next checkpoint could lose it. */
+        if (idx_exec(idx, flags & IDX_NO_CKPT_ON_CLOSE ?
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          " PRAGMA foreign_keys=OFF" :
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                           " PRAGMA foreign_keys=OFF", error_r) < 0 ||
             idx_migrate(idx, error_r) < 0)
             goto fail;
@@ -228,13 +251,6 @@ int idx_open(const char *path, int flags, struct idx **idx_r, char **error_r)
         goto fail;
     }
     idx_exec(idx, "PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824", NULL);
-    for (int i = 0; i < S_COUNT; i++) {
-        if (sqlite3_prepare_v3(idx->db, idx_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                               &idx->stmt[i], NULL) != SQLITE_OK) {
-            cus_error(error_r, "%s: %s", path, sqlite3_errmsg(idx->db));
-            goto fail;
-        }
-    }
     *idx_r = idx;
     return 0;
 fail:
@@ -320,7 +336,7 @@ static void loc_from(sqlite3_stmt *st, int col, struct store_loc *loc)
 int idx_find_sha(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
                  gint64 *id_r, struct store_loc *loc_r, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_FIND_SHA];
+    sqlite3_stmt *st = stmt(idx, S_FIND_SHA);
     int rc, found = 0;
 
     sqlite3_bind_blob(st, 1, sha, CUS_SHA256_LEN, SQLITE_STATIC);
@@ -340,7 +356,7 @@ int idx_find_sha(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
 int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
                 struct store_loc *loc_r, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_FIND_ID];
+    sqlite3_stmt *st = stmt(idx, S_FIND_ID);
     int rc, found = 0;
 
     sqlite3_bind_int64(st, 1, id);
@@ -359,7 +375,7 @@ int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
 
 int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_FIND_SPOOL];
+    sqlite3_stmt *st = stmt(idx, S_FIND_SPOOL);
     int rc, found = 0;
 
     sqlite3_bind_text(st, 1, spool_id, -1, SQLITE_STATIC);
@@ -379,7 +395,7 @@ int idx_add_chain(struct idx *idx, gint64 seq, gint64 time, const char *type, gi
                   const unsigned char hash[CUS_SHA256_LEN], const struct store_loc *loc,
                   char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_INS_CHAIN];
+    sqlite3_stmt *st = stmt(idx, S_INS_CHAIN);
 
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_int64(st, 2, time);
@@ -398,7 +414,7 @@ int idx_add_chain(struct idx *idx, gint64 seq, gint64 time, const char *type, gi
 int idx_chain_head(struct idx *idx, gint64 *seq_r, unsigned char hash_r[CUS_SHA256_LEN],
                    char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_CHAIN_HEAD];
+    sqlite3_stmt *st = stmt(idx, S_CHAIN_HEAD);
     int rc, found = 0;
 
     rc = sqlite3_step(st);
@@ -423,7 +439,7 @@ int idx_add_checkpoint(struct idx *idx, gint64 seq, gint64 time,
                        const unsigned char *sig, size_t sig_len, const struct store_loc *loc,
                        char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_INS_CP];
+    sqlite3_stmt *st = stmt(idx, S_INS_CP);
 
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_int64(st, 2, time);
@@ -441,7 +457,7 @@ int idx_add_checkpoint(struct idx *idx, gint64 seq, gint64 time,
 
 int idx_meta_get(struct idx *idx, const char *key, char **value_r, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_META_GET];
+    sqlite3_stmt *st = stmt(idx, S_META_GET);
     int rc, found = 0;
 
     *value_r = NULL;
@@ -459,7 +475,7 @@ int idx_meta_get(struct idx *idx, const char *key, char **value_r, char **error_
 
 int idx_meta_set(struct idx *idx, const char *key, const char *value, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_META_SET];
+    sqlite3_stmt *st = stmt(idx, S_META_SET);
 
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
@@ -477,7 +493,7 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
                     const struct msg *m, gint64 added, gint64 want_id, gint64 *id_r,
                     char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_INS_MSG];
+    sqlite3_stmt *st = stmt(idx, S_INS_MSG);
     GString *limits = g_string_new(NULL), *attnames = g_string_new(NULL);
     gint64 id;
     int ret = -1;
@@ -504,7 +520,7 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
         goto out;
     id = sqlite3_last_insert_rowid(idx->db);
 
-    st = idx->stmt[S_INS_ADDR];
+    st = stmt(idx, S_INS_ADDR);
     for (guint i = 0; i < m->addrs->len; i++) {
         const struct msg_addr *a = g_ptr_array_index(m->addrs, i);
         char *addr = g_utf8_strdown(a->addr, -1);   /* index.h: lower case */
@@ -517,7 +533,7 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
         if (step_done(idx, st, error_r) < 0)
             goto out;
     }
-    st = idx->stmt[S_INS_ATT];
+    st = stmt(idx, S_INS_ATT);
     for (guint i = 0; i < m->atts->len; i++) {
         const struct msg_att *a = g_ptr_array_index(m->atts, i);
         sqlite3_bind_int64(st, 1, id);
@@ -533,7 +549,7 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
         if (*a->name != '\0')
             g_string_append_printf(attnames, "%s\n", a->name);
     }
-    st = idx->stmt[S_INS_FTS];
+    st = stmt(idx, S_INS_FTS);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, m->subject, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, m->body->str, (int)m->body->len, SQLITE_STATIC);
@@ -553,7 +569,7 @@ out:
 int idx_add_delivery(struct idx *idx, gint64 msg_id, const struct idx_envelope *env,
                      const struct store_loc *loc, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_INS_DELIV];
+    sqlite3_stmt *st = stmt(idx, S_INS_DELIV);
     gint64 did;
 
     sqlite3_bind_int64(st, 1, msg_id);
@@ -577,7 +593,7 @@ int idx_add_delivery(struct idx *idx, gint64 msg_id, const struct idx_envelope *
     if (step_done(idx, st, error_r) < 0)
         return -1;
     did = sqlite3_last_insert_rowid(idx->db);
-    st = idx->stmt[S_INS_RCPT];
+    st = stmt(idx, S_INS_RCPT);
     for (int i = 0; env->rcpts != NULL && env->rcpts[i] != NULL; i++) {
         char *addr = g_utf8_strdown(env->rcpts[i], -1);
         sqlite3_bind_int64(st, 1, did);
@@ -625,7 +641,7 @@ static int collect_text(struct idx *idx, sqlite3_stmt *st, gint64 id, GPtrArray 
 /* Fill the lists of hit h (id already set) from addrs, rcpts, attachments. */
 static int hit_fill(struct idx *idx, struct idx_hit *h, char **error_r)
 {
-    sqlite3_stmt *st = idx->stmt[S_HIT_ADDRS];
+    sqlite3_stmt *st = stmt(idx, S_HIT_ADDRS);
     GPtrArray *lists[3] = { h->from, h->to, h->cc };
     int rc;
 
@@ -639,8 +655,8 @@ static int hit_fill(struct idx *idx, struct idx_hit *h, char **error_r)
     if (rc != SQLITE_DONE)
         return stmt_fail(idx, st, error_r);
     sqlite3_reset(st);
-    if (collect_text(idx, idx->stmt[S_HIT_BCC], h->id, h->bcc, error_r) < 0 ||
-        collect_text(idx, idx->stmt[S_HIT_ATTS], h->id, h->att_names, error_r) < 0)
+    if (collect_text(idx, stmt(idx, S_HIT_BCC), h->id, h->bcc, error_r) < 0 ||
+        collect_text(idx, stmt(idx, S_HIT_ATTS), h->id, h->att_names, error_r) < 0)
         return -1;
     return 0;
 }

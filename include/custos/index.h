@@ -80,6 +80,7 @@
 
 #define IDX_CREATE 1
 #define IDX_RDONLY 2
+#define IDX_NO_CKPT_ON_CLOSE 4  /* a reader writing only its audit entry */
 
 struct idx;
 
