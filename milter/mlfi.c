@@ -49,6 +49,9 @@ struct mmsg {
     int forged;                 /* X-Custos-Archive headers it came with */
     char *from_hdr;             /* the first From header's value, or NULL */
     int leadspc;                /* header values keep their leading space */
+    char *failed;               /* a header or body chunk that needs no reply
+                                 * could not be journalled: why (answered at
+                                 * the next step that is replied to) */
     gint64 time;
 };
 
@@ -56,11 +59,13 @@ struct mconn {
     char *client;               /* "ADDR [HOSTNAME]" */
     char *helo;
     int leadspc;
+    int nr_hdr, nr_body;        /* headers, body chunks: no reply (unix socket) */
     struct mmsg *msg;
 };
 
 static GMutex mlt_lock;
 static struct mlt_conf *mlt_cur;
+static int mlt_noreply;         /* ask for no replies to headers and body chunks */
 static const struct mlt_smfi *mlt_smfi;
 static gint mlt_nconn, mlt_nmsg, mlt_stopping;
 
@@ -171,6 +176,11 @@ int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r)
     if (mlt_cur != NULL)
         return cus_error(error_r, "custos-milter: initialised twice");
     mlt_smfi = smfi;
+    /* Over a unix socket Postfix may send headers and body chunks without
+     * waiting for an answer to each (a round trip fewer per header and
+     * per 64 KB). Not over TCP: the MTA's writes would then follow each
+     * other, and its Nagle would wait for our delayed ACK. */
+    mlt_noreply = cfg->mlt_socket != NULL && !g_str_has_prefix(cfg->mlt_socket, "inet");
     mlt_cur = conf_new(cfg);
     spool_check(mlt_cur);
     return 0;
@@ -258,6 +268,7 @@ static void mmsg_free(struct mmsg **mp)
         g_free(m->rcpts[i]);
     g_free(m->rcpts);
     g_free(m->sender);
+    g_free(m->failed);
     g_free(m->from_hdr);
     g_free(m->auth);
     g_free(m->qid);
@@ -325,6 +336,19 @@ static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error
 
 /* ---- callbacks ------------------------------------------------------------ */
 
+static struct mconn *conn_get(SMFICTX *ctx);
+
+/* A step that gets no reply failed: remembered, answered at the next one
+ * that does (EOH, EOM). */
+static sfsistat mlt_noreply_fail(struct mconn *c, char *err)
+{
+    if (c->msg != NULL && c->msg->failed == NULL)
+        c->msg->failed = err;
+    else
+        g_free(err);
+    return SMFIS_NOREPLY;
+}
+
 sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                         unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                         unsigned long *pf2, unsigned long *pf3)
@@ -340,23 +364,19 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
     /* every step is wanted (no SMFIP_NO*), except unknown commands; header
      * values with their leading space, so the archived copy is exact */
     *pf1 = (f1 & SMFIP_HDR_LEADSPC) | (f1 & SMFIP_NOUNKNOWN);
+    if (mlt_noreply)
+        *pf1 |= f1 & (SMFIP_NR_HDR | SMFIP_NR_BODY);
     *pf2 = *pf3 = 0;
     {
-        struct mconn *c = conn_of(ctx);
-        if (c != NULL)
-            c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
-        else {
-            /* negotiate comes before connect: remember it for connect */
-            c = g_try_new0(struct mconn, 1);
-            if (c == NULL)
-                return SMFIS_TEMPFAIL;
-            c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
-            if (mlt_smfi->setpriv(ctx, c) != MI_SUCCESS) {
-                g_free(c);
-                return SMFIS_TEMPFAIL;
-            }
-            g_atomic_int_inc(&mlt_nconn);
-        }
+        /* negotiate comes before connect: the connection's state starts here */
+        struct mconn *c = conn_get(ctx);
+        if (c == NULL)
+            return SMFIS_TEMPFAIL;
+        c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+        c->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
+        c->nr_body = (*pf1 & SMFIP_NR_BODY) != 0;
+        log_debug("NOQUEUE: negotiated: header leading space %d, no reply to headers %d, "
+                  "to body chunks %d", c->leadspc, c->nr_hdr, c->nr_body);
     }
     return SMFIS_CONTINUE;
 }
@@ -492,8 +512,13 @@ sfsistat mlfi_header(SMFICTX *ctx, char *name, char *value)
     const char *v = value != NULL ? value : "", *p;
     sfsistat r;
 
-    if (m == NULL)
+    if (m == NULL) {
+        if (c != NULL && c->nr_hdr)
+            return mlt_noreply_fail(c, g_strdup("a header with no MAIL FROM before it"));
         return mlt_tempfail(ctx, c, "header", "no MAIL FROM before it");
+    }
+    if (m->failed != NULL)
+        return c->nr_hdr ? SMFIS_NOREPLY : mlt_tempfail(ctx, c, "header", m->failed);
     if (g_ascii_strcasecmp(name, MLT_HEADER) == 0)
         m->forged++;
     if (m->from_hdr == NULL && g_ascii_strcasecmp(name, "From") == 0 &&
@@ -513,8 +538,10 @@ sfsistat mlfi_header(SMFICTX *ctx, char *name, char *value)
     }
     if (mmsg_write(c, v, strlen(v), &err) < 0 || mmsg_write(c, "\r\n", 2, &err) < 0)
         goto fail;
-    return SMFIS_CONTINUE;
+    return c->nr_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 fail:
+    if (c->nr_hdr)
+        return mlt_noreply_fail(c, err);
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
     return r;
@@ -528,6 +555,8 @@ sfsistat mlfi_eoh(SMFICTX *ctx)
 
     if (c == NULL || c->msg == NULL)
         return mlt_tempfail(ctx, c, "end of header", "no MAIL FROM before it");
+    if (c->msg->failed != NULL)
+        return mlt_tempfail(ctx, c, "cannot journal the message", c->msg->failed);
     if (mmsg_write(c, "\r\n", 2, &err) == 0)
         return SMFIS_CONTINUE;
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
@@ -541,10 +570,17 @@ sfsistat mlfi_body(SMFICTX *ctx, unsigned char *buf, size_t len)
     char *err = NULL;
     sfsistat r;
 
-    if (c == NULL || c->msg == NULL)
+    if (c == NULL || c->msg == NULL) {
+        if (c != NULL && c->nr_body)
+            return mlt_noreply_fail(c, g_strdup("a body with no MAIL FROM before it"));
         return mlt_tempfail(ctx, c, "body", "no MAIL FROM before it");
+    }
+    if (c->msg->failed != NULL)
+        return c->nr_body ? SMFIS_NOREPLY : mlt_tempfail(ctx, c, "body", c->msg->failed);
     if (mmsg_write(c, buf, len, &err) == 0)
-        return SMFIS_CONTINUE;
+        return c->nr_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    if (c->nr_body)
+        return mlt_noreply_fail(c, err);
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
     return r;
@@ -632,6 +668,8 @@ sfsistat mlfi_eom(SMFICTX *ctx)
 
     if (m == NULL)
         return mlt_tempfail(ctx, c, "end of message", "no MAIL FROM before it");
+    if (m->failed != NULL)
+        return mlt_tempfail(ctx, c, "cannot journal the message", m->failed);
     qid_update(ctx, m);
     if (mmsg_writer(c, &err) < 0)
         goto fail;

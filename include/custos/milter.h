@@ -16,6 +16,12 @@
  * Postfix sends it (CRLF). Postfix does not pass its own Received: header
  * to milters: the archived copy is the message as the client sent it.
  *
+ * Over a unix socket the MTA is asked not to wait for an answer to each
+ * header and body chunk (SMFIP_NR_HDR, SMFIP_NR_BODY): a failure to
+ * journal one is answered at the end of the header or the message. Over
+ * TCP every step is answered (else the MTA's Nagle stalls on our delayed
+ * ACK), and the socket has TCP_NODELAY.
+ *
  * State: one struct per connection (smfi_setpriv) holding the current
  * message, freed on every path: a new MAIL FROM, abort, end of message,
  * close. The configuration is shared, reference counted, and swapped whole
