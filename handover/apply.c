@@ -901,6 +901,11 @@ int hov_apply(const struct cfg *cfg, struct hov_plan *p, const struct hov_opts *
         r = HOV_BAD_INPUT;
         goto out;
     }
+    /* from here on the plan is under way: other plans of the leaver wait */
+    if (j->entries->len == 0 && hov_journal_add(j, "start", "", NULL, error_r) < 0) {
+        r = HOV_ERROR;
+        goto out;
+    }
     if ((r = customers_get(&ss, p, &customers, error_r)) != HOV_OK)
         goto out;
     if ((r = step_depart(&ss, p, j, customers, error_r)) != HOV_OK ||

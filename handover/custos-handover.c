@@ -100,9 +100,9 @@ static void parse(int argc, char **argv, struct args *a, const char *allowed)
 
     memset(a, 0, sizeof(*a));
     a->splits = g_ptr_array_new();
-    optind = 1;
+    optind = 0;                 /* a fresh scan; options may follow the plan id */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+o:", plan_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:", plan_opts, NULL)) != -1) {
         if (c == '?' || c == ':' || strchr(allowed, c == 'o' ? 'o' : 'A' + c) == NULL) {
             fprintf(stderr, "custos-handover %s: unknown or misplaced option %s\n", argv[0],
                     argv[optind - 1]);

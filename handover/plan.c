@@ -906,6 +906,10 @@ int hov_plan_make(const struct cfg *cfg, const struct hov_opts *o, struct hov_pl
     p->successor = g_strdup(successor);
     p->force = o->force;
     p->created = now;
+    if (hov_check_other_plans(cfg, leaver, successor, NULL, o->force, error_r) < 0) {
+        r = HOV_BAD_INPUT;
+        goto out;
+    }
     args = hov_audit_args("plan", o, NULL);
     r = hov_session_open(cfg, leaver, successor, o->force, args, &ss, error_r);
     opened = 1;
@@ -925,10 +929,6 @@ int hov_plan_make(const struct cfg *cfg, const struct hov_opts *o, struct hov_pl
             goto out;
         }
         dir_employee_free(&e);
-    }
-    if (hov_check_other_plans(cfg, leaver, successor, NULL, o->force, error_r) < 0) {
-        r = HOV_BAD_INPUT;
-        goto out;
     }
     p->id = new_id(leaver, now);
     plans = hov_plans_dir(cfg);

@@ -20,6 +20,7 @@
 #include "custos/handover-forwards.h"
 #include "custos/handover-maildir.h"
 #include "custos/msg.h"
+#include <sqlite3.h>
 #include "../handover/handover-private.h"
 
 /* ---- modified UTF-7 ------------------------------------------------------------ */
@@ -696,6 +697,880 @@ static void test_journal(void)
     g_free(t);
 }
 
+/* ---- the program, on a leaver built from the sales mailbox ---------------------------- */
+
+struct fx {
+    char *dir, *conf, *src, *bin, *arcbin;
+    char *leaver, *succ;            /* the two Maildirs */
+};
+
+static int fx_run(struct fx *f, const char *bin, char **out_r, char **err_r, va_list ap)
+{
+    return cut_cli(bin, f->conf, out_r, err_r, ap);
+}
+
+/* custos-handover -c CONF ARGS... (NULL-terminated) */
+static int hov(struct fx *f, char **out_r, char **err_r, ...) G_GNUC_NULL_TERMINATED;
+static int hov(struct fx *f, char **out_r, char **err_r, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, err_r);
+    rc = fx_run(f, f->bin, out_r, err_r, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int arc(struct fx *f, char **out_r, char **err_r, ...) G_GNUC_NULL_TERMINATED;
+static int arc(struct fx *f, char **out_r, char **err_r, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, err_r);
+    rc = fx_run(f, f->arcbin, out_r, err_r, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int sh(const char *cmd)
+{
+    char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+    char *err = NULL;
+    int rc = cut_run(argv, NULL, &err);
+
+    if (rc != 0)
+        fprintf(stderr, "\n%s: exit %d: %s\n", cmd, rc, err);
+    g_free(err);
+    return rc;
+}
+
+static void put_text(const char *path, const char *text)
+{
+    char *dir = g_path_get_dirname(path);
+
+    g_mkdir_with_parents(dir, 0755);
+    CU_ASSERT(g_file_set_contents(path, text, -1, NULL));
+    g_free(dir);
+}
+
+static const char aliases_text[] =
+    "postmaster: root\n"
+    "# the leaver's, to webmail\n"
+    "wang.wei: wang.wei@corp.example,\n"
+    "\twangwei@163.com\n"
+    "li.na: li.na\n";
+static const char virtual_text[] =
+    "wang.wei@corp.example wang.wei@corp.example, backup@gmail.com\n"
+    "chen.jie@corp.example li.na@corp.example\n";
+static const char sieve_text[] =
+    "require [\"copy\"];\n"
+    "if header :contains \"subject\" \"order\" {\n"
+    "  redirect :copy \"orders@qq.com\";\n"
+    "}\n";
+
+/* A fresh archive with the sales mailbox and the sample directory (plus
+ * the leaver's 明远贸易), the two Maildirs, and forwardings of the leaver
+ * in every place the audit looks. extra: more [handover] lines. 0 or -1. */
+static int fx_setup(struct fx *f, const char *extra, int subs_v2, const char *before_maildirs)
+{
+    char *p, *cmd;
+    GString *c = g_string_new(NULL);
+    int rc = 0;
+
+    memset(f, 0, sizeof(*f));
+    f->dir = cut_tmpdir();
+    f->src = cut_src("");
+    f->bin = cut_bin("custos-handover");
+    f->arcbin = cut_bin("custos-archive");
+    f->conf = g_build_filename(f->dir, "custos.conf", NULL);
+    f->leaver = g_build_filename(f->dir, "vmail/corp.example/wang.wei/Maildir", NULL);
+    f->succ = g_build_filename(f->dir, "vmail/corp.example/li.na/Maildir", NULL);
+    g_string_printf(c, "[archive]\ndir = %s/archive\n[directory]\n"
+                    "webmail_domains = %s/conf/webmail-domains.txt\n[handover]\n"
+                    "maildir = %s/vmail/%%d/%%n/Maildir\nalias_maps = %s/etc/aliases\n"
+                    "virtual_maps = %s/etc/virtual\nforward_file = %s/home/%%n/.forward\n"
+                    "sieve = %s/vmail/%%d/%%n/sieve\n"
+                    "notice_template_zh = %s/conf/handover-notice.zh.txt\n"
+                    "notice_template_en = %s/conf/handover-notice.en.txt\n"
+                    "sendmail = %s/sendmail\n%s",
+                    f->dir, f->src, f->dir, f->dir, f->dir, f->dir, f->dir, f->src, f->src,
+                    f->dir, extra != NULL ? extra : "");
+    put_text(f->conf, c->str);
+    g_string_free(c, TRUE);
+    if (arc(f, NULL, NULL, "init", NULL) != 0)
+        return -1;
+    cmd = g_strdup_printf("python3 %s/tests/data/make-sales.py %s/sales.mbox >/dev/null",
+                          f->src, f->dir);
+    rc |= sh(cmd);
+    g_free(cmd);
+    p = g_build_filename(f->dir, "sales.mbox", NULL);
+    rc |= arc(f, NULL, NULL, "import", p, NULL);
+    g_free(p);
+    {
+        char *e = g_build_filename(f->src, "conf/employees.sample.csv", NULL);
+        char *cu = g_build_filename(f->src, "conf/customers.sample.csv", NULL);
+        char *cu2 = g_build_filename(f->src, "tests/data/handover/customers.csv", NULL);
+        rc |= arc(f, NULL, NULL, "directory", "import", "employees", e, NULL);
+        rc |= arc(f, NULL, NULL, "directory", "import", "customers", cu, NULL);
+        rc |= arc(f, NULL, NULL, "directory", "import", "customers", cu2, NULL);
+        g_free(e);
+        g_free(cu);
+        g_free(cu2);
+    }
+    if (before_maildirs != NULL)
+        rc |= sh(before_maildirs);
+    cmd = g_strdup_printf("SUBS_V2=%d python3 %s/tests/data/handover/make-leaver.py "
+                          "%s/sales.mbox %s/vmail >/dev/null", subs_v2, f->src, f->dir, f->dir);
+    rc |= sh(cmd);
+    g_free(cmd);
+    p = g_strdup_printf("%s/etc/aliases", f->dir);
+    put_text(p, aliases_text);
+    g_free(p);
+    p = g_strdup_printf("%s/etc/virtual", f->dir);
+    put_text(p, virtual_text);
+    g_free(p);
+    p = g_strdup_printf("%s/home/wang.wei/.forward", f->dir);
+    put_text(p, "\\wang.wei, \"|/usr/bin/procmail -a x\"\n");
+    g_free(p);
+    p = g_strdup_printf("%s/vmail/corp.example/wang.wei/sieve/main.sieve", f->dir);
+    put_text(p, sieve_text);
+    g_free(p);
+    p = g_strdup_printf("%s/sendmail", f->dir);
+    put_text(p, "#!/bin/sh\n{ echo \"ARGS: $*\"; cat; echo \"--END--\"; } >> \"$(dirname \"$0\")"
+                "/sent.txt\"\nexit ${CUSTOS_TEST_SENDMAIL_FAIL:-0}\n");
+    chmod(p, 0755);
+    g_free(p);
+    return rc == 0 ? 0 : -1;
+}
+
+static void fx_free(struct fx *f)
+{
+    cut_rmtree(f->dir);
+    g_free(f->dir);
+    g_free(f->conf);
+    g_free(f->src);
+    g_free(f->bin);
+    g_free(f->arcbin);
+    g_free(f->leaver);
+    g_free(f->succ);
+}
+
+/* The plan id in plan's output. */
+static char *plan_id(const char *out)
+{
+    const char *p = out != NULL ? strstr(out, "plan ") : NULL;
+    const char *e = p != NULL ? strstr(p, " saved in ") : NULL;
+
+    return e != NULL ? g_strndup(p + 5, (gsize)(e - p - 5)) : NULL;
+}
+
+static char *fx_plan(struct fx *f, const char *const *more)
+{
+    GPtrArray *argv = g_ptr_array_new();
+    char *out = NULL, *err = NULL, *id;
+    int rc;
+
+    g_ptr_array_add(argv, f->bin);
+    g_ptr_array_add(argv, "-c");
+    g_ptr_array_add(argv, f->conf);
+    g_ptr_array_add(argv, "plan");
+    g_ptr_array_add(argv, "--from");
+    g_ptr_array_add(argv, "wang.wei@corp.example");
+    g_ptr_array_add(argv, "--to");
+    g_ptr_array_add(argv, "li.na@corp.example");
+    g_ptr_array_add(argv, "--effective");
+    g_ptr_array_add(argv, "2026-04-01");
+    for (int i = 0; more != NULL && more[i] != NULL; i++)
+        g_ptr_array_add(argv, (char *)more[i]);
+    g_ptr_array_add(argv, NULL);
+    rc = cut_run((char **)argv->pdata, &out, &err);
+    if (rc != 0)
+        fprintf(stderr, "\nplan: exit %d: %s%s\n", rc, out, err);
+    CU_ASSERT_EQUAL(rc, 0);
+    id = plan_id(out);
+    CU_ASSERT_PTR_NOT_NULL(id);
+    g_ptr_array_free(argv, TRUE);
+    g_free(out);
+    g_free(err);
+    return id;
+}
+
+static int apply(struct fx *f, const char *id, const char *crash, char **out_r)
+{
+    char *err = NULL;
+    int rc;
+
+    if (crash != NULL)
+        g_setenv("CUSTOS_HANDOVER_CRASH", crash, TRUE);
+    rc = hov(f, out_r, &err, "apply", id, NULL);
+    g_unsetenv("CUSTOS_HANDOVER_CRASH");
+    if (rc != 0 && crash == NULL)
+        fprintf(stderr, "\napply %s: exit %d: %s\n", id, rc, err);
+    g_free(err);
+    return rc;
+}
+
+/* Messages (files) of folder storage in the successor's Maildir; -1 if
+ * there is no such folder; *dups_r: files with the same hash. */
+static int dest_count(struct fx *f, const char *storage, int *dups_r)
+{
+    char *dir = g_strconcat(f->succ, "/.", storage, NULL);
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    int n = 0, dups = 0;
+
+    if (access(dir, F_OK) < 0) {
+        g_free(dir);
+        g_hash_table_destroy(seen);
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        char *sub = g_build_filename(dir, i == 0 ? "cur" : "new", NULL);
+        GDir *d = g_dir_open(sub, 0, NULL);
+        const char *name;
+
+        while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+            const char *h = strstr(name, ".H");
+            char *key = h != NULL ? g_strndup(h, 26) : g_strdup(name);
+            if (g_hash_table_contains(seen, key))
+                dups++;
+            g_hash_table_add(seen, key);
+            n++;
+        }
+        if (d != NULL)
+            g_dir_close(d);
+        g_free(sub);
+    }
+    g_hash_table_destroy(seen);
+    g_free(dir);
+    if (dups_r != NULL)
+        *dups_r = dups;
+    return n;
+}
+
+/* Distinct messages (by content) of a folder of the leaver's Maildir. */
+static int source_unique(struct fx *f, const char *storage)
+{
+    char *dir = *storage ? g_strconcat(f->leaver, "/.", storage, NULL) : g_strdup(f->leaver);
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    int n;
+
+    for (int i = 0; i < 2; i++) {
+        char *sub = g_build_filename(dir, i == 0 ? "cur" : "new", NULL);
+        GDir *d = g_dir_open(sub, 0, NULL);
+        const char *name;
+
+        while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+            char *p = g_build_filename(sub, name, NULL), *data = NULL;
+            gsize len;
+            struct stat st;
+            if (name[0] != '.' && lstat(p, &st) == 0 && S_ISREG(st.st_mode) &&
+                g_file_get_contents(p, &data, &len, NULL))
+                g_hash_table_add(seen, g_compute_checksum_for_data(G_CHECKSUM_SHA256,
+                                                                   (guchar *)data, len));
+            g_free(data);
+            g_free(p);
+        }
+        if (d != NULL)
+            g_dir_close(d);
+        g_free(sub);
+    }
+    n = (int)g_hash_table_size(seen);
+    g_hash_table_destroy(seen);
+    g_free(dir);
+    return n;
+}
+
+static const char *const leaver_folders[][2] = {
+    { "", "INBOX" }, { "Sent", "Sent" }, { "&W6JiNw-.&Zg6P3A-", "&W6JiNw-.&Zg6P3A-" },
+    { "A&-B, Partners", "A&-B, Partners" }, { "v1\\2e0", "v1\\2e0" }, { "Trash", "Trash" },
+};
+#define PREFIX "Handover.wang\\2ewei."
+
+/* Every folder handed over whole, each message once, Recovered too. */
+static void check_mailbox(struct fx *f)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(leaver_folders); i++) {
+        char *dest = g_strconcat(PREFIX, leaver_folders[i][1], NULL);
+        int dups = -1, n = dest_count(f, dest, &dups), want = source_unique(f, leaver_folders[i][0]);
+        if (n != want)
+            fprintf(stderr, "\nfolder %s: %d messages, want %d\n", dest, n, want);
+        CU_ASSERT_EQUAL(n, want);
+        CU_ASSERT_EQUAL(dups, 0);
+        g_free(dest);
+    }
+    CU_ASSERT_EQUAL(dest_count(f, PREFIX "INBOX", NULL), 9);       /* 10 files, 1 twice */
+    CU_ASSERT_EQUAL(dest_count(f, PREFIX "Recovered", NULL), 3);
+}
+
+static gint64 sql_int(struct fx *f, const char *sql)
+{
+    char *path = g_strdup_printf("%s/archive/index.db", f->dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    gint64 v = -1;
+
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    g_free(path);
+    return v;
+}
+
+static char *read_text(const char *path)
+{
+    char *t = NULL;
+
+    if (!g_file_get_contents(path, &t, NULL, NULL))
+        return g_strdup("");
+    return t;
+}
+
+static char *read_fmt(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static char *read_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    char *path, *t;
+
+    va_start(ap, fmt);
+    path = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    t = read_text(path);
+    g_free(path);
+    return t;
+}
+
+static int count_str(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void test_cli_plan_apply(void)
+{
+    struct fx f;
+    char *id, *out = NULL, *err = NULL, *p, *t;
+    const char *more[] = { "--postfix-map", NULL, NULL };
+    struct stat st;
+
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    p = g_strdup_printf("%s/etc/handover.map", f.dir);
+    more[1] = p;
+    id = fx_plan(&f, more);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+    /* the plan changed nothing */
+    CU_ASSERT_EQUAL(dest_count(&f, PREFIX "INBOX", NULL), -1);
+    CU_ASSERT_EQUAL(arc(&f, &out, NULL, "directory", "show", "wang.wei@corp.example", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "leaving") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(access(p, F_OK), -1);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM holds"), 0);
+    t = read_fmt("%s/etc/aliases", f.dir);
+    CU_ASSERT_STRING_EQUAL(t, aliases_text);
+    g_free(t);
+
+    /* a dry run neither */
+    CU_ASSERT_EQUAL(hov(&f, &out, &err, "apply", id, "--dry-run", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "nothing is changed") != NULL &&
+              strstr(out, "客户/明远") != NULL);
+    g_free(out);
+    g_free(err);
+    CU_ASSERT_EQUAL(dest_count(&f, PREFIX "INBOX", NULL), -1);
+
+    CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, &out), 0);
+    CU_ASSERT(out != NULL && strstr(out, "state: applied") != NULL);
+    g_free(out);
+    check_mailbox(&f);
+    /* owner and modes of what was written */
+    t = g_strconcat(f.succ, "/." PREFIX "INBOX", NULL);
+    CU_ASSERT_EQUAL(stat(t, &st), 0);
+    CU_ASSERT(st.st_uid == 5000 && st.st_gid == 5000 && (st.st_mode & 07777) == 0700);
+    g_free(t);
+    /* subscriptions: the version 1 file stays version 1 */
+    t = read_fmt("%s/subscriptions", f.succ);
+    CU_ASSERT(g_str_has_prefix(t, "Archive\n" PREFIX "INBOX\n"));
+    CU_ASSERT(strstr(t, PREFIX "Recovered\n") != NULL);
+    g_free(t);
+    /* contacts in the successor's Maildir */
+    t = read_fmt("%s/Handover-wang.wei-contacts.vcf", f.succ);
+    CU_ASSERT(strstr(t, "EMAIL;TYPE=work:buyer@acme.example\r\n") != NULL);
+    CU_ASSERT(strstr(t, "TEL;VALUE=uri;TYPE=voice:tel:+14155550100\r\n") != NULL);
+    CU_ASSERT(strstr(t, "+14155550199") == NULL);            /* the fax line */
+    CU_ASSERT(strstr(t, "+19999999999") == NULL);            /* quoted text */
+    CU_ASSERT(strstr(t, "FN:明远贸易\r\n") != NULL && strstr(t, "075522223333") != NULL);
+    CU_ASSERT(strstr(t, "ORG:Acme Trading\\, Ltd.\r\n") != NULL);
+    CU_ASSERT(strstr(t, "wangwei@163.com") == NULL);         /* the leaver's own */
+    CU_ASSERT(strstr(t, "li.na@corp.example") == NULL);      /* internal */
+    g_free(t);
+    /* the directory: departed with the successor, customers given over */
+    CU_ASSERT_EQUAL(arc(&f, &out, NULL, "directory", "show", "wang.wei@corp.example", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "departed") != NULL &&
+              strstr(out, "2026-04-01") != NULL && strstr(out, "li.na@corp.example") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM customers WHERE owner = "
+                                "'wang.wei@corp.example'"), 0);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM customers WHERE owner = "
+                                "'li.na@corp.example' AND name IN ('Acme Trading, Ltd.',"
+                                " '明远贸易')"), 2);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM holds WHERE released IS NULL AND name LIKE "
+                                "'handover-%' AND query = 'participant:\"wang.wei@corp.example\"'"),
+                    1);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM chain WHERE type = 'handover'"), 1);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM audit WHERE command = 'handover'"), 3);
+    /* the Postfix map, the CRM file */
+    t = read_text(p);
+    CU_ASSERT(strstr(t, "\nwang.wei@corp.example li.na@corp.example\n") != NULL);
+    g_free(t);
+    t = read_fmt("%s/archive/handover/%s/crm.csv", f.dir, id);
+    CU_ASSERT(g_str_has_prefix(t, "customer,contact,contact_name,old_owner,new_owner\r\n"));
+    CU_ASSERT(strstr(t, "\"Acme Trading, Ltd.\",buyer@acme.example,Buyer,wang.wei@corp.example,"
+                        "li.na@corp.example\r\n") != NULL);
+    CU_ASSERT(strstr(t, "明远贸易,info@mingyuan.example,") != NULL);
+    g_free(t);
+    /* the report */
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "json", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "\"state\" : \"applied\"") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "\"open_threads\"") != NULL &&
+              strstr(out, "Re: Shipping dates") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "\"incidents\"") != NULL &&
+              strstr(out, "wangwei@163.com") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "html", NULL), 0);
+    CU_ASSERT(out != NULL && g_str_has_prefix(out, "<!DOCTYPE html>") &&
+              strstr(out, "Acme Trading, Ltd.") != NULL && strstr(out, "<script") == NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "status", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, id) != NULL && strstr(out, "applied") != NULL);
+    g_free(out);
+    /* again: nothing more */
+    CU_ASSERT_EQUAL(apply(&f, id, NULL, &out), 0);
+    CU_ASSERT(out != NULL && strstr(out, "applied already") != NULL);
+    g_free(out);
+    check_mailbox(&f);
+    /* the archive verifies with the new events in its chain */
+    CU_ASSERT_EQUAL(arc(&f, &out, &err, "verify", NULL), 0);
+    g_free(out);
+    g_free(err);
+    g_free(p);
+    g_free(id);
+    fx_free(&f);
+}
+
+static void expect_fail(struct fx *f, int want, const char *msg, ...) G_GNUC_NULL_TERMINATED;
+static void expect_fail(struct fx *f, int want, const char *msg, ...)
+{
+    va_list ap;
+    char *out = NULL, *err = NULL;
+    int rc;
+
+    va_start(ap, msg);
+    rc = fx_run(f, f->bin, &out, &err, ap);
+    va_end(ap);
+    if (rc != want || err == NULL || strstr(err, msg) == NULL)
+        fprintf(stderr, "\nexpected exit %d with \"%s\", got %d: %s%s\n", want, msg, rc, out,
+                err);
+    CU_ASSERT_EQUAL(rc, want);
+    CU_ASSERT(err != NULL && strstr(err, msg) != NULL);
+    g_free(out);
+    g_free(err);
+}
+
+static void test_cli_bad_input(void)
+{
+    struct fx f;
+    char *id, *id2, *out = NULL, *p, *md;
+
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    expect_fail(&f, 65, "--from nobody@corp.example: no such employee", "plan", "--from",
+                "nobody@corp.example", "--to", "li.na@corp.example", NULL);
+    expect_fail(&f, 65, "--to ghost@corp.example: no such employee", "plan", "--from",
+                "wang.wei@corp.example", "--to", "ghost@corp.example", NULL);
+    expect_fail(&f, 65, "the successor cannot be the leaver", "plan", "--from",
+                "wang.wei@corp.example", "--to", "Wang.Wei@corp.example", NULL);
+    expect_fail(&f, 65, "--to chen.jie@corp.example: the successor has departed", "plan",
+                "--from", "wang.wei@corp.example", "--to", "chen.jie@corp.example", NULL);
+    expect_fail(&f, 65, "--from: address 'not an address' has a space", "plan", "--from", "not an address",
+                "--to", "li.na@corp.example", NULL);
+    expect_fail(&f, 65, "--effective: '2026-02-30' is not an ISO date", "plan", "--from",
+                "wang.wei@corp.example", "--to", "li.na@corp.example", "--effective",
+                "2026-02-30", NULL);
+    expect_fail(&f, 65, "--split nosuch=zhao.gang@corp.example: nosuch is neither", "plan",
+                "--from", "wang.wei@corp.example", "--to", "li.na@corp.example", "--split",
+                "nosuch=zhao.gang@corp.example", NULL);
+    expect_fail(&f, 65, "--split Acme=ghost@corp.example: no such employee", "plan", "--from",
+                "wang.wei@corp.example", "--to", "li.na@corp.example", "--split",
+                "Acme=ghost@corp.example", NULL);
+    p = g_strdup_printf("%s/etc/aliases", f.dir);
+    expect_fail(&f, 73, "is there already", "plan", "--from", "wang.wei@corp.example", "--to",
+                "li.na@corp.example", "--postfix-map", p, NULL);
+    g_free(p);
+    expect_fail(&f, 65, "is not a plan id", "apply", "../x", NULL);
+    expect_fail(&f, 65, "no plan 20260101-nobody-0000", "apply", "20260101-nobody-0000", NULL);
+    expect_fail(&f, 65, "no plan x", "report", "x", NULL);
+
+    /* the mailbox: missing, not a directory, not a Maildir */
+    md = g_strconcat(f.leaver, ".moved", NULL);
+    CU_ASSERT_EQUAL(rename(f.leaver, md), 0);
+    expect_fail(&f, 66, "the leaver's mailbox", "plan", "--from", "wang.wei@corp.example",
+                "--to", "li.na@corp.example", NULL);
+    put_text(f.leaver, "a file\n");
+    expect_fail(&f, 66, "is not a directory", "plan", "--from", "wang.wei@corp.example",
+                "--to", "li.na@corp.example", NULL);
+    unlink(f.leaver);
+    g_mkdir_with_parents(f.leaver, 0700);
+    expect_fail(&f, 66, "is not a Maildir (no cur/)", "plan", "--from",
+                "wang.wei@corp.example", "--to", "li.na@corp.example", NULL);
+    rmdir(f.leaver);
+    CU_ASSERT_EQUAL(rename(md, f.leaver), 0);
+    g_free(md);
+    md = g_strconcat(f.succ, ".moved", NULL);
+    CU_ASSERT_EQUAL(rename(f.succ, md), 0);
+    expect_fail(&f, 66, "the successor's mailbox", "plan", "--from", "wang.wei@corp.example",
+                "--to", "li.na@corp.example", NULL);
+    CU_ASSERT_EQUAL(rename(md, f.succ), 0);
+    g_free(md);
+
+    /* apply before the effective date */
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "plan", "--from", "wang.wei@corp.example", "--to",
+                        "li.na@corp.example", "--effective", "2999-01-01", NULL), 0);
+    id = plan_id(out);
+    g_free(out);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+    expect_fail(&f, 65, "takes effect on 2999-01-01", "apply", id, NULL);
+    CU_ASSERT_EQUAL(dest_count(&f, PREFIX "INBOX", NULL), -1);
+
+    /* half applied: another plan of the same leaver waits for it */
+    id2 = fx_plan(&f, NULL);
+    CU_ASSERT_EQUAL(apply(&f, id2, "folder:1", NULL), -1);
+    expect_fail(&f, 65, "is half applied", "plan", "--from", "wang.wei@corp.example", "--to",
+                "zhao.gang@corp.example", NULL);
+    CU_ASSERT_EQUAL(apply(&f, id2, NULL, NULL), 0);
+    /* handed over already: a second handover needs --force */
+    expect_fail(&f, 65, "handed over to li.na@corp.example", "plan",
+                "--from", "wang.wei@corp.example", "--to", "zhao.gang@corp.example", NULL);
+    g_free(mkmaildir(f.dir, "vmail/corp.example/zhao.gang/Maildir"));
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "plan", "--from", "wang.wei@corp.example", "--to",
+                        "zhao.gang@corp.example", "--force", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "successor  赵刚 <zhao.gang@corp.example>") != NULL);
+    g_free(out);
+    /* report and package inputs */
+    expect_fail(&f, 65, "--format pdf: expected text, html or json", "report", id2, "--format",
+                "pdf", NULL);
+    p = g_strdup_printf("%s/p.tar", f.dir);
+    expect_fail(&f, 65, "ending in .zip", "package", id2, "-o", p, NULL);
+    g_free(p);
+    p = g_strdup_printf("%s/nodir/p.zip", f.dir);
+    expect_fail(&f, 73, "cannot write in", "package", id2, "-o", p, NULL);
+    g_free(p);
+    g_free(id);
+    g_free(id2);
+    fx_free(&f);
+}
+
+/* What a finished handover leaves, to compare a resumed one with. */
+struct outcome {
+    int counts[G_N_ELEMENTS(leaver_folders) + 1];
+    char *vcf, *csv, *crm, *subs;
+    gint64 directory_events, hold_events, handover_events, holds;
+};
+
+static void outcome_get(struct fx *f, const char *id, struct outcome *o)
+{
+    char *p;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(leaver_folders); i++) {
+        char *dest = g_strconcat(PREFIX, leaver_folders[i][1], NULL);
+        int dups = 0;
+        o->counts[i] = dest_count(f, dest, &dups);
+        CU_ASSERT_EQUAL(dups, 0);
+        g_free(dest);
+    }
+    o->counts[G_N_ELEMENTS(leaver_folders)] = dest_count(f, PREFIX "Recovered", NULL);
+    p = g_strconcat(f->succ, "/Handover-wang.wei-contacts.vcf", NULL);
+    o->vcf = read_text(p);
+    g_free(p);
+    p = g_strconcat(f->succ, "/Handover-wang.wei-contacts.csv", NULL);
+    o->csv = read_text(p);
+    g_free(p);
+    p = g_strdup_printf("%s/archive/handover/%s/crm.csv", f->dir, id);
+    o->crm = read_text(p);
+    g_free(p);
+    p = g_strconcat(f->succ, "/subscriptions", NULL);
+    o->subs = read_text(p);
+    g_free(p);
+    o->directory_events = sql_int(f, "SELECT count(*) FROM chain WHERE type = 'directory'");
+    o->hold_events = sql_int(f, "SELECT count(*) FROM chain WHERE type = 'hold'");
+    o->handover_events = sql_int(f, "SELECT count(*) FROM chain WHERE type = 'handover'");
+    o->holds = sql_int(f, "SELECT count(*) FROM holds");
+}
+
+static void outcome_clear(struct outcome *o)
+{
+    g_free(o->vcf);
+    g_free(o->csv);
+    g_free(o->crm);
+    g_free(o->subs);
+}
+
+static void test_cli_resume(void)
+{
+    static const char *const points[] = {
+        "depart", "hold", "forwards", "copy:1", "copy:12", "folder:1", "folder:4",
+        "recovered:2", "contacts", "record",
+    };
+    struct outcome ref = { 0 };
+    struct fx f;
+    char *id;
+
+    /* the reference: one run, not stopped */
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    id = fx_plan(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, NULL), 0);
+    outcome_get(&f, id, &ref);
+    CU_ASSERT_EQUAL(ref.handover_events, 1);
+    g_free(id);
+    fx_free(&f);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(points); i++) {
+        struct outcome o = { 0 };
+        char *out = NULL, *t;
+        int rc;
+
+        CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+        id = fx_plan(&f, NULL);
+        rc = apply(&f, id, points[i], NULL);
+        if (rc != -1)
+            fprintf(stderr, "\napply killed at %s: exit %d\n", points[i], rc);
+        CU_ASSERT_EQUAL(rc, -1);                   /* killed, not exited */
+        CU_ASSERT_EQUAL(hov(&f, &out, NULL, "status", id, NULL), 0);
+        CU_ASSERT(out != NULL && strstr(out, "half applied") != NULL);
+        g_free(out);
+        CU_ASSERT_EQUAL(apply(&f, id, NULL, NULL), 0);
+        outcome_get(&f, id, &o);
+        for (size_t k = 0; k <= G_N_ELEMENTS(leaver_folders); k++) {
+            if (o.counts[k] != ref.counts[k])
+                fprintf(stderr, "\nkilled at %s: folder %zu has %d, want %d\n", points[i], k,
+                        o.counts[k], ref.counts[k]);
+            CU_ASSERT_EQUAL(o.counts[k], ref.counts[k]);
+        }
+        CU_ASSERT_STRING_EQUAL(o.vcf, ref.vcf);
+        CU_ASSERT_STRING_EQUAL(o.csv, ref.csv);
+        CU_ASSERT_STRING_EQUAL(o.crm, ref.crm);
+        CU_ASSERT_STRING_EQUAL(o.subs, ref.subs);
+        CU_ASSERT_EQUAL(o.directory_events, ref.directory_events);
+        CU_ASSERT_EQUAL(o.hold_events, ref.hold_events);
+        CU_ASSERT_EQUAL(o.handover_events, 1);
+        CU_ASSERT_EQUAL(o.holds, ref.holds);
+        /* each forwarding file changed once, its backup the original */
+        t = read_fmt("%s/etc/aliases", f.dir);
+        CU_ASSERT_EQUAL(count_str(t, "#custos-handover "), 2);   /* the entry, 2 lines */
+        g_free(t);
+        t = read_fmt("%s/etc/virtual", f.dir);
+        CU_ASSERT_EQUAL(count_str(t, "#custos-handover "), 1);
+        g_free(t);
+        t = read_fmt("%s/archive/handover/%s/backups/MANIFEST", f.dir, id);
+        CU_ASSERT_EQUAL(count_str(t, "\n"), 4);                  /* one line per file */
+        g_free(t);
+        outcome_clear(&o);
+        g_free(id);
+        fx_free(&f);
+    }
+    outcome_clear(&ref);
+}
+
+static void test_cli_forwards(void)
+{
+    struct fx f;
+    char *id, *out = NULL, *t, *bk, *p;
+
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "forwards", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "chen.jie@corp.example -> li.na@corp.example\tinternal")
+                                 != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "wang.wei -> wangwei@163.com\tOUTSIDE webmail") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "-> backup@gmail.com\tOUTSIDE webmail") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "-> |/usr/bin/procmail -a x\tOUTSIDE (program)") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "main.sieve:3\twang.wei@corp.example -> orders@qq.com") !=
+                                 NULL);
+    g_free(out);
+    id = fx_plan(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, NULL), 0);
+    p = g_strdup_printf("%s/etc/aliases", f.dir);
+    t = read_text(p);
+    CU_ASSERT(strstr(t, "postmaster: root\n") != NULL && strstr(t, "\nli.na: li.na\n") != NULL);
+    {
+        char *want = g_strdup_printf("#custos-handover %s: wang.wei: wang.wei@corp.example,\n"
+                                     "#custos-handover %s: \twangwei@163.com\n", id, id);
+        CU_ASSERT(strstr(t, want) != NULL);
+        g_free(want);
+    }
+    g_free(t);
+    bk = g_strdup_printf("%s/archive/handover/%s/backups", f.dir, id);
+    t = read_fmt("%s/MANIFEST", bk);
+    CU_ASSERT(strstr(t, p) != NULL && strstr(t, "commented out") != NULL);
+    g_free(t);
+    {
+        /* the backup of aliases is the original */
+        GDir *d = g_dir_open(bk, 0, NULL);
+        const char *n;
+        int found = 0;
+        while (d != NULL && (n = g_dir_read_name(d)) != NULL)
+            if (g_str_has_prefix(n, "aliases.")) {
+                char *b = g_build_filename(bk, n, NULL);
+                t = read_text(b);
+                found = strcmp(t, aliases_text) == 0;
+                g_free(t);
+                g_free(b);
+            }
+        if (d != NULL)
+            g_dir_close(d);
+        CU_ASSERT(found);
+    }
+    g_free(p);
+    p = g_strdup_printf("%s/home/wang.wei/.forward", f.dir);
+    CU_ASSERT_EQUAL(access(p, F_OK), -1);
+    t = g_strdup_printf("%s.custos-handover-%s", p, id);
+    CU_ASSERT_EQUAL(access(t, F_OK), 0);
+    g_free(t);
+    g_free(p);
+    t = read_fmt("%s/vmail/corp.example/wang.wei/sieve/main.sieve", f.dir);
+    CU_ASSERT(strstr(t, "keep; # custos-handover ") != NULL &&
+              strstr(t, "\n  redirect") == NULL);
+    g_free(t);
+    /* the leaver has no forwarding left; others keep theirs */
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "forwards", "wang.wei@corp.example", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "0 forwardings") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "forwards", "chen.jie@corp.example", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "1 forwarding, 0 leading outside") != NULL);
+    g_free(out);
+    g_free(bk);
+    g_free(id);
+    fx_free(&f);
+}
+
+static void test_cli_notices_split_package(void)
+{
+    struct fx f;
+    const char *more[] = { "--split", "明远贸易=zhao.gang@corp.example", NULL };
+    char *id, *out = NULL, *t, *sent, *zip;
+
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, "notices = true\nnotice_rate = 6000\n", 1, NULL), 0);
+    id = fx_plan(&f, more);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+    sent = g_strdup_printf("%s/sent.txt", f.dir);
+    /* killed after sendmail took the first notice, before it was journalled */
+    CU_ASSERT_EQUAL(apply(&f, id, "notice", NULL), -1);
+    CU_ASSERT_EQUAL(apply(&f, id, NULL, NULL), 0);
+    t = read_text(sent);
+    CU_ASSERT_EQUAL(count_str(t, "--END--"), 2);              /* each contact once */
+    CU_ASSERT_EQUAL(count_str(t, "-- buyer@acme.example\n"), 1);
+    CU_ASSERT_EQUAL(count_str(t, "-- info@mingyuan.example\n"), 1);
+    CU_ASSERT(strstr(t, "ARGS: -i -f li.na@corp.example -- buyer@acme.example") != NULL);
+    CU_ASSERT(strstr(t, "ARGS: -i -f zhao.gang@corp.example -- info@mingyuan.example") != NULL);
+    CU_ASSERT(strstr(t, "Dear Buyer,") != NULL && strstr(t, "尊敬的") != NULL &&
+              strstr(t, "赵刚") != NULL);
+    CU_ASSERT(strstr(t, "Subject: =?") != NULL);
+    g_free(t);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "json", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "\"uncertain\" : [\n") != NULL);
+    g_free(out);
+    /* the split: 明远贸易 to zhao.gang, Acme to li.na */
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM customers WHERE name = '明远贸易' AND "
+                                "owner = 'zhao.gang@corp.example'"), 1);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM customers WHERE name = "
+                                "'Acme Trading, Ltd.' AND owner = 'li.na@corp.example'"), 1);
+    /* the subscriptions file stays version 2 */
+    t = read_fmt("%s/subscriptions", f.succ);
+    CU_ASSERT(g_str_has_prefix(t, "V\t2\n\nArchive\nHandover\twang\\2ewei\tINBOX\n"));
+    g_free(t);
+    /* the package */
+    zip = g_strdup_printf("%s/handover.zip", f.dir);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "package", id, "-o", zip, NULL), 0);
+    g_free(out);
+    {
+        char *cmd = g_strdup_printf("python3 -c 'import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]);"
+                                    " print(\"\\n\".join(z.namelist())); z.testzip()' %s", zip);
+        char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+        CU_ASSERT_EQUAL(cut_run(argv, &out, NULL), 0);
+        g_free(cmd);
+    }
+    {
+        static const char *const members[] = {
+            "report.txt", "report.html", "report.json", "plan.json", "journal",
+            "contacts.vcf", "contacts.csv", "crm.csv", "backups/MANIFEST",
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(members); i++) {
+            char *m = g_strdup_printf("%s/%s\n", id, members[i]);
+            if (out == NULL || strstr(out, m) == NULL)
+                fprintf(stderr, "\npackage lacks %s", m);
+            CU_ASSERT(out != NULL && strstr(out, m) != NULL);
+            g_free(m);
+        }
+    }
+    g_free(out);
+    expect_fail(&f, 73, "is there already", "package", id, "-o", zip, NULL);
+    CU_ASSERT_EQUAL(hov(&f, NULL, NULL, "package", id, "-o", zip, "--force", NULL), 0);
+    g_free(zip);
+    g_free(sent);
+    g_free(id);
+    fx_free(&f);
+}
+
+/* The successor's Maildir on a small tmpfs: the copy fails on a full
+ * disk, says so, and a run once there is room finishes it. */
+static void test_cli_disk_full(void)
+{
+    struct fx f;
+    char *id, *err = NULL, *mnt, *cmd;
+    int rc;
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "\n  skipped: not root (mount)");
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    mnt = g_strdup_printf("%s/vmail/corp.example/li.na", f.dir);
+    cmd = g_strdup_printf("rm -rf %s && mkdir %s && mount -t tmpfs -o size=40k,mode=0755 "
+                          "custos-test %s && SUBS_V2=0 python3 "
+                          "%s/tests/data/handover/make-leaver.py %s/sales.mbox %s/vmail "
+                          ">/dev/null", mnt, mnt, mnt, f.src, f.dir, f.dir);
+    if (sh(cmd) != 0) {
+        fprintf(stderr, "\n  skipped: no tmpfs mount here");
+        g_free(cmd);
+        g_free(mnt);
+        fx_free(&f);
+        return;
+    }
+    g_free(cmd);
+    id = fx_plan(&f, NULL);
+    rc = hov(&f, NULL, &err, "apply", id, NULL);
+    if (rc != 74 || err == NULL || strstr(err, "No space left on device") == NULL)
+        fprintf(stderr, "\napply on a full disk: exit %d: %s\n", rc, err);
+    CU_ASSERT_EQUAL(rc, 74);
+    CU_ASSERT(err != NULL && strstr(err, "No space left on device") != NULL &&
+              strstr(err, mnt) != NULL);
+    g_free(err);
+    cmd = g_strdup_printf("mount -o remount,size=4m %s", mnt);
+    CU_ASSERT_EQUAL(sh(cmd), 0);
+    g_free(cmd);
+    CU_ASSERT_EQUAL(apply(&f, id, NULL, NULL), 0);
+    check_mailbox(&f);
+    cmd = g_strdup_printf("umount %s", mnt);
+    CU_ASSERT_EQUAL(sh(cmd), 0);
+    g_free(cmd);
+    g_free(mnt);
+    g_free(id);
+    fx_free(&f);
+}
+
 CUS_SUITE(handover)
 {
     CU_pSuite s = CU_add_suite("handover", NULL, NULL);
@@ -716,4 +1591,10 @@ CUS_SUITE(handover)
     CU_add_test(s, "message headers decoded", test_msginfo);
     CU_add_test(s, "Sieve redirects", test_sieve);
     CU_add_test(s, "journal: a torn last line", test_journal);
+    CU_add_test(s, "plan changes nothing; apply hands everything over", test_cli_plan_apply);
+    CU_add_test(s, "every bad input: a clear error, its exit status", test_cli_bad_input);
+    CU_add_test(s, "killed at each step, run again: the same result", test_cli_resume);
+    CU_add_test(s, "forwarding audit: found, disabled, backups", test_cli_forwards);
+    CU_add_test(s, "notices once each, split successors, package", test_cli_notices_split_package);
+    CU_add_test(s, "disk full mid-copy, then finished", test_cli_disk_full);
 }
