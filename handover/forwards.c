@@ -508,6 +508,11 @@ static int sieve_file_scan(struct dir *d, const char *path, const char *owner,
     return 0;
 }
 
+static gint strptr_cmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* A Sieve template: a file, or a directory of *.sieve files. */
 static int sieve_scan(struct dir *d, const char *path, const char *owner, GHashTable *seen,
                       GPtrArray *out, char **error_r)
@@ -529,7 +534,7 @@ static int sieve_scan(struct dir *d, const char *path, const char *owner, GHashT
             if (g_str_has_suffix(n, ".sieve") && n[0] != '.')
                 g_ptr_array_add(names, g_build_filename(path, n, NULL));
         g_dir_close(dh);
-        g_ptr_array_sort(names, (GCompareFunc)(void *)g_strcmp0);
+        g_ptr_array_sort(names, strptr_cmp);
         for (guint i = 0; i < names->len && ret == 0; i++)
             ret = sieve_scan(d, names->pdata[i], owner, seen, out, error_r);
         g_ptr_array_free(names, TRUE);

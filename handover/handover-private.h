@@ -166,6 +166,8 @@ char *hov_audit_args(const char *verb, const struct hov_opts *o, const char *id)
 
 /* ---- shared helpers -------------------------------------------------------------------- */
 
+/* Compare two elements of a GPtrArray of strings (for g_ptr_array_sort). */
+gint hov_strptr_cmp(gconstpointer a, gconstpointer b);
 /* The local part of an address (g_free). */
 char *hov_local_part(const char *addr);
 /* YYYY-MM-DD of unix time t (UTC), into buf (>= 11 bytes). */

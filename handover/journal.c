@@ -190,6 +190,11 @@ void hov_crash_point(const char *name)
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
+gint hov_strptr_cmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 char *hov_local_part(const char *addr)
 {
     const char *at = strrchr(addr, '@');

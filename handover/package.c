@@ -125,7 +125,7 @@ int hov_package(const struct cfg *cfg, struct hov_plan *p, const char *path, int
             g_ptr_array_add(names, g_strdup(n));
         if (d != NULL)
             g_dir_close(d);
-        g_ptr_array_sort(names, (GCompareFunc)(void *)g_strcmp0);
+        g_ptr_array_sort(names, hov_strptr_cmp);
         for (guint i = 0; i < names->len && rr == 0; i++) {
             char *f = g_build_filename(bdir, names->pdata[i], NULL);
             char *m = g_strconcat("backups/", (char *)names->pdata[i], NULL);

@@ -552,7 +552,7 @@ JsonNode *hov_crm_rows(GPtrArray *customers, struct hov_survey *s, const char *l
             if (!dup)
                 g_ptr_array_add(addrs, g_strdup(ct->addr));
         }
-        g_ptr_array_sort(addrs, (GCompareFunc)(void *)g_strcmp0);
+        g_ptr_array_sort(addrs, hov_strptr_cmp);
         if (addrs->len == 0)
             g_ptr_array_add(addrs, g_strdup(""));
         for (guint k = 0; k < addrs->len; k++) {

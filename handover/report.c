@@ -493,7 +493,7 @@ int hov_status(const struct cfg *cfg, const char *id, GString *out, char **error
             g_ptr_array_add(ids, g_strdup(n));
         if (d != NULL)
             g_dir_close(d);
-        g_ptr_array_sort(ids, (GCompareFunc)(void *)g_strcmp0);
+        g_ptr_array_sort(ids, hov_strptr_cmp);
         if (ids->len == 0)
             g_string_append_printf(out, "no plans in %s\n", plans);
     }

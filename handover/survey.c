@@ -662,7 +662,7 @@ JsonNode *hov_survey_analysis(struct hov_survey *s)
     while (g_hash_table_iter_next(&it, &k, &v))
         if (!g_hash_table_contains(listed, k))
             g_ptr_array_add(names, k);
-    g_ptr_array_sort(names, (GCompareFunc)(void *)g_strcmp0);
+    g_ptr_array_sort(names, hov_strptr_cmp);
     for (guint i = 0; i < names->len; i++) {
         struct dir_customer *cu = NULL;
         char *owner = NULL;

@@ -20,6 +20,7 @@
 #include "custos/handover-forwards.h"
 #include "custos/handover-maildir.h"
 #include "custos/msg.h"
+#include "dovecot.h"
 #include <sqlite3.h>
 #include "../handover/handover-private.h"
 
@@ -1571,6 +1572,236 @@ static void test_cli_disk_full(void)
     fx_free(&f);
 }
 
+/* ---- end to end: a private Dovecot, read over IMAP ------------------------------------ */
+
+/* "TIME FLAG FLAG..." of every message of a leaver's folder as the
+ * successor should see it: one per content (the first by name), the
+ * file's mtime, its flags as IMAP flags (keywords named by the folder's
+ * dovecot-keywords), none for new/. Sorted. */
+static GPtrArray *expected_view(struct fx *f, const char *storage)
+{
+    char *dir = *storage ? g_strconcat(f->leaver, "/.", storage, NULL) : g_strdup(f->leaver);
+    char *kwf = g_build_filename(dir, "dovecot-keywords", NULL), *kwt = read_text(kwf);
+    char **kwl = g_strsplit(kwt, "\n", -1);
+    GPtrArray *files = NULL, *out = g_ptr_array_new_with_free_func(g_free);
+    GHashTable *seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+    CU_ASSERT_EQUAL(hov_maildir_messages(dir, &files, NULL, NULL), 0);
+    for (guint i = 0; files != NULL && i < files->len; i++) {
+        const struct hov_mfile *m = files->pdata[i];
+        char *p = g_build_filename(dir, m->in_new ? "new" : "cur", m->name, NULL), *data = NULL;
+        gsize len;
+        struct stat st;
+        GPtrArray *fl = g_ptr_array_new_with_free_func(g_free);
+        char *h, *line;
+
+        CU_ASSERT_FATAL(g_file_get_contents(p, &data, &len, NULL) && stat(p, &st) == 0);
+        h = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (guchar *)data, len);
+        g_free(data);
+        g_free(p);
+        if (g_hash_table_contains(seen, h)) {
+            g_free(h);
+            g_ptr_array_free(fl, TRUE);
+            continue;
+        }
+        g_hash_table_add(seen, h);
+        for (const char *c = m->flags; *c != '\0'; c++) {
+            switch (*c) {
+            case 'S': g_ptr_array_add(fl, g_strdup("\\Seen")); break;
+            case 'R': g_ptr_array_add(fl, g_strdup("\\Answered")); break;
+            case 'F': g_ptr_array_add(fl, g_strdup("\\Flagged")); break;
+            case 'T': g_ptr_array_add(fl, g_strdup("\\Deleted")); break;
+            case 'D': g_ptr_array_add(fl, g_strdup("\\Draft")); break;
+            default:
+                if (*c >= 'a' && *c <= 'z')
+                    for (int k = 0; kwl[k] != NULL; k++)
+                        if (atoi(kwl[k]) == *c - 'a' && strchr(kwl[k], ' ') != NULL)
+                            g_ptr_array_add(fl, g_strdup(strchr(kwl[k], ' ') + 1));
+            }
+        }
+        g_ptr_array_sort(fl, hov_strptr_cmp);
+        g_ptr_array_add(fl, NULL);
+        line = g_strjoinv(" ", (char **)fl->pdata);
+        g_ptr_array_add(out, g_strdup_printf("%lld %s", (long long)st.st_mtime, line));
+        g_free(line);
+        g_ptr_array_free(fl, TRUE);
+    }
+    g_ptr_array_sort(out, hov_strptr_cmp);
+    if (files != NULL)
+        g_ptr_array_free(files, TRUE);
+    g_hash_table_destroy(seen);
+    g_strfreev(kwl);
+    g_free(kwt);
+    g_free(kwf);
+    g_free(dir);
+    return out;
+}
+
+/* The same from "* N FETCH (FLAGS (...) INTERNALDATE "...")" lines. */
+static GPtrArray *imap_view(const char *fetch)
+{
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    char **lines = g_strsplit(fetch != NULL ? fetch : "", "\n", -1);
+
+    for (int i = 0; lines[i] != NULL; i++) {
+        const char *fs = strstr(lines[i], "FLAGS ("), *ds = strstr(lines[i], "INTERNALDATE \"");
+        char *flags, **fv, *line;
+        GPtrArray *fl = g_ptr_array_new_with_free_func(g_free);
+
+        if (fs == NULL || ds == NULL) {
+            g_ptr_array_free(fl, TRUE);
+            continue;
+        }
+        flags = g_strndup(fs + 7, (gsize)(strchr(fs + 7, ')') - fs - 7));
+        fv = g_strsplit(flags, " ", -1);
+        for (int k = 0; fv[k] != NULL; k++)
+            if (*fv[k] != '\0' && strcmp(fv[k], "\\Recent") != 0)
+                g_ptr_array_add(fl, g_strdup(fv[k]));
+        g_ptr_array_sort(fl, hov_strptr_cmp);
+        g_ptr_array_add(fl, NULL);
+        line = g_strjoinv(" ", (char **)fl->pdata);
+        g_ptr_array_add(out, g_strdup_printf("%lld %s", (long long)dvc_internaldate(ds + 14),
+                                             line));
+        g_free(line);
+        g_strfreev(fv);
+        g_free(flags);
+        g_ptr_array_free(fl, TRUE);
+    }
+    g_strfreev(lines);
+    g_ptr_array_sort(out, hov_strptr_cmp);
+    return out;
+}
+
+static void test_dovecot_e2e(void)
+{
+    static const struct dvc_user users[] = {
+        { "li.na@corp.example", "successor-pw", 5000, 5000 },
+        { "wang.wei@corp.example", "leaver-pw", 5001, 5001 },
+    };
+    static const struct {
+        const char *storage;        /* in the leaver's Maildir */
+        const char *imap;           /* the successor's folder over IMAP (modified UTF-7) */
+    } folders[] = {
+        { "", "Handover/wang.wei/INBOX" },
+        { "Sent", "Handover/wang.wei/Sent" },
+        { "&W6JiNw-.&Zg6P3A-", "Handover/wang.wei/&W6JiNw-/&Zg6P3A-" },
+        { "A&-B, Partners", "Handover/wang.wei/A&-B, Partners" },
+        { "v1\\2e0", "Handover/wang.wei/v1.0" },
+        { "Trash", "Handover/wang.wei/Trash" },
+    };
+    struct fx f;
+    struct dvc d;
+    char *why = NULL, *id, *dir, *mail, *out = NULL, *err = NULL;
+
+    if (!dvc_usable(&why)) {
+        fprintf(stderr, "\n  skipped: %s", why);
+        g_free(why);
+        return;
+    }
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    id = fx_plan(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, NULL), 0);
+    dir = g_build_filename(f.dir, "dovecot", NULL);
+    mail = g_strdup_printf("%s/vmail/%%d/%%n/Maildir", f.dir);
+    /* Dovecot's auth and the users' imap processes walk through it */
+    CU_ASSERT_EQUAL(chmod(f.dir, 0711), 0);
+    if (dvc_start(&d, dir, mail, users, G_N_ELEMENTS(users), &err) < 0) {
+        fprintf(stderr, "\n%s\n", err);
+        CU_FAIL("dovecot did not start");
+        g_free(err);
+        dvc_stop(&d);
+        goto out;
+    }
+    /* every folder, one level per name: the leaver's dot is no level */
+    if (dvc_imap(&d, &users[0], NULL, "LIST \"\" \"*\"", &out, &err) < 0) {
+        char *log = read_text(d.log);
+        fprintf(stderr, "\n%s\n%s\n", err, log);
+        g_free(log);
+        CU_FAIL("IMAP LIST");
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(folders); i++) {
+        char *l1 = g_strdup_printf("\"/\" %s\r\n", folders[i].imap);
+        char *l2 = g_strdup_printf("\"/\" \"%s\"\r\n", folders[i].imap);
+        if (out == NULL || (strstr(out, l1) == NULL && strstr(out, l2) == NULL))
+            fprintf(stderr, "\nLIST lacks %s:\n%s", folders[i].imap, out);
+        CU_ASSERT(out != NULL && (strstr(out, l1) != NULL || strstr(out, l2) != NULL));
+        g_free(l1);
+        g_free(l2);
+    }
+    CU_ASSERT(out != NULL && strstr(out, "\"/\" Handover/wang.wei/Recovered\r\n") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "Handover/wang/") == NULL);
+    g_free(out);
+    out = NULL;
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], NULL, "LSUB \"\" \"*\"", &out, &err), 0);
+    CU_ASSERT(out != NULL && strstr(out, "Handover/wang.wei/&W6JiNw-/&Zg6P3A-") != NULL &&
+              strstr(out, "Handover/wang.wei/Recovered") != NULL &&
+              strstr(out, "\"/\" Archive") != NULL);
+    g_free(out);
+    out = NULL;
+    /* counts, flags and dates, folder by folder */
+    for (size_t i = 0; i < G_N_ELEMENTS(folders); i++) {
+        char *cmd = g_strdup_printf("STATUS \"%s\" (MESSAGES)", folders[i].imap);
+        char *want = g_strdup_printf("(MESSAGES %d)", source_unique(&f, folders[i].storage));
+        GPtrArray *ev, *iv;
+
+        CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], NULL, cmd, &out, &err), 0);
+        if (out == NULL || strstr(out, want) == NULL)
+            fprintf(stderr, "\n%s: %s, want %s\n", cmd, out, want);
+        CU_ASSERT(out != NULL && strstr(out, want) != NULL);
+        g_free(out);
+        out = NULL;
+        g_free(cmd);
+        g_free(want);
+        if (source_unique(&f, folders[i].storage) == 0)
+            continue;
+        CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], folders[i].imap,
+                                 "FETCH 1:* (FLAGS INTERNALDATE)", &out, &err), 0);
+        ev = expected_view(&f, folders[i].storage);
+        iv = imap_view(out);
+        CU_ASSERT_EQUAL(iv->len, ev->len);
+        for (guint k = 0; k < MIN(iv->len, ev->len); k++) {
+            if (strcmp(iv->pdata[k], ev->pdata[k]) != 0)
+                fprintf(stderr, "\n%s: IMAP [%s], want [%s]", folders[i].imap,
+                        (char *)iv->pdata[k], (char *)ev->pdata[k]);
+            CU_ASSERT_STRING_EQUAL(iv->pdata[k], ev->pdata[k]);
+        }
+        g_ptr_array_free(ev, TRUE);
+        g_ptr_array_free(iv, TRUE);
+        g_free(out);
+        out = NULL;
+    }
+    /* the recovered mail: what the leaver deleted, as archived */
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], NULL,
+                             "STATUS \"Handover/wang.wei/Recovered\" (MESSAGES)", &out, &err), 0);
+    CU_ASSERT(out != NULL && strstr(out, "(MESSAGES 3)") != NULL);
+    g_free(out);
+    out = NULL;
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], "Handover/wang.wei/Recovered",
+                             "SEARCH SUBJECT \"Invoice 2026-118\"", &out, &err), 0);
+    CU_ASSERT(out != NULL && g_regex_match_simple("^\\* SEARCH \\d+ \\d+\\r?$", out,
+                                                  G_REGEX_MULTILINE, 0));
+    g_free(out);
+    out = NULL;
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], "Handover/wang.wei/Recovered",
+                             "FETCH 1:* (INTERNALDATE BODY.PEEK[HEADER.FIELDS (DATE)])", &out,
+                             &err), 0);
+    CU_ASSERT(out != NULL && strstr(out, "INTERNALDATE \"22-Mar-2026") != NULL);   /* 备份 */
+    g_free(out);
+    out = NULL;
+    /* the successor's own mail is untouched */
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], NULL, "STATUS INBOX (MESSAGES)", &out, &err), 0);
+    CU_ASSERT(out != NULL && strstr(out, "(MESSAGES 1)") != NULL);
+    g_free(out);
+    out = NULL;
+    dvc_stop(&d);
+out:
+    g_free(err);
+    g_free(dir);
+    g_free(mail);
+    g_free(id);
+    fx_free(&f);
+}
+
 CUS_SUITE(handover)
 {
     CU_pSuite s = CU_add_suite("handover", NULL, NULL);
@@ -1597,4 +1828,6 @@ CUS_SUITE(handover)
     CU_add_test(s, "forwarding audit: found, disabled, backups", test_cli_forwards);
     CU_add_test(s, "notices once each, split successors, package", test_cli_notices_split_package);
     CU_add_test(s, "disk full mid-copy, then finished", test_cli_disk_full);
+    CU_add_test(s, "end to end: a private Dovecot shows the successor everything",
+                test_dovecot_e2e);
 }
