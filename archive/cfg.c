@@ -95,6 +95,7 @@ static const struct cfg_opt cfg_opts[] = {
     { "handover", "forward_file", CT_STR, "~/.forward", 0, 0, O(hov_forward) },
     { "handover", "sieve", CT_STR, "/var/vmail/%d/%n/.dovecot.sieve, /var/vmail/%d/%n/sieve",
       0, 0, O(hov_sieve) },
+    { "handover", "sync", CT_BOOL, "true", 0, 0, O(hov_sync) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };

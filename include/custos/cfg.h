@@ -106,6 +106,8 @@ struct cfg {
     char *hov_forward;          /* forward_file: template, ~/ = the user's home */
     char *hov_sieve;            /* sieve: Sieve script files or directories
                                  * (templates), comma-separated */
+    int hov_sync;               /* sync: the copy made durable (syncfs) before
+                                 * the handover is recorded as done */
 
     /* [log] */
     int log_level;              /* level */
