@@ -202,11 +202,15 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
 
+# The archive's tools on real sample mail, then the gateway: a private
+# Postfix on 127.0.0.1 with custos-milter and ingest.
 demo: all corpus
 	sh tests/demo.sh $(BUILD) $(CORPUS)
+	sh tests/milter/demo.sh $(BUILD)
 
 bench: all corpus
 	sh bench/run.sh $(BUILD) $(CORPUS)
+	sh bench/milter.sh $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \

@@ -2,6 +2,7 @@
  * log.c - the one logging layer: stderr or syslog, printf-checked
  */
 #include <errno.h>
+#include <glib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,10 +50,18 @@ static void log_v(enum log_level lvl, const char *fmt, va_list ap)
         vsyslog(prio[lvl], fmt, ap);
         return;
     }
-    fprintf(stderr, "%s: %s", log_ident, tag[lvl]);
-    errno = saved;
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    {
+        /* One write per line: lines of different threads never mix. */
+        char *msg, *line;
+
+        errno = saved;
+        msg = g_strdup_vprintf(fmt, ap);
+        line = g_strdup_printf("%s: %s%s\n", log_ident, tag[lvl], msg);
+        fputs(line, stderr);
+        fflush(stderr);
+        g_free(line);
+        g_free(msg);
+    }
 }
 
 #define LOG_FN(fn, lvl) \
