@@ -745,6 +745,45 @@ out:
     return ret;
 }
 
+int idx_search_brief(struct idx *idx, const char *query, idx_brief_cb *cb, void *ctx,
+                     char **error_r)
+{
+    struct qry *q = NULL;
+    sqlite3_stmt *st = NULL;
+    struct idx_brief b;
+    char *sql;
+    int rc, ret = -1;
+
+    if (qry_compile(query, &q, error_r) < 0)
+        return -1;
+    sql = g_strdup_printf("SELECT m.id, m.date, m.sha256, m.message_id FROM messages m"
+                          " WHERE %s ORDER BY m.date DESC, m.id DESC", q->where->str);
+    if (sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        cus_error(error_r, "%s: search: %s", idx->path, sqlite3_errmsg(idx->db));
+        goto out;
+    }
+    qry_bind(q, st, 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        b.id = sqlite3_column_int64(st, 0);
+        b.date = sqlite3_column_int64(st, 1);
+        b.sha256 = sqlite3_column_bytes(st, 2) == CUS_SHA256_LEN ? sqlite3_column_blob(st, 2)
+                                                                 : NULL;
+        b.message_id = (const char *)sqlite3_column_text(st, 3);
+        if (cb(ctx, &b) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        cus_error(error_r, "%s: search: %s", idx->path, sqlite3_errmsg(idx->db));
+        goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_finalize(st);
+    g_free(sql);
+    qry_free(&q);
+    return ret;
+}
+
 int idx_stats(struct idx *idx, struct idx_stats *s, char **error_r)
 {
     static const char sql[] =

@@ -164,6 +164,19 @@ int idx_search(struct idx *idx, const char *query, gint64 limit,
                gint64 offset, gint64 *total_r, idx_hit_cb *cb, void *ctx,
                char **error_r);
 
+/* Search for many: each match's id, date, SHA-256 (raw, 32 bytes) and
+ * Message-ID only, without the address and attachment lists idx_search
+ * fills in (three more statements per hit); newest first. cb's strings are
+ * borrowed. */
+struct idx_brief {
+    gint64 id, date;
+    const unsigned char *sha256;       /* NULL if the row has none */
+    const char *message_id;
+};
+typedef int idx_brief_cb(void *ctx, const struct idx_brief *b);
+int idx_search_brief(struct idx *idx, const char *query, idx_brief_cb *cb, void *ctx,
+                     char **error_r);
+
 struct idx_stats {
     gint64 messages, deliveries, rcpts;
     gint64 raw_bytes;       /* sum of raw sizes of distinct messages */
