@@ -2,13 +2,13 @@
  * apply.c - doing a plan, step by step, so that a second run finishes the first
  *
  * The steps and what makes each safe to run again are in handover.h. The
- * two archive batches (depart, record) carry a marker in index.db meta,
- * "handover:ID:STEP", committed with their events: a run that died after
- * the commit but before its journal line finds the marker and does not
- * write the events again. What a step needs from an earlier one that has
- * since changed the directory (the leaver's customers, the forwardings
- * found before they were disabled) is saved in the plan directory before
- * the change.
+ * archive is changed in one batch (directory rows, the "handover" event,
+ * the hold last: see depart_hold_fn), which a later run recognises by what
+ * the archive then holds, not by the journal alone. What a step needs from
+ * an earlier one that has since changed things (the leaver's customers,
+ * the forwardings found before they were disabled) is saved in the plan
+ * directory before the change. The directory batch runs in a thread of its
+ * own while the mailbox is copied: neither needs the other.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,21 +35,22 @@ struct hov_copy {
 
 /* ---- the survey's copy callbacks -------------------------------------------------------- */
 
+/* Every run fills every folder: what an earlier run wrote whole is found
+ * (by hash and size) and not written again, what it lost (a crash, a power
+ * cut before the data reached the disk) is. So a folder's journal line is
+ * what it reports, never a reason to skip it. */
 int hov_copy_folder_begin(struct hov_copy *c, struct hov_fstat *f, int *skip_r, char **error_r)
 {
-    const struct hov_jentry *e = hov_journal_find(c->j, "folder", f->storage);
     char *kw;
     int ret;
 
     g_ptr_array_add(c->subscribe, g_strdup(f->dest));
-    if (e != NULL) {
-        *skip_r = 1;
-        return 0;
-    }
     *skip_r = 0;
     kw = g_build_filename(f->path, "dovecot-keywords", NULL);
     ret = hov_dest_open(c->ss->dst_root, f->dest, &c->ss->owner,
                         access(kw, F_OK) == 0 ? kw : NULL, &c->dest, error_r);
+    if (ret == 0)
+        hov_dest_writeback(c->dest, c->ss->cfg->hov_sync);
     g_free(kw);
     return ret;
 }
@@ -101,13 +102,26 @@ static JsonNode *fstat_json(const struct hov_fstat *f)
 
 int hov_copy_folder_end(struct hov_copy *c, struct hov_fstat *f, char **error_r)
 {
-    int ret = hov_dest_sync(c->dest, error_r);
-
     hov_dest_close(&c->dest);
-    if (ret < 0)
-        return -1;
+    if (hov_journal_find(c->j, "folder", f->storage) != NULL)
+        return 0;
     hov_crash_point("folder");
     return hov_journal_add(c->j, "folder", f->storage, fstat_json(f), error_r);
+}
+
+/* The handed-over mail on disk before the handover is recorded as done. */
+static int sync_all(const struct hov_session *ss, char **error_r)
+{
+    int fd, ret = 0;
+
+    if (!ss->cfg->hov_sync)
+        return 0;
+    fd = open(ss->dst_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) < 0 || fsync(fd) < 0)
+        ret = cus_error_errno(error_r, "syncfs(%s)", ss->dst_root);
+    if (fd >= 0)
+        close(fd);
+    return ret;
 }
 
 /* ---- depart: the directory ------------------------------------------------------------- */
@@ -117,11 +131,43 @@ struct depart {
     struct hov_session *ss;
     GPtrArray *customers;
     int already;
+    gint64 seq;                     /* the "handover" chain event */
 };
 
-static char *meta_key(const struct hov_plan *p, const char *step)
+static void kv_add(GPtrArray *kv, const char *k, const char *v)
 {
-    return g_strdup_printf("handover:%s:%s", p->id, step);
+    g_ptr_array_add(kv, g_strdup(k));
+    g_ptr_array_add(kv, g_strdup(v != NULL ? v : ""));
+}
+
+/* The "handover" chain event: who to whom, when, the plan, the customers
+ * given over, the hold; written with the directory changes (what the
+ * handover did is in the journal, the report, and the audit entry of the
+ * run, which the next writer seals into the chain). */
+static GPtrArray *handover_event(const struct depart *d)
+{
+    GPtrArray *kv = g_ptr_array_new_with_free_func(g_free);
+    char *user = audit_user(NULL), *hold = g_strdup_printf("handover-%s", d->p->id);
+
+    kv_add(kv, "plan", d->p->id);
+    kv_add(kv, "leaver", d->p->leaver);
+    kv_add(kv, "successor", d->p->successor);
+    kv_add(kv, "notice", d->p->notice);
+    kv_add(kv, "effective", d->p->effective);
+    kv_add(kv, "mailbox", d->ss->src_root);
+    kv_add(kv, "to-mailbox", d->ss->dst_root);
+    for (guint i = 0; i < d->customers->len; i++) {
+        const struct dir_customer *c = d->customers->pdata[i];
+        char *v = g_strdup_printf("%s -> %s", c->name, c->owner);
+        kv_add(kv, "customer", v);
+        g_free(v);
+    }
+    kv_add(kv, "hold", hold);
+    kv_add(kv, "user", user);
+    g_ptr_array_add(kv, NULL);
+    g_free(user);
+    g_free(hold);
+    return kv;
 }
 
 static GPtrArray *strv_dup(const GPtrArray *a)
@@ -139,54 +185,72 @@ static void employee_free(gpointer e)
     dir_employee_free(&x);
 }
 
-static int depart_fn(struct arc *arc, void *ctx, char **error_r)
+/* The directory rows the handover writes, those not already so: the
+ * leaver departed (with the successor, on the effective date), each
+ * customer with its new owner. Rows already as wanted -- written by an
+ * earlier run whose batch a writer's roll-forward took in, or by HR -- are
+ * not written again. */
+static int depart_rows(struct arc *arc, struct depart *d, GPtrArray **emps_r,
+                       GPtrArray **custs_r, char **error_r)
 {
-    struct depart *d = ctx;
     const struct dir_employee *l = d->ss->leaver;
-    char *key = meta_key(d->p, "depart"), *val = NULL;
-    GPtrArray *rows = NULL;
-    struct dir_employee *e;
-    int found, ret = -1;
+    struct dir *dr = NULL;
+    struct dir_employee *now = NULL, *e;
+    GPtrArray *emps = g_ptr_array_new_with_free_func(employee_free);
+    GPtrArray *custs = g_ptr_array_new_with_free_func(hov_customer_free);
+    int ret = -1, f;
 
-    found = idx_meta_get(arc_index(arc), key, &val, error_r);
-    if (found != 0) {
-        d->already = found > 0;
-        ret = found > 0 ? 0 : -1;
+    if (dir_open_idx(arc_index(arc), NULL, &dr, error_r) < 0)
         goto out;
+    if ((f = dir_employee_get(dr, l->address, &now, error_r)) < 0)
+        goto out;
+    if (f == 0 || now->status != DIR_DEPARTED || strcmp(now->departed, d->p->effective) != 0 ||
+        strcmp(now->successor, d->p->successor) != 0) {
+        e = dir_employee_new();
+        g_free(e->address);
+        g_free(e->name);
+        g_free(e->department);
+        g_free(e->departed);
+        g_free(e->successor);
+        g_free(e->manager);
+        g_free(e->mobile);
+        g_ptr_array_free(e->personal, TRUE);
+        e->address = g_strdup(l->address);
+        e->name = g_strdup(l->name);
+        e->department = g_strdup(l->department);
+        e->status = DIR_DEPARTED;
+        e->departed = g_strdup(d->p->effective);
+        e->successor = g_strdup(d->p->successor);
+        e->manager = g_strdup(l->manager);
+        e->mobile = g_strdup(l->mobile);
+        e->personal = strv_dup(l->personal);
+        g_ptr_array_add(emps, e);
     }
-    e = dir_employee_new();
-    g_free(e->address);
-    g_free(e->name);
-    g_free(e->department);
-    g_free(e->departed);
-    g_free(e->successor);
-    g_free(e->manager);
-    g_free(e->mobile);
-    g_ptr_array_free(e->personal, TRUE);
-    e->address = g_strdup(l->address);
-    e->name = g_strdup(l->name);
-    e->department = g_strdup(l->department);
-    e->status = DIR_DEPARTED;
-    e->departed = g_strdup(d->p->effective);
-    e->successor = g_strdup(d->p->successor);
-    e->manager = g_strdup(l->manager);
-    e->mobile = g_strdup(l->mobile);
-    e->personal = strv_dup(l->personal);
-    rows = g_ptr_array_new_with_free_func(employee_free);
-    g_ptr_array_add(rows, e);
-    if (dir_change(arc, DIR_EMPLOYEES, "handover", NULL, NULL, rows, error_r) < 0)
-        goto out;
-    if (d->customers->len > 0 &&
-        dir_change(arc, DIR_CUSTOMERS, "handover", NULL, NULL, d->customers, error_r) < 0)
-        goto out;
-    if (idx_meta_set(arc_index(arc), key, "done", error_r) < 0 || arc_flush(arc, error_r) < 0)
-        goto out;
+    for (guint i = 0; i < d->customers->len; i++) {
+        const struct dir_customer *want = d->customers->pdata[i];
+        struct dir_customer *c = NULL;
+
+        if ((f = dir_customer_by_name(dr, want->name, &c, error_r)) < 0)
+            goto out;
+        if (f > 0 && strcmp(c->owner, want->owner) != 0) {
+            g_free(c->owner);
+            c->owner = g_strdup(want->owner);
+            g_ptr_array_add(custs, c);
+        } else if (c != NULL) {
+            dir_customer_free(&c);
+        }
+    }
+    *emps_r = emps;
+    *custs_r = custs;
+    emps = custs = NULL;
     ret = 0;
 out:
-    if (rows != NULL)
-        g_ptr_array_free(rows, TRUE);
-    g_free(val);
-    g_free(key);
+    dir_employee_free(&now);
+    dir_close(&dr);
+    if (emps != NULL)
+        g_ptr_array_free(emps, TRUE);
+    if (custs != NULL)
+        g_ptr_array_free(custs, TRUE);
     return ret;
 }
 
@@ -253,20 +317,15 @@ out:
     return r;
 }
 
-static int step_depart(struct hov_session *ss, struct hov_plan *p, struct hov_journal *j,
-                       GPtrArray *customers, char **error_r)
+static int journal_depart(struct hov_session *ss, struct hov_plan *p, struct hov_journal *j,
+                          GPtrArray *customers, gint64 seq, char **error_r)
 {
-    struct depart d = { p, ss, customers, 0 };
     JsonObject *o;
     JsonArray *ca;
     JsonNode *n;
 
-    if (hov_journal_find(j, "depart", "") != NULL)
-        return HOV_OK;
-    if (hov_with_writer(ss->cfg, depart_fn, &d, error_r) < 0)
-        return HOV_ERROR;
-    hov_crash_point("depart");
     o = json_object_new();
+    json_object_set_int_member(o, "seq", seq);
     json_object_set_string_member(o, "leaver", ss->leaver->address);
     json_object_set_string_member(o, "status_before", dir_status_name(ss->leaver->status));
     json_object_set_string_member(o, "status", "departed");
@@ -295,70 +354,157 @@ struct holdx {
     struct hov_plan *p;
     const char *leaver;
     char *name;
-    gint64 seq;
+    gint64 seq;                     /* the hold's chain entry */
+    gint64 event_seq;               /* the handover event's */
+    gint64 matches;                 /* messages the hold covers now */
 };
 
 static int hold_find(void *ctx, const struct hold *h)
 {
     struct holdx *x = ctx;
+    const char *e;
 
-    if (h->released == 0 && strcmp(h->name, x->name) == 0)
+    if (h->released == 0 && strcmp(h->name, x->name) == 0) {
         x->seq = h->seq;
+        /* the note names the handover's chain entry */
+        if ((e = strstr(h->note, "chain entry ")) != NULL)
+            x->event_seq = g_ascii_strtoll(e + 12, NULL, 10);
+    }
     return 0;
 }
 
-static int hold_fn(struct arc *arc, void *ctx, char **error_r)
+static int journal_hold(struct hov_session *ss, struct hov_journal *j, struct holdx *xp,
+                        char **error_r)
 {
-    struct holdx *x = ctx;
-    char *q, *note;
-    int r;
-
-    if (hold_list(arc_index(arc), hold_find, x, error_r) < 0)
-        return -1;
-    if (x->seq > 0)
-        return 0;                   /* placed by an earlier run */
-    q = g_strdup_printf("participant:\"%s\"", x->leaver);
-    note = g_strdup_printf("custos-handover plan %s: the leaver's archived mail", x->p->id);
-    r = hold_add(arc, x->name, q, note, &x->seq, error_r);
-    g_free(q);
-    g_free(note);
-    return r == HOLD_OK ? 0 : -1;
-}
-
-static int step_hold(struct hov_session *ss, struct hov_plan *p, struct hov_journal *j,
-                     char **error_r)
-{
-    struct holdx x = { p, ss->leaver->address, NULL, 0 };
+    struct holdx x = *xp;
     JsonObject *o;
     JsonNode *n;
-    gint64 matches = -1;
-    int ret;
 
-    if (hov_journal_find(j, "hold", "") != NULL)
-        return HOV_OK;
-    x.name = g_strdup_printf("handover-%s", p->id);
-    ret = hov_with_writer(ss->cfg, hold_fn, &x, error_r);
-    if (ret < 0) {
-        g_free(x.name);
-        return HOV_ERROR;
-    }
-    hov_crash_point("hold");
     o = json_object_new();
     json_object_set_string_member(o, "name", x.name);
     {
         char *q = g_strdup_printf("participant:\"%s\"", ss->leaver->address);
         json_object_set_string_member(o, "query", q);
-        if (hold_matches(arc_index(ss->arc), q, &matches, NULL) < 0)
-            matches = -1;
         g_free(q);
     }
     json_object_set_int_member(o, "seq", x.seq);
-    json_object_set_int_member(o, "matches", matches);
+    json_object_set_int_member(o, "matches", x.matches);
     n = json_node_alloc();
     json_node_init_object(n, o);
     json_object_unref(o);
-    g_free(x.name);
     return hov_journal_add(j, "hold", "", n, error_r) < 0 ? HOV_ERROR : HOV_OK;
+}
+
+struct dh {
+    struct depart *d;
+    struct holdx *x;
+};
+
+/*
+ * depart and hold: one batch of one session of the writer (opening one
+ * scans the archive's open segment: once is enough). The directory rows,
+ * the "handover" event, then the hold, whose hold_add() commits the batch.
+ * Each is a group of its own in the store; a run killed before the commit
+ * leaves a prefix of them, which the next writer's roll-forward takes in.
+ * So the next run looks at what is there: the hold (last) there means all
+ * is done; else rows already as wanted are not written again. (The one
+ * thing that can be written twice: the handover event, if a run dies in
+ * the microseconds between its record and the hold's.)
+ */
+static int depart_hold_fn(struct arc *arc, void *ctx, char **error_r)
+{
+    struct dh *dh = ctx;
+    struct depart *d = dh->d;
+    struct holdx *x = dh->x;
+    GPtrArray *emps = NULL, *custs = NULL, *kv = NULL;
+    char *q = g_strdup_printf("participant:\"%s\"", x->leaver), *note = NULL;
+    int ret = -1, r;
+
+    if (hold_list(arc_index(arc), hold_find, x, error_r) < 0)
+        goto out;
+    if (x->seq > 0) {                   /* all of it committed by an earlier run */
+        d->seq = x->event_seq;
+        d->already = 1;
+        ret = 0;
+        goto matches;
+    }
+    if (depart_rows(arc, d, &emps, &custs, error_r) < 0)
+        goto out;
+    if (emps->len > 0 && dir_change(arc, DIR_EMPLOYEES, "handover", NULL, NULL, emps,
+                                    error_r) < 0)
+        goto out;
+    if (custs->len > 0 && dir_change(arc, DIR_CUSTOMERS, "handover", NULL, NULL, custs,
+                                     error_r) < 0)
+        goto out;
+    hov_crash_point("depart-rows");     /* rows in the store, not committed */
+    kv = handover_event(d);
+    if (arc_event(arc, "handover", 0, (const char *const *)kv->pdata, &d->seq, error_r) < 0)
+        goto out;
+    note = g_strdup_printf("custos-handover plan %s (chain entry %" G_GINT64_FORMAT
+                           "): the leaver's archived mail", d->p->id, d->seq);
+    r = hold_add(arc, x->name, q, note, &x->seq, error_r);
+    if (r != HOLD_OK)
+        goto out;
+    x->event_seq = d->seq;
+    ret = 0;
+matches:
+    if (hold_matches(arc_index(arc), q, &x->matches, NULL) < 0)
+        x->matches = -1;
+out:
+    if (emps != NULL)
+        g_ptr_array_free(emps, TRUE);
+    if (custs != NULL)
+        g_ptr_array_free(custs, TRUE);
+    if (kv != NULL)
+        g_ptr_array_free(kv, TRUE);
+    g_free(note);
+    g_free(q);
+    return ret;
+}
+
+static int step_depart_hold(struct hov_session *ss, struct hov_plan *p, struct hov_journal *j,
+                            GPtrArray *customers, char **error_r)
+{
+    struct depart d = { p, ss, customers, 0, 0 };
+    struct holdx x = { p, ss->leaver->address, NULL, 0, 0, -1 };
+    struct dh dh = { &d, &x };
+    int ret = HOV_OK;
+
+    if (hov_journal_find(j, "depart", "") != NULL && hov_journal_find(j, "hold", "") != NULL)
+        return HOV_OK;
+    x.name = g_strdup_printf("handover-%s", p->id);
+    if (hov_with_writer(ss->cfg, depart_hold_fn, &dh, error_r) < 0) {
+        g_free(x.name);
+        return HOV_ERROR;
+    }
+    if (hov_journal_find(j, "depart", "") == NULL) {
+        hov_crash_point("depart");
+        ret = journal_depart(ss, p, j, customers, d.seq, error_r);
+    }
+    if (ret == HOV_OK && hov_journal_find(j, "hold", "") == NULL) {
+        hov_crash_point("hold");
+        ret = journal_hold(ss, j, &x, error_r);
+    }
+    g_free(x.name);
+    return ret;
+}
+
+struct depart_thread {
+    struct hov_session *ss;
+    struct hov_plan *p;
+    struct hov_journal *j;
+    GPtrArray *customers;
+    int r;
+    char *error;
+};
+
+static gpointer depart_thread(gpointer data)
+{
+    struct depart_thread *t = data;
+
+    t->r = step_depart_hold(t->ss, t->p, t->j, t->customers, &t->error);
+    hov_batch_busy(0);
+    return NULL;
 }
 
 /* ---- forwards --------------------------------------------------------------------------------- */
@@ -466,10 +612,7 @@ static int step_recovered(struct hov_session *ss, struct hov_journal *j, struct 
     f.storage = g_strdup("");
     f.path = g_strdup("");
     g_ptr_array_add(c->subscribe, g_strdup(f.dest));
-    if (hov_journal_find(j, "recovered", "") != NULL) {
-        ret = HOV_OK;
-        goto out;
-    }
+    /* like the folders: filled on every run, journalled once */
     if (hov_dest_open(ss->dst_root, f.dest, &ss->owner, NULL, &d, error_r) < 0)
         goto out;
     for (guint i = 0; i < s->recovered->len; i++) {
@@ -504,9 +647,10 @@ static int step_recovered(struct hov_session *ss, struct hov_journal *j, struct 
         f.bytes += (gint64)len;
         hov_crash_point("recovered");
     }
-    if (hov_dest_sync(d, error_r) < 0)
-        goto out;
-    ret = hov_journal_add(j, "recovered", "", fstat_json(&f), error_r) < 0 ? HOV_ERROR : HOV_OK;
+    ret = HOV_OK;
+    if (hov_journal_find(j, "recovered", "") == NULL &&
+        hov_journal_add(j, "recovered", "", fstat_json(&f), error_r) < 0)
+        ret = HOV_ERROR;
 out:
     hov_dest_close(&d);
     g_free(f.dest);
@@ -701,52 +845,6 @@ static int step_postfix_map(struct hov_plan *p, struct hov_journal *j, char **er
 
 /* ---- record ------------------------------------------------------------------------------------------- */
 
-struct recordx {
-    struct hov_plan *p;
-    GPtrArray *kv;
-    gint64 seq;
-};
-
-static int record_fn(struct arc *arc, void *ctx, char **error_r)
-{
-    struct recordx *x = ctx;
-    char *key = meta_key(x->p, "record"), *val = NULL;
-    int found, ret = -1;
-
-    found = idx_meta_get(arc_index(arc), key, &val, error_r);
-    if (found != 0) {
-        if (found > 0)
-            x->seq = g_ascii_strtoll(val, NULL, 10);
-        ret = found > 0 ? 0 : -1;
-        goto out;
-    }
-    if (arc_event(arc, "handover", 0, (const char *const *)x->kv->pdata, &x->seq, error_r) < 0)
-        goto out;
-    {
-        char buf[24];
-        g_snprintf(buf, sizeof(buf), "%" G_GINT64_FORMAT, x->seq);
-        if (idx_meta_set(arc_index(arc), key, buf, error_r) < 0)
-            goto out;
-    }
-    ret = arc_flush(arc, error_r);
-out:
-    g_free(val);
-    g_free(key);
-    return ret;
-}
-
-static void kv_add(GPtrArray *kv, const char *k, const char *v)
-{
-    g_ptr_array_add(kv, g_strdup(k));
-    g_ptr_array_add(kv, g_strdup(v != NULL ? v : ""));
-}
-
-static void kv_int(GPtrArray *kv, const char *k, gint64 v)
-{
-    g_ptr_array_add(kv, g_strdup(k));
-    g_ptr_array_add(kv, g_strdup_printf("%" G_GINT64_FORMAT, v));
-}
-
 static gint64 jint(const struct hov_journal *j, const char *step, const char *member)
 {
     gint64 sum = 0;
@@ -769,56 +867,34 @@ static gint64 jcount(const struct hov_journal *j, const char *step)
     return n;
 }
 
-static int step_record(struct hov_session *ss, struct hov_plan *p, struct hov_journal *j,
-                       GPtrArray *customers, char **error_r)
+/* What was handed over, in one line (the audit entry's detail). */
+static char *summary(const struct hov_plan *p, const struct hov_journal *j)
 {
-    struct recordx x = { p, g_ptr_array_new_with_free_func(g_free), 0 };
-    const struct hov_jentry *fe = hov_journal_find(j, "forwards", "");
+    return g_strdup_printf("plan %s: %s to %s: %" G_GINT64_FORMAT " folders, %" G_GINT64_FORMAT
+                           " messages, %" G_GINT64_FORMAT " recovered, %" G_GINT64_FORMAT
+                           " contacts", p->id, p->leaver, p->successor, jcount(j, "folder"),
+                           jint(j, "folder", "unique"), jint(j, "recovered", "unique"),
+                           jint(j, "contacts", "contacts"));
+}
+
+static int step_record(struct hov_plan *p, struct hov_journal *j, char **error_r)
+{
+    const struct hov_jentry *de = hov_journal_find(j, "depart", "");
     JsonObject *o;
     JsonNode *n;
-    char *user = audit_user(NULL);
-    int ret;
+    char *sum;
 
-    if (hov_journal_find(j, "record", "") != NULL) {
-        g_ptr_array_free(x.kv, TRUE);
-        g_free(user);
+    if (hov_journal_find(j, "record", "") != NULL)
         return HOV_OK;
-    }
-    kv_add(x.kv, "plan", p->id);
-    kv_add(x.kv, "leaver", p->leaver);
-    kv_add(x.kv, "successor", p->successor);
-    kv_add(x.kv, "notice", p->notice);
-    kv_add(x.kv, "effective", p->effective);
-    kv_int(x.kv, "folders", jcount(j, "folder"));
-    kv_int(x.kv, "messages", jint(j, "folder", "unique"));
-    kv_int(x.kv, "recovered", jint(j, "recovered", "unique"));
-    kv_int(x.kv, "contacts", jint(j, "contacts", "contacts"));
-    for (guint i = 0; i < customers->len; i++) {
-        const struct dir_customer *c = customers->pdata[i];
-        char *v = g_strdup_printf("%s -> %s", c->name, c->owner);
-        kv_add(x.kv, "customer", v);
-        g_free(v);
-    }
-    {
-        char *h = g_strdup_printf("handover-%s", p->id);
-        kv_add(x.kv, "hold", h);
-        g_free(h);
-    }
-    kv_int(x.kv, "forwards-disabled",
-           fe != NULL && JSON_NODE_HOLDS_OBJECT(fe->data)
-               ? (gint64)json_array_get_length(
-                     json_object_get_array_member(json_node_get_object(fe->data), "changes"))
-               : 0);
-    kv_add(x.kv, "user", user);
-    g_ptr_array_add(x.kv, NULL);
-    ret = hov_with_writer(ss->cfg, record_fn, &x, error_r);
-    g_ptr_array_free(x.kv, TRUE);
-    g_free(user);
-    if (ret < 0)
-        return HOV_ERROR;
     hov_crash_point("record");
+    sum = summary(p, j);
     o = json_object_new();
-    json_object_set_int_member(o, "seq", x.seq);
+    json_object_set_int_member(o, "seq", de != NULL && JSON_NODE_HOLDS_OBJECT(de->data)
+                                             ? json_object_get_int_member_with_default(
+                                                   json_node_get_object(de->data), "seq", 0)
+                                             : 0);
+    json_object_set_string_member(o, "summary", sum);
+    g_free(sum);
     n = json_node_alloc();
     json_node_init_object(n, o);
     json_object_unref(o);
@@ -856,6 +932,9 @@ int hov_apply(const struct cfg *cfg, struct hov_plan *p, const struct hov_opts *
     struct hov_copy c = { 0 };
     GPtrArray *customers = NULL;
     gint64 now = o->now > 0 ? o->now : (gint64)time(NULL);
+    double t0 = cus_now();
+    struct depart_thread dt = { 0 };
+    GThread *dthread = NULL;
     char today[16], *args = NULL;
     int lock = -1, r, opened = 0;
 
@@ -908,10 +987,19 @@ int hov_apply(const struct cfg *cfg, struct hov_plan *p, const struct hov_opts *
     }
     if ((r = customers_get(&ss, p, &customers, error_r)) != HOV_OK)
         goto out;
-    if ((r = step_depart(&ss, p, j, customers, error_r)) != HOV_OK ||
-        (r = step_hold(&ss, p, j, error_r)) != HOV_OK ||
-        (r = step_forwards(&ss, p, j, error_r)) != HOV_OK)
+    log_debug("apply %s: started %.3f s", p->id, cus_now() - t0);
+    /* The directory and the hold go to the archive's writer (whose opening
+     * reads the open segment: CPU the copy leaves idle) while the mailbox
+     * is copied; the copy does not depend on them. */
+    if ((r = step_forwards(&ss, p, j, error_r)) != HOV_OK)
         goto out;
+    log_debug("apply %s: forwardings %.3f s", p->id, cus_now() - t0);
+    dt.ss = &ss;
+    dt.p = p;
+    dt.j = j;
+    dt.customers = customers;
+    hov_batch_busy(1);
+    dthread = g_thread_new("directory", depart_thread, &dt);
     c.ss = &ss;
     c.p = p;
     c.j = j;
@@ -923,8 +1011,18 @@ int hov_apply(const struct cfg *cfg, struct hov_plan *p, const struct hov_opts *
     r = HOV_ERROR;
     if (hov_survey_run(&s, error_r) < 0)
         goto out;
+    g_thread_join(dthread);
+    dthread = NULL;
+    log_debug("apply %s: directory and hold %.3f s", p->id, cus_now() - t0);
+    if ((r = dt.r) != HOV_OK) {
+        cus_error(error_r, "%s", dt.error);
+        goto out;
+    }
+    r = HOV_ERROR;
+    log_debug("apply %s: mailbox copied, archive searched %.3f s", p->id, cus_now() - t0);
     if ((r = step_recovered(&ss, j, &s, &c, error_r)) != HOV_OK)
         goto out;
+    log_debug("apply %s: recovered %.3f s", p->id, cus_now() - t0);
     if (hov_journal_find(j, "subscribe", "") == NULL) {
         int added = 0;
         JsonObject *so = json_object_new();
@@ -970,14 +1068,30 @@ int hov_apply(const struct cfg *cfg, struct hov_plan *p, const struct hov_opts *
         r = HOV_ERROR;
         goto out;
     }
-    if ((r = step_record(&ss, p, j, customers, error_r)) != HOV_OK)
+    log_debug("apply %s: contacts, CRM, map, notices, analysis %.3f s", p->id,
+              cus_now() - t0);
+    if (hov_journal_find(j, "record", "") == NULL && sync_all(&ss, error_r) < 0) {
+        r = HOV_ERROR;
         goto out;
+    }
+    if ((r = step_record(p, j, error_r)) != HOV_OK)
+        goto out;
+    log_debug("apply %s: recorded %.3f s", p->id, cus_now() - t0);
     if (out != NULL)
         r = hov_report(cfg, p, "text", out, error_r);
 out:
-    if (opened)
+    if (dthread != NULL) {
+        g_thread_join(dthread);
+        if (dt.r != HOV_OK)
+            log_error("%s", dt.error);
+    }
+    g_free(dt.error);
+    if (opened) {
+        char *sum = j != NULL ? summary(p, j) : g_strdup(p->id);
         hov_session_close(&ss, r == HOV_OK ? 0 : r == HOV_BAD_INPUT ? EX_DATAERR_ : EX_IOERR_,
-                          c.copied, p->id);
+                          c.copied, sum);
+        g_free(sum);
+    }
     s.customers = NULL;
     if (s.folders != NULL)
         hov_survey_clear(&s);

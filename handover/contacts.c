@@ -9,6 +9,7 @@
  * ten digits) and not like a date.
  */
 #include <string.h>
+#include <gmime/gmime.h>
 #include "custos/handover-contacts.h"
 
 #define HDR_MAX (256 * 1024)
@@ -104,42 +105,371 @@ char *hov_thread_key(const char *subject)
     return out;
 }
 
+static char *phrase_decode_subject(const char *raw)
+{
+    char *d = msg_decode_header(raw);
+
+    if (!g_utf8_validate(d, -1, NULL)) {
+        char *r = cus_utf8_repair(d, strlen(d));
+        g_free(d);
+        d = r;
+    }
+    return d;
+}
+
+/* ---- a header block, read by hand (GMime objects per message cost more
+ * than copying the message does) ----------------------------------------- */
+
+static void mailbox_add_full(const char *p, size_t n, GPtrArray *out);
+
+/* Remove comments, collapse nothing else. */
+static void drop_comments(GString *s)
+{
+    GString *o = g_string_sized_new(s->len);
+    int depth = 0, quoted = 0;
+
+    for (gsize i = 0; i < s->len; i++) {
+        char c = s->str[i];
+        if (c == '\\' && i + 1 < s->len && (quoted || depth > 0)) {
+            if (depth == 0) {
+                g_string_append_c(o, c);
+                g_string_append_c(o, s->str[i + 1]);
+            }
+            i++;
+            continue;
+        }
+        if (!quoted && c == '(') {
+            depth++;
+            continue;
+        }
+        if (!quoted && c == ')' && depth > 0) {
+            depth--;
+            continue;
+        }
+        if (depth == 0) {
+            if (c == '"')
+                quoted = !quoted;
+            g_string_append_c(o, c);
+        }
+    }
+    g_string_assign(s, o->str);
+    g_string_free(o, TRUE);
+}
+
+/* The text of a phrase: quotes and their escapes removed, white space
+ * runs one space, then RFC 2047 and 8-bit decoded. */
+static char *phrase_decode(const char *p, size_t n)
+{
+    GString *s;
+    char *dec;
+    int plain = 1;
+
+    /* plain ASCII words: the text as it is, white space trimmed */
+    while (n > 0 && g_ascii_isspace(*p)) {
+        p++;
+        n--;
+    }
+    while (n > 0 && g_ascii_isspace(p[n - 1]))
+        n--;
+    for (size_t i = 0; i < n && plain; i++)
+        plain = (unsigned char)p[i] >= 0x20 && (unsigned char)p[i] < 0x7f && p[i] != '"' &&
+                p[i] != '\\' && !(p[i] == '=' && i + 1 < n && p[i + 1] == '?') &&
+                !(p[i] == ' ' && i + 1 < n && p[i + 1] == ' ');
+    if (plain)
+        return g_strndup(p, n);
+    s = g_string_sized_new(n);
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '"')
+            continue;
+        if (p[i] == '\\' && i + 1 < n) {
+            g_string_append_c(s, p[++i]);
+            continue;
+        }
+        if (g_ascii_isspace(p[i])) {
+            if (s->len > 0 && s->str[s->len - 1] != ' ')
+                g_string_append_c(s, ' ');
+            continue;
+        }
+        g_string_append_c(s, p[i]);
+    }
+    dec = msg_decode_header(g_strstrip(s->str));
+    g_string_free(s, TRUE);
+    if (!g_utf8_validate(dec, -1, NULL)) {
+        char *r = cus_utf8_repair(dec, strlen(dec));
+        g_free(dec);
+        dec = r;
+    }
+    return dec;
+}
+
+static void addr_take(const char *name, size_t name_len, const char *addr, size_t addr_len,
+                      GPtrArray *out)
+{
+    const char *at = NULL;
+    struct hov_addr *a;
+    int ascii = 1;
+
+    while (addr_len > 0 && g_ascii_isspace(*addr)) {
+        addr++;
+        addr_len--;
+    }
+    while (addr_len > 0 && g_ascii_isspace(addr[addr_len - 1]))
+        addr_len--;
+    for (size_t i = 0; i < addr_len; i++) {
+        if (addr[i] == '@')
+            at = addr + i;
+        if ((unsigned char)addr[i] >= 0x80)
+            ascii = 0;
+        if (g_ascii_isspace(addr[i]) || (unsigned char)addr[i] < 0x20)
+            return;
+    }
+    if (at == NULL || at == addr || at == addr + addr_len - 1 ||
+        (!ascii && !g_utf8_validate(addr, (gssize)addr_len, NULL)))
+        return;
+    a = g_new(struct hov_addr, 1);
+    a->addr = ascii ? g_ascii_strdown(addr, (gssize)addr_len)
+                    : g_utf8_strdown(addr, (gssize)addr_len);
+    a->name = phrase_decode(name, name_len);
+    g_ptr_array_add(out, a);
+}
+
+/* One mailbox ("Name <addr>", "addr", "addr (Name)") into out. */
+static void mailbox_add(const char *p, size_t n, GPtrArray *out)
+{
+    /* the common forms, without quotes or comments: directly */
+    if (memchr(p, '"', n) == NULL && memchr(p, '(', n) == NULL && memchr(p, '\\', n) == NULL) {
+        const char *lt = memchr(p, '<', n), *gt;
+
+        if (lt == NULL) {
+            addr_take("", 0, p, n, out);
+            return;
+        }
+        gt = memchr(lt, '>', n - (size_t)(lt - p));
+        if (gt != NULL && memchr(lt + 1, '<', (size_t)(gt - lt - 1)) == NULL &&
+            (lt[1] != '@')) {
+            addr_take(p, (size_t)(lt - p), lt + 1, (size_t)(gt - lt - 1), out);
+            return;
+        }
+    }
+    mailbox_add_full(p, n, out);
+}
+
+/* The same for any form: quoted names, comments, routes. */
+static void mailbox_add_full(const char *p, size_t n, GPtrArray *out)
+{
+    GString *m = g_string_new_len(p, (gssize)n), *name = g_string_new(NULL);
+    const char *lt = NULL, *gt = NULL;
+    struct hov_addr *a;
+    char *addr, *at;
+    int quoted = 0, depth = 0;
+
+    /* a comment after a bare address names it: "a@b (Name)" */
+    for (gsize i = 0; i < m->len; i++) {
+        char c = m->str[i];
+        if (c == '\\') {
+            i++;
+            continue;
+        }
+        if (!quoted && c == '(') {
+            if (depth++ == 0)
+                continue;
+        } else if (!quoted && c == ')' && depth > 0) {
+            if (--depth == 0)
+                continue;
+        } else if (c == '"' && depth == 0) {
+            quoted = !quoted;
+        }
+        if (depth > 0)
+            g_string_append_c(name, c);
+    }
+    drop_comments(m);
+    quoted = 0;
+    for (gsize i = 0; i < m->len; i++) {
+        char c = m->str[i];
+        if (c == '\\') {
+            i++;
+            continue;
+        }
+        if (c == '"')
+            quoted = !quoted;
+        else if (!quoted && c == '<' && lt == NULL)
+            lt = m->str + i;
+        else if (!quoted && c == '>' && lt != NULL && gt == NULL)
+            gt = m->str + i;
+    }
+    a = g_new0(struct hov_addr, 1);
+    if (lt != NULL) {
+        const char *colon;
+        addr = g_strndup(lt + 1, (gsize)((gt != NULL ? gt : m->str + m->len) - lt - 1));
+        colon = strchr(addr, ':');          /* an obsolete route "@a,@b:" */
+        if (addr[0] == '@' && colon != NULL)
+            memmove(addr, colon + 1, strlen(colon));
+        a->name = phrase_decode(m->str, (size_t)(lt - m->str));
+    } else {
+        addr = g_strdup(m->str);
+        a->name = phrase_decode(name->str, name->len);
+    }
+    g_strstrip(addr);
+    for (char *c = addr; *c != '\0'; c++)
+        if (g_ascii_isspace(*c))
+            *c = '_';
+    at = strrchr(addr, '@');
+    if (at == NULL || at == addr || at[1] == '\0' || !g_utf8_validate(addr, -1, NULL)) {
+        g_free(a->name);
+        g_free(a);
+    } else {
+        a->addr = g_utf8_strdown(addr, -1);
+        g_ptr_array_add(out, a);
+    }
+    g_free(addr);
+    g_string_free(m, TRUE);
+    g_string_free(name, TRUE);
+}
+
+/* An address list (groups flattened) into out. */
+static void addr_list(const char *v, GPtrArray *out)
+{
+    const char *start = v;
+    int quoted = 0, depth = 0, angle = 0;
+
+    for (const char *p = v;; p++) {
+        char c = *p;
+        if (c == '\\' && p[1] != '\0' && (quoted || depth > 0)) {
+            p++;
+            continue;
+        }
+        if (c == '\0' || (!quoted && depth == 0 && !angle && (c == ',' || c == ';' || c == ':'))) {
+            if (c == ':') {                 /* "group:": its name is no mailbox */
+                start = p + 1;
+                continue;
+            }
+            {
+                const char *a = start, *b = p;
+                while (a < b && g_ascii_isspace(*a))
+                    a++;
+                while (b > a && g_ascii_isspace(b[-1]))
+                    b--;
+                if (b > a)
+                    mailbox_add(a, (size_t)(b - a), out);
+            }
+            if (c == '\0')
+                break;
+            start = p + 1;
+            continue;
+        }
+        if (!quoted && c == '(')
+            depth++;
+        else if (!quoted && c == ')' && depth > 0)
+            depth--;
+        else if (depth == 0 && c == '"')
+            quoted = !quoted;
+        else if (!quoted && depth == 0 && c == '<')
+            angle = 1;
+        else if (!quoted && depth == 0 && c == '>')
+            angle = 0;
+    }
+}
+
+/* Message-ID without <>, as msg.c keeps it (index.h messages.message_id). */
+static char *message_id_clean(const char *raw)
+{
+    char *id = g_mime_utils_decode_message_id(raw), *ret;
+
+    if (id == NULL || *id == '\0') {
+        char *s = g_strstrip(g_strdup(raw));
+        g_free(id);
+        id = s;
+        if (*id == '<') {
+            char *gt = strchr(id, '>');
+            if (gt != NULL)
+                *gt = '\0';
+            id = g_strdup(s + 1);
+            g_free(s);
+        }
+    }
+    ret = g_utf8_validate(id, -1, NULL) ? g_strdup(id) : cus_utf8_repair(id, strlen(id));
+    g_free(id);
+    return ret;
+}
+
+enum { H_FROM, H_TO, H_CC, H_SUBJECT, H_DATE, H_MSGID, H_COUNT };
+
 int hov_msginfo_from_raw(const char *raw, size_t len, const struct msg_limits *lim,
                          struct hov_msginfo **mi_r, char **error_r)
 {
+    static const char *const names[H_COUNT] = { "from", "to", "cc", "subject", "date",
+                                                "message-id" };
     size_t hlen = header_len(raw, len, HDR_MAX);
-    struct msg *m = NULL;
+    GString *val[H_COUNT] = { NULL };
     struct hov_msginfo *mi;
+    size_t pos = 0;
+    int cur = -1;
 
-    if (msg_parse(raw, hlen, lim, &m, error_r) < 0)
-        return -1;
-    mi = g_new0(struct hov_msginfo, 1);
-    mi->message_id = g_strdup(m->message_id);
-    mi->date = m->date;
-    mi->from.name = g_strdup("");
-    mi->from.addr = g_strdup("");
-    mi->rcpts = g_ptr_array_new_with_free_func(addr_free);
-    for (guint i = 0; i < m->addrs->len; i++) {
-        const struct msg_addr *a = m->addrs->pdata[i];
-        struct hov_addr *h;
+    while (pos < hlen) {
+        const char *line = raw + pos, *nl = memchr(line, '\n', hlen - pos);
+        size_t ll = nl != NULL ? (size_t)(nl - line) : hlen - pos;
+        size_t tl = ll > 0 && line[ll - 1] == '\r' ? ll - 1 : ll;
 
-        if (*a->addr == '\0' || strchr(a->addr, '@') == NULL)
+        pos += ll + (nl != NULL ? 1 : 0);
+        if (tl == 0)
+            break;                          /* the blank line */
+        if (line[0] == ' ' || line[0] == '\t') {
+            if (cur >= 0)                   /* unfold */
+                g_string_append_len(val[cur], line, (gssize)tl);
             continue;
-        if (a->role == MSG_FROM && *mi->from.addr == '\0') {
-            g_free(mi->from.name);
-            g_free(mi->from.addr);
-            mi->from.name = g_strdup(a->name);
-            mi->from.addr = g_utf8_strdown(a->addr, -1);
-        } else if (a->role == MSG_TO || a->role == MSG_CC) {
-            h = g_new0(struct hov_addr, 1);
-            h->name = g_strdup(a->name);
-            h->addr = g_utf8_strdown(a->addr, -1);
-            g_ptr_array_add(mi->rcpts, h);
+        }
+        cur = -1;
+        for (int k = 0; k < H_COUNT; k++) {
+            size_t n = strlen(names[k]);
+            if (tl > n && line[n] == ':' && g_ascii_strncasecmp(line, names[k], n) == 0) {
+                if (val[k] == NULL) {
+                    val[k] = g_string_new_len(line + n + 1, (gssize)(tl - n - 1));
+                    cur = k;
+                } else if (k == H_TO || k == H_CC) {    /* a second To: adds to it */
+                    g_string_append_c(val[k], ',');
+                    g_string_append_len(val[k], line + n + 1, (gssize)(tl - n - 1));
+                    cur = k;
+                }
+                break;
+            }
         }
     }
-    mi->subject = g_strdup(m->subject);
-    mi->thread = hov_thread_key(m->subject);
-    msg_free(&m);
+    mi = g_new0(struct hov_msginfo, 1);
+    mi->message_id = val[H_MSGID] != NULL ? message_id_clean(val[H_MSGID]->str) : g_strdup("");
+    if (val[H_DATE] != NULL) {
+        GDateTime *dt = g_mime_utils_header_decode_date(val[H_DATE]->str);
+        if (dt != NULL) {
+            mi->date = g_date_time_to_unix(dt);
+            g_date_time_unref(dt);
+        }
+    }
+    mi->subject = val[H_SUBJECT] != NULL ? phrase_decode_subject(val[H_SUBJECT]->str)
+                                         : g_strdup("");
+    mi->thread = hov_thread_key(mi->subject);
+    mi->rcpts = g_ptr_array_new_with_free_func(addr_free);
+    {
+        GPtrArray *from = g_ptr_array_new_with_free_func(addr_free);
+        if (val[H_FROM] != NULL)
+            addr_list(val[H_FROM]->str, from);
+        if (from->len > 0) {
+            struct hov_addr *a = from->pdata[0];
+            mi->from.name = a->name;
+            mi->from.addr = a->addr;
+            a->name = a->addr = NULL;
+        } else {
+            mi->from.name = g_strdup("");
+            mi->from.addr = g_strdup("");
+        }
+        g_ptr_array_free(from, TRUE);
+    }
+    if (val[H_TO] != NULL)
+        addr_list(val[H_TO]->str, mi->rcpts);
+    if (val[H_CC] != NULL)
+        addr_list(val[H_CC]->str, mi->rcpts);
+    for (int k = 0; k < H_COUNT; k++)
+        if (val[k] != NULL)
+            g_string_free(val[k], TRUE);
     *mi_r = mi;
     return 0;
 }

@@ -56,6 +56,8 @@ void hov_journal_free(struct hov_journal **j);
 /* Test hook: CUSTOS_HANDOVER_CRASH=NAME[:N] kills the process (SIGKILL)
  * the Nth time (default 1st) it passes point NAME. */
 void hov_crash_point(const char *name);
+/* Apply's archive batch starts (1) or is done (0), for hov_crash_point. */
+void hov_batch_busy(int busy);
 
 /* ---- the survey: what the mailbox, the archive and the directory say ---------------- */
 
@@ -85,6 +87,7 @@ struct hov_survey {
     char *prefix;                   /* storage name FOLDER.<leaver> */
     GPtrArray *folders;             /* struct hov_fstat * */
     GHashTable *mids, *shas;        /* of the mailbox: Message-IDs, SHA-256 hex */
+    GStringChunk *keys;             /* their keys */
     GArray *recovered;              /* gint64 archive ids */
     gint64 archive_hits;
     struct hov_contacts *contacts;

@@ -6,9 +6,10 @@
  * from its SHA-256, see handover-maildir.h), gives it to the Maildir's
  * owner with its mode and the source's mtime, and renames it into cur/ or
  * new/: a message is either whole in cur/new or not there. Nothing is
- * fsync'd per message (a copy of 50,000 messages must stay near cp -a);
- * hov_dest_sync() makes a folder durable at once, and a file a crash cut
- * short is recognised by its size and written again.
+ * fsync'd per message (a copy of 50,000 messages must stay near cp -a): the
+ * caller makes the whole copy durable at once (syncfs) before it says it
+ * is done, and a file a crash cut short is recognised by its size and
+ * written again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -324,6 +325,8 @@ struct hov_dest {
     struct hov_owner o;
     GHashTable *have;           /* "24 hex" -> struct hov_have * */
     gint64 written;
+    int no_tmpfile;             /* O_TMPFILE not supported here */
+    int writeback;              /* start writing each file out at once */
 };
 
 static void have_free(gpointer p)
@@ -469,14 +472,74 @@ int hov_dest_has(struct hov_dest *d, const unsigned char sha[CUS_SHA256_LEN])
     return g_hash_table_contains(d->have, hex);
 }
 
+/* The umask now (read once; set back at once). */
+static mode_t current_umask(void)
+{
+    static gsize once;
+    static mode_t mask;
+
+    if (g_once_init_enter(&once)) {
+        mask = umask(022);
+        umask(mask);
+        g_once_init_leave(&once, 1);
+    }
+    return mask;
+}
+
+/* Write len bytes (data, or read from src_fd) to fd. */
+static int put_bytes(int fd, const void *data, int src_fd, size_t len, const char *what,
+                     char **error_r)
+{
+    char buf[65536];
+    size_t done = 0;
+
+    if (data != NULL)
+        return cus_write_all(fd, data, len) < 0 ? cus_error_errno(error_r, "write(%s)", what)
+                                                 : 0;
+    while (done < len) {
+        ssize_t n = pread(src_fd, buf, MIN(sizeof(buf), len - done), (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return cus_error(error_r, "the message changed while it was copied (%s)",
+                             n < 0 ? g_strerror(errno) : "shorter now");
+        if (cus_write_all(fd, buf, (size_t)n) < 0)
+            return cus_error_errno(error_r, "write(%s)", what);
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* Owner, mode and received date of a file just written. */
+static int put_meta(struct hov_dest *d, int fd, gint64 mtime, const char *what, char **error_r)
+{
+    struct timespec ts[2] = { { (time_t)mtime, 0 }, { (time_t)mtime, 0 } };
+
+    if ((geteuid() != d->o.uid || getegid() != d->o.gid) && fchown(fd, d->o.uid, d->o.gid) < 0)
+        return cus_error_errno(error_r, "chown(%s, %u:%u)", what, (unsigned)d->o.uid,
+                               (unsigned)d->o.gid);
+    if ((d->o.file_mode & ~current_umask()) != d->o.file_mode && fchmod(fd, d->o.file_mode) < 0)
+        return cus_error_errno(error_r, "chmod(%s, %04o)", what, (unsigned)d->o.file_mode);
+    if (futimens(fd, ts) < 0)
+        return cus_error_errno(error_r, "futimens(%s)", what);
+    return 0;
+}
+
+/*
+ * A message appears in cur/ (new/) whole or not at all. Where the file
+ * system can (Linux, ext4, xfs, tmpfs...), it is written as an unnamed file
+ * in that directory (O_TMPFILE) and linked in under its name once written:
+ * one change of one directory. Elsewhere it is written in tmp/ and renamed,
+ * as the Maildir specification has it.
+ */
 int hov_dest_put(struct hov_dest *d, const void *data, int src_fd, size_t len,
                  const unsigned char sha[CUS_SHA256_LEN], gint64 mtime, const char *flags,
                  int to_new, char **error_r)
 {
-    char hex[CUS_SHA256_HEX], *base, *final;
-    struct timespec ts[2];
+    char hex[CUS_SHA256_HEX], *base, *final, *what;
+    int dir = to_new ? d->fd_new : d->fd_cur;
     struct hov_have *h;
-    int fd, ret = -1;
+    int fd = -1, ret = -1, tmpfile = 0;
 
     cus_hex(sha, CUS_SHA256_LEN, hex);
     hex[24] = '\0';
@@ -484,59 +547,58 @@ int hov_dest_put(struct hov_dest *d, const void *data, int src_fd, size_t len,
         return 0;
     base = g_strdup_printf("%" G_GINT64_FORMAT ".H%s%s%zu", mtime, hex, HOV_TMP_TAG, len);
     final = to_new ? g_strdup(base) : g_strdup_printf("%s:2,%s", base, flags);
-    fd = openat(d->fd_tmp, base, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                d->o.file_mode & 0666);
-    if (fd < 0) {
-        cus_error_errno(error_r, "open(%s/tmp/%s)", d->path, base);
-        goto out;
+    what = g_strdup_printf("%s/%s/%s", d->path, to_new ? "new" : "cur", final);
+    if (!d->no_tmpfile) {
+        fd = openat(dir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, d->o.file_mode & 0666);
+        if (fd >= 0)
+            tmpfile = 1;
+        else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)
+            d->no_tmpfile = 1;
+        else {
+            cus_error_errno(error_r, "open(%s)", what);
+            goto out;
+        }
     }
-    if (data != NULL) {
-        if (cus_write_all(fd, data, len) < 0) {
-            cus_error_errno(error_r, "write(%s/tmp/%s)", d->path, base);
+    if (!tmpfile) {
+        fd = openat(d->fd_tmp, base, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                    d->o.file_mode & 0666);
+        if (fd < 0) {
+            cus_error_errno(error_r, "open(%s/tmp/%s)", d->path, base);
+            goto out;
+        }
+    }
+    if (put_bytes(fd, data, src_fd, len, what, error_r) < 0 ||
+        put_meta(d, fd, mtime, what, error_r) < 0)
+        goto fail;
+    /* the disk starts on it now, so the sync at the end has little left */
+    if (d->writeback)
+        sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (tmpfile) {
+        char proc[64];
+
+        g_snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        if (linkat(fd, "", dir, final, AT_EMPTY_PATH) < 0 &&
+            linkat(AT_FDCWD, proc, dir, final, AT_SYMLINK_FOLLOW) < 0) {
+            cus_error_errno(error_r, "link(%s)", what);
             goto fail;
         }
-    } else {
-        char buf[65536];
-        size_t done = 0;
-        off_t off = 0;
-
-        while (done < len) {
-            ssize_t n = pread(src_fd, buf, MIN(sizeof(buf), len - done), off);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0) {
-                cus_error(error_r, "the message changed while it was copied (%s)",
-                          n < 0 ? g_strerror(errno) : "shorter now");
-                goto fail;
-            }
-            if (cus_write_all(fd, buf, (size_t)n) < 0) {
-                cus_error_errno(error_r, "write(%s/tmp/%s)", d->path, base);
-                goto fail;
-            }
-            done += (size_t)n;
-            off += n;
+        if (close(fd) < 0) {
+            fd = -1;
+            cus_error_errno(error_r, "close(%s)", what);
+            goto out;
         }
-    }
-    ts[0].tv_sec = ts[1].tv_sec = (time_t)mtime;
-    ts[0].tv_nsec = ts[1].tv_nsec = 0;
-    if (fchown(fd, d->o.uid, d->o.gid) < 0 || fchmod(fd, d->o.file_mode) < 0) {
-        cus_error_errno(error_r, "giving %s/tmp/%s to %u:%u", d->path, base,
-                        (unsigned)d->o.uid, (unsigned)d->o.gid);
-        goto fail;
-    }
-    if (futimens(fd, ts) < 0) {
-        cus_error_errno(error_r, "futimens(%s/tmp/%s)", d->path, base);
-        goto fail;
-    }
-    if (close(fd) < 0) {
         fd = -1;
-        cus_error_errno(error_r, "close(%s/tmp/%s)", d->path, base);
-        goto fail;
-    }
-    fd = -1;
-    if (renameat(d->fd_tmp, base, to_new ? d->fd_new : d->fd_cur, final) < 0) {
-        cus_error_errno(error_r, "rename(%s/tmp/%s)", d->path, base);
-        goto fail;
+    } else {
+        if (close(fd) < 0) {
+            fd = -1;
+            cus_error_errno(error_r, "close(%s/tmp/%s)", d->path, base);
+            goto fail;
+        }
+        fd = -1;
+        if (renameat(d->fd_tmp, base, dir, final) < 0) {
+            cus_error_errno(error_r, "rename(%s/tmp/%s)", d->path, base);
+            goto fail;
+        }
     }
     h = g_new0(struct hov_have, 1);
     h->size = len;
@@ -549,10 +611,12 @@ int hov_dest_put(struct hov_dest *d, const void *data, int src_fd, size_t len,
 fail:
     if (fd >= 0)
         close(fd);
-    unlinkat(d->fd_tmp, base, 0);
+    if (!tmpfile)
+        unlinkat(d->fd_tmp, base, 0);
 out:
     g_free(base);
     g_free(final);
+    g_free(what);
     return ret;
 }
 
@@ -563,6 +627,11 @@ int hov_dest_sync(struct hov_dest *d, char **error_r)
     if (fsync(d->fd_cur) < 0 || fsync(d->fd_new) < 0 || fsync(d->fd_tmp) < 0)
         return cus_error_errno(error_r, "fsync(%s)", d->path);
     return cus_fsync_dir(d->path, error_r);
+}
+
+void hov_dest_writeback(struct hov_dest *d, int on)
+{
+    d->writeback = on;
 }
 
 const char *hov_dest_path(struct hov_dest *d)

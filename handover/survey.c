@@ -82,6 +82,9 @@ void hov_survey_clear(struct hov_survey *s)
         g_hash_table_destroy(s->incident_ids);
     if (s->incidents != NULL)
         json_array_unref(s->incidents);
+    if (s->keys != NULL)
+        g_string_chunk_free(s->keys);
+    s->keys = NULL;
     s->folders = NULL;
     s->mids = s->shas = s->cust_of = s->threads = s->cust_last = s->phone_src = NULL;
     s->incident_ids = NULL;
@@ -92,8 +95,10 @@ void hov_survey_clear(struct hov_survey *s)
 static void survey_init(struct hov_survey *s)
 {
     s->folders = g_ptr_array_new_with_free_func(fstat_free);
-    s->mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    s->shas = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    /* keys live in one string chunk: 100,000 of them are not 100,000 mallocs */
+    s->keys = g_string_chunk_new(1 << 20);
+    s->mids = g_hash_table_new(g_str_hash, g_str_equal);
+    s->shas = g_hash_table_new(g_str_hash, g_str_equal);
     s->recovered = g_array_new(FALSE, FALSE, sizeof(gint64));
     s->contacts = hov_contacts_new(s->dir, s->leaver);
     s->cust_of = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
@@ -101,6 +106,7 @@ static void survey_init(struct hov_survey *s)
     s->cust_last = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, thread_free);
     s->phone_src = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, psrc_list_free);
     s->incident_ids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    /* values: the incident's JSON object, borrowed from s->incidents */
     s->incidents = json_array_new();
 }
 
@@ -184,7 +190,9 @@ static void thread_note(struct hov_survey *s, const struct hov_msginfo *mi)
     g_hash_table_destroy(done);
 }
 
-static void phone_note(struct hov_survey *s, const struct hov_msginfo *mi, const char *src)
+/* src: "m:" or "a:" and the rest (joined only when it is kept). */
+static void phone_note(struct hov_survey *s, const struct hov_msginfo *mi, const char *kind,
+                       const char *rest)
 {
     GPtrArray *a;
     struct psrc *p;
@@ -201,7 +209,7 @@ static void phone_note(struct hov_survey *s, const struct hov_msginfo *mi, const
         return;
     p = g_new0(struct psrc, 1);
     p->date = mi->date;
-    p->src = g_strdup(src);
+    p->src = g_strconcat(kind, rest, NULL);
     /* keep the newest, newest first */
     {
         guint i = 0;
@@ -238,11 +246,21 @@ static void incident_note(struct hov_survey *s, const struct hov_msginfo *mi, GP
     if (to->len == 0)
         goto out;
     if (*mi->message_id != '\0') {
-        if (g_hash_table_contains(s->incident_ids, mi->message_id))
+        JsonObject *seen = g_hash_table_lookup(s->incident_ids, mi->message_id);
+        if (seen != NULL) {
+            /* the archive's copy says more: its Bcc, its attachments */
+            if (strcmp(where, "archive") == 0 &&
+                strcmp(json_object_get_string_member(seen, "where"), "mailbox") == 0) {
+                json_object_set_string_member(seen, "to", to->str);
+                json_object_set_int_member(seen, "attachments", n_att);
+                json_object_set_string_member(seen, "where", "mailbox and archive");
+            }
             goto out;
-        g_hash_table_add(s->incident_ids, g_strdup(mi->message_id));
+        }
     }
     o = json_object_new();
+    if (*mi->message_id != '\0')
+        g_hash_table_insert(s->incident_ids, g_strdup(mi->message_id), o);
     {
         char day[16];
         hov_day(mi->date, day, sizeof(day));
@@ -305,140 +323,324 @@ static int hash_stream(int fd, size_t len, unsigned char sha[CUS_SHA256_LEN], ch
     return 0;
 }
 
-static int one_message(struct hov_survey *s, struct hov_fstat *f, GHashTable *folder_shas,
-                       const struct hov_mfile *m, char **buf, size_t *buf_size, int copy,
-                       char **error_r)
-{
-    char *path = g_build_filename(f->path, m->in_new ? "new" : "cur", m->name, NULL);
-    unsigned char sha[CUS_SHA256_LEN];
-    char hex[CUS_SHA256_HEX];
-    struct hov_msginfo *mi = NULL;
-    struct stat st;
-    size_t len, hlen;
-    int fd, ret = -1, small;
+/* ---- the mailbox: read ahead in a thread, written in order ------------------------------ */
 
-    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        if (fd < 0 && errno == ENOENT) {     /* expunged meanwhile */
-            f->skipped++;
-            ret = 0;
-            goto out;
+/*
+ * A producer thread reads the folders in order -- each message opened,
+ * read (small ones whole, large ones streamed: their hash and head), hashed
+ * and its headers parsed -- while the calling thread takes the results in
+ * the same order and does the rest: duplicates, the copy, contacts,
+ * threads. At most PIPE_SLOTS messages (PIPE_BYTES bytes) are between the
+ * two. The order, and so every result, is the same as one thread's.
+ */
+#define PIPE_SLOTS 512
+#define PIPE_BYTES (64 << 20)
+#define POOL_BUF (64 * 1024)                /* most messages fit: kept for reuse */
+
+enum slot_kind { SLOT_BEGIN, SLOT_MSG, SLOT_END, SLOT_DONE, SLOT_ERR };
+
+struct slot {
+    enum slot_kind kind;
+    const struct hov_folder *folder;    /* BEGIN, END */
+    GPtrArray *files;                   /* BEGIN: the folder's messages (taken) */
+    gint64 skipped;                     /* BEGIN */
+    const struct hov_mfile *m;          /* MSG */
+    char *path;
+    char *buf;                          /* whole (small), else the head */
+    size_t len, hlen;
+    int fd;                             /* large ones: open for the copy */
+    int gone;                           /* expunged meanwhile */
+    int pooled;                         /* buf is a POOL_BUF buffer to reuse */
+    unsigned char sha[CUS_SHA256_LEN];
+    gint64 mtime;
+    struct hov_msginfo *mi;
+    char *error;                        /* ERR */
+};
+
+struct pipe {
+    GAsyncQueue *q;
+    GMutex lock;
+    GCond cond;
+    guint in_flight;
+    gsize bytes;
+    int stop;
+    GPtrArray *spare;                   /* buffers of POOL_BUF bytes, to use again */
+    GPtrArray *folders;                 /* struct hov_folder * */
+    const struct msg_limits *lim;
+};
+
+static void slot_free(struct slot *sl)
+{
+    if (sl->fd >= 0)
+        close(sl->fd);
+    g_free(sl->path);
+    g_free(sl->buf);
+    hov_msginfo_free(sl->mi);
+    g_free(sl->error);
+    if (sl->files != NULL)
+        g_ptr_array_free(sl->files, TRUE);
+    g_free(sl);
+}
+
+static struct slot *slot_new(enum slot_kind kind)
+{
+    struct slot *sl = g_new0(struct slot, 1);
+
+    sl->kind = kind;
+    sl->fd = -1;
+    return sl;
+}
+
+static void read_message(struct pipe *pp, const struct hov_folder *hf, struct slot *sl)
+{
+    struct stat st;
+    int small;
+
+    sl->path = g_build_filename(hf->path, sl->m->in_new ? "new" : "cur", sl->m->name, NULL);
+    sl->fd = open(sl->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (sl->fd < 0 || fstat(sl->fd, &st) < 0) {
+        if (sl->fd < 0 && errno == ENOENT) {
+            sl->gone = 1;
+            return;
         }
-        cus_error_errno(error_r, "mail file %s", path);
-        goto out;
+        sl->error = g_strdup_printf("mail file %s: %s", sl->path, g_strerror(errno));
+        return;
     }
-    len = (size_t)st.st_size;
-    small = len <= SMALL_MSG;
-    hlen = small ? len : HDR_READ;
-    if (*buf_size < hlen + 1) {
-        *buf_size = MAX(hlen + 1, 65536);
-        *buf = g_realloc(*buf, *buf_size);
+    sl->len = (size_t)st.st_size;
+    sl->mtime = (gint64)st.st_mtime;
+    small = sl->len <= SMALL_MSG;
+    sl->hlen = small ? sl->len : HDR_READ;
+    if (sl->hlen + 1 <= POOL_BUF) {
+        g_mutex_lock(&pp->lock);
+        sl->buf = pp->spare->len > 0 ? g_ptr_array_steal_index_fast(pp->spare, pp->spare->len - 1)
+                                     : NULL;
+        g_mutex_unlock(&pp->lock);
+        if (sl->buf == NULL)
+            sl->buf = g_malloc(POOL_BUF);
+        sl->pooled = 1;
+    } else {
+        sl->buf = g_malloc(sl->hlen + 1);
     }
     if (small) {
-        if (read_all(fd, *buf, len) < 0) {
-            cus_error_errno(error_r, "read(%s)", path);
-            goto out;
+        if (read_all(sl->fd, sl->buf, sl->len) < 0) {
+            sl->error = g_strdup_printf("read(%s): %s", sl->path, g_strerror(errno));
+            return;
         }
-        cus_sha256(*buf, len, sha);
-    } else if (hash_stream(fd, len, sha, *buf, hlen) < 0) {
-        cus_error_errno(error_r, "read(%s)", path);
-        goto out;
+        cus_sha256(sl->buf, sl->len, sl->sha);
+        close(sl->fd);
+        sl->fd = -1;
+    } else if (hash_stream(sl->fd, sl->len, sl->sha, sl->buf, sl->hlen) < 0) {
+        sl->error = g_strdup_printf("read(%s): %s", sl->path, g_strerror(errno));
+        return;
     }
-    cus_hex(sha, CUS_SHA256_LEN, hex);
+    hov_msginfo_from_raw(sl->buf, sl->hlen, pp->lim, &sl->mi, NULL);
+    if (sl->mi->date <= 0)
+        sl->mi->date = sl->mtime;
+}
+
+static void pipe_push(struct pipe *pp, struct slot *sl)
+{
+    g_mutex_lock(&pp->lock);
+    while (!pp->stop && (pp->in_flight >= PIPE_SLOTS || pp->bytes >= PIPE_BYTES))
+        g_cond_wait(&pp->cond, &pp->lock);
+    pp->in_flight++;
+    pp->bytes += sl->hlen;
+    g_mutex_unlock(&pp->lock);
+    g_async_queue_push(pp->q, sl);
+}
+
+static int pipe_stopped(struct pipe *pp)
+{
+    int s;
+
+    g_mutex_lock(&pp->lock);
+    s = pp->stop;
+    g_mutex_unlock(&pp->lock);
+    return s;
+}
+
+static gpointer producer(gpointer data)
+{
+    struct pipe *pp = data;
+
+    for (guint i = 0; i < pp->folders->len && !pipe_stopped(pp); i++) {
+        const struct hov_folder *hf = pp->folders->pdata[i];
+        struct slot *b = slot_new(SLOT_BEGIN);
+        GPtrArray *files = NULL;
+        char *err = NULL;
+
+        b->folder = hf;
+        if (hov_maildir_messages(hf->path, &files, &b->skipped, &err) < 0) {
+            b->kind = SLOT_ERR;
+            b->error = err;
+            pipe_push(pp, b);
+            break;
+        }
+        b->files = files;
+        pipe_push(pp, b);
+        for (guint k = 0; k < files->len && !pipe_stopped(pp); k++) {
+            struct slot *sl = slot_new(SLOT_MSG);
+            sl->m = files->pdata[k];
+            read_message(pp, hf, sl);
+            pipe_push(pp, sl);
+        }
+        {
+            struct slot *e = slot_new(SLOT_END);
+            e->folder = hf;
+            pipe_push(pp, e);
+        }
+    }
+    g_async_queue_push(pp->q, slot_new(SLOT_DONE));
+    return NULL;
+}
+
+static void pipe_release(struct pipe *pp, struct slot *sl)
+{
+    g_mutex_lock(&pp->lock);
+    if (sl->kind != SLOT_DONE) {
+        pp->in_flight--;
+        pp->bytes -= sl->hlen;
+    }
+    if (sl->pooled && pp->spare->len < PIPE_SLOTS) {
+        g_ptr_array_add(pp->spare, sl->buf);
+        sl->buf = NULL;
+    }
+    g_cond_signal(&pp->cond);
+    g_mutex_unlock(&pp->lock);
+    slot_free(sl);
+}
+
+/* One message, in order: duplicates, the copy, its part in contacts. */
+static int take_message(struct hov_survey *s, struct hov_fstat *f, GHashTable *folder_shas,
+                        struct slot *sl, int copy, char **error_r)
+{
+    char hex[CUS_SHA256_HEX];
+
+    if (sl->gone) {
+        f->skipped++;
+        return 0;
+    }
+    cus_hex(sl->sha, CUS_SHA256_LEN, hex);
     f->messages++;
-    f->bytes += (gint64)len;
+    f->bytes += (gint64)sl->len;
     if (g_hash_table_contains(folder_shas, hex)) {
         f->dups++;                          /* the same message twice in a folder */
-        ret = 0;
-        goto out;
+        return 0;
     }
-    g_hash_table_add(folder_shas, g_strdup(hex));
+    g_hash_table_add(folder_shas, g_string_chunk_insert(s->keys, hex));
     f->unique++;
-    if (copy) {
-        int r = hov_copy_message(s->copy, f, small ? *buf : NULL, fd, len, sha,
-                                 (gint64)st.st_mtime, m->flags, m->in_new, error_r);
-        if (r < 0)
-            goto out;
-    }
-    if (g_hash_table_contains(s->shas, hex)) {   /* counted already (another folder) */
-        ret = 0;
-        goto out;
-    }
-    g_hash_table_add(s->shas, g_strdup(hex));
-    if (hov_msginfo_from_raw(*buf, hlen, s->lim, &mi, error_r) < 0) {
-        char *e = *error_r;
-        *error_r = g_strdup_printf("%s: %s", path, e);
-        g_free(e);
-        goto out;
-    }
-    if (mi->date <= 0)
-        mi->date = (gint64)st.st_mtime;
-    if (*mi->message_id != '\0')
-        g_hash_table_add(s->mids, g_strdup(mi->message_id));
-    hov_contacts_add(s->contacts, mi, NULL);
-    thread_note(s, mi);
-    {
-        char *src = g_strconcat("m:", path, NULL);
-        phone_note(s, mi, src);
-        g_free(src);
-    }
-    incident_note(s, mi, NULL, -1, "mailbox");
-    ret = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    hov_msginfo_free(mi);
-    g_free(path);
-    return ret;
+    if (copy && hov_copy_message(s->copy, f, sl->fd < 0 ? sl->buf : NULL, sl->fd, sl->len,
+                                 sl->sha, sl->mtime, sl->m->flags, sl->m->in_new,
+                                 error_r) < 0)
+        return -1;
+    if (g_hash_table_contains(s->shas, hex))   /* counted already (another folder) */
+        return 0;
+    g_hash_table_add(s->shas, g_string_chunk_insert(s->keys, hex));
+    if (*sl->mi->message_id != '\0')
+        g_hash_table_add(s->mids, g_string_chunk_insert(s->keys, sl->mi->message_id));
+    hov_contacts_add(s->contacts, sl->mi, NULL);
+    thread_note(s, sl->mi);
+    phone_note(s, sl->mi, "m:", sl->path);
+    incident_note(s, sl->mi, NULL, -1, "mailbox");
+    return 0;
 }
 
 static int survey_mailbox(struct hov_survey *s, char **error_r)
 {
+    struct pipe pp = { 0 };
     GPtrArray *folders = NULL;
-    char *buf = NULL;
-    size_t buf_size = 0;
-    int ret = -1;
+    GHashTable *folder_shas = NULL;
+    GPtrArray *cur_files = NULL;
+    struct hov_fstat *f = NULL;
+    GThread *th;
+    int ret = 0, copy = 0, done = 0;
 
     if (hov_maildir_folders(s->src_root, &folders, error_r) < 0)
         return -1;
-    for (guint i = 0; i < folders->len; i++) {
-        const struct hov_folder *hf = folders->pdata[i];
-        struct hov_fstat *f = g_new0(struct hov_fstat, 1);
-        GHashTable *folder_shas = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        GPtrArray *files = NULL;
-        int skip = 0, copy;
+    pp.q = g_async_queue_new();
+    pp.spare = g_ptr_array_new_with_free_func(g_free);
+    g_mutex_init(&pp.lock);
+    g_cond_init(&pp.cond);
+    pp.folders = folders;
+    pp.lim = s->lim;
+    th = g_thread_new("mailbox-reader", producer, &pp);
+    while (!done) {
+        struct slot *sl = g_async_queue_pop(pp.q);
 
-        f->storage = g_strdup(hf->storage);
-        f->display = g_strdup(hf->display);
-        f->path = g_strdup(hf->path);
-        f->dest = g_strconcat(s->prefix, ".", *hf->storage != '\0' ? hf->storage : "INBOX",
-                              NULL);
-        g_ptr_array_add(s->folders, f);
-        if (hov_maildir_messages(hf->path, &files, &f->skipped, error_r) < 0) {
-            g_hash_table_destroy(folder_shas);
-            goto out;
+        /* the file list a folder's messages point into: kept until its END */
+        if (sl->kind == SLOT_BEGIN) {
+            if (cur_files != NULL)
+                g_ptr_array_free(cur_files, TRUE);
+            cur_files = sl->files;
+            sl->files = NULL;
         }
-        if (s->copy != NULL && hov_copy_folder_begin(s->copy, f, &skip, error_r) < 0) {
-            g_ptr_array_free(files, TRUE);
-            g_hash_table_destroy(folder_shas);
-            goto out;
-        }
-        copy = s->copy != NULL && !skip;
-        for (guint k = 0; k < files->len; k++)
-            if (one_message(s, f, folder_shas, files->pdata[k], &buf, &buf_size, copy,
-                            error_r) < 0) {
-                g_ptr_array_free(files, TRUE);
-                g_hash_table_destroy(folder_shas);
-                goto out;
+        if (ret < 0) {                      /* failed: drain what the reader sends */
+            done = sl->kind == SLOT_DONE;
+            if (sl->kind == SLOT_END && cur_files != NULL) {
+                g_ptr_array_free(cur_files, TRUE);
+                cur_files = NULL;
             }
-        g_ptr_array_free(files, TRUE);
-        g_hash_table_destroy(folder_shas);
-        if (copy && hov_copy_folder_end(s->copy, f, error_r) < 0)
-            goto out;
+            pipe_release(&pp, sl);
+            continue;
+        }
+        switch (sl->kind) {
+        case SLOT_BEGIN: {
+            const struct hov_folder *hf = sl->folder;
+            int skip = 0;
+
+            f = g_new0(struct hov_fstat, 1);
+            f->storage = g_strdup(hf->storage);
+            f->display = g_strdup(hf->display);
+            f->path = g_strdup(hf->path);
+            f->dest = g_strconcat(s->prefix, ".", *hf->storage != '\0' ? hf->storage : "INBOX",
+                                  NULL);
+            f->skipped = sl->skipped;
+            g_ptr_array_add(s->folders, f);
+            folder_shas = g_hash_table_new(g_str_hash, g_str_equal);
+            if (s->copy != NULL && hov_copy_folder_begin(s->copy, f, &skip, error_r) < 0)
+                ret = -1;
+            copy = s->copy != NULL && !skip;
+            break;
+        }
+        case SLOT_MSG:
+            if (sl->error != NULL) {
+                ret = cus_error(error_r, "%s", sl->error);
+            } else if (take_message(s, f, folder_shas, sl, copy, error_r) < 0) {
+                ret = -1;
+            }
+            break;
+        case SLOT_END:
+            g_hash_table_destroy(folder_shas);
+            folder_shas = NULL;
+            g_ptr_array_free(cur_files, TRUE);
+            cur_files = NULL;
+            if (copy && hov_copy_folder_end(s->copy, f, error_r) < 0)
+                ret = -1;
+            break;
+        case SLOT_ERR:
+            ret = cus_error(error_r, "%s", sl->error);
+            break;
+        case SLOT_DONE:
+            done = 1;
+            break;
+        }
+        if (ret < 0) {
+            g_mutex_lock(&pp.lock);
+            pp.stop = 1;
+            g_cond_signal(&pp.cond);
+            g_mutex_unlock(&pp.lock);
+        }
+        pipe_release(&pp, sl);
     }
-    ret = 0;
-out:
-    g_free(buf);
+    g_thread_join(th);
+    if (cur_files != NULL)
+        g_ptr_array_free(cur_files, TRUE);
+    if (folder_shas != NULL)
+        g_hash_table_destroy(folder_shas);
+    g_async_queue_unref(pp.q);
+    g_ptr_array_free(pp.spare, TRUE);
+    g_mutex_clear(&pp.lock);
+    g_cond_clear(&pp.cond);
     g_ptr_array_free(folders, TRUE);
     return ret;
 }
@@ -471,74 +673,189 @@ static void addr_free(gpointer p)
     g_free(a);
 }
 
-struct hits {
-    struct hov_survey *s;
-    GHashTable *rec_mids;
+/* The archive: one brief search (ids, hashes, Message-IDs) of everything
+ * the leaver took part in runs in a thread of its own, on a reader of its
+ * own, while the mailbox is read and copied; then only what the mailbox
+ * lacks is looked up whole, and the leaver's recent mail for incidents. */
+struct bhit {
+    gint64 id;
+    char sha[CUS_SHA256_HEX];
+    char *message_id;
 };
 
-static int on_hit(void *ctx, const struct idx_hit *h)
+static void bhit_free(gpointer p)
 {
-    struct hits *x = ctx;
-    struct hov_survey *s = x->s;
-    struct hov_msginfo mi = { 0 };
-    char src[40];
+    struct bhit *h = p;
 
-    s->archive_hits++;
-    mi.message_id = h->message_id != NULL ? h->message_id : "";
-    mi.date = h->date;
-    mi.subject = h->subject != NULL ? h->subject : "";
-    mi.thread = hov_thread_key(mi.subject);
-    mi.rcpts = g_ptr_array_new_with_free_func(addr_free);
-    if (h->from->len > 0)
-        hit_addr(h->from->pdata[0], &mi.from);
-    else {
-        mi.from.name = g_strdup("");
-        mi.from.addr = g_strdup("");
+    g_free(h->message_id);
+    g_free(h);
+}
+
+struct asearch {
+    const struct cfg *cfg;
+    char *query;
+    GPtrArray *hits;                /* struct bhit *, newest first */
+    char *error;
+    int ok;
+};
+
+static int collect_brief(void *ctx, const struct idx_brief *b)
+{
+    struct asearch *a = ctx;
+    struct bhit *x = g_new0(struct bhit, 1);
+
+    x->id = b->id;
+    if (b->sha256 != NULL)
+        cus_hex(b->sha256, CUS_SHA256_LEN, x->sha);
+    x->message_id = g_strdup(b->message_id != NULL ? b->message_id : "");
+    g_ptr_array_add(a->hits, x);
+    return 0;
+}
+
+static gpointer search_thread(gpointer data)
+{
+    struct asearch *a = data;
+    struct arc *arc = NULL;
+
+    if (arc_open(a->cfg, 0, &arc, &a->error) == 0) {
+        a->ok = idx_search_brief(arc_index(arc), a->query, collect_brief, a, &a->error) == 0;
+        arc_close(&arc);
+    }
+    return NULL;
+}
+
+/* A whole hit as a struct hov_msginfo (strings borrowed from h). */
+static void hit_info(const struct idx_hit *h, struct hov_msginfo *mi)
+{
+    memset(mi, 0, sizeof(*mi));
+    mi->message_id = h->message_id != NULL ? h->message_id : "";
+    mi->date = h->date;
+    mi->subject = h->subject != NULL ? h->subject : "";
+    mi->thread = hov_thread_key(mi->subject);
+    mi->rcpts = g_ptr_array_new_with_free_func(addr_free);
+    if (h->from->len > 0) {
+        hit_addr(h->from->pdata[0], &mi->from);
+    } else {
+        mi->from.name = g_strdup("");
+        mi->from.addr = g_strdup("");
     }
     for (guint i = 0; i < h->to->len + h->cc->len; i++) {
         struct hov_addr *a = g_new0(struct hov_addr, 1);
         hit_addr(i < h->to->len ? h->to->pdata[i] : h->cc->pdata[i - h->to->len], a);
-        g_ptr_array_add(mi.rcpts, a);
+        g_ptr_array_add(mi->rcpts, a);
     }
-    incident_note(s, &mi, h->bcc, h->n_att, "archive");
-    if ((*mi.message_id != '\0' && g_hash_table_contains(s->mids, mi.message_id)) ||
-        g_hash_table_contains(s->shas, h->sha256))
-        goto out;                           /* the mailbox has it */
-    if (*mi.message_id != '\0') {
-        if (g_hash_table_contains(x->rec_mids, mi.message_id))
-            goto out;                       /* another copy of one recovered */
-        g_hash_table_add(x->rec_mids, g_strdup(mi.message_id));
-    }
-    g_array_append_val(s->recovered, h->id);
+}
+
+static void hit_info_clear(struct hov_msginfo *mi)
+{
+    g_free(mi->thread);
+    g_free(mi->from.name);
+    g_free(mi->from.addr);
+    g_ptr_array_free(mi->rcpts, TRUE);
+}
+
+/* A recovered message's part in contacts, threads and phones. */
+static int on_recovered(void *ctx, const struct idx_hit *h)
+{
+    struct hov_survey *s = ctx;
+    struct hov_msginfo mi;
+    char src[40];
+
+    hit_info(h, &mi);
     hov_contacts_add(s->contacts, &mi, NULL);
     thread_note(s, &mi);
-    g_snprintf(src, sizeof(src), "a:%" G_GINT64_FORMAT, h->id);
-    phone_note(s, &mi, src);
-out:
-    g_free(mi.thread);
-    g_free(mi.from.name);
-    g_free(mi.from.addr);
-    g_ptr_array_free(mi.rcpts, TRUE);
+    g_snprintf(src, sizeof(src), "%" G_GINT64_FORMAT, h->id);
+    phone_note(s, &mi, "a:", src);
+    incident_note(s, &mi, h->bcc, h->n_att, "archive");
+    hit_info_clear(&mi);
     return 0;
 }
 
-static int survey_archive(struct hov_survey *s, char **error_r)
+static int on_incident(void *ctx, const struct idx_hit *h)
 {
-    struct hits x = { s, g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL) };
-    char *q = g_strdup_printf("participant:\"%s\"", s->leaver->address);
-    int ret = idx_search(arc_index(s->arc), q, -1, 0, NULL, on_hit, &x, error_r);
+    struct hov_survey *s = ctx;
+    struct hov_msginfo mi;
 
-    g_free(q);
-    g_hash_table_destroy(x.rec_mids);
+    hit_info(h, &mi);
+    incident_note(s, &mi, h->bcc, h->n_att, "archive");
+    hit_info_clear(&mi);
+    return 0;
+}
+
+#define IDS_PER_QUERY 200
+
+static int survey_archive(struct hov_survey *s, GPtrArray *hits, char **error_r)
+{
+    GHashTable *rec_mids = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    GString *q = g_string_new(NULL);
+    char day[16];
+    int ret = -1;
+
+    for (guint i = 0; i < hits->len; i++) {
+        const struct bhit *h = hits->pdata[i];
+
+        s->archive_hits++;
+        if ((*h->message_id != '\0' && g_hash_table_contains(s->mids, h->message_id)) ||
+            g_hash_table_contains(s->shas, h->sha))
+            continue;                       /* the mailbox has it */
+        if (*h->message_id != '\0') {
+            if (g_hash_table_contains(rec_mids, h->message_id))
+                continue;                   /* another copy of one recovered */
+            g_hash_table_add(rec_mids, g_strdup(h->message_id));
+        }
+        g_array_append_val(s->recovered, h->id);
+    }
+    /* what the mailbox lacks, whole, a few hundred at a time */
+    for (guint i = 0; i < s->recovered->len; i += IDS_PER_QUERY) {
+        g_string_truncate(q, 0);
+        for (guint k = i; k < s->recovered->len && k < i + IDS_PER_QUERY; k++)
+            g_string_append_printf(q, "%sid:%" G_GINT64_FORMAT, k > i ? " OR " : "",
+                                   g_array_index(s->recovered, gint64, k));
+        if (idx_search(arc_index(s->arc), q->str, -1, 0, NULL, on_recovered, s, error_r) < 0)
+            goto out;
+    }
+    /* the leaver's own mail of the incident window */
+    g_string_assign(q, "(");
+    g_string_append_printf(q, "from:\"%s\"", s->leaver->address);
+    for (guint i = 0; i < s->leaver->personal->len; i++)
+        g_string_append_printf(q, " OR from:\"%s\"", (char *)s->leaver->personal->pdata[i]);
+    hov_day(MAX(s->incident_since, 0), day, sizeof(day));
+    g_string_append_printf(q, ") after:%s", day);
+    if (idx_search(arc_index(s->arc), q->str, -1, 0, NULL, on_incident, s, error_r) < 0)
+        goto out;
+    ret = 0;
+out:
+    g_string_free(q, TRUE);
+    g_hash_table_destroy(rec_mids);
     return ret;
 }
 
 int hov_survey_run(struct hov_survey *s, char **error_r)
 {
+    struct asearch a = { s->cfg, NULL, g_ptr_array_new_with_free_func(bhit_free), NULL, 0 };
+    GThread *th;
+    double t0 = cus_now();
+    int ret = -1, mret;
+
     survey_init(s);
-    if (survey_mailbox(s, error_r) < 0)
-        return -1;
-    return survey_archive(s, error_r);
+    a.query = g_strdup_printf("participant:\"%s\"", s->leaver->address);
+    th = g_thread_new("archive-search", search_thread, &a);
+    mret = survey_mailbox(s, error_r);
+    g_thread_join(th);
+    log_debug("survey: mailbox read%s, %u archive messages found, in %.3f s",
+              s->copy != NULL ? " and copied" : "", a.hits->len, cus_now() - t0);
+    if (mret < 0)
+        goto out;
+    if (!a.ok) {
+        cus_error(error_r, "%s", a.error != NULL ? a.error : "the archive search failed");
+        goto out;
+    }
+    ret = survey_archive(s, a.hits, error_r);
+out:
+    g_ptr_array_free(a.hits, TRUE);
+    g_free(a.query);
+    g_free(a.error);
+    return ret;
 }
 
 /* ---- phones ---------------------------------------------------------------------------- */

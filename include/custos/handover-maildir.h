@@ -124,6 +124,9 @@ int hov_dest_put(struct hov_dest *d, const void *data, int fd, size_t len,
                  int to_new, char **error_r);
 /* Make what was put durable (syncfs, then the directories). */
 int hov_dest_sync(struct hov_dest *d, char **error_r);
+/* Start writing each message out to disk as soon as it is put (for a
+ * caller that syncs at the end). */
+void hov_dest_writeback(struct hov_dest *d, int on);
 const char *hov_dest_path(struct hov_dest *d);
 void hov_dest_close(struct hov_dest **d);
 

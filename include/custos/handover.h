@@ -9,9 +9,12 @@
  * fsync'd) once it is done:
  *
  *   depart      the leaver departed (effective date) with the successor and
- *               the leaver's customers given to their new owners: one batch
- *               of "directory" chain events (custos-milter routes by it)
- *   hold        a legal hold "handover-ID" on participant:LEAVER
+ *               the leaver's customers given to their new owners: "directory"
+ *               chain events (custos-milter routes by them), and the
+ *               "handover" chain event (plan, leaver, successor, dates,
+ *               mailboxes, customers, hold, user)
+ *   hold        a legal hold "handover-ID" on participant:LEAVER, committed
+ *               in the same batch as depart
  *   forwards    the leaver's forwardings found and disabled (backups)
  *   folder      per folder: copied to FOLDER/<leaver>/... in the successor's
  *               Maildir (handover-maildir.h)
@@ -25,13 +28,17 @@
  *   notices     one message to each customer contact ([handover] notices)
  *   analysis    customers' last contact and open threads, the leaver's
  *               incidents of the last 90 days
- *   record      the "handover" chain event
+ *   record      the copy made durable ([handover] sync), the handover done;
+ *               the run's audit entry (sealed into the chain by the next
+ *               writer) says what was moved
  *
  * Killed at any point and run again, apply skips what the journal says is
  * done and makes each unfinished step finish without doing anything twice:
- * archive batches carry a marker in index.db meta (committed with them),
- * messages are named by their hash, files are written whole or not at all.
- * Every run of plan and apply is an audit entry.
+ * the archive batch is recognised by what it left (the hold, the rows),
+ * every folder is filled again (messages are named by their hash: what is
+ * there whole is not written twice), files are written whole or not at
+ * all, notices are journalled before and after sendmail. Every run of
+ * plan and apply is an audit entry.
  */
 #ifndef CUSTOS_HANDOVER_H
 #define CUSTOS_HANDOVER_H
