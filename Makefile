@@ -211,6 +211,7 @@ demo: all corpus
 bench: all corpus
 	sh bench/run.sh $(BUILD) $(CORPUS)
 	sh bench/milter.sh $(BUILD)
+	sh bench/handover.sh $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
