@@ -50,7 +50,7 @@ void chain_step(const unsigned char prev[CUS_SHA256_LEN], const void *event, siz
 
 /* ---- events ------------------------------------------------------------- */
 
-static void put_value(GString *out, const char *v0)
+void chain_value_put(GString *out, const char *v0)
 {
     char *fixed = NULL;
     const char *v = v0;
@@ -88,14 +88,14 @@ GString *chain_event_format(gint64 seq, gint64 time, const char *type,
     for (int i = 0; kv != NULL && kv[i] != NULL && kv[i + 1] != NULL; i += 2) {
         g_string_append(out, kv[i]);
         g_string_append_c(out, ' ');
-        put_value(out, kv[i + 1]);
+        chain_value_put(out, kv[i + 1]);
         g_string_append_c(out, '\n');
     }
     return out;
 }
 
-/* Undo put_value(); NULL if the escaping is not canonical. */
-static char *get_value(const char *s, size_t len)
+/* Undo chain_value_put(); NULL if the escaping is not canonical. */
+char *chain_value_get(const char *s, size_t len)
 {
     GString *v = g_string_sized_new(len);
 
@@ -197,7 +197,7 @@ int chain_event_parse(const void *buf, size_t len, struct chain_event **ev_r,
             }
             ev->type = g_strndup(sp, (size_t)(nl - sp));
         } else {
-            char *v = get_value(sp, (size_t)(nl - sp));
+            char *v = chain_value_get(sp, (size_t)(nl - sp));
 
             if (v == NULL) {
                 cus_error(error_r, "chain event line %d: bad value", line);

@@ -139,57 +139,6 @@ static gint64 parse_iso(const char *s, size_t len)
     return t;
 }
 
-/* A value as chain events write it: '%', CR, LF escaped; bytes that are
- * not UTF-8 as U+FFFD. */
-static void put_value(GString *out, const char *v0)
-{
-    char *fixed = g_utf8_validate(v0, -1, NULL) ? NULL : cus_utf8_repair(v0, strlen(v0));
-    const char *v = fixed != NULL ? fixed : v0;
-
-    for (; *v != '\0'; v++) {
-        switch (*v) {
-        case '%': g_string_append(out, "%25"); break;
-        case '\r': g_string_append(out, "%0D"); break;
-        case '\n': g_string_append(out, "%0A"); break;
-        default: g_string_append_c(out, *v);
-        }
-    }
-    g_free(fixed);
-}
-
-/* Undo put_value(); NULL unless the escaping is canonical and the result
- * UTF-8 without NUL. */
-static char *get_value(const char *s, size_t len)
-{
-    GString *v = g_string_sized_new(len);
-
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '\0' || s[i] == '\r')
-            goto bad;
-        if (s[i] != '%') {
-            g_string_append_c(v, s[i]);
-            continue;
-        }
-        if (i + 2 >= len)
-            goto bad;
-        if (memcmp(s + i, "%25", 3) == 0)
-            g_string_append_c(v, '%');
-        else if (memcmp(s + i, "%0D", 3) == 0)
-            g_string_append_c(v, '\r');
-        else if (memcmp(s + i, "%0A", 3) == 0)
-            g_string_append_c(v, '\n');
-        else
-            goto bad;
-        i += 2;
-    }
-    if (!g_utf8_validate(v->str, (gssize)v->len, NULL))
-        goto bad;
-    return g_string_free(v, FALSE);
-bad:
-    g_string_free(v, TRUE);
-    return NULL;
-}
-
 /* A name from an export, fit to print: valid UTF-8, controls as \xNN,
  * at most 200 bytes. */
 static char *show(const char *s)
@@ -731,7 +680,7 @@ static char *stmt_line(const char **p, const char *end, const char *key)
     nl = memchr(*p, '\n', (size_t)(end - *p));
     if (nl == NULL)
         return NULL;
-    v = get_value(*p + kl + 1, (size_t)(nl - *p - kl - 1));
+    v = chain_value_get(*p + kl + 1, (size_t)(nl - *p - kl - 1));
     *p = nl + 1;
     return v;
 }
@@ -827,9 +776,9 @@ static GString *statement_format(const struct exp_statement *s, const struct exp
 
     cus_iso8601(s->time, when, sizeof(when));
     g_string_append_printf(o, "format %s\ntime %s\nuser ", exp_format_name(s->format), when);
-    put_value(o, s->user);
+    chain_value_put(o, s->user);
     g_string_append(o, "\nquery ");
-    put_value(o, s->query);
+    chain_value_put(o, s->query);
     g_string_append_printf(o, "\nmessages %" G_GINT64_FORMAT "\n", s->messages);
     cus_hex(s->manifest_sha, CUS_SHA256_LEN, hex);
     g_string_append_printf(o, "manifest-sha256 %s\n", hex);

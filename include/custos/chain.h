@@ -55,6 +55,13 @@ void chain_step(const unsigned char prev[CUS_SHA256_LEN], const void *event, siz
 /* The canonical bytes. kv: key, value, ..., NULL (may be NULL). */
 GString *chain_event_format(gint64 seq, gint64 time, const char *type,
                             const char *const *kv);
+/* A VALUE as the canonical forms write it (events, checkpoints, export
+ * statements): '%', CR, LF as %25 %0D %0A; bytes that are not UTF-8
+ * become U+FFFD. chain_value_get() undoes it: NULL unless len bytes at s
+ * are canonical and give UTF-8 without NUL. */
+void chain_value_put(GString *out, const char *v);
+char *chain_value_get(const char *s, size_t len);
+
 /* Parse (strictly: the bytes must be canonical). */
 int chain_event_parse(const void *buf, size_t len, struct chain_event **ev_r,
                       char **error_r);
