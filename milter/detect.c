@@ -123,10 +123,23 @@ struct det_finding *det_finding_new(const char *category, const char *rule, cons
 
     f->category = g_strdup(category);
     f->rule = g_strdup(rule);
+    f->rcpts = g_ptr_array_new_with_free_func(g_free);
     va_start(ap, fmt);
     f->evidence = g_strdup_vprintf(fmt, ap);
     va_end(ap);
     return f;
+}
+
+void det_finding_add_rcpt(struct det_finding *f, const char *addr)
+{
+    char *a = g_utf8_strdown(addr, -1);
+
+    for (guint i = 0; i < f->rcpts->len; i++)
+        if (strcmp(g_ptr_array_index(f->rcpts, i), a) == 0) {
+            g_free(a);
+            return;
+        }
+    g_ptr_array_add(f->rcpts, a);
 }
 
 void det_finding_free(gpointer p)
@@ -138,6 +151,8 @@ void det_finding_free(gpointer p)
     g_free(f->category);
     g_free(f->rule);
     g_free(f->evidence);
+    if (f->rcpts != NULL)
+        g_ptr_array_free(f->rcpts, TRUE);
     g_free(f);
 }
 

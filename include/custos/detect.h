@@ -50,6 +50,11 @@ struct det_finding {
     char *category;             /* e.g. "departed-sender" */
     char *rule;                 /* what fired, e.g. "departed-sender/sasl" */
     char *evidence;             /* why, in words (no customer data) */
+    GPtrArray *rcpts;           /* char *: the envelope recipients the finding
+                                 * is about (as in det_envelope, lower case),
+                                 * never NULL; empty: the message as a whole
+                                 * (e.g. its sender). Policy's strip removes
+                                 * exactly these; allow-lists match them. */
 };
 
 struct detector {
@@ -80,6 +85,8 @@ int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findi
             char **error_r);
 struct det_finding *det_finding_new(const char *category, const char *rule,
                                     const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Name an offending envelope recipient of f (once; lower-cased). */
+void det_finding_add_rcpt(struct det_finding *f, const char *addr);
 void det_finding_free(gpointer f);
 
 #endif
