@@ -1,0 +1,174 @@
+/*
+ * det-text.c - text normalised for matching, values masked for evidence; see det-text.h
+ *
+ * Normalisation is one copy that drops the invisible characters, then
+ * GLib's NFKC (g_utf8_normalize), skipped for pure ASCII (which NFKC
+ * leaves as it is). Masks and excerpts work on characters, never cutting
+ * a UTF-8 sequence.
+ */
+#include <string.h>
+#include "custos/det-text.h"
+#include "custos/util.h"
+
+int det_text_is_invisible(gunichar c)
+{
+    return c == 0x00AD || c == 0x034F || c == 0x180E || (c >= 0x200B && c <= 0x200F) ||
+           (c >= 0x2060 && c <= 0x2064) || c == 0xFEFF;
+}
+
+char *det_text_norm(const char *s, gssize len)
+{
+    char *repaired = NULL, *out;
+    GString *vis;
+    size_t n = len < 0 ? strlen(s) : (size_t)len;
+    int ascii = 1;
+
+    for (size_t i = 0; i < n && ascii; i++)
+        ascii = (unsigned char)s[i] < 0x80 && s[i] != '\0';
+    if (ascii)
+        return g_strndup(s, n);
+    if (!g_utf8_validate(s, n, NULL) || memchr(s, '\0', n) != NULL) {
+        repaired = cus_utf8_repair(s, n);
+        s = repaired;
+        n = strlen(repaired);
+    }
+    vis = g_string_sized_new(n + 1);
+    for (const char *p = s, *end = s + n; p < end;) {
+        const char *next = g_utf8_next_char(p);
+        if ((unsigned char)*p < 0x80 || !det_text_is_invisible(g_utf8_get_char(p)))
+            g_string_append_len(vis, p, next - p);
+        p = next;
+    }
+    out = g_utf8_normalize(vis->str, vis->len, G_NORMALIZE_NFKC);
+    if (out == NULL)    /* cannot happen on valid UTF-8; keep the text all the same */
+        out = g_strndup(vis->str, vis->len);
+    g_string_free(vis, TRUE);
+    g_free(repaired);
+    return out;
+}
+
+/* s without the characters that are not ASCII letters or digits (keep_plus:
+ * a leading '+' stays). */
+static char *alnum_only(const char *s, int keep_plus)
+{
+    GString *o = g_string_new(NULL);
+
+    for (const char *p = s; *p != '\0'; p++)
+        if (g_ascii_isalnum(*p) || (keep_plus && *p == '+' && o->len == 0))
+            g_string_append_c(o, *p);
+    return g_string_free(o, FALSE);
+}
+
+/* Replace with '*' the chars of s from..to (exclusive), in place. */
+static void stars(char *s, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        s[i] = '*';
+}
+
+char *det_mask_number(const char *s)
+{
+    char *a = alnum_only(s, 0), *out;
+    size_t n = strlen(a);
+
+    if (n <= 8) {
+        stars(a, 0, n > 2 ? n - 2 : n);
+        return a;
+    }
+    out = g_strdup_printf("%.4s****%s", a, a + n - 4);
+    g_free(a);
+    return out;
+}
+
+char *det_mask_phone(const char *s)
+{
+    char *a = alnum_only(s, 1);
+    size_t n = strlen(a), digits = n - (a[0] == '+');
+
+    if (digits <= 8)
+        stars(a, n - digits, n > 2 ? n - 2 : n);
+    else
+        stars(a, n - 8, n - 4);
+    return a;
+}
+
+char *det_mask_addr(const char *addr)
+{
+    const char *at = strchr(addr, '@');
+    const char *second = *addr != '\0' ? g_utf8_next_char(addr) : addr;
+
+    if (at == addr)
+        return g_strdup_printf("***%s", at);
+    if (at == NULL)
+        return g_strdup_printf("%.*s***", (int)(second - addr), addr);
+    if (second > at)
+        second = at;
+    return g_strdup_printf("%.*s***%s", (int)(second - addr), addr, at);
+}
+
+/* Append text[from, to) with runs of white space (and control characters)
+ * as one space. */
+static void append_flat(GString *o, const char *text, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == ' ' || c == 0x7F) {
+            if (o->len > 0 && o->str[o->len - 1] != ' ')
+                g_string_append_c(o, ' ');
+        } else {
+            g_string_append_c(o, (char)c);
+        }
+    }
+}
+
+char *det_text_excerpt(const char *text, size_t len, size_t start, size_t end, size_t ctx,
+                       const char *repl)
+{
+    GString *o = g_string_new(NULL);
+    const char *b = text + start, *e = text + end;
+
+    for (size_t i = 0; i < ctx && b > text; i++)
+        b = g_utf8_find_prev_char(text, b);
+    for (size_t i = 0; i < ctx && e < text + len; i++)
+        e = g_utf8_find_next_char(e, text + len) ?: text + len;
+    if (b > text)
+        g_string_append(o, "…");
+    append_flat(o, text, b - text, start);
+    if (repl != NULL)
+        g_string_append(o, repl);
+    else
+        append_flat(o, text, start, end);
+    append_flat(o, text, end, e - text);
+    if (e < text + len)
+        g_string_append(o, "…");
+    return g_string_free(o, FALSE);
+}
+
+gssize det_text_find(const char *text, size_t from, size_t to, const char *word)
+{
+    size_t wl = strlen(word);
+
+    if (wl == 0 || to < from + wl)
+        return -1;
+    for (size_t i = from; i + wl <= to; i++)
+        if (g_ascii_tolower(text[i]) == g_ascii_tolower(word[0]) &&
+            g_ascii_strncasecmp(text + i, word, wl) == 0)
+            return (gssize)i;
+    return -1;
+}
+
+const char *det_text_near(const char *text, size_t len, size_t start, size_t end,
+                          size_t window, char *const *words)
+{
+    const char *b = text + start, *e = text + end;
+
+    for (size_t i = 0; i < window && b > text; i++)
+        b = g_utf8_find_prev_char(text, b);
+    for (size_t i = 0; i < window && e < text + len; i++)
+        e = g_utf8_find_next_char(e, text + len) ?: text + len;
+    for (int w = 0; words != NULL && words[w] != NULL; w++)
+        if (det_text_find(text, b - text, start, words[w]) >= 0 ||
+            det_text_find(text, end, e - text, words[w]) >= 0)
+            return words[w];
+    return NULL;
+}
