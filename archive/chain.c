@@ -20,7 +20,7 @@
 #define EVENT_MAGIC "custos-event 1\n"
 #define CP_MAGIC "custos-checkpoint 1\n"
 #define GENESIS "custos chain 1"
-#define SIG_LEN 64
+#define SIG_LEN CHAIN_SIG_LEN
 #define KEYFILE_MAX (64 * 1024)
 
 struct chain_key {
@@ -229,75 +229,79 @@ const char *chain_event_get(const struct chain_event *ev, const char *key)
 
 /* ---- keys --------------------------------------------------------------- */
 
-static int key_finish(struct chain_key *k, const char *path, char **error_r)
+/* The key in len bytes of PEM at pem ("PRIVATE KEY" in it: a private key,
+ * else a public one); what names it in messages. */
+int chain_key_parse(const void *pem, size_t len, const char *what, struct chain_key **k_r,
+                    char **error_r)
 {
+    struct chain_key *k;
     unsigned char raw[32], sha[CUS_SHA256_LEN];
     size_t n = sizeof(raw);
+    char *text;
+    BIO *bio;
 
-    if (EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_ED25519)
+    *k_r = NULL;
+    if (len == 0 || len > KEYFILE_MAX)
+        return cus_error(error_r, "%s: not a PEM key (%zu bytes)", what, len);
+    text = g_strndup(pem, len);         /* stops at a NUL: strstr sees what PEM reads */
+    if ((bio = BIO_new_mem_buf(text, (int)strlen(text))) == NULL) {
+        g_free(text);
+        return cus_error(error_r, "%s: out of memory", what);
+    }
+    k = g_new0(struct chain_key, 1);
+    if (strstr(text, "PRIVATE KEY") != NULL) {
+        k->pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+        k->is_private = 1;
+    } else {
+        k->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    }
+    BIO_free(bio);
+    g_free(text);
+    if (k->pkey == NULL) {
+        chain_key_free(&k);
+        return cus_error(error_r, "%s: not a PEM public or private key", what);
+    }
+    if (EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_public_key(k->pkey, raw, &n) != 1 || n != sizeof(raw)) {
+        chain_key_free(&k);
         return cus_error(error_r, "%s: not an Ed25519 key (make one with: openssl "
-                         "genpkey -algorithm ed25519 -out FILE)", path);
-    if (EVP_PKEY_get_raw_public_key(k->pkey, raw, &n) != 1 || n != sizeof(raw))
-        return cus_error(error_r, "%s: cannot read the public key", path);
+                         "genpkey -algorithm ed25519 -out FILE)", what);
+    }
     cus_sha256(raw, n, sha);
     memcpy(k->id, "ed25519:", 8);
     cus_hex(sha, 8, k->id + 8);
+    *k_r = k;
     return 0;
 }
 
 static int key_load(const char *path, int want_private, struct chain_key **k_r,
                     char **error_r)
 {
-    struct chain_key *k = g_new0(struct chain_key, 1);
     GBytes *data = NULL;
-    BIO *bio = NULL;
     struct stat sb;
-    gsize len;
     const char *text;
+    gsize len;
+    int ret;
 
     *k_r = NULL;
     if (want_private) {
-        if (stat(path, &sb) < 0) {
-            cus_error_errno(error_r, "signing key %s", path);
-            goto fail;
-        }
-        if ((sb.st_mode & 077) != 0) {
-            cus_error(error_r, "signing key %s is readable by group or others "
-                      "(mode %04o): chmod 600 it", path, (unsigned)(sb.st_mode & 07777));
-            goto fail;
-        }
+        if (stat(path, &sb) < 0)
+            return cus_error_errno(error_r, "signing key %s", path);
+        if ((sb.st_mode & 077) != 0)
+            return cus_error(error_r, "signing key %s is readable by group or others "
+                             "(mode %04o): chmod 600 it", path,
+                             (unsigned)(sb.st_mode & 07777));
     }
     if (cus_read_file(path, KEYFILE_MAX, &data, error_r) < 0)
-        goto fail;
+        return -1;
     text = g_bytes_get_data(data, &len);
-    bio = BIO_new_mem_buf(text, (int)len);
-    if (bio == NULL) {
-        cus_error(error_r, "%s: out of memory", path);
-        goto fail;
-    }
-    if (want_private || strstr(text, "PRIVATE KEY") != NULL) {
-        k->pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-        k->is_private = k->pkey != NULL;
-    } else {
-        k->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-    }
-    if (k->pkey == NULL) {
-        cus_error(error_r, "%s: not a PEM %s key", path, want_private ? "private" : "public");
-        goto fail;
-    }
-    if (key_finish(k, path, error_r) < 0)
-        goto fail;
-    BIO_free(bio);
+    ret = chain_key_parse(text, len, path, k_r, error_r);
     g_bytes_unref(data);
-    *k_r = k;
-    return 0;
-fail:
-    if (bio != NULL)
-        BIO_free(bio);
-    if (data != NULL)
-        g_bytes_unref(data);
-    chain_key_free(&k);
-    return -1;
+    if (ret == 0 && want_private && !(*k_r)->is_private) {
+        chain_key_free(k_r);
+        return cus_error(error_r, "signing key %s is a public key: it cannot sign", path);
+    }
+    return ret;
 }
 
 int chain_key_load_private(const char *path, struct chain_key **k_r, char **error_r)
@@ -326,6 +330,53 @@ void chain_key_free(struct chain_key **kp)
     *kp = NULL;
 }
 
+int chain_key_is_private(const struct chain_key *k)
+{
+    return k->is_private;
+}
+
+int chain_key_sign(const struct chain_key *k, const void *buf, size_t len,
+                   unsigned char sig[CHAIN_SIG_LEN], char **error_r)
+{
+    EVP_MD_CTX *md;
+    size_t n = CHAIN_SIG_LEN;
+    int ok;
+
+    if (!k->is_private)
+        return cus_error(error_r, "key %s is a public key: it cannot sign", k->id);
+    md = EVP_MD_CTX_new();
+    ok = md != NULL && EVP_DigestSignInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
+         EVP_DigestSign(md, sig, &n, buf, len) == 1 && n == CHAIN_SIG_LEN;
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : cus_error(error_r, "signing with %s failed", k->id);
+}
+
+int chain_key_verify(const struct chain_key *k, const void *buf, size_t len,
+                     const unsigned char sig[CHAIN_SIG_LEN])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok;
+
+    ok = md != NULL && EVP_DigestVerifyInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
+         EVP_DigestVerify(md, sig, CHAIN_SIG_LEN, buf, len) == 1;
+    EVP_MD_CTX_free(md);
+    return ok;
+}
+
+GString *chain_key_public_pem(const struct chain_key *k)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    GString *out = g_string_new(NULL);
+    char *p;
+    long n;
+
+    if (bio != NULL && PEM_write_bio_PUBKEY(bio, k->pkey) == 1 &&
+        (n = BIO_get_mem_data(bio, &p)) > 0)
+        g_string_append_len(out, p, n);
+    BIO_free(bio);
+    return out;
+}
+
 /* ---- checkpoints -------------------------------------------------------- */
 
 int chain_checkpoint_format(gint64 seq, const unsigned char hash[CUS_SHA256_LEN],
@@ -335,27 +386,17 @@ int chain_checkpoint_format(gint64 seq, const unsigned char hash[CUS_SHA256_LEN]
     GString *out = g_string_new(CP_MAGIC);
     char hex[CUS_SHA256_HEX];
     unsigned char sig[SIG_LEN];
-    size_t siglen = sizeof(sig);
-    EVP_MD_CTX *md;
     char *b64;
 
     cus_hex(hash, CUS_SHA256_LEN, hex);
     g_string_append_printf(out, "seq %" G_GINT64_FORMAT "\nhash %s\ntime %" G_GINT64_FORMAT
                            "\nkey %s\n", seq, hex, time, k != NULL ? k->id : "none");
     if (k != NULL) {
-        if (!k->is_private) {
+        if (chain_key_sign(k, out->str, out->len, sig, error_r) < 0) {
             g_string_free(out, TRUE);
-            return cus_error(error_r, "key %s is a public key: it cannot sign", k->id);
+            return -1;
         }
-        md = EVP_MD_CTX_new();
-        if (md == NULL || EVP_DigestSignInit(md, NULL, NULL, NULL, k->pkey) != 1 ||
-            EVP_DigestSign(md, sig, &siglen, (const unsigned char *)out->str, out->len) != 1) {
-            EVP_MD_CTX_free(md);
-            g_string_free(out, TRUE);
-            return cus_error(error_r, "signing the checkpoint with %s failed", k->id);
-        }
-        EVP_MD_CTX_free(md);
-        b64 = g_base64_encode(sig, siglen);
+        b64 = g_base64_encode(sig, sizeof(sig));
         g_string_append_printf(out, "signature %s\n", b64);
         g_free(b64);
     }
@@ -444,7 +485,6 @@ int chain_checkpoint_parse(const void *buf, size_t len, struct chain_checkpoint 
 int chain_checkpoint_verify(const void *buf, const struct chain_checkpoint *cp,
                             const struct chain_key *pub, char **error_r)
 {
-    EVP_MD_CTX *md;
     int ok;
 
     if (!cp->is_signed)
@@ -453,13 +493,7 @@ int chain_checkpoint_verify(const void *buf, const struct chain_checkpoint *cp,
     if (strcmp(cp->key, pub->id) != 0)
         return cus_error(error_r, "checkpoint at seq %" G_GINT64_FORMAT " is signed by "
                          "%s, not by the configured key %s", cp->seq, cp->key, pub->id), 0;
-    md = EVP_MD_CTX_new();
-    if (md == NULL || EVP_DigestVerifyInit(md, NULL, NULL, NULL, pub->pkey) != 1) {
-        EVP_MD_CTX_free(md);
-        return cus_error(error_r, "cannot set up Ed25519 verification");
-    }
-    ok = EVP_DigestVerify(md, cp->sig, SIG_LEN, buf, cp->signed_len) == 1;
-    EVP_MD_CTX_free(md);
+    ok = chain_key_verify(pub, buf, cp->signed_len, cp->sig);
     if (!ok)
         return cus_error(error_r, "checkpoint at seq %" G_GINT64_FORMAT ": bad signature "
                          "(key %s)", cp->seq, cp->key), 0;

@@ -32,7 +32,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include "custos/chain.h"
 #include "custos/export.h"
 #include "custos/log.h"
@@ -42,7 +41,7 @@
 #define STMT_MAGIC "custos-export 1\n"
 #define MANIFEST_HEADER "id,date,from,to,cc,subject,sha256,chain_seq,file"
 #define MANIFEST_FIELDS 9
-#define SIG_LEN 64
+#define SIG_LEN CHAIN_SIG_LEN
 #define IO_CHUNK (64 * 1024)
 #define SEP_MAX 256             /* an mbox separator line custos writes */
 
@@ -192,133 +191,6 @@ static const char *ar_err(struct archive *a)
 }
 
 /* ---- keys ------------------------------------------------------------------- */
-
-struct exp_key {
-    EVP_PKEY *pkey;
-    int is_private;
-    char id[32];
-};
-
-void exp_key_free(struct exp_key **kp)
-{
-    if (*kp == NULL)
-        return;
-    EVP_PKEY_free((*kp)->pkey);
-    g_free(*kp);
-    *kp = NULL;
-}
-
-int exp_key_parse(const void *pem, size_t len, const char *what, struct exp_key **k_r,
-                  char **error_r)
-{
-    struct exp_key *k;
-    unsigned char raw[32], sha[CUS_SHA256_LEN];
-    size_t n = sizeof(raw);
-    BIO *bio;
-    char *text;
-
-    *k_r = NULL;
-    if (len == 0 || len > EXP_SMALL_MAX)
-        return cus_error(error_r, "%s: not a PEM key (%zu bytes)", what, len);
-    text = g_strndup(pem, len);
-    bio = BIO_new_mem_buf(text, (int)strlen(text));
-    if (bio == NULL) {
-        g_free(text);
-        return cus_error(error_r, "%s: out of memory", what);
-    }
-    k = g_new0(struct exp_key, 1);
-    if (strstr(text, "PRIVATE KEY") != NULL) {
-        k->pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-        k->is_private = 1;
-    } else {
-        k->pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-    }
-    BIO_free(bio);
-    g_free(text);
-    if (k->pkey == NULL) {
-        exp_key_free(&k);
-        return cus_error(error_r, "%s: not a PEM public or private key", what);
-    }
-    if (EVP_PKEY_get_base_id(k->pkey) != EVP_PKEY_ED25519 ||
-        EVP_PKEY_get_raw_public_key(k->pkey, raw, &n) != 1 || n != sizeof(raw)) {
-        exp_key_free(&k);
-        return cus_error(error_r, "%s: not an Ed25519 key", what);
-    }
-    cus_sha256(raw, n, sha);
-    memcpy(k->id, "ed25519:", 8);
-    cus_hex(sha, 8, k->id + 8);
-    *k_r = k;
-    return 0;
-}
-
-const char *exp_key_id(const struct exp_key *k)
-{
-    return k->id;
-}
-
-int exp_key_verify(const struct exp_key *k, const void *buf, size_t len,
-                   const unsigned char sig[64])
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int ok;
-
-    ok = md != NULL && EVP_DigestVerifyInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
-         EVP_DigestVerify(md, sig, SIG_LEN, buf, len) == 1;
-    EVP_MD_CTX_free(md);
-    return ok;
-}
-
-static int key_sign(const struct exp_key *k, const void *buf, size_t len,
-                    unsigned char sig[SIG_LEN], char **error_r)
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    size_t n = SIG_LEN;
-    int ok;
-
-    ok = md != NULL && EVP_DigestSignInit(md, NULL, NULL, NULL, k->pkey) == 1 &&
-         EVP_DigestSign(md, sig, &n, buf, len) == 1 && n == SIG_LEN;
-    EVP_MD_CTX_free(md);
-    return ok ? 0 : cus_error(error_r, "signing the export statement with %s failed", k->id);
-}
-
-/* [chain] sign_key: the checks of chain_key_load_private() (an Ed25519
- * PEM private key nobody else can read), then the key itself. */
-static int key_load_signing(const char *path, struct exp_key **k_r, char **error_r)
-{
-    struct chain_key *ck = NULL;
-    GBytes *data = NULL;
-    const char *buf;
-    gsize len;
-    int ret;
-
-    if (chain_key_load_private(path, &ck, error_r) < 0)
-        return -1;
-    chain_key_free(&ck);
-    if (cus_read_file(path, EXP_SMALL_MAX, &data, error_r) < 0)
-        return -1;
-    buf = g_bytes_get_data(data, &len);
-    ret = exp_key_parse(buf, len, path, k_r, error_r);
-    g_bytes_unref(data);
-    if (ret == 0 && !(*k_r)->is_private) {
-        exp_key_free(k_r);
-        return cus_error(error_r, "signing key %s is a public key: it cannot sign", path);
-    }
-    return ret;
-}
-
-static GString *key_public_pem(const struct exp_key *k)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    GString *out = g_string_new(NULL);
-    char *p;
-    long n;
-
-    if (bio != NULL && PEM_write_bio_PUBKEY(bio, k->pkey) == 1 &&
-        (n = BIO_get_mem_data(bio, &p)) > 0)
-        g_string_append_len(out, p, n);
-    BIO_free(bio);
-    return out;
-}
 
 /* ---- manifest.csv ------------------------------------------------------------ */
 
@@ -767,7 +639,7 @@ int exp_statement_parse(const void *buf0, size_t len, struct exp_statement *s,
 }
 
 /* The statement's text; signed with k when k is not NULL. */
-static GString *statement_format(const struct exp_statement *s, const struct exp_key *k,
+static GString *statement_format(const struct exp_statement *s, const struct chain_key *k,
                                  char **error_r)
 {
     GString *o = g_string_new(STMT_MAGIC);
@@ -788,11 +660,11 @@ static GString *statement_format(const struct exp_statement *s, const struct exp
     g_string_append_printf(o, "checkpoint-sha256 %s\n", hex);
     cus_hex(s->checkpoint_hash, CUS_SHA256_LEN, hex);
     g_string_append_printf(o, "checkpoint-seq %" G_GINT64_FORMAT "\ncheckpoint-hash %s\n"
-                           "key %s\n", s->checkpoint_seq, hex, k != NULL ? k->id : "none");
+                           "key %s\n", s->checkpoint_seq, hex, k != NULL ? chain_key_id(k) : "none");
     if (k != NULL) {
         char *b64;
 
-        if (key_sign(k, o->str, o->len, sig, error_r) < 0) {
+        if (chain_key_sign(k, o->str, o->len, sig, error_r) < 0) {
             g_string_free(o, TRUE);
             return NULL;
         }
@@ -1829,7 +1701,7 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
         EXP_SUMS,
     };
     struct xp x;
-    struct exp_key *key = NULL;
+    struct chain_key *key = NULL;
     struct exp_statement s;
     struct cprow cp;
     struct chain_checkpoint cpi;
@@ -1898,7 +1770,7 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
         goto out;
     }
     if (cfg->chain_sign_key != NULL &&
-        key_load_signing(cfg->chain_sign_key, &key, error_r) < 0)
+        chain_key_load_private(cfg->chain_sign_key, &key, error_r) < 0)
         goto out;
     if (sqlite3_prepare_v2(db, "SELECT seq, segment, offset, length FROM chain WHERE msg = ?1 "
                            "AND type = 'add' ORDER BY seq LIMIT 1", -1, &x.q_add,
@@ -1933,7 +1805,7 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
                  "hash chain: no chain evidence for them (empty chain_seq)", x.no_chain);
 
     /* The checkpoint that covers them. */
-    if (cp_get(&x, cfg, key != NULL ? key->id : NULL, &cp, &r->checkpoint_made, &r->fail,
+    if (cp_get(&x, cfg, key != NULL ? chain_key_id(key) : NULL, &cp, &r->checkpoint_made, &r->fail,
                error_r) < 0)
         goto out;
     if (store_read(arc_store(arc), &cp.loc, NULL, &cpdata, error_r) < 0)
@@ -1986,9 +1858,9 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
     if (xp_small(&x, S_CHECKPOINT, cpb, cplen, error_r) < 0)
         goto out;
     if (key != NULL) {
-        GString *pem = key_public_pem(key);
+        GString *pem = chain_key_public_pem(key);
         int rc = pem->len > 0 ? xp_small(&x, S_PUBKEY, pem->str, pem->len, error_r)
-                              : cus_error(error_r, "cannot write the public key of %s", key->id);
+                              : cus_error(error_r, "cannot write the public key of %s", chain_key_id(key));
         g_string_free(pem, TRUE);
         if (rc < 0)
             goto out;
@@ -2067,7 +1939,7 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
     r->messages = x.items->len;
     cus_hex(x.side[S_MANIFEST].t.sha, CUS_SHA256_LEN, r->manifest_sha256);
     r->checkpoint_seq = cpi.seq;
-    g_strlcpy(r->key, key != NULL ? key->id : "none", sizeof(r->key));
+    g_strlcpy(r->key, key != NULL ? chain_key_id(key) : "none", sizeof(r->key));
     ret = 0;
     goto out;
 undo:
@@ -2081,7 +1953,7 @@ out:
         g_string_free(text, TRUE);
     if (cpdata != NULL)
         g_bytes_unref(cpdata);
-    exp_key_free(&key);
+    chain_key_free(&key);
     g_free(err);
     xp_clear(&x);
     return ret;
@@ -2119,7 +1991,7 @@ struct vx {
     GHashTable *missing;        /* names reported missing */
     struct vfile *cur;          /* mbox: the message being read */
     EVP_MD_CTX *md;
-    struct exp_key *key;
+    struct chain_key *key;
     int damaged;                /* the container could not be read to its end */
     GPtrArray *sums;            /* SHA256SUMS parsed (struct exp_sum *), or NULL */
     GHashTable *sums_by_name;   /* name -> struct exp_sum * (the first) */
@@ -2532,23 +2404,23 @@ static void hexs(const unsigned char *sha, char out[CUS_SHA256_HEX])
 static void vkey(struct vx *v, const struct exp_statement *s, int have_s)
 {
     struct vfile *kf = vget(v, EXP_PUBKEY);
-    struct exp_key *own = NULL;
+    struct chain_key *own = NULL;
     char *err = NULL;
 
     if (kf != NULL && kf->data != NULL) {
         gsize len;
         const void *b = bytes_of(kf->data, &len);
 
-        if (exp_key_parse(b, len, kf->shown, &own, &err) < 0) {
+        if (chain_key_parse(b, len, kf->shown, &own, &err) < 0) {
             PROBLEM(v, kf->shown, 0, 0, "%s", err);
             kf->reported = 1;
             g_free(err);
-        } else if (own->is_private) {
+        } else if (chain_key_is_private(own)) {
             PROBLEM(v, kf->shown, 0, 0, "holds a private key: it must never leave the "
                     "archive (make a new signing key)");
             kf->reported = 1;
-        } else if (have_s && strcmp(own->id, s->key) != 0) {
-            PROBLEM(v, kf->shown, 0, 0, "holds key %s, but the statement names %s", own->id,
+        } else if (have_s && strcmp(chain_key_id(own), s->key) != 0) {
+            PROBLEM(v, kf->shown, 0, 0, "holds key %s, but the statement names %s", chain_key_id(own),
                     s->key);
             kf->reported = 1;
         } else {
@@ -2561,8 +2433,8 @@ static void vkey(struct vx *v, const struct exp_statement *s, int have_s)
         v->st->key_source = "export";
     }
     if (v->key != NULL)
-        g_strlcpy(v->st->key, exp_key_id(v->key), sizeof(v->st->key));
-    exp_key_free(&own);
+        g_strlcpy(v->st->key, chain_key_id(v->key), sizeof(v->st->key));
+    chain_key_free(&own);
 }
 
 /* Check a signature over buf[0..signed_len) made by key id: 1 good. */
@@ -2577,12 +2449,12 @@ static int vsig(struct vx *v, struct vfile *f, const char *what, const char *id,
                 "with the published public key)", what, id);
         return 0;
     }
-    if (strcmp(exp_key_id(v->key), id) != 0) {
+    if (strcmp(chain_key_id(v->key), id) != 0) {
         PROBLEM(v, f->shown, 0, 0, "%s signed by %s, not by the key checked with (%s, from "
-                "%s)", what, id, exp_key_id(v->key), v->st->key_source);
+                "%s)", what, id, chain_key_id(v->key), v->st->key_source);
         return 0;
     }
-    if (!exp_key_verify(v->key, b, signed_len, sig)) {
+    if (!chain_key_verify(v->key, b, signed_len, sig)) {
         PROBLEM(v, f->shown, 0, 0, "%s: bad signature (key %s): altered after it was signed",
                 what, id);
         return 0;
@@ -3149,7 +3021,7 @@ static void vx_clear(struct vx *v)
     g_ptr_array_free(v->all, TRUE);
     if (v->md != NULL)
         EVP_MD_CTX_free(v->md);
-    exp_key_free(&v->key);
+    chain_key_free(&v->key);
     g_free(v->base);
 }
 
@@ -3169,7 +3041,7 @@ static int vkey_given(struct vx *v, const struct exp_verify_opts *o, char **erro
         return -1;
     }
     b = bytes_of(data, &len);
-    ret = exp_key_parse(b, len, path, &v->key, error_r);
+    ret = chain_key_parse(b, len, path, &v->key, error_r);
     g_bytes_unref(data);
     if (ret < 0) {
         v->st->unreadable = 65;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <glib.h>
 
+#include "custos/chain.h"
 #include "custos/export.h"
 #include "custos/safename.h"
 
@@ -267,14 +268,14 @@ static void fz_safename(const uint8_t *d, size_t n)
 
 static void fz_key(const uint8_t *d, size_t n)
 {
-    struct exp_key *k = NULL;
+    struct chain_key *k = NULL;
     char *err = NULL;
-    int rc = exp_key_parse(d, n, "fuzz", &k, &err);
+    int rc = chain_key_parse(d, n, "fuzz", &k, &err);
 
     need_error(rc, err, "key");
-    if (rc == 0 && strncmp(exp_key_id(k), "ed25519:", 8) != 0)
-        fuzz_fail("key", exp_key_id(k));
-    exp_key_free(&k);
+    if (rc == 0 && strncmp(chain_key_id(k), "ed25519:", 8) != 0)
+        fuzz_fail("key", chain_key_id(k));
+    chain_key_free(&k);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

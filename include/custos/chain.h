@@ -74,7 +74,22 @@ struct chain_key;
 int chain_key_load_private(const char *path, struct chain_key **k_r, char **error_r);
 /* PEM public key (or a private key file: its public half is used). */
 int chain_key_load_public(const char *path, struct chain_key **k_r, char **error_r);
-const char *chain_key_id(const struct chain_key *k);
+/* A key from len bytes of PEM: a private key when the text says "PRIVATE
+ * KEY" (it can sign), else a public one; what names it in messages. No
+ * file mode check: for keys that come in an export, say. */
+int chain_key_parse(const void *pem, size_t len, const char *what, struct chain_key **k_r,
+                    char **error_r);
+const char *chain_key_id(const struct chain_key *k);    /* "ed25519:HEX16" */
+int chain_key_is_private(const struct chain_key *k);
+#define CHAIN_SIG_LEN 64
+/* Ed25519 (PureEdDSA) over len bytes of buf; a public key cannot sign. */
+int chain_key_sign(const struct chain_key *k, const void *buf, size_t len,
+                   unsigned char sig[CHAIN_SIG_LEN], char **error_r);
+/* 1 sig is k's over buf, 0 not. */
+int chain_key_verify(const struct chain_key *k, const void *buf, size_t len,
+                     const unsigned char sig[CHAIN_SIG_LEN]);
+/* The public half as PEM (SubjectPublicKeyInfo). */
+GString *chain_key_public_pem(const struct chain_key *k);
 void chain_key_free(struct chain_key **k);
 
 struct chain_checkpoint {

@@ -234,16 +234,6 @@ int exp_statement_parse(const void *buf, size_t len, struct exp_statement *s,
                         char **error_r);
 void exp_statement_clear(struct exp_statement *s);
 
-/* An Ed25519 key from PEM bytes (public, or private: its public half). */
-struct exp_key;
-int exp_key_parse(const void *pem, size_t len, const char *what, struct exp_key **k_r,
-                  char **error_r);
-const char *exp_key_id(const struct exp_key *k);
-/* 1 good, 0 bad, for sig over len bytes of buf. */
-int exp_key_verify(const struct exp_key *k, const void *buf, size_t len,
-                   const unsigned char sig[64]);
-void exp_key_free(struct exp_key **k);
-
 /* The mbox: the writer puts one message through put (0 or -1), the reader
  * is pushed bytes in any pieces and calls back per message. */
 typedef int exp_put_fn(void *ctx, const void *buf, size_t len);
