@@ -648,6 +648,52 @@ int arc_event(struct arc *arc, const char *type, gint64 msg, const char *const *
     return 0;
 }
 
+int arc_event_find(struct arc *arc, const char *type, const char *key, const char *value,
+                   gint64 *seq_r, char **error_r)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0, rc = SQLITE_DONE;
+
+    if (sqlite3_prepare_v2(idx_db(arc->idx), "SELECT seq, segment, offset, length FROM chain "
+                           "WHERE type = ?1 ORDER BY seq DESC", -1, &st, NULL) != SQLITE_OK) {
+        cus_error(error_r, "index.db: %s", sqlite3_errmsg(idx_db(arc->idx)));
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+    while (ret == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_loc loc = {
+            .segment = (uint32_t)sqlite3_column_int64(st, 1),
+            .offset = (uint64_t)sqlite3_column_int64(st, 2),
+            .length = (uint32_t)sqlite3_column_int64(st, 3),
+        };
+        struct chain_event *ev = NULL;
+        GBytes *b = NULL;
+        const char *v;
+        gsize len;
+        const void *data;
+
+        if (store_read(arc->store, &loc, NULL, &b, error_r) < 0) {
+            ret = -1;
+            break;
+        }
+        data = g_bytes_get_data(b, &len);
+        if (chain_event_parse(data, len, &ev, error_r) < 0) {
+            ret = -1;
+        } else if ((v = chain_event_get(ev, key)) != NULL && strcmp(v, value) == 0) {
+            *seq_r = sqlite3_column_int64(st, 0);
+            ret = 1;
+        }
+        chain_event_free(&ev);
+        g_bytes_unref(b);
+    }
+    if (ret == 0 && rc != SQLITE_DONE) {
+        cus_error(error_r, "index.db: %s", sqlite3_errmsg(idx_db(arc->idx)));
+        ret = -1;
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
 /* Seal the audit entries that are finished (audit.h) into the chain, in
  * the open batch or in one of their own. */
 static int arc_seal_audit(struct arc *arc, char **error_r)

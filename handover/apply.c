@@ -407,9 +407,9 @@ struct dh {
  * Each is a group of its own in the store; a run killed before the commit
  * leaves a prefix of them, which the next writer's roll-forward takes in.
  * So the next run looks at what is there: the hold (last) there means all
- * is done; else rows already as wanted are not written again. (The one
- * thing that can be written twice: the handover event, if a run dies in
- * the microseconds between its record and the hold's.)
+ * is done; else rows already as wanted are not written again, and the
+ * handover event already there (found by its plan id: a run died between
+ * it and the hold) is not written twice.
  */
 static int depart_hold_fn(struct arc *arc, void *ctx, char **error_r)
 {
@@ -437,9 +437,17 @@ static int depart_hold_fn(struct arc *arc, void *ctx, char **error_r)
                                      error_r) < 0)
         goto out;
     hov_crash_point("depart-rows");     /* rows in the store, not committed */
-    kv = handover_event(d);
-    if (arc_event(arc, "handover", 0, (const char *const *)kv->pdata, &d->seq, error_r) < 0)
+    /* an earlier run that died before the hold left its event: that one */
+    r = arc_event_find(arc, "handover", "plan", d->p->id, &d->seq, error_r);
+    if (r < 0)
         goto out;
+    if (r == 0) {
+        kv = handover_event(d);
+        if (arc_event(arc, "handover", 0, (const char *const *)kv->pdata, &d->seq,
+                      error_r) < 0)
+            goto out;
+        hov_crash_point("depart-event");    /* the event stored, the hold not yet */
+    }
     note = g_strdup_printf("custos-handover plan %s (chain entry %" G_GINT64_FORMAT
                            "): the leaver's archived mail", d->p->id, d->seq);
     r = hold_add(arc, x->name, q, note, &x->seq, error_r);

@@ -1370,7 +1370,7 @@ static void outcome_clear(struct outcome *o)
 static void test_cli_resume(void)
 {
     static const char *const points[] = {
-        "depart-rows", "depart", "hold", "forwards", "copy:1", "copy:12", "folder:1", "folder:4",
+        "depart-rows", "depart-event", "depart", "hold", "forwards", "copy:1", "copy:12", "folder:1", "folder:4",
         "recovered:2", "contacts", "record",
     };
     struct outcome ref = { 0 };

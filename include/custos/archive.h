@@ -80,6 +80,13 @@ int arc_add(struct arc *arc, const void *raw, size_t len,
 int arc_event(struct arc *arc, const char *type, gint64 msg, const char *const *kv,
               gint64 *seq_r, char **error_r);
 
+/* The newest chain event of type whose field key has value (its first
+ * such field): 1 and *seq_r, 0 if there is none, -1. Committed events and
+ * those of the open batch alike; for events a caller writes once and must
+ * recognise when it runs again (custos-handover's "handover" event). */
+int arc_event_find(struct arc *arc, const char *type, const char *key, const char *value,
+                   gint64 *seq_r, char **error_r);
+
 /* A parse pipeline: arc_pipe_add() hands a message to worker threads
  * (hashing, MIME parsing) and writes finished ones to the archive in
  * submission order from the calling thread; cb reports each (ret 0 or -1,

@@ -34,7 +34,8 @@
  *
  * Killed at any point and run again, apply skips what the journal says is
  * done and makes each unfinished step finish without doing anything twice:
- * the archive batch is recognised by what it left (the hold, the rows),
+ * the archive batch is recognised by what it left (the hold, the rows,
+ * the handover event by its plan id),
  * every folder is filled again (messages are named by their hash: what is
  * there whole is not written twice), files are written whole or not at
  * all, notices are journalled before and after sendmail. Every run of
