@@ -13,79 +13,10 @@
  * handed over: a run killed in between does not send it again and reports
  * it as uncertain -- a customer never gets two.
  */
-#include <errno.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <sys/wait.h>
-#include <gmime/gmime.h>
 #include "custos/log.h"
+#include "custos/mailout.h"
 #include "handover-private.h"
-
-#define TEMPLATE_MAX (64 * 1024)
-
-static int has_han(const char *s)
-{
-    for (const char *p = s; p != NULL && *p != '\0'; p = g_utf8_next_char(p))
-        if (g_unichar_get_script(g_utf8_get_char(p)) == G_UNICODE_SCRIPT_HAN)
-            return 1;
-    return 0;
-}
-
-/* Subject and body of a template file; -1 naming the file. */
-static int template_load(const char *path, char **subject_r, char **body_r, char **error_r)
-{
-    GBytes *data = NULL;
-    const char *text, *nl;
-    gsize len;
-    char *t;
-
-    if (path == NULL)
-        return cus_error(error_r, "no notice template configured");
-    if (cus_read_file(path, TEMPLATE_MAX, &data, error_r) < 0)
-        return -1;
-    text = g_bytes_get_data(data, &len);
-    t = g_strndup(text != NULL ? text : "", len);
-    g_bytes_unref(data);
-    if (!g_utf8_validate(t, -1, NULL) || !g_str_has_prefix(t, "Subject:") ||
-        (nl = strchr(t, '\n')) == NULL) {
-        g_free(t);
-        return cus_error(error_r, "notice template %s: expected UTF-8 starting with a "
-                         "\"Subject: ...\" line, a blank line, then the body", path);
-    }
-    *subject_r = g_strstrip(g_strndup(t + 8, (gsize)(nl - t - 8)));
-    nl++;
-    if (*nl == '\n')
-        nl++;
-    else if (nl[0] == '\r' && nl[1] == '\n')
-        nl += 2;
-    *body_r = g_strdup(nl);
-    g_free(t);
-    return 0;
-}
-
-static char *fill(const char *tmpl, const char *const *kv)
-{
-    GString *s = g_string_new(NULL);
-
-    for (const char *p = tmpl; *p != '\0';) {
-        int done = 0;
-        if (*p == '{') {
-            for (int i = 0; kv[i] != NULL; i += 2) {
-                size_t n = strlen(kv[i]);
-                if (strncmp(p + 1, kv[i], n) == 0 && p[1 + n] == '}') {
-                    g_string_append(s, kv[i + 1]);
-                    p += n + 2;
-                    done = 1;
-                    break;
-                }
-            }
-        }
-        if (!done)
-            g_string_append_c(s, *p++);
-    }
-    return g_string_free(s, FALSE);
-}
 
 JsonNode *hov_notices_plan(const struct cfg *cfg, struct hov_survey *s, char **error_r)
 {
@@ -102,7 +33,7 @@ JsonNode *hov_notices_plan(const struct cfg *cfg, struct hov_survey *s, char **e
     g_strlcpy(day, s->plan->effective, sizeof(day));
     for (int i = 0; i < 2; i++) {
         char *err = NULL;
-        ok[i] = template_load(paths[i], &subj[i], &body[i], &err) == 0;
+        ok[i] = mout_template_load(paths[i], &subj[i], &body[i], &err) == 0;
         if (!ok[i] && cfg->hov_notices) {
             cus_error(error_r, "[handover] notices: %s", err);
             g_free(err);
@@ -118,7 +49,7 @@ JsonNode *hov_notices_plan(const struct cfg *cfg, struct hov_survey *s, char **e
         const char *owner = json_object_get_string_member(r, "new_owner");
         const char *dom = strrchr(to, '@');
         struct dir_employee *e = NULL;
-        int zh = has_han(cust) || has_han(name) || (dom != NULL && g_str_has_suffix(dom, ".cn"));
+        int zh = mout_has_han(cust) || mout_has_han(name) || (dom != NULL && g_str_has_suffix(dom, ".cn"));
         JsonObject *m;
 
         if (*to == '\0' || g_hash_table_contains(done, to))
@@ -145,7 +76,7 @@ JsonNode *hov_notices_plan(const struct cfg *cfg, struct hov_survey *s, char **e
             json_object_set_string_member(m, "from_name", e != NULL ? e->name : "");
             json_object_set_string_member(m, "language", zh ? "zh" : "en");
             if (ok[t]) {
-                char *sj = fill(subj[t], kv), *bd = fill(body[t], kv);
+                char *sj = mout_fill(subj[t], kv), *bd = mout_fill(body[t], kv);
                 json_object_set_string_member(m, "subject", sj);
                 json_object_set_string_member(m, "body", bd);
                 g_free(sj);
@@ -187,67 +118,19 @@ fail:
 static char *notice_message(const struct cfg *cfg, struct hov_plan *p, JsonObject *m,
                             guint n, const char **from_r)
 {
-    const char *to = json_object_get_string_member(m, "to");
-    const char *name = json_object_get_string_member(m, "name");
     const char *from = cfg->hov_notice_from != NULL ? cfg->hov_notice_from
                                                     : json_object_get_string_member(m, "from");
     const char *from_name = cfg->hov_notice_from != NULL
                                 ? "" : json_object_get_string_member(m, "from_name");
-    const char *at = strrchr(from, '@');
-    InternetAddressMailbox *fa, *ta;
-    char *fs, *ts, *subj, *date, *msg;
-    GDateTime *now = g_date_time_new_now_local();
+    char *id = g_strdup_printf("handover-%s-%u", p->id, n), *msg;
 
-    fa = INTERNET_ADDRESS_MAILBOX(internet_address_mailbox_new(from_name, from));
-    ta = INTERNET_ADDRESS_MAILBOX(internet_address_mailbox_new(name, to));
-    fs = internet_address_to_string(INTERNET_ADDRESS(fa), NULL, TRUE);
-    ts = internet_address_to_string(INTERNET_ADDRESS(ta), NULL, TRUE);
-    subj = g_mime_utils_header_encode_text(NULL, json_object_get_string_member(m, "subject"),
-                                           "utf-8");
-    date = g_date_time_format(now, "%a, %d %b %Y %H:%M:%S %z");
-    msg = g_strdup_printf("From: %s\nTo: %s\nSubject: %s\nDate: %s\n"
-                          "Message-ID: <handover-%s-%u@%s>\nMIME-Version: 1.0\n"
-                          "Content-Type: text/plain; charset=utf-8\n"
-                          "Content-Transfer-Encoding: 8bit\nAuto-Submitted: auto-generated\n"
-                          "\n%s", fs, ts, subj, date, p->id, n,
-                          at != NULL ? at + 1 : "localhost",
-                          json_object_get_string_member(m, "body"));
+    msg = mout_message(from_name, from, json_object_get_string_member(m, "name"),
+                       json_object_get_string_member(m, "to"),
+                       json_object_get_string_member(m, "subject"), id, NULL,
+                       json_object_get_string_member(m, "body"));
+    g_free(id);
     *from_r = from;
-    g_object_unref(fa);
-    g_object_unref(ta);
-    g_date_time_unref(now);
-    g_free(fs);
-    g_free(ts);
-    g_free(subj);
-    g_free(date);
     return msg;
-}
-
-static int sendmail(const char *prog, const char *from, const char *to, const char *msg,
-                    char **error_r)
-{
-    char *argv[] = { (char *)prog, "-i", "-f", (char *)from, "--", (char *)to, NULL };
-    GError *gerr = NULL;
-    GPid pid;
-    gint in = -1, status = 0;
-    int ret = 0;
-
-    if (!g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
-                                  &pid, &in, NULL, NULL, &gerr)) {
-        cus_error(error_r, "notice to %s: %s: %s", to, prog, gerr->message);
-        g_error_free(gerr);
-        return -1;
-    }
-    if (cus_write_all(in, msg, strlen(msg)) < 0)
-        ret = cus_error_errno(error_r, "notice to %s: writing to %s", to, prog);
-    close(in);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    g_spawn_close_pid(pid);
-    if (ret == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
-        ret = cus_error(error_r, "notice to %s: %s exited with status %d", to, prog,
-                        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    return ret;
 }
 
 static int journal_count(const struct hov_journal *j, const char *step, const char *key)
@@ -289,7 +172,7 @@ int hov_notices_send(const struct cfg *cfg, struct hov_plan *p, struct hov_journ
         msg = notice_message(cfg, p, m, i + 1, &from);
         if (hov_journal_add(j, "notice-sending", to, NULL, error_r) < 0) {
             ret = -1;
-        } else if (sendmail(cfg->hov_sendmail, from, to, msg, error_r) < 0) {
+        } else if (mout_sendmail(cfg->hov_sendmail, from, to, msg, error_r) < 0) {
             /* refused: known not sent, so a later run tries again */
             char *e2 = NULL;
             if (hov_journal_add(j, "notice-failed", to, NULL, &e2) < 0) {
