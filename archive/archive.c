@@ -330,13 +330,7 @@ int arc_open(const struct cfg *cfg, int flags, struct arc **arc_r, char **error_
     if (idx_open(path, arc->writable || (flags & ARC_AUDIT) ? 0 : IDX_RDONLY, &arc->idx,
                  error_r) < 0)
         goto fail;
-    msg_limits_default(&arc->lim);
-    arc->lim.message_size = cfg->lim_message_size;
-    arc->lim.depth = cfg->lim_depth;
-    arc->lim.parts = cfg->lim_parts;
-    arc->lim.expanded_size = cfg->lim_expanded_size;
-    arc->lim.expansion_ratio = cfg->lim_expansion_ratio;
-    arc->lim.text_size = cfg->lim_text_size;
+    arc_limits_from_cfg(cfg, &arc->lim);
     if (arc->writable && cfg->arc_dict && !store_has_dict(arc->store))
         arc->samples = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     if (arc->writable && cfg->chain_sign_key != NULL &&
@@ -412,6 +406,17 @@ int arc_writer_wanted(struct arc *arc)
 struct idx *arc_index(struct arc *arc) { return arc->idx; }
 struct store *arc_store(struct arc *arc) { return arc->store; }
 const struct msg_limits *arc_limits(struct arc *arc) { return &arc->lim; }
+
+void arc_limits_from_cfg(const struct cfg *cfg, struct msg_limits *lim)
+{
+    msg_limits_default(lim);
+    lim->message_size = cfg->lim_message_size;
+    lim->depth = cfg->lim_depth;
+    lim->parts = cfg->lim_parts;
+    lim->expanded_size = cfg->lim_expanded_size;
+    lim->expansion_ratio = cfg->lim_expansion_ratio;
+    lim->text_size = cfg->lim_text_size;
+}
 
 /* Keep a sample for the dictionary; train once there are enough. */
 static void dict_sample(struct arc *arc, const void *raw, size_t len)
@@ -1107,13 +1112,7 @@ int arc_reindex(const struct cfg *cfg, int force, struct replay_stats *rs, char 
     unlink(tmp_shm);
     if (idx_open(tmp, IDX_CREATE, &idx, error_r) < 0 || idx_begin(idx, error_r) < 0)
         goto out;
-    msg_limits_default(&lim);
-    lim.message_size = cfg->lim_message_size;
-    lim.depth = cfg->lim_depth;
-    lim.parts = cfg->lim_parts;
-    lim.expanded_size = cfg->lim_expanded_size;
-    lim.expansion_ratio = cfg->lim_expansion_ratio;
-    lim.text_size = cfg->lim_text_size;
+    arc_limits_from_cfg(cfg, &lim);
     chain_genesis(genesis);
     rp = replay_new(idx, &lim, 0, genesis);
     if (replay_run(rp, st, NULL, error_r) < 0)

@@ -640,6 +640,8 @@ void msg_attach(struct msg_ctx *ctx, const char *data, size_t len,
     cus_sha256(data, len, sha);
     cus_hex(sha, sizeof(sha), att->sha256);
     att->depth = depth;
+    att->from = g_strdup("");
+    att->message_id = g_strdup("");
     g_ptr_array_add(ctx->m->atts, att);
 
     switch (kind) {

@@ -40,7 +40,6 @@ void msg_ctx_text(struct msg_ctx *ctx, GString *to, const char *text, size_t len
  * nested), its attachments to atts at depth. */
 void msg_walk_message(struct msg_ctx *ctx, GMimeMessage *message, int depth,
                       const char *partid, const char *path, int nested);
-GMimeParserOptions *msg_parser_options(void);
 /* Parse bytes as a message and walk it as an attached one at depth. */
 void msg_walk_rfc822_bytes(struct msg_ctx *ctx, const char *data, size_t len, int depth,
                            const char *partid, const char *path);

@@ -518,6 +518,9 @@ static GByteArray *object_bytes(GMimeObject *obj)
     return ba;
 }
 
+static void addr_free(gpointer p);
+static void att_message_info(struct msg_ctx *ctx, GMimeMessage *sub);
+
 static void walk_message_part(struct msg_ctx *ctx, GMimeMessagePart *mp, int depth,
                               const char *partid, const char *path)
 {
@@ -548,6 +551,8 @@ static void walk_message_part(struct msg_ctx *ctx, GMimeMessagePart *mp, int dep
     cus_sha256(ba->data, ba->len, sha);
     cus_hex(sha, sizeof(sha), att->sha256);
     att->depth = depth;
+    att->from = g_strdup("");
+    att->message_id = g_strdup("");
     g_ptr_array_add(ctx->m->atts, att);
     g_byte_array_free(ba, TRUE);
     if (sub != NULL && use > 0) {
@@ -556,6 +561,7 @@ static void walk_message_part(struct msg_ctx *ctx, GMimeMessagePart *mp, int dep
                           ctx->lim->depth, partid, path, *path ? "/" : "", name);
         } else {
             subpath = *path ? g_strdup_printf("%s/%s", path, name) : g_strdup(name);
+            att_message_info(ctx, sub);
             msg_walk_message(ctx, sub, depth + 1, partid, subpath, 1);
             g_free(subpath);
         }
@@ -625,6 +631,32 @@ void msg_walk_message(struct msg_ctx *ctx, GMimeMessage *message, int depth,
                 nested ? partid : "", path, 0);
 }
 
+/* An attached message's From and Message-ID, on the attachment it was
+ * read from (the last one listed: both callers list it, then walk it). */
+static void att_message_info(struct msg_ctx *ctx, GMimeMessage *sub)
+{
+    struct msg_att *att;
+    const char *raw;
+
+    if (ctx->m->atts->len == 0)
+        return;
+    att = g_ptr_array_index(ctx->m->atts, ctx->m->atts->len - 1);
+    if ((raw = header_raw(GMIME_OBJECT(sub), "From")) != NULL) {
+        struct msg tmp = { .addrs = g_ptr_array_new_with_free_func(addr_free) };
+        addr_parse(&tmp, MSG_FROM, raw);
+        if (tmp.addrs->len > 0) {
+            const struct msg_addr *a = g_ptr_array_index(tmp.addrs, 0);
+            g_free(att->from);
+            att->from = g_utf8_strdown(a->addr, -1);
+        }
+        g_ptr_array_free(tmp.addrs, TRUE);
+    }
+    if ((raw = header_raw(GMIME_OBJECT(sub), "Message-ID")) != NULL) {
+        g_free(att->message_id);
+        att->message_id = message_id_clean(raw);
+    }
+}
+
 /* Parse bytes as a message and walk it as an attached one (from
  * msg-attach.c: message/rfc822 leaves, .eml in archives). */
 void msg_walk_rfc822_bytes(struct msg_ctx *ctx, const char *data, size_t len, int depth,
@@ -637,6 +669,7 @@ void msg_walk_rfc822_bytes(struct msg_ctx *ctx, const char *data, size_t len, in
     g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
     sub = g_mime_parser_construct_message(parser, parser_options);
     if (sub != NULL) {
+        att_message_info(ctx, sub);
         msg_walk_message(ctx, sub, depth, partid, path, 1);
         g_object_unref(sub);
     }
@@ -671,6 +704,8 @@ static void att_free(gpointer p)
     g_free(a->name);
     g_free(a->type);
     g_free(a->path);
+    g_free(a->from);
+    g_free(a->message_id);
     g_free(a);
 }
 
@@ -687,6 +722,38 @@ static struct msg *msg_new(void)
     m->att_text = g_string_new(NULL);
     m->limits = g_ptr_array_new_with_free_func(g_free);
     return m;
+}
+
+/* The last line of msg->limits: how many hits were not listed. */
+static void limits_close(struct msg_ctx *ctx)
+{
+    if (ctx->limits_dropped > 0)
+        g_ptr_array_add(ctx->m->limits,
+                        g_strdup_printf("%d more limit hits not listed", ctx->limits_dropped));
+}
+
+int msg_from_gmime(GMimeMessage *message, const struct msg_limits *lim, struct msg **msg_r,
+                   char **error_r)
+{
+    struct msg_limits dflt;
+    struct msg_ctx ctx = { 0 };
+
+    msg_init();
+    if (message == NULL)
+        return cus_error(error_r, "msg_from_gmime: no message");
+    if (lim == NULL) {
+        msg_limits_default(&dflt);
+        lim = &dflt;
+    }
+    ctx.m = msg_new();
+    ctx.lim = lim;
+    current_ctx = &ctx;
+    headers_read(ctx.m, GMIME_OBJECT(message));
+    msg_walk_message(&ctx, message, 1, "", "", 0);
+    current_ctx = NULL;
+    limits_close(&ctx);
+    *msg_r = ctx.m;
+    return 0;
 }
 
 int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
@@ -756,9 +823,7 @@ int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
         g_string_free(u, TRUE);
     }
     current_ctx = NULL;
-    if (ctx.limits_dropped > 0)
-        g_ptr_array_add(ctx.m->limits,
-                        g_strdup_printf("%d more limit hits not listed", ctx.limits_dropped));
+    limits_close(&ctx);
     g_object_unref(parser);
     g_object_unref(st);
     g_byte_array_free(wrap, FALSE);      /* frees the array, not the data */

@@ -81,6 +81,7 @@ int det_classify(struct dir *d, const char *departments, const char *sender,
         login = strchr(auth, '@') != NULL || at == NULL ? g_strdup(auth)
                                                          : g_strconcat(auth, at, NULL);
     }
+    env->dir = d;
     while (rcpts != NULL && rcpts[n] != NULL)
         n++;
     env->rcpts = g_new0(struct det_party, n + 1);
@@ -180,8 +181,8 @@ static void departed_check(const struct det_party *p, const char *how, const cha
             *e->successor ? "; successor " : "", e->successor));
 }
 
-static int departed_sender(const struct det_envelope *env, GMimeMessage *msg, GPtrArray *out,
-                           char **error_r)
+static int departed_sender(const struct det_envelope *env, const struct det_message *m,
+                           GPtrArray *out, char **error_r)
 {
     departed_check(&env->sender, "envelope", "envelope sender", out);
     if (env->from.emp == NULL || env->sender.emp == NULL ||
@@ -211,8 +212,8 @@ int det_want_message(void)
     return 0;
 }
 
-int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findings_r,
-            char **error_r)
+int det_run(const struct det_envelope *env, const struct det_message *m,
+            GPtrArray **findings_r, char **error_r)
 {
     GPtrArray *out = g_ptr_array_new_with_free_func(det_finding_free);
     const struct detector *const *all = det_all();
@@ -220,7 +221,9 @@ int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findi
 
     for (int i = 0; all[i] != NULL; i++) {
         char *err = NULL;
-        if (all[i]->run(env, msg, out, &err) < 0) {
+        if (all[i]->wants_message && m == NULL)
+            continue;           /* the message could not be parsed */
+        if (all[i]->run(env, all[i]->wants_message ? m : NULL, out, &err) < 0) {
             if (ret == 0)
                 cus_error(error_r, "detector %s: %s", all[i]->name, err ? err : "failed");
             ret = -1;

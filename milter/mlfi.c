@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <glib.h>
+#include "custos/archive.h"
 #include "custos/detect.h"
 #include "custos/directory.h"
 #include "custos/log.h"
@@ -586,46 +587,55 @@ sfsistat mlfi_body(SMFICTX *ctx, unsigned char *buf, size_t len)
     return r;
 }
 
-/* The message as it streamed into the spool, parsed (bodies stay in the
- * file, read on demand), or NULL. */
-static GMimeMessage *mmsg_parse(struct mmsg *m, char **error_r)
+/* The message as it streamed into the spool, parsed once for the detectors:
+ * GMime's tree (bodies stay in the file, read on demand) and the message
+ * model walked from it within [limits]. 0, or -1 and nothing set. */
+static int mmsg_parse(struct mmsg *m, struct det_message *dm, char **error_r)
 {
-    GMimeMessage *msg = NULL;
+    struct msg_limits lim;
+    GMimeMessage *mime;
     GMimeStream *st;
     GMimeParser *p;
     int fd;
 
     if (spool_writer_flush(m->w, error_r) < 0)
-        return NULL;
-    if ((fd = open(spool_writer_path(m->w), O_RDONLY | O_CLOEXEC)) < 0) {
-        cus_error_errno(error_r, "open(%s) failed", spool_writer_path(m->w));
-        return NULL;
-    }
+        return -1;
+    if ((fd = open(spool_writer_path(m->w), O_RDONLY | O_CLOEXEC)) < 0)
+        return cus_error_errno(error_r, "open(%s) failed", spool_writer_path(m->w));
+    msg_init();
     st = g_mime_stream_fs_new_with_bounds(fd, SPOOL_STREAM_OFFSET, -1);    /* owns fd */
     p = g_mime_parser_new_with_stream(st);
     g_mime_parser_set_persist_stream(p, TRUE);
-    msg = g_mime_parser_construct_message(p, NULL);
+    mime = g_mime_parser_construct_message(p, msg_parser_options());
     g_object_unref(p);
     g_object_unref(st);
-    if (msg == NULL)
-        cus_error(error_r, "not a message GMime can parse");
-    return msg;
+    if (mime == NULL)
+        return cus_error(error_r, "not a message GMime can parse");
+    arc_limits_from_cfg(m->conf->cfg, &lim);
+    if (msg_from_gmime(mime, &lim, &dm->msg, error_r) < 0) {
+        g_object_unref(mime);
+        return -1;
+    }
+    dm->mime = mime;
+    return 0;
 }
 
 /*
  * Classify and run the detectors: 1 archive it, 0 not (scope =
  * departments and neither sales mail nor flagged). Without the directory
- * nothing is classified and everything is archived.
+ * nothing is classified and everything is archived. A message that cannot
+ * be parsed gets only the detectors that need no message.
  */
 static int mmsg_inspect(struct mconn *c, struct mmsg *m)
 {
     const struct cfg *cfg = m->conf->cfg;
-    struct det_envelope env = { .queue_id = qid_of(c), .client = c->client, .auth = m->auth };
+    struct det_envelope env = { .queue_id = qid_of(c), .client = c->client, .auth = m->auth,
+                                .cfg = cfg };
     struct dir *d = dir_take(m->conf, qid_of(c));
+    struct det_message dm = { 0 };
     GPtrArray *findings = NULL;
-    GMimeMessage *msg = NULL;
     char *err = NULL;
-    int keep = 1;
+    int keep = 1, parsed = 0;
 
     if (d == NULL)
         return 1;
@@ -634,11 +644,16 @@ static int mmsg_inspect(struct mconn *c, struct mmsg *m)
         log_error("%s: cannot classify (%s): archived, no detector run", qid_of(c), err);
         goto out;
     }
-    if (det_want_message() && (msg = mmsg_parse(m, &err)) == NULL) {
-        log_warn("%s: %s: archived, no detector run", qid_of(c), err);
-        goto out;
+    if (det_want_message()) {
+        if (mmsg_parse(m, &dm, &err) == 0) {
+            parsed = 1;
+        } else {
+            log_warn("%s: %s: archived, detectors of the message not run", qid_of(c), err);
+            g_free(err);
+            err = NULL;
+        }
     }
-    if (det_run(&env, msg, &findings, &err) < 0)
+    if (det_run(&env, parsed ? &dm : NULL, &findings, &err) < 0)
         log_error("%s: %s", qid_of(c), err);
     for (guint i = 0; findings != NULL && i < findings->len; i++) {
         const struct det_finding *f = g_ptr_array_index(findings, i);
@@ -650,8 +665,9 @@ out:
     g_free(err);
     if (findings != NULL)
         g_ptr_array_free(findings, TRUE);
-    if (msg != NULL)
-        g_object_unref(msg);
+    msg_free(&dm.msg);
+    if (dm.mime != NULL)
+        g_object_unref(dm.mime);
     det_envelope_clear(&env);
     dir_give(m->conf, d);
     return keep;

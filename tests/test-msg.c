@@ -5,6 +5,7 @@
  * its .expect, limits (bomb, nesting, parts, size, text), and a pass over
  * the real-mail corpus compared with Python's email package.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include "cutest.h"
@@ -745,6 +746,53 @@ static int suite_init(void)
     return 0;
 }
 
+/* An attached message's From and Message-ID on its attachment; the model
+ * walked from a GMime tree the caller parsed is the one msg_parse makes. */
+static void test_msg_attached_and_gmime(void)
+{
+    char *path = cut_src("tests/data/cjk/nested-rfc822.eml"), *err = NULL;
+    struct msg *m = parse_file("tests/data/cjk/nested-rfc822.eml", NULL), *g = NULL;
+    GMimeStream *st;
+    GMimeParser *p;
+    GMimeMessage *mime;
+    int fd;
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_FATAL(m->atts->len >= 2);
+    {
+        const struct msg_att *a1 = g_ptr_array_index(m->atts, 0);
+        const struct msg_att *a2 = g_ptr_array_index(m->atts, 1);
+        CU_ASSERT_STRING_EQUAL(a1->type, "message/rfc822");
+        CU_ASSERT_STRING_EQUAL(a1->from, "level2@example.cn");
+        CU_ASSERT_STRING_EQUAL(a2->from, "level3@example.cn");
+    }
+    fd = open(path, O_RDONLY);
+    CU_ASSERT_FATAL(fd >= 0);
+    st = g_mime_stream_fs_new(fd);
+    p = g_mime_parser_new_with_stream(st);
+    mime = g_mime_parser_construct_message(p, msg_parser_options());
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mime);
+    CU_ASSERT_EQUAL(msg_from_gmime(mime, NULL, &g, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    CU_ASSERT_STRING_EQUAL(g->message_id, m->message_id);
+    CU_ASSERT_STRING_EQUAL(g->subject, m->subject);
+    CU_ASSERT_STRING_EQUAL(g->body->str, m->body->str);
+    CU_ASSERT_STRING_EQUAL(g->att_text->str, m->att_text->str);
+    CU_ASSERT_EQUAL(g->atts->len, m->atts->len);
+    CU_ASSERT_EQUAL(g->addrs->len, m->addrs->len);
+    for (guint i = 0; i < g->atts->len && i < m->atts->len; i++) {
+        const struct msg_att *a = g_ptr_array_index(g->atts, i), *b = g_ptr_array_index(m->atts, i);
+        CU_ASSERT_STRING_EQUAL(a->sha256, b->sha256);
+        CU_ASSERT_STRING_EQUAL(a->from, b->from);
+    }
+    msg_free(&g);
+    g_object_unref(mime);
+    g_object_unref(p);
+    g_object_unref(st);
+    msg_free(&m);
+    g_free(path);
+}
+
 CUS_SUITE(msg)
 {
     CU_pSuite s = CU_add_suite("msg", suite_init, NULL);
@@ -758,6 +806,7 @@ CUS_SUITE(msg)
     CU_add_test(s, "html", test_msg_html);
     CU_add_test(s, "cjk", test_msg_cjk);
     CU_add_test(s, "limits", test_msg_limits);
+    CU_add_test(s, "attached message; model from a GMime tree", test_msg_attached_and_gmime);
     CU_add_test(s, "broken", test_msg_broken);
     CU_add_test(s, "fuzz regressions", test_msg_fuzz);
     CU_add_test(s, "corpus", test_msg_corpus);

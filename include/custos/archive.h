@@ -63,6 +63,8 @@ void arc_close(struct arc **arc);
 struct idx *arc_index(struct arc *arc);
 struct store *arc_store(struct arc *arc);
 const struct msg_limits *arc_limits(struct arc *arc);
+/* The parse limits of cfg's [limits] (what arc_limits() holds). */
+void arc_limits_from_cfg(const struct cfg *cfg, struct msg_limits *lim);
 
 /* Archive one delivery. env may have rcpts NULL (no envelope known, e.g.
  * an import): then a message already archived is not recorded again.

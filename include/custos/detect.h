@@ -6,21 +6,27 @@
  * every envelope recipient (BCC included), each as a party: internal or
  * not, personal webmail, the employee it is (work or registered personal
  * address) and the customer it belongs to. Then every detector gets the
- * classified envelope and the parsed message (headers and body, parsed
- * from the spool file as it streamed in: parts are read from the file on
- * demand; parsed only when some detector wants it) and adds zero or more
- * findings: a category, the rule that fired
- * and the evidence, in words a compliance reader can act on. Detectors
- * read; they write nothing and decide nothing (policy does, from the
- * findings). A detector error is the message's error: it is logged and
- * the message is archived without that detector's findings.
+ * classified envelope (with the directory, through which the archive's
+ * index is open read-only: what customers sent us) and the message, parsed
+ * once from the spool file as it streamed in and only when some detector
+ * wants it: GMime's tree (parts read from the file on demand) and the
+ * archive's message model (msg.h: decoded headers, body text, attachments
+ * at any depth with their text). Each adds zero or more findings: a
+ * category, the rule that fired, the evidence in words a compliance
+ * reader can act on (customer data masked), and the envelope recipients
+ * it is about. Detectors read; they write nothing and decide nothing
+ * (policy does, from the findings). A detector error is the message's
+ * error: it is logged and the message is archived without that
+ * detector's findings.
  */
 #ifndef CUSTOS_DETECT_H
 #define CUSTOS_DETECT_H
 
 #include <glib.h>
 #include <gmime/gmime.h>
+#include "custos/cfg.h"
 #include "custos/directory.h"
+#include "custos/msg.h"
 
 /* One address of the envelope or the header, classified. */
 struct det_party {
@@ -44,12 +50,22 @@ struct det_envelope {
     size_t n_rcpts;
     int sales;                          /* sender, From or a recipient is an
                                          * employee of an archived department */
+    struct dir *dir;                    /* borrowed (det_classify sets it): the
+                                         * directory; dir_index(dir) is the
+                                         * archive's index, read-only */
+    const struct cfg *cfg;              /* borrowed, set by the caller: [detect] */
+};
+
+/* The message as detectors read it (both borrowed, both the same mail). */
+struct det_message {
+    GMimeMessage *mime;                 /* GMime's tree */
+    struct msg *msg;                    /* the message model (msg.h) */
 };
 
 struct det_finding {
     char *category;             /* e.g. "departed-sender" */
     char *rule;                 /* what fired, e.g. "departed-sender/sasl" */
-    char *evidence;             /* why, in words (no customer data) */
+    char *evidence;             /* why, in words (customer data masked) */
     GPtrArray *rcpts;           /* char *: the envelope recipients the finding
                                  * is about (as in det_envelope, lower case),
                                  * never NULL; empty: the message as a whole
@@ -60,8 +76,9 @@ struct det_finding {
 struct detector {
     const char *name;           /* "departed-sender" */
     int wants_message;          /* 0: the envelope is enough (msg may be NULL) */
-    /* Add findings (struct det_finding *) to out; -1 with error_r on failure. */
-    int (*run)(const struct det_envelope *env, GMimeMessage *msg, GPtrArray *out,
+    /* Add findings (struct det_finding *) to out; -1 with error_r on
+     * failure. m is NULL when wants_message is 0. */
+    int (*run)(const struct det_envelope *env, const struct det_message *m, GPtrArray *out,
                char **error_r);
 };
 
@@ -71,7 +88,7 @@ const struct detector *const *det_all(void);
 int det_want_message(void);
 
 /* Classify sender, From (from_header: the raw From value, or NULL), login
- * and rcpts with d; departments: archived departments, comma-separated
+ * and rcpts with d (kept in env->dir); departments: archived departments, comma-separated
  * (NULL: none). env's borrowed fields are set by the caller. */
 int det_classify(struct dir *d, const char *departments, const char *sender,
                  const char *from_header, const char *auth, char *const *rcpts,
@@ -81,8 +98,8 @@ void det_envelope_clear(struct det_envelope *env);
 /* Run every detector; findings_r: struct det_finding * (free with the
  * array). An error of one detector is reported in error_r after the
  * others have run (-1). */
-int det_run(const struct det_envelope *env, GMimeMessage *msg, GPtrArray **findings_r,
-            char **error_r);
+int det_run(const struct det_envelope *env, const struct det_message *m,
+            GPtrArray **findings_r, char **error_r);
 struct det_finding *det_finding_new(const char *category, const char *rule,
                                     const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 /* Name an offending envelope recipient of f (once; lower-cased). */

@@ -48,6 +48,10 @@ struct msg_att {
     guint64 size;           /* decoded size in bytes */
     char sha256[CUS_SHA256_HEX]; /* of the decoded content */
     int depth;              /* 1 = attached to the message */
+    char *from;             /* an attached message (message/rfc822, .eml):
+                             * its first From address, lower case; else "" */
+    char *message_id;       /* an attached message: its Message-ID without
+                             * <>; else "" */
 };
 
 struct msg_header {
@@ -73,6 +77,19 @@ int msg_parse(const void *raw, size_t len, const struct msg_limits *lim,
               struct msg **msg_r, char **error_r);
 
 void msg_free(struct msg **msg);
+
+/* The same model of a message GMime has already parsed (borrowed; e.g.
+ * from a file stream whose parts are read on demand). lim as above; its
+ * message_size is not applied (the caller parsed what it parsed), and
+ * malformed is set only by what the walk itself finds. */
+struct _GMimeMessage;
+int msg_from_gmime(struct _GMimeMessage *message, const struct msg_limits *lim,
+                   struct msg **msg_r, char **error_r);
+
+/* The GMime parser options msg_parse uses (loose RFC 2047, addresses and
+ * parameters; UTF-8, GB18030, Latin-1 tried for undeclared 8-bit), for a
+ * caller that parses with GMime itself. Valid after msg_init(). */
+struct _GMimeParserOptions *msg_parser_options(void);
 
 /* An empty message for raw bytes that could not be parsed at all (kept
  * byte-exact all the same); why is recorded in limits. */
