@@ -27,16 +27,20 @@
 #define SPOOL_WBUF (64 * 1024)       /* the streaming writer's buffer */
 #define SPOOL_LAST_MAX 32            /* "envelope " and up to 19 digits, LF */
 
-enum { K_TIME, K_CLIENT, K_SENDER, K_RCPT, K_QUEUE_ID, K_SOURCE, K_SIZE, K_SHA256, K_N };
+enum { K_TIME, K_CLIENT, K_SENDER, K_RCPT, K_QUEUE_ID, K_SOURCE, K_AUTH, K_FINDING,
+       K_SIZE, K_SHA256, K_N };
+
+enum { ONE, OPT, MANY };    /* exactly once; at most once; any number of times */
 
 static const struct {
     const char *name;
-    int many;               /* may repeat, may be absent */
+    int how;
 } spool_keys[K_N] = {
-    [K_TIME] = { "time", 0 },       [K_CLIENT] = { "client", 0 },
-    [K_SENDER] = { "sender", 0 },   [K_RCPT] = { "rcpt", 1 },
-    [K_QUEUE_ID] = { "queue-id", 0 }, [K_SOURCE] = { "source", 0 },
-    [K_SIZE] = { "size", 0 },       [K_SHA256] = { "sha256", 0 },
+    [K_TIME] = { "time", ONE },         [K_CLIENT] = { "client", ONE },
+    [K_SENDER] = { "sender", ONE },     [K_RCPT] = { "rcpt", MANY },
+    [K_QUEUE_ID] = { "queue-id", ONE }, [K_SOURCE] = { "source", ONE },
+    [K_AUTH] = { "auth", OPT },         [K_FINDING] = { "finding", MANY },
+    [K_SIZE] = { "size", ONE },         [K_SHA256] = { "sha256", ONE },
 };
 
 static char *sub_path(const char *spool_dir, const char *sub, const char *name)
@@ -96,13 +100,68 @@ int spool_init(const char *spool_dir, char **error_r)
     return 0;
 }
 
-/* Append a header value, escaped; invalid UTF-8 repaired first. */
-static void put_value(GString *h, const char *key, const char *v)
+static int token_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '/' ||
+           c == '_' || c == '-';
+}
+
+static int token_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!token_char(s[i]))
+            return 0;
+    return 1;
+}
+
+int spool_token_valid(const char *s)
+{
+    return s != NULL && token_valid(s, strlen(s));
+}
+
+void spool_finding_free(struct spool_finding **fp)
+{
+    struct spool_finding *f = *fp;
+
+    if (f == NULL)
+        return;
+    g_free(f->category);
+    g_free(f->rule);
+    g_free(f->action);
+    g_free(f->evidence);
+    g_free(f);
+    *fp = NULL;
+}
+
+/* The writer's check of what it cannot repair: every finding's tokens. */
+static int check_findings(const struct spool_entry *e, char **error_r)
+{
+    for (size_t i = 0; i < e->n_findings; i++) {
+        const struct spool_finding *f = e->findings[i];
+        const char *const what[] = { "category", "rule", "action" };
+        const char *const v[] = { f->category, f->rule, f->action };
+
+        for (int k = 0; k < 3; k++)
+            if (!spool_token_valid(v[k])) {
+                char *esc = v[k] != NULL ? g_strescape(v[k], NULL) : NULL;
+                cus_error(error_r, "spool: finding %zu: %s %s%s%s is not a token "
+                          "(only a-z 0-9 . / _ -, at least one)", i + 1, what[k],
+                          esc != NULL ? "\"" : "(none)", esc != NULL ? esc : "",
+                          esc != NULL ? "\"" : "");
+                g_free(esc);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+/* Append text escaped (invalid UTF-8 repaired first). */
+static void put_escaped(GString *h, const char *v)
 {
     char *u = cus_utf8_repair(v != NULL ? v : "", v != NULL ? strlen(v) : 0);
 
-    g_string_append(h, key);
-    g_string_append_c(h, ' ');
     for (const char *p = u; *p != '\0'; p++) {
         switch (*p) {
         case '%': g_string_append(h, "%25"); break;
@@ -111,8 +170,16 @@ static void put_value(GString *h, const char *key, const char *v)
         default: g_string_append_c(h, *p);
         }
     }
-    g_string_append_c(h, '\n');
     g_free(u);
+}
+
+/* Append a header line, the value escaped. */
+static void put_value(GString *h, const char *key, const char *v)
+{
+    g_string_append(h, key);
+    g_string_append_c(h, ' ');
+    put_escaped(h, v);
+    g_string_append_c(h, '\n');
 }
 
 /* The envelope lines, time .. sha256, in both formats. */
@@ -125,6 +192,15 @@ static void put_envelope(GString *h, const struct spool_entry *e, guint64 len, c
         put_value(h, "rcpt", e->rcpts[i]);
     put_value(h, "queue-id", e->queue_id);
     put_value(h, "source", e->source);
+    if (e->auth != NULL && *e->auth != '\0')
+        put_value(h, "auth", e->auth);
+    for (size_t i = 0; i < e->n_findings; i++) {
+        const struct spool_finding *f = e->findings[i];
+
+        g_string_append_printf(h, "finding %s %s %s ", f->category, f->rule, f->action);
+        put_escaped(h, f->evidence);
+        g_string_append_c(h, '\n');
+    }
     g_string_append_printf(h, "size %" G_GUINT64_FORMAT "\nsha256 %s\n", len, hex);
 }
 
@@ -179,6 +255,8 @@ int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
     if (len > SPOOL_SIZE_MAX)
         return cus_error(error_r, "spool: message of %zu bytes is over the limit of %llu",
                          (size_t)len, (unsigned long long)SPOOL_SIZE_MAX);
+    if (check_findings(e, error_r) < 0)
+        return -1;
     cus_sha256(raw, len, sha);
     cus_hex(sha, CUS_SHA256_LEN, hex);
     h = g_string_sized_new(512);
@@ -353,6 +431,8 @@ int spool_writer_commit(struct spool_writer **wp, const struct spool_entry *env,
         cus_error(error_r, "spool: negative receive time %" G_GINT64_FORMAT, env->time);
         goto out;
     }
+    if (check_findings(env, error_r) < 0)
+        goto out;
     if (EVP_DigestFinal_ex(w->sha, sha, NULL) != 1) {
         cus_error(error_r, "spool: SHA-256 failed");
         goto out;
@@ -590,6 +670,45 @@ static int lower_hex(const char *v, size_t len)
     return 1;
 }
 
+/* A finding's value: three tokens, each followed by a space, then the
+ * evidence (escaped text). */
+static int parse_finding(const char *v, size_t len, int line, struct spool_finding **f_r,
+                         char **error_r)
+{
+    static const char *const what[] = { "category", "rule", "action" };
+    struct spool_finding *f = g_new0(struct spool_finding, 1);
+    char **slot[] = { &f->category, &f->rule, &f->action };
+    size_t pos = 0;
+
+    for (int k = 0; k < 3; k++) {
+        const char *sp = memchr(v + pos, ' ', len - pos);
+        size_t tlen = sp != NULL ? (size_t)(sp - (v + pos)) : len - pos;
+
+        if (!token_valid(v + pos, tlen)) {
+            char *bad = show(v + pos, tlen);
+            parse_error(error_r, line, "finding", "%s %s is not a token (expected "
+                        "[a-z0-9./_-]+ in CATEGORY RULE ACTION EVIDENCE)", what[k], bad);
+            g_free(bad);
+            goto fail;
+        }
+        if (sp == NULL) {
+            parse_error(error_r, line, "finding", "no space after the %s (expected "
+                        "CATEGORY RULE ACTION EVIDENCE; empty evidence still has the space)",
+                        what[k]);
+            goto fail;
+        }
+        *slot[k] = g_strndup(v + pos, tlen);
+        pos += tlen + 1;
+    }
+    if (parse_value(v + pos, len - pos, line, "finding", &f->evidence, error_r) < 0)
+        goto fail;
+    *f_r = f;
+    return 0;
+fail:
+    spool_finding_free(&f);
+    return -1;
+}
+
 /* What the key lines said that is checked against the message. */
 struct fields {
     guint64 size;
@@ -603,8 +722,8 @@ struct fields {
  * end, lines numbered -1, -2, ...
  */
 static int parse_fields(const char *buf, size_t *posp, size_t end, int v2,
-                        struct spool_entry *e, GPtrArray *rcpts, struct fields *f,
-                        char **error_r)
+                        struct spool_entry *e, GPtrArray *rcpts, GPtrArray *findings,
+                        struct fields *f, char **error_r)
 {
     size_t pos = *posp;
     int line = v2 ? 0 : 1, next = 0;
@@ -656,10 +775,10 @@ static int parse_fields(const char *buf, size_t *posp, size_t end, int v2,
                                next < K_N ? spool_keys[next].name
                                           : v2 ? "the end of the envelope" : "the empty line");
         for (int skip = next; skip < k; skip++)
-            if (!spool_keys[skip].many)
+            if (spool_keys[skip].how == ONE)
                 return parse_error(error_r, line, spool_keys[k].name,
                                    "missing key \"%s\" before it", spool_keys[skip].name);
-        next = spool_keys[k].many ? k : k + 1;
+        next = spool_keys[k].how == MANY ? k : k + 1;
         {
             const char *v = sp + 1, *key = spool_keys[k].name;
             size_t vlen = llen - klen - 1;
@@ -676,6 +795,13 @@ static int parse_fields(const char *buf, size_t *posp, size_t end, int v2,
                     return -1;
                 f->size_line = line;
                 break;
+            case K_FINDING: {
+                struct spool_finding *fd;
+                if (parse_finding(v, vlen, line, &fd, error_r) < 0)
+                    return -1;
+                g_ptr_array_add(findings, fd);
+                break;
+            }
             case K_SHA256: {
                 char hx[CUS_SHA256_HEX];
                 if (!lower_hex(v, vlen))
@@ -697,13 +823,15 @@ static int parse_fields(const char *buf, size_t *posp, size_t end, int v2,
                     e->queue_id = s;
                 else if (k == K_SOURCE)
                     e->source = s;
+                else if (k == K_AUTH)
+                    e->auth = s;
                 else
                     g_ptr_array_add(rcpts, s);
             }
         }
     }
     for (int k = next; k < K_N; k++)
-        if (!spool_keys[k].many)
+        if (spool_keys[k].how == ONE)
             return parse_error(error_r, line, NULL, "missing key \"%s\" before %s",
                                spool_keys[k].name,
                                v2 ? "the end of the envelope" : "the empty line");
@@ -753,6 +881,7 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
     const size_t mlen = strlen(SPOOL_MAGIC);
     struct spool_entry *e = g_new0(struct spool_entry, 1);
     GPtrArray *rcpts = g_ptr_array_new_with_free_func(g_free);
+    GPtrArray *findings = g_ptr_array_new();
     unsigned char sha[CUS_SHA256_LEN];
     struct fields f = { 0 };
     size_t pos, raw_pos, raw_len, env = 0, last = 0;
@@ -776,7 +905,7 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
     }
     pos = mlen + 1;
     if (!v2) {
-        if (parse_fields(buf, &pos, len, 0, e, rcpts, &f, error_r) < 0)
+        if (parse_fields(buf, &pos, len, 0, e, rcpts, findings, &f, error_r) < 0)
             goto out;
         raw_pos = pos;
         raw_len = len - pos;
@@ -795,7 +924,7 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
             goto out;
         raw_pos = pos;
         raw_len = env - pos;
-        if (parse_fields(buf, &env, last, 1, e, rcpts, &f, error_r) < 0)
+        if (parse_fields(buf, &env, last, 1, e, rcpts, findings, &f, error_r) < 0)
             goto out;
         if (f.size != raw_len) {
             parse_error(error_r, f.size_line, "size", "%" G_GUINT64_FORMAT " bytes declared, "
@@ -815,12 +944,24 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
     g_ptr_array_add(rcpts, NULL);
     e->rcpts = (char **)g_ptr_array_free(rcpts, FALSE);
     rcpts = NULL;
+    e->n_findings = findings->len;
+    if (findings->len > 0)
+        e->findings = (struct spool_finding **)g_ptr_array_free(findings, FALSE);
+    else
+        g_ptr_array_free(findings, TRUE);
+    findings = NULL;
     *e_r = e;
     e = NULL;
     ret = 0;
 out:
     if (rcpts != NULL)
         g_ptr_array_free(rcpts, TRUE);
+    for (guint i = 0; findings != NULL && i < findings->len; i++) {
+        struct spool_finding *fd = g_ptr_array_index(findings, i);
+        spool_finding_free(&fd);
+    }
+    if (findings != NULL)
+        g_ptr_array_free(findings, TRUE);
     spool_entry_free(&e);
     return ret;
 }
@@ -977,7 +1118,11 @@ void spool_entry_free(struct spool_entry **ep)
     g_free(e->sender);
     g_free(e->queue_id);
     g_free(e->source);
+    g_free(e->auth);
     g_strfreev(e->rcpts);
+    for (size_t i = 0; i < e->n_findings; i++)
+        spool_finding_free(&e->findings[i]);
+    g_free(e->findings);
     if (e->raw != NULL)
         g_bytes_unref(e->raw);
     g_free(e);

@@ -5,7 +5,8 @@
  * entry is written with spool_write() into a scratch spool (on /dev/shm
  * when there is one: fsync is free there), read back with spool_read()
  * and compared field by field: the round trip must be exact (time,
- * client, sender, every rcpt in order, queue id, source, raw bytes). A
+ * client, sender, every rcpt in order, queue id, source, auth, every
+ * finding in order, raw bytes). A
  * parse error must say what is wrong. Scratch spools left by a crash are
  * swept at the next start.
  *
@@ -200,6 +201,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     same_str("sender", e->sender, back->sender);
     same_str("queue-id", e->queue_id, back->queue_id);
     same_str("source", e->source, back->source);
+    if ((e->auth == NULL) != (back->auth == NULL) || (e->auth != NULL && *e->auth == '\0'))
+        fuzz_fail("auth lost, added or empty", e->auth != NULL ? e->auth : back->auth);
+    if (e->auth != NULL)
+        same_str("auth", e->auth, back->auth);
+    if (e->n_findings != back->n_findings || (e->n_findings == 0) != (e->findings == NULL))
+        fuzz_fail("findings lost or added", id);
+    for (size_t i = 0; i < e->n_findings; i++) {
+        if (!spool_token_valid(e->findings[i]->category) ||
+            !spool_token_valid(e->findings[i]->rule) || !spool_token_valid(e->findings[i]->action))
+            fuzz_fail("a parsed finding is not tokens", e->findings[i]->rule);
+        same_str("finding category", e->findings[i]->category, back->findings[i]->category);
+        same_str("finding rule", e->findings[i]->rule, back->findings[i]->rule);
+        same_str("finding action", e->findings[i]->action, back->findings[i]->action);
+        same_str("finding evidence", e->findings[i]->evidence, back->findings[i]->evidence);
+    }
     for (n = 0; e->rcpts[n] != NULL; n++) {
         if (back->rcpts[n] == NULL)
             fuzz_fail("rcpt lost", e->rcpts[n]);

@@ -242,6 +242,33 @@ static void test_parse_errors(void)
         { "raw CR", "milter\n", "milter\r\n", 0, "line 7 (source): a raw CR in the header" },
         { "raw NUL", "4Xk2", "4X\0k2", 0, "line 6 (queue-id): a raw NUL byte in the header" },
         { "bad UTF-8", "bob@", "b\xc3\x28@", 0, "line 5 (rcpt): the value is not valid UTF-8" },
+        /* auth and finding: optional, in their place, tokens strict */
+        { "auth and findings (fine)", "size ", "auth alice\nfinding a b c \n"
+          "finding x/y z.1 reject %25 %0A 中文\nsize ", 0, NULL },
+        { "auth twice", "size ", "auth a\nauth b\nsize ", 0,
+          "line 9 (auth): key repeated or out of order (expected \"finding\")" },
+        { "auth after finding", "size ", "finding a b c d\nauth a\nsize ", 0,
+          "line 9 (auth): key repeated or out of order (expected \"finding\")" },
+        { "finding before source", "source milter\n", "finding a b c d\nsource milter\n", 0,
+          "line 7 (finding): missing key \"source\" before it" },
+        { "finding after size", "sha256 ", "finding a b c d\nsha256 ", 0,
+          "line 9 (finding): key repeated or out of order (expected \"sha256\")" },
+        { "finding upper case", "size ", "finding Departed b c d\nsize ", 0,
+          "line 8 (finding): category \"Departed\" is not a token" },
+        { "finding empty rule", "size ", "finding a  c d\nsize ", 0,
+          "line 8 (finding): rule \"\" is not a token" },
+        { "finding bad action", "size ", "finding a b re%6Aect d\nsize ", 0,
+          "line 8 (finding): action \"re%6Aect\" is not a token" },
+        { "finding no evidence space", "size ", "finding a b c\nsize ", 0,
+          "line 8 (finding): no space after the action" },
+        { "finding two words", "size ", "finding a b\nsize ", 0,
+          "line 8 (finding): no space after the rule" },
+        { "finding empty", "size ", "finding \nsize ", 0,
+          "line 8 (finding): category \"\" is not a token" },
+        { "finding bad escape", "size ", "finding a b c 50%\nsize ", 0,
+          "line 8 (finding): bad escape \"%\"" },
+        { "finding bad UTF-8", "size ", "finding a b c \xff\nsize ", 0,
+          "line 8 (finding): the value is not valid UTF-8" },
     };
     struct spool_entry *e = NULL;
     char *err = NULL;
@@ -686,6 +713,148 @@ static void test_stream_fail(void)
     g_free(moved);
 }
 
+/* Compare the findings and auth of two entries. */
+static void same_findings(const struct spool_entry *want, const struct spool_entry *got,
+                          const char *const *evidence)
+{
+    CU_ASSERT_EQUAL_FATAL(got->n_findings, want->n_findings);
+    CU_ASSERT((got->findings == NULL) == (want->n_findings == 0));
+    for (size_t i = 0; i < want->n_findings; i++) {
+        CU_ASSERT_STRING_EQUAL(got->findings[i]->category, want->findings[i]->category);
+        CU_ASSERT_STRING_EQUAL(got->findings[i]->rule, want->findings[i]->rule);
+        CU_ASSERT_STRING_EQUAL(got->findings[i]->action, want->findings[i]->action);
+        CU_ASSERT_STRING_EQUAL(got->findings[i]->evidence, evidence[i]);
+    }
+    if (want->auth == NULL || *want->auth == '\0') {
+        CU_ASSERT_PTR_NULL(got->auth);
+    } else {
+        CU_ASSERT(got->auth != NULL && strcmp(got->auth, want->auth) == 0);
+    }
+}
+
+/* Findings and auth: both writers, read back exact; old entries have
+ * none; the writer refuses a finding that is not tokens and leaves
+ * nothing. */
+static void test_findings(void)
+{
+    static const char raw[] = "From: =?GB2312?B?1tDOxA==?= <a@example.com>\r\n\r\nbody\r\n";
+    static const size_t chunks[] = { 5 };
+    struct spool_finding f[] = {
+        { "departed-sender", "departed-sender/sasl", "hold",
+          "SASL login a@example.com: departed employee (left 2026-11-01; successor b@x)" },
+        { "customer-data", "customer-data/attachment.xlsx", "reject",
+          "附件 客户名单.xlsx: 40 个客户 100% \r\nX-Injected: 1" },
+        { "x", "y", "route", "" },
+        { "bad-utf8", "r_1", "monitor", "caf\xe9" },
+    };
+    const char *const evidence[] = {
+        f[0].evidence, f[1].evidence, "", "caf\xef\xbf\xbd",
+    };
+    struct spool_finding *fp[] = { &f[0], &f[1], &f[2], &f[3] };
+    const char *rcpts[] = { "bob@example.com", NULL };
+    struct spool_entry e = { .time = 1764556800, .client = "c", .sender = "a@example.com",
+                             .queue_id = "Q1", .source = "milter", .rcpts = (char **)rcpts,
+                             .auth = "alice", .findings = fp, .n_findings = 4 };
+    char id[SPOOL_ID_MAX + 1], sha[CUS_SHA256_HEX], *err = NULL, *file = NULL, *path;
+    struct spool_entry *r = NULL;
+    gsize flen;
+    int new0 = count_dir("new");
+
+    e.raw = g_bytes_new(raw, sizeof(raw) - 1);
+    /* format 1 */
+    CU_ASSERT_EQUAL_FATAL(spool_write(sp_dir, &e, id, &err), 0);
+    path = entry_path("new", id);
+    CU_ASSERT_FATAL(g_file_get_contents(path, &file, &flen, NULL));
+    CU_ASSERT_PTR_NOT_NULL(strstr(file, "\nsource milter\nauth alice\nfinding departed-sender "
+                                        "departed-sender/sasl hold SASL login a@example.com: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(file, "\nfinding customer-data customer-data/attachment.xlsx "
+                                        "reject 附件 客户名单.xlsx: 40 个客户 100%25 "
+                                        "%0D%0AX-Injected: 1\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(file, "\nfinding x y route \nfinding bad-utf8 r_1 monitor "
+                                        "caf\xef\xbf\xbd\nsize "));
+    CU_ASSERT_PTR_NULL(strstr(file, "\nX-Injected"));
+    CU_ASSERT_EQUAL_FATAL(spool_read(sp_dir, id, &r, &err), 0);
+    same_findings(&e, r, evidence);
+    spool_entry_free(&r);
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    g_free(file);
+    g_free(path);
+    /* format 2 */
+    file = stream_entry(&e, raw, sizeof(raw) - 1, chunks, 1, id, sha, &flen);
+    CU_ASSERT_EQUAL_FATAL(spool_read(sp_dir, id, &r, &err), 0);
+    same_findings(&e, r, evidence);
+    spool_entry_free(&r);
+    CU_ASSERT_EQUAL_FATAL(spool_parse(file, flen, &r, &err), 0);
+    same_findings(&e, r, evidence);
+    spool_entry_free(&r);
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    g_free(file);
+    /* none, and an empty auth: not written, read back as none */
+    e.n_findings = 0;
+    e.auth = "";
+    CU_ASSERT_EQUAL_FATAL(spool_write(sp_dir, &e, id, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_read(sp_dir, id, &r, &err), 0);
+    same_findings(&e, r, evidence);
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+    spool_entry_free(&r);
+
+    /* not tokens: refused by both writers, naming the finding and field */
+    {
+        static const struct {
+            const char *category, *rule, *action, *expect;
+        } bad[] = {
+            { "Departed", "r", "hold", "finding 2: category \"Departed\" is not a token" },
+            { "c", "a rule", "hold", "finding 2: rule \"a rule\" is not a token" },
+            { "c", "r", "", "finding 2: action \"\" is not a token" },
+            { "c", "r", NULL, "finding 2: action (none) is not a token" },
+            { "c", "r\n", "hold", "finding 2: rule \"r\\n\" is not a token" },
+            { "客户", "r", "hold", "finding 2: category \"" },
+        };
+        struct spool_finding b;
+        struct spool_finding *two[] = { &f[0], &b };
+
+        e.findings = two;
+        e.n_findings = 2;
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+            struct spool_writer *w = NULL;
+
+            b = (struct spool_finding){ (char *)bad[i].category, (char *)bad[i].rule,
+                                        (char *)bad[i].action, "e" };
+            CU_ASSERT_EQUAL(spool_write(sp_dir, &e, id, &err), -1);
+            CU_ASSERT(err != NULL && strstr(err, bad[i].expect) != NULL);
+            if (err == NULL || strstr(err, bad[i].expect) == NULL)
+                fprintf(stderr, "\n  %s: want \"%s\"", err ? err : "(none)", bad[i].expect);
+            g_free(err);
+            err = NULL;
+            CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+            CU_ASSERT_EQUAL(spool_writer_write(w, "x", 1, &err), 0);
+            CU_ASSERT_EQUAL(spool_writer_commit(&w, &e, NULL, &err), -1);
+            CU_ASSERT(err != NULL && strstr(err, bad[i].expect) != NULL);
+            CU_ASSERT_PTR_NULL(w);
+            g_free(err);
+            err = NULL;
+        }
+    }
+    CU_ASSERT(spool_token_valid("departed-sender/sasl.v2_x"));
+    CU_ASSERT_FALSE(spool_token_valid(""));
+    CU_ASSERT_FALSE(spool_token_valid(NULL));
+    CU_ASSERT_FALSE(spool_token_valid("a b"));
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), new0);
+
+    /* an entry of before (no auth, no finding): none */
+    {
+        GString *s = base_entry();
+        CU_ASSERT_EQUAL_FATAL(spool_parse(s->str, s->len, &r, &err), 0);
+        CU_ASSERT_PTR_NULL(r->auth);
+        CU_ASSERT_PTR_NULL(r->findings);
+        CU_ASSERT_EQUAL(r->n_findings, 0);
+        spool_entry_free(&r);
+        g_string_free(s, TRUE);
+    }
+    g_bytes_unref(e.raw);
+}
+
 CUS_SUITE(spool)
 {
     CU_pSuite s = CU_add_suite("spool", sp_init, sp_clean);
@@ -699,4 +868,6 @@ CUS_SUITE(spool)
                 test_stream_errors);
     CU_add_test(s, "streaming writer: abort, failed commit, sweep of dead writers",
                 test_stream_fail);
+    CU_add_test(s, "findings and auth round trip in both formats; bad tokens refused",
+                test_findings);
 }

@@ -18,14 +18,27 @@
  *   rcpt bob@example.com            one line per envelope recipient (>= 0)
  *   queue-id 4Xk2Lp1z3Nz9           may be empty
  *   source milter                   who wrote it
+ *   auth alice                      SASL login; optional (absent: none)
+ *   finding CATEGORY RULE ACTION EVIDENCE
+ *                                   optional, one line per finding (>= 0)
  *   size 12345                      bytes of the raw message
  *   sha256 HEX64                    of the raw message
  *   <empty line>
  *   raw message bytes (exactly size of them, nothing after)
  * Header lines are "key SP value" (the space is there when the value is
  * empty too); values are UTF-8 with '%', CR, LF and NUL written as %25,
- * %0D, %0A, %00. Keys in this order; rcpt repeats. An unknown key, a
- * missing key, a size or hash that does not match is an error naming it.
+ * %0D, %0A, %00. Keys in this order; rcpt and finding repeat, auth and
+ * finding may be absent (entries written before they existed have
+ * neither). An unknown key, a missing key, a size or hash that does not
+ * match is an error naming it.
+ *
+ * A finding is what a detector flagged and what policy did about it:
+ * CATEGORY, RULE and ACTION are tokens of [a-z0-9./_-] (at least one
+ * byte, nothing else: checked strictly by the writer and the reader), each
+ * followed by one space, then EVIDENCE, free text with the escapes above
+ * (may be empty; the space before it is still there). Actions known today:
+ * tag, notify, hold, reject, strip, monitor (and route); any token is
+ * taken, so a new action needs no new format.
  *
  * Strictness, in detail: lines end in LF alone; time and size are decimal
  * digits; sha256 is lower-case hex; a '%' not starting one of the four
@@ -64,14 +77,29 @@
 #define SPOOL_HEADER_MAX (4 * 1024 * 1024)
 #define SPOOL_SIZE_MAX (1024ULL * 1024 * 1024)
 
+/* One finding of the envelope (see above); spool_entry_free() frees the
+ * ones spool_parse() made. */
+struct spool_finding {
+    char *category, *rule, *action;     /* tokens */
+    char *evidence;                     /* UTF-8 text */
+};
+
 /* An entry's envelope and raw message. */
 struct spool_entry {
     char id[SPOOL_ID_MAX + 1];  /* the file name; "" from spool_parse() */
     gint64 time;
     char *client, *sender, *queue_id, *source;
     char **rcpts;               /* NULL-terminated, never NULL */
+    char *auth;                 /* SASL login, or NULL (written only when set
+                                 * and not empty) */
+    struct spool_finding **findings;    /* n_findings of them; NULL when none */
+    size_t n_findings;
     GBytes *raw;
 };
+
+/* Is s a finding token: [a-z0-9./_-]+ ? */
+int spool_token_valid(const char *s);
+void spool_finding_free(struct spool_finding **f);
 
 /* 1 if name has the form of a spool id (and so is safe as a file name). */
 int spool_id_valid(const char *name);
@@ -81,7 +109,8 @@ int spool_init(const char *spool_dir, char **error_r);
 
 /* Write one entry durably (see above). e->id is ignored; the new id is
  * copied to id_r (SPOOL_ID_MAX + 1 bytes) if not NULL. On error nothing
- * is left in new/ (the temp file is removed). */
+ * is left in new/ (the temp file is removed). A finding whose category,
+ * rule or action is not a token is an error naming it (nothing written). */
 int spool_write(const char *spool_dir, const struct spool_entry *e,
                 char *id_r, char **error_r);
 
