@@ -16,9 +16,20 @@
 # each setup and the ratios against the baselines of this same run. Then
 # custos-milter's peak resident memory with 10 KB and with 10 MB messages.
 #
+# CPU per message: each part runs in a cpuacct cgroup of its own (Postfix
+# with all its daemons, the milter, ingest, smtp-source and smtp-sink), and
+# the CPU each used from the start of a push to the end of its drain
+# (everything those N messages cost, delivery and archiving included) is
+# divided by N. On a shared machine the msg/s figures swing with the load;
+# CPU per message does much less, and "cpu x" (the no-milter CPU per
+# message over the setup's) is the rate ratio to expect when CPU is what
+# limits. Without cgroup v1 cpuacct (or not root) only msg/s is printed.
+#
 # Needs root (Postfix's master) and `make` done. Only 127.0.0.1 is used.
 #   sh bench/milter.sh            RUNS=3 N=2000 SESS=10
 #   RUNS=1 N=300 sh bench/milter.sh   (a quick look)
+#   SETUPS="none null-unix custos-unix" MEM=0 sh bench/milter.sh  (some setups,
+#                                       no memory run)
 set -eu
 
 BUILD=${1:-build}
@@ -27,6 +38,8 @@ N=${N:-2000}
 SESS=${SESS:-10}
 BIG_N=${BIG_N:-40}
 SIZES=${SIZES:-"10240 204800"}
+SETUPS=${SETUPS:-"none null-unix null-inet null0-unix null0-inet custos-unix custos-inet custos-nagle-inet"}
+MEM=${MEM:-1}
 
 case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +55,21 @@ T=$(mktemp -d /tmp/custos-bench-milter.XXXXXX)
 chmod 0755 "$T"
 PIDS=""
 MASTER=""
+# cpuacct groups, one per part (see above); CG empty: no CPU figures
+GROUPS_CPU="postfix milter ingest smtp"
+CG=""
+if [ -d /sys/fs/cgroup/cpuacct ] && mkdir "/sys/fs/cgroup/cpuacct/custos-bench.$$" 2>/dev/null; then
+    CG=/sys/fs/cgroup/cpuacct/custos-bench.$$
+    for g in $GROUPS_CPU; do mkdir "$CG/$g"; done
+fi
+cg_rmdir() {
+    [ -n "$CG" ] || return 0
+    for g in $GROUPS_CPU; do
+        i=0
+        while ! rmdir "$CG/$g" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    done
+    rmdir "$CG" 2>/dev/null || true
+}
 cleanup() {
     if [ -n "$MASTER" ]; then
         kids=$(ps -o pid= --ppid "$MASTER" 2>/dev/null || true)
@@ -55,6 +83,7 @@ cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null || true; done
     sleep 0.5
     for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+    cg_rmdir
     [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
@@ -95,31 +124,39 @@ custos_conf custos-nagle "inet:$P_NAGLE@127.0.0.1" "tcp_nodelay = false"
 "$BUILD/custos-archive" -c "$T/custos-unix.conf" directory import customers \
     "$SRC/conf/customers.sample.csv" > /dev/null
 
-start_bg() { # LOG CMD...
-    log=$1; shift
-    "$@" >> "$log" 2>&1 &
+# CMD... run in cpuacct group GROUP: a shell enters it, then execs CMD
+# (so the PID is CMD's); without cgroups the shell only execs
+cg_dir() { if [ -n "$CG" ]; then echo "$CG/$1"; else echo -; fi; }
+in_group() { # GROUP CMD...
+    g=$(cg_dir "$1"); shift
+    sh -c '[ "$0" = - ] || echo $$ > "$0/cgroup.procs"; exec "$@"' "$g" "$@"
+}
+start_bg() { # GROUP LOG CMD...
+    g=$(cg_dir "$1"); log=$2; shift 2
+    sh -c '[ "$0" = - ] || echo $$ > "$0/cgroup.procs"; exec "$@"' "$g" "$@" >> "$log" 2>&1 &
     PIDS="$PIDS $!"
 }
 start_custos() { # NAME
-    start_bg "$T/$1.log" "$BUILD/custos-milter" -f -c "$T/$1.conf"
+    start_bg milter "$T/$1.log" "$BUILD/custos-milter" -f -c "$T/$1.conf"
     eval "PID_$(echo "$1" | tr - _)=\$!"
 }
-start_bg "$T/null.log" "$BUILD/nullmilter" -p "unix:$T/null.sock"
-start_bg "$T/null.log" "$BUILD/nullmilter" -p "inet:$P_NULL@127.0.0.1"
-start_bg "$T/null.log" "$BUILD/nullmilter" -m none -p "unix:$T/null0.sock"
-start_bg "$T/null.log" "$BUILD/nullmilter" -m none -p "inet:$P_NULL0@127.0.0.1"
+# the null milters are idle while custos is measured, and the other way round
+start_bg milter "$T/null.log" "$BUILD/nullmilter" -p "unix:$T/null.sock"
+start_bg milter "$T/null.log" "$BUILD/nullmilter" -p "inet:$P_NULL@127.0.0.1"
+start_bg milter "$T/null.log" "$BUILD/nullmilter" -m none -p "unix:$T/null0.sock"
+start_bg milter "$T/null.log" "$BUILD/nullmilter" -m none -p "inet:$P_NULL0@127.0.0.1"
 start_custos custos-unix
 start_custos custos-inet
 start_custos custos-nagle
 # ingest at the lowest priority, as custos-ingest.service runs it: the spool
 # absorbs bursts, the archive catches up when Postfix leaves CPU to spare
-start_bg "$T/ingest.log" nice -n 19 "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
+start_bg ingest "$T/ingest.log" nice -n 19 "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
 sleep 1
 chmod 0666 "$T/null.sock" "$T/null0.sock"
 
 # ---- Postfix and smtp-sink -------------------------------------------------
 P_SINK=$(port)
-start_bg "$T/sink.log" /usr/sbin/smtp-sink -u postfix -c "127.0.0.1:$P_SINK" 1000
+start_bg smtp "$T/sink.log" /usr/sbin/smtp-sink -u postfix -c "127.0.0.1:$P_SINK" 1000
 mkdir -p "$T/conf" "$T/queue" "$T/data"
 chown postfix "$T/data"
 cat > "$T/conf/main.cf" <<EOF
@@ -148,7 +185,6 @@ milter_default_action = tempfail
 milter_protocol = 6
 biff = no
 EOF
-SETUPS="none null-unix null-inet null0-unix null0-inet custos-unix custos-inet custos-nagle-inet"
 milter_of() {
     case $1 in
     none) echo "" ;;
@@ -189,60 +225,119 @@ scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 EOF
 postfix -c "$T/conf" check
-setsid /usr/lib/postfix/sbin/master -d -c "$T/conf" < /dev/null > "$T/master.log" 2>&1 &
+sh -c '[ "$0" = - ] || echo $$ > "$0/cgroup.procs"; exec "$@"' "$(cg_dir postfix)" \
+    setsid /usr/lib/postfix/sbin/master -d -c "$T/conf" < /dev/null > "$T/master.log" 2>&1 &
 MASTER=$!
 sleep 2
 
+# files in the queue, counted here (postqueue would make showq work, and
+# that CPU would count as Postfix's)
+queued() {
+    find "$T/queue/maildrop" "$T/queue/incoming" "$T/queue/active" "$T/queue/deferred" \
+        -type f 2>/dev/null | wc -l
+}
 drain() { # the queue empty, the spool ingested
     i=0
-    while [ "$(postqueue -c "$T/conf" -j | wc -l)" -gt 0 ] || \
-          [ "$(ls "$T/spool/new" 2>/dev/null | wc -l)" -gt 0 ]; do
+    while [ "$(queued)" -gt 0 ] || [ "$(ls "$T/spool/new" 2>/dev/null | wc -l)" -gt 0 ]; do
         i=$((i+1)); [ $i -lt 6000 ] || { echo "bench/milter.sh: queue does not drain" >&2; exit 1; }
         [ $((i % 100)) -ne 0 ] || postqueue -c "$T/conf" -f
         sleep 0.05
     done
 }
 
-push() { # SETUP SIZE COUNT -> msg/s
+# CPU ns used so far by each group, "g=ns ..." (empty without cgroups)
+cpu_snap() {
+    [ -n "$CG" ] || return 0
+    for g in $GROUPS_CPU; do printf '%s=%s ' "$g" "$(cat "$CG/$g/cpuacct.usage")"; done
+}
+# ms per message of each group between two snapshots, and the total:
+# "postfix milter ingest smtp total"
+cpu_per_msg() { # SNAP0 SNAP1 COUNT
+    python3 -c '
+import sys
+a = dict(kv.split("=") for kv in sys.argv[1].split())
+b = dict(kv.split("=") for kv in sys.argv[2].split())
+n = int(sys.argv[3]); gs = sys.argv[4].split()
+v = [(int(b[g]) - int(a[g])) / 1e6 / n for g in gs]
+print(" ".join("%.3f" % x for x in v + [sum(v)]))' "$1" "$2" "$3" "$GROUPS_CPU"
+}
+
+# Push COUNT messages of SIZE into SETUP's listener and drain: sets RATE
+# (msg/s of the push) and CPU (cpu_per_msg, push and drain; "" without cgroups)
+push() { # SETUP SIZE COUNT
     p=$(eval "echo \$PORT_$(echo "$1" | tr - _)")
+    c0=$(cpu_snap)
     t0=$(now)
-    /usr/sbin/smtp-source -s "$SESS" -l "$2" -m "$3" -f li.na@corp.example \
+    in_group smtp /usr/sbin/smtp-source -s "$SESS" -l "$2" -m "$3" -f li.na@corp.example \
         -t buyer@acme.example "127.0.0.1:$p"
     t1=$(now)
-    python3 -c "print('%.1f' % ($3 / ($t1 - $t0)))"
+    drain
+    c1=$(cpu_snap)
+    RATE=$(python3 -c "print('%.1f' % ($3 / ($t1 - $t0)))")
+    CPU=""
+    [ -z "$CG" ] || CPU=$(cpu_per_msg "$c0" "$c1" "$3")
 }
 
 median() { python3 -c 'import sys, statistics; v=[float(x) for x in sys.argv[1:]]; print("%.1f" % statistics.median(v))' "$@"; }
 
 echo "custos-milter benchmark: $N messages x $SESS sessions, sizes $SIZES, $RUNS runs (median)"
-echo "Postfix $(postconf -d -h mail_version), $(nproc) CPUs, $T"
+echo "Postfix $(postconf -d -h mail_version), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $T"
+[ -n "$CG" ] || echo "(no cpuacct cgroup: CPU per message not measured)"
+v_of() { echo "$1" | tr - _; }
+has() { case " $SETUPS " in *" $1 "*) return 0 ;; esac; return 1; }
+# warm-up, not counted: Postfix's daemons started, caches filled
+for s in $SETUPS; do push "$s" 10240 200; done
 for size in $SIZES; do
-    for s in $SETUPS; do eval "R_$(echo "$s" | tr - _)=''"; done
+    for s in $SETUPS; do eval "R_$(v_of "$s")=''; C_$(v_of "$s")=''"; done
+    drain
     for run in $(seq "$RUNS"); do
         for s in $SETUPS; do
-            drain
-            r=$(push "$s" "$size" "$N")
-            v=$(echo "$s" | tr - _)
-            eval "R_$v=\"\$R_$v $r\""
-            echo "  run $run size $size $s: $r msg/s" >&2
+            push "$s" "$size" "$N"
+            v=$(v_of "$s")
+            eval "R_$v=\"\$R_$v $RATE\""
+            # per run: the CPU figures joined with commas
+            [ -z "$CPU" ] || eval "C_$v=\"\$C_$v $(echo "$CPU" | tr ' ' ,)\""
+            echo "  run $run size $size $s: $RATE msg/s${CPU:+, CPU ms/msg (postfix milter ingest smtp total) $CPU}" >&2
         done
     done
-    drain
     echo
-    echo "size $size bytes:"
-    printf "  %-18s %10s   %s\n" setup "msg/s" "runs"
+    echo "size $size bytes (load now $(cut -d' ' -f1-3 /proc/loadavg)):"
+    printf "  %-18s %8s %6s  %s\n" setup "msg/s" "" "runs"
     for s in $SETUPS; do
-        v=$(echo "$s" | tr - _)
+        v=$(v_of "$s")
         runs=$(eval "echo \$R_$v")
         m=$(median $runs)
         eval "M_$v=$m"
-        printf "  %-18s %10s   %s\n" "$s" "$m" "$runs"
+        printf "  %-18s %8s %6s  %s\n" "$s" "$m" "" "$runs"
     done
+    if [ -n "$CG" ]; then
+        echo "  CPU ms per message (median of the runs; push and drain):"
+        printf "  %-18s %8s %8s %8s %8s %8s %7s\n" setup postfix milter ingest smtp total "cpu x"
+        for s in $SETUPS; do
+            v=$(v_of "$s")
+            line=$(python3 -c '
+import statistics, sys
+runs = [[float(x) for x in r.split(",")] for r in sys.argv[1].split()]
+print(" ".join("%.3f" % statistics.median(col) for col in zip(*runs)))' "$(eval "echo \$C_$v")")
+            eval "CT_$v=$(echo "$line" | cut -d' ' -f5)"
+            set -- $line
+            base=$(eval "echo \${CT_none:-}")
+            x=$( [ -n "$base" ] && python3 -c "print('%.2f' % ($base / $5))" || echo "")
+            printf "  %-18s %8s %8s %8s %8s %8s %7s\n" "$s" "$1" "$2" "$3" "$4" "$5" "$x"
+        done
+    fi
     for sock in unix inet; do
+        has none && has "null-$sock" && has "custos-$sock" && has "null0-$sock" || continue
         c=$(eval "echo \$M_custos_$sock"); n=$(eval "echo \$M_null_$sock"); n0=$(eval "echo \$M_null0_$sock")
         python3 -c "print('  %s: custos/null %.2fx (target >= 0.8), custos/no-milter %.2fx (target >= 0.65), null/no-milter %.2fx, null0/no-milter %.2fx' % ('$sock', $c/$n, $c/$M_none, $n/$M_none, $n0/$M_none))"
+        if [ -n "$CG" ]; then
+            c=$(eval "echo \$CT_custos_$sock"); n=$(eval "echo \$CT_null_$sock")
+            python3 -c "print('  %s by CPU per message: custos/null %.2fx, custos/no-milter %.2fx, null/no-milter %.2fx' % ('$sock', $n/$c, $CT_none/$c, $CT_none/$n))"
+        fi
     done
-    python3 -c "print('  inet: custos with Nagle (tcp_nodelay = false) %.1f msg/s, %.2fx of custos-inet' % ($M_custos_nagle_inet, $M_custos_nagle_inet/$M_custos_inet))"
+    if has custos-nagle-inet && has custos-inet; then
+        python3 -c "print('  inet: custos with Nagle (tcp_nodelay = false) %.1f msg/s, %.2fx of custos-inet' % ($M_custos_nagle_inet, $M_custos_nagle_inet/$M_custos_inet))"
+    fi
 done
 
 # ---- resident memory: 10 KB vs 10 MB messages -------------------------------
@@ -252,19 +347,21 @@ memrun() { # SIZE COUNT: HWM = peak RSS kB of a fresh custos-milter after COUNT 
     wait "$PID_custos_unix" 2>/dev/null || true
     start_custos custos-unix
     sleep 1
-    /usr/sbin/smtp-source -s "$SESS" -l "$1" -m "$2" -f bench@corp.example \
+    in_group smtp /usr/sbin/smtp-source -s "$SESS" -l "$1" -m "$2" -f bench@corp.example \
         -t sink@customer.example "127.0.0.1:$PORT_custos_unix"
     HWM=$(hwm "$PID_custos_unix")
 }
-drain
-memrun 10240 "$N"
-small=$HWM
-drain
-memrun 10485760 "$BIG_N"
-big=$HWM
-drain
-echo
-echo "resident memory of custos-milter (peak, VmHWM), $SESS sessions:"
-python3 -c "print('  %d x 10 KB: %d kB; %d x 10 MB: %d kB; ratio %.2f (target <= 1.20)' % ($N, $small, $BIG_N, $big, $big / $small))"
+if [ "$MEM" = 1 ] && has custos-unix; then
+    drain
+    memrun 10240 "$N"
+    small=$HWM
+    drain
+    memrun 10485760 "$BIG_N"
+    big=$HWM
+    drain
+    echo
+    echo "resident memory of custos-milter (peak, VmHWM), $SESS sessions:"
+    python3 -c "print('  %d x 10 KB: %d kB; %d x 10 MB: %d kB; ratio %.2f (target <= 1.20)' % ($N, $small, $BIG_N, $big, $big / $small))"
+fi
 archived=$("$BUILD/custos-archive" -c "$T/custos-unix.conf" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin).get("deliveries"))')
 echo "archive: $archived deliveries ingested; $(ls "$T/spool/failed" | wc -l) spool entries failed"
