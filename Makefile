@@ -109,6 +109,11 @@ all: $(BUILD)/custos-handover
 $(BUILD)/custos-handover: $(HOV_MAIN:%.c=$(BUILD)/%.o) $(HOV_OBJ) $(BUILD)/libcustos.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
+# The library as an archive too, for the fuzz targets of its parsers.
+$(BUILD)/libhandover.a: $(HOV_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
 $(HOV_OBJ) $(HOV_MAIN:%.c=$(BUILD)/%.o): $(wildcard handover/*-private.h)
 $(BUILD)/tests/dovecot.o $(BUILD)/tests/test-handover.o: $(wildcard tests/dovecot.h)
 
@@ -172,6 +177,9 @@ FUZZ_MAXLEN_query  = 4200
 FUZZ_MAXLEN_spool  = 65536
 FUZZ_MAXLEN_csv    = 65536
 FUZZ_MAXLEN_export = 65536
+FUZZ_MAXLEN_mutf7  = 1024
+FUZZ_MAXLEN_sieve  = 16384
+FUZZ_MAXLEN_subs   = 16384
 
 fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -179,7 +187,7 @@ fuzz-build:
 	  EXTRA_LDFLAGS="-fsanitize=fuzzer,address,undefined" fuzz-bins
 
 fuzz-bins: $(FUZZ_BINS)
-$(FUZZ_BINS): $(BUILD)/fuzz/fuzz-%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/libcustos.a
+$(FUZZ_BINS): $(BUILD)/fuzz/fuzz-%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/libhandover.a $(BUILD)/libcustos.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 fuzz: fuzz-build

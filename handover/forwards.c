@@ -99,7 +99,7 @@ static void add_forward(GPtrArray *out, struct dir *d, enum hov_fwd_source src,
                         const char *file, int line, const char *owner, const char *dest_in)
 {
     struct hov_forward *f = g_new0(struct hov_forward, 1);
-    char *dest = g_strdup(dest_in);
+    char *dest = cus_utf8_repair(dest_in, strlen(dest_in));  /* a Sieve string's bytes */
 
     g_strstrip(dest);
     if (dest[0] == '"' && strlen(dest) >= 2 && dest[strlen(dest) - 1] == '"') {
@@ -165,17 +165,38 @@ static GPtrArray *split_dests(const char *v, int on_space)
     return out;
 }
 
+/* A file's bytes as they are (an admin's map may have GBK comments: a
+ * file changed is changed only where it must be); one with a NUL byte is
+ * no text file and is left alone. */
 static int read_text(const char *path, char **text_r, char **error_r)
 {
     GBytes *data = NULL;
     gsize len;
-    const char *p;
+    const char *p, *nul;
 
     if (cus_read_file(path, FWD_FILE_MAX, &data, error_r) < 0)
         return -1;
     p = g_bytes_get_data(data, &len);
-    *text_r = cus_utf8_repair(p != NULL ? p : "", len);
+    if (p != NULL && (nul = memchr(p, '\0', len)) != NULL) {
+        cus_error(error_r, "%s: a NUL byte at offset %zu: not a text file, not read",
+                  path, (size_t)(nul - p));
+        g_bytes_unref(data);
+        return -1;
+    }
+    *text_r = g_strndup(p != NULL ? p : "", len);
     g_bytes_unref(data);
+    return 0;
+}
+
+/* The same, valid UTF-8 (bad bytes U+FFFD: lines stay where they are). */
+static int read_text_utf8(const char *path, char **text_r, char **error_r)
+{
+    char *raw = NULL;
+
+    if (read_text(path, &raw, error_r) < 0)
+        return -1;
+    *text_r = cus_utf8_repair(raw, strlen(raw));
+    g_free(raw);
     return 0;
 }
 
@@ -239,7 +260,7 @@ static int map_scan(struct dir *d, enum hov_fwd_source src, const char *path,
         g_string_free(entry, TRUE);
         return 0;
     }
-    if (read_text(path, &text, error_r) < 0) {
+    if (read_text_utf8(path, &text, error_r) < 0) {
         g_string_free(entry, TRUE);
         return -1;
     }
@@ -308,7 +329,7 @@ static int forward_scan(struct dir *d, const char *path, const char *owner, GPtr
 
     if (lstat(path, &st) < 0)
         return errno == ENOENT || errno == ENOTDIR ? 0 : cus_error_errno(error_r, "%s", path);
-    if (read_text(path, &text, error_r) < 0)
+    if (read_text_utf8(path, &text, error_r) < 0)
         return -1;
     lines = g_strsplit(text, "\n", -1);
     for (int i = 0; lines[i] != NULL; i++) {
@@ -374,14 +395,27 @@ static char *sieve_string(const char **pp)
         return g_string_free(s, FALSE);
     }
     if (g_ascii_strncasecmp(p, "text:", 5) == 0) {
-        const char *e = strstr(p, "\n.\n"), *body = strchr(p, '\n');
-        if (e == NULL || body == NULL) {
-            g_string_free(s, TRUE);
-            return NULL;
+        /* RFC 5228 2.4.2: lines up to one that is a lone "." (CRLF or
+         * LF), a leading ".." standing for "." */
+        const char *line = strchr(p, '\n');
+
+        while (line != NULL) {
+            const char *e;
+
+            line++;
+            e = strchr(line, '\n');
+            if (line[0] == '.' && (line[1] == '\n' || (line[1] == '\r' && line[2] == '\n'))) {
+                *pp = line + (line[1] == '\n' ? 2 : 3);
+                return g_string_free(s, FALSE);
+            }
+            if (e == NULL)
+                break;
+            g_string_append_len(s, line + (line[0] == '.' && line[1] == '.'),
+                                (gssize)(e + 1 - line - (line[0] == '.' && line[1] == '.')));
+            line = e;
         }
-        g_string_append_len(s, body + 1, (gssize)(e - body));
-        *pp = e + 3;
-        return g_string_free(s, FALSE);
+        g_string_free(s, TRUE);
+        return NULL;
     }
     g_string_free(s, TRUE);
     return NULL;
@@ -423,8 +457,10 @@ int hov_sieve_redirects(const char *text, GPtrArray **dests_r, GArray **spans_r,
 
                 span[0] = (gsize)(w - text);
                 for (;;) {
-                    if (sieve_skip(&p) < 0)
+                    if (sieve_skip(&p) < 0) {
+                        g_free(dest);
                         goto bad;
+                    }
                     if (*p == ';')
                         break;
                     if (*p == ':') {
@@ -435,8 +471,10 @@ int hov_sieve_redirects(const char *text, GPtrArray **dests_r, GArray **spans_r,
                     }
                     if (*p == '"' || g_ascii_strncasecmp(p, "text:", 5) == 0) {
                         char *s = sieve_string(&p);
-                        if (s == NULL)
+                        if (s == NULL) {
+                            g_free(dest);
                             goto bad;
+                        }
                         if (dest == NULL)
                             dest = s;
                         else
@@ -459,7 +497,7 @@ int hov_sieve_redirects(const char *text, GPtrArray **dests_r, GArray **spans_r,
             continue;
         }
         at_command = 0;
-        p = g_utf8_next_char(p);
+        p++;                            /* a byte: the text need not be UTF-8 */
     }
     *dests_r = dests;
     if (spans_r != NULL)
@@ -836,15 +874,32 @@ out:
     return ret;
 }
 
+char *hov_sieve_keep(const char *text, const GArray *spans, const char *id)
+{
+    GString *out = g_string_new(NULL);
+    gsize from = 0;
+
+    for (guint i = 0; i + 1 < spans->len; i += 2) {
+        gsize s = g_array_index(spans, gsize, i), e = g_array_index(spans, gsize, i + 1);
+        char *old = g_strndup(text + s, e - s);
+
+        g_strdelimit(old, "\r\n", ' ');
+        g_string_append_len(out, text + from, (gssize)(s - from));
+        g_string_append_printf(out, "keep; # custos-handover %s disabled: %s\n", id, old);
+        g_free(old);
+        from = e;
+    }
+    g_string_append(out, text + from);
+    return g_string_free(out, FALSE);
+}
+
 static int disable_sieve(const char *path, const char *id, const char *backup_dir,
                          GPtrArray *changes, char **error_r)
 {
-    char *text = NULL, *bk = NULL;
+    char *text = NULL, *bk = NULL, *out = NULL;
     GPtrArray *dests = NULL;
     GArray *spans = NULL;
-    GString *out = NULL;
     struct hov_owner o;
-    gsize from = 0;
     int ret = -1;
 
     if (read_text(path, &text, error_r) < 0 || owner_from(path, &o, error_r) < 0)
@@ -857,25 +912,13 @@ static int disable_sieve(const char *path, const char *id, const char *backup_di
     }
     if (backup(path, backup_dir, "redirect replaced by keep", &bk, error_r) < 0)
         goto out;
-    out = g_string_new(NULL);
-    for (guint i = 0; i < dests->len; i++) {
-        gsize s = g_array_index(spans, gsize, 2 * i), e = g_array_index(spans, gsize, 2 * i + 1);
-        char *old = g_strndup(text + s, e - s);
-
-        g_strdelimit(old, "\r\n", ' ');
-        g_string_append_len(out, text + from, (gssize)(s - from));
-        g_string_append_printf(out, "keep; # custos-handover %s disabled: %s\n", id, old);
-        g_free(old);
-        from = e;
-    }
-    g_string_append(out, text + from);
-    if (hov_write_owned(path, out->str, out->len, &o, error_r) < 0)
+    out = hov_sieve_keep(text, spans, id);
+    if (hov_write_owned(path, out, strlen(out), &o, error_r) < 0)
         goto out;
     g_ptr_array_add(changes, change_new(path, "redirect replaced by keep", bk));
     ret = 0;
 out:
-    if (out != NULL)
-        g_string_free(out, TRUE);
+    g_free(out);
     if (dests != NULL)
         g_ptr_array_free(dests, TRUE);
     if (spans != NULL)

@@ -424,6 +424,24 @@ static void test_subscriptions(void)
     CU_ASSERT_STRING_EQUAL(read->pdata[2], "Handover.li\\2ena.&W6JiNw-.&Zg6P3A-");
     g_ptr_array_free(read, TRUE);
 
+    /* a name subscribed is not added again, however its line is written */
+    {
+        GPtrArray *one = g_ptr_array_new();
+        char *m;
+        g_ptr_array_add(one, "Handover.li\\2ena.INBOX");
+        m = hov_subs_merge("V\t2\n\nHandover\tli\\2ena\tINBOX", 0, one, &added);
+        CU_ASSERT_EQUAL(added, 0);
+        CU_ASSERT_STRING_EQUAL(m, "V\t2\n\nHandover\tli\\2ena\tINBOX\n");
+        g_free(m);
+        g_ptr_array_free(one, TRUE);
+    }
+    /* a file with a NUL byte is no subscriptions file: left alone */
+    CU_ASSERT(g_file_set_contents(p, "Archive\n\0garbage\n", 17, NULL));
+    CU_ASSERT_EQUAL(hov_subs_add(root, names, &o, &added, &text), -1);
+    CU_ASSERT(text != NULL && strstr(text, "NUL byte") != NULL);
+    g_free(text);
+    text = NULL;
+
     /* none yet: version 2, as Dovecot 2.3 writes it */
     unlink(p);
     CU_ASSERT_EQUAL(hov_subs_add(root, names, &o, &added, NULL), 0);
@@ -711,6 +729,28 @@ static void test_sieve(void)
     CU_ASSERT_EQUAL(hov_sieve_redirects("redirect \"x@y\"", &d, NULL, &err), -1);
     CU_ASSERT(err != NULL && strstr(err, "does not parse") != NULL);
     g_free(err);
+    err = NULL;
+    /* a second string not closed: an error, the first one freed (ASan) */
+    CU_ASSERT_EQUAL(hov_sieve_redirects("redirect \"a@b\" \"c", &d, NULL, &err), -1);
+    g_free(err);
+    err = NULL;
+    /* text: with CRLF lines and a dot-stuffed line; GBK bytes and a cut
+     * UTF-8 sequence at the end are bytes like any other */
+    CU_ASSERT_EQUAL_FATAL(hov_sieve_redirects("# \xd7\xaa\xb7\xa2\r\nredirect text:\r\n"
+                                              "..x@y.example\r\n.\r\n;\r\nkeep; \xf0", &d,
+                                              &spans, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(d->len, 1);
+    CU_ASSERT_STRING_EQUAL(d->pdata[0], ".x@y.example\r\n");
+    g_ptr_array_free(d, TRUE);
+    g_array_free(spans, TRUE);
+    CU_ASSERT_EQUAL_FATAL(hov_sieve_redirects("a;redirect \"x@y\";\nb", &d, &spans, &err), 0);
+    {
+        char *k = hov_sieve_keep("a;redirect \"x@y\";\nb", spans, "P");
+        CU_ASSERT_STRING_EQUAL(k, "a;keep; # custos-handover P disabled: redirect \"x@y\";\n\nb");
+        g_free(k);
+    }
+    g_ptr_array_free(d, TRUE);
+    g_array_free(spans, TRUE);
 }
 
 static void test_journal(void)
@@ -805,7 +845,7 @@ static void put_text(const char *path, const char *text)
 
 static const char aliases_text[] =
     "postmaster: root\n"
-    "# the leaver's, to webmail\n"
+    "# \xcd\xf5\xce\xb0" " (GBK, as an old editor wrote it): the leaver's, to webmail\n"
     "wang.wei: wang.wei@corp.example,\n"
     "\twangwei@163.com\n"
     "li.na: li.na\n";
@@ -1457,6 +1497,8 @@ static void test_cli_forwards(void)
     p = g_strdup_printf("%s/etc/aliases", f.dir);
     t = read_text(p);
     CU_ASSERT(strstr(t, "postmaster: root\n") != NULL && strstr(t, "\nli.na: li.na\n") != NULL);
+    /* the rest of the file as it was, bytes that are not UTF-8 too */
+    CU_ASSERT(strstr(t, "\n# \xcd\xf5\xce\xb0" " (GBK") != NULL);
     {
         char *want = g_strdup_printf("#custos-handover %s: wang.wei: wang.wei@corp.example,\n"
                                      "#custos-handover %s: \twangwei@163.com\n", id, id);

@@ -76,6 +76,11 @@ void hov_fwd_change_free(gpointer c);
 int hov_sieve_redirects(const char *text, GPtrArray **dests_r, GArray **spans_r,
                         char **error_r);
 
+/* The script's text with each redirect command (spans as
+ * hov_sieve_redirects gives them) replaced by "keep;" and a comment
+ * naming id and what was there (g_free). */
+char *hov_sieve_keep(const char *text, const GArray *spans, const char *id);
+
 /* A template with %d %n %u (and a leading "~/" for the user's home)
  * expanded for address; NULL if "~/" names a user with no home. */
 char *hov_expand(const char *tmpl, const char *address);

@@ -141,5 +141,12 @@ int hov_subs_add(const char *root, GPtrArray *names, const struct hov_owner *o,
                  int *added_r, char **error_r);
 /* The storage names subscribed in ROOT/subscriptions (none if missing). */
 int hov_subs_read(const char *root, GPtrArray **names_r, char **error_r);
+/* The same on a file's text (up to a NUL): GPtrArray of char *. */
+GPtrArray *hov_subs_parse(const char *text);
+/* The text with names appended that it does not subscribe yet (compared
+ * as storage names, whichever way a line is written), each in the text's
+ * format (new_file: an empty text that is no file yet, version 2);
+ * *added_r how many (g_free). */
+char *hov_subs_merge(const char *text, int new_file, GPtrArray *names, int *added_r);
 
 #endif
