@@ -4,7 +4,7 @@
 #   make check    run every test (CUnit)
 #   make asan     build and test with AddressSanitizer + UBSan
 #   make fuzz     run each libFuzzer target FUZZ_TIME s (clang; see fuzz/run.sh)
-#   make demo     an archive under ./var from real sample mail, then searched
+#   make demo     an archive under ./var from real sample mail, searched; the gateway; a handover
 #   make bench    run the benchmarks in bench/
 #   make install  PREFIX=/usr/local DESTDIR=
 
@@ -121,7 +121,7 @@ install: install-handover
 install-handover: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/custos
 	install -m 0755 $(BUILD)/custos-handover $(DESTDIR)$(BINDIR)/
-	for t in conf/handover-notice.*.txt; do \
+	for t in conf/handover-notice.*.txt conf/dovecot-handover.conf; do \
 	  [ -e $(DESTDIR)$(SYSCONFDIR)/custos/$${t##*/} ] || \
 	  install -m 0644 $$t $(DESTDIR)$(SYSCONFDIR)/custos/; done
 .PHONY: install-handover
@@ -211,10 +211,12 @@ deps:
 	else echo "deps: all Debian packages present"; fi
 
 # The archive's tools on real sample mail, then the gateway: a private
-# Postfix on 127.0.0.1 with custos-milter and ingest.
+# Postfix on 127.0.0.1 with custos-milter and ingest; then a handover,
+# the successor's folders read from a private Dovecot.
 demo: all corpus
 	sh tests/demo.sh $(BUILD) $(CORPUS)
 	sh tests/milter/demo.sh $(BUILD)
+	sh tests/handover/demo.sh $(BUILD)
 
 bench: all corpus
 	sh bench/run.sh $(BUILD) $(CORPUS)

@@ -4,7 +4,8 @@
  * dovecot.conf written from scratch (nothing of /etc/dovecot is read), its
  * listener on a free loopback port, no SSL (loopback only), chroots off
  * (the test directory is not a chroot), logins from a passwd-file of its
- * own. `dovecot -F` runs under setsid; stopping sends TERM to the master
+ * own; the mail settings are conf/dovecot-handover.conf, as an admin
+ * includes them. `dovecot -F` runs under setsid; stopping sends TERM to the master
  * by pid and waits for every process of its group. See
  * shared/POSTFIX-TESTING.md.
  */
@@ -19,6 +20,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include "cutest.h"
 #include "dovecot.h"
 #include "custos/util.h"
 
@@ -78,6 +80,7 @@ int dvc_start(struct dvc *d, const char *dir, const char *mail, const struct dvc
 {
     GString *conf = g_string_new(NULL), *pw = g_string_new(NULL);
     char *conf_path = NULL, *pw_path = NULL, *run = NULL, *state = NULL;
+    char *snippet = cut_src("conf/dovecot-handover.conf");  /* what an admin includes */
     char *argv[] = { "/usr/sbin/dovecot", "-F", "-c", NULL, NULL };
     char *envp[] = { "TZ=UTC", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
     GError *gerr = NULL;
@@ -103,15 +106,14 @@ int dvc_start(struct dvc *d, const char *dir, const char *mail, const struct dvc
         "protocols = imap\nlisten = 127.0.0.1\nssl = no\n"
         "disable_plaintext_auth = no\nauth_mechanisms = plain\n"
         "first_valid_uid = 100\nmail_location = maildir:%s\n"
-        "mail_plugins = listescape\n"
-        "namespace inbox {\n  inbox = yes\n  separator = /\n}\n"
+        "!include %s\n"
         "passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n}\n"
         "userdb {\n  driver = passwd-file\n  args = username_format=%%u %s\n}\n"
         "service imap-login {\n  chroot =\n  inet_listener imap {\n    address = 127.0.0.1\n"
         "    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
         "service pop3-login {\n  chroot =\n}\n"
         "service anvil {\n  chroot =\n}\n",
-        run, state, d->log, d->log, mail, pw_path, pw_path, d->port);
+        run, state, d->log, d->log, mail, snippet, pw_path, pw_path, d->port);
     if (!g_file_set_contents(conf_path, conf->str, -1, NULL) ||
         !g_file_set_contents(pw_path, pw->str, -1, NULL)) {
         cus_error_errno(error_r, "writing %s", conf_path);
@@ -149,6 +151,7 @@ out:
     g_free(pw_path);
     g_free(run);
     g_free(state);
+    g_free(snippet);
     return ret;
 }
 
