@@ -96,6 +96,10 @@ static const struct cfg_opt cfg_opts[] = {
     { "handover", "sieve", CT_STR, "/var/vmail/%d/%n/.dovecot.sieve, /var/vmail/%d/%n/sieve",
       0, 0, O(hov_sieve) },
     { "handover", "sync", CT_BOOL, "true", 0, 0, O(hov_sync) },
+    /* [detect]: custos-milter's detectors */
+    { "detect", "customer_data_threshold", CT_INT, "5", 1, 1000000, O(det_customer_data) },
+    { "detect", "webmail_data_threshold", CT_INT, "2", 1, 1000000, O(det_webmail_data) },
+    { "detect", "name_min_length", CT_INT, "4", 2, 100, O(det_name_min) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };

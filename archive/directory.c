@@ -921,6 +921,29 @@ int dir_is_internal(struct dir *d, const char *addr_or_domain, char **error_r)
 
 /* ---- listing ------------------------------------------------------------------- */
 
+int dir_customers_stamp(struct dir *d, char **stamp_r, char **error_r)
+{
+    static const char sql[] =
+        "SELECT (SELECT count(*) FROM customers), (SELECT max(updated) FROM customers),"
+        " (SELECT count(*) FROM customer_domains), (SELECT count(*) FROM customer_contacts),"
+        " (SELECT count(*) FROM customer_phones)";
+    sqlite3_stmt *st = NULL;
+
+    *stamp_r = NULL;
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        cus_error(error_r, "%s: directory: %s", sqlite3_db_filename(d->db, "main"),
+                  sqlite3_errmsg(d->db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    *stamp_r = g_strdup_printf("%lld/%lld/%lld/%lld/%lld", sqlite3_column_int64(st, 0),
+                               sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+                               sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4));
+    sqlite3_finalize(st);
+    return 0;
+}
+
 int dir_list(struct dir *d, enum dir_list l, GPtrArray **rows_r, char **error_r)
 {
     static const char *const sql[] = {

@@ -158,24 +158,6 @@ static char *show(const char *s)
     return g_string_free(o, FALSE);
 }
 
-/* libarchive converts names through the locale's charset: in the C
- * locale it cannot write (3.6 crashes on a UTF-8 pax name) nor read UTF-8
- * names. Its calls run under a UTF-8 LC_CTYPE of this thread alone. */
-static locale_t utf8_locale(void)
-{
-    static gsize once;
-    static locale_t loc;
-
-    if (g_once_init_enter(&once)) {
-        locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-        if (l == (locale_t)0)
-            l = newlocale(LC_CTYPE_MASK, "en_US.UTF-8", (locale_t)0);
-        loc = l;
-        g_once_init_leave(&once, 1);
-    }
-    return loc;
-}
-
 /* libarchive's message for a, without the newline some end with. */
 static const char *ar_err(struct archive *a)
 {
@@ -1756,7 +1738,7 @@ int exp_export(struct arc *arc, const struct cfg *cfg, const struct exp_opts *o,
         goto out;
     }
     if (o->format != EXP_MBOX) {
-        loc = utf8_locale();
+        loc = cus_utf8_locale();
         if (loc == (locale_t)0) {
             cus_error(error_r, "no UTF-8 locale (C.UTF-8) to write file names with");
             goto out;
@@ -3088,7 +3070,7 @@ static int verify_common(const char *path, const void *buf, size_t len,
     enum exp_format fmt;
     struct vx v;
     struct archive *a = NULL;
-    locale_t loc = utf8_locale(), old = (locale_t)0;
+    locale_t loc = cus_utf8_locale(), old = (locale_t)0;
     char *base = path != NULL ? g_path_get_basename(path) : g_strdup("export");
     int fd = -1, ret = -1;
 

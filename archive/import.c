@@ -213,22 +213,11 @@ static int is_bookkeeping(const char *base)
            strcmp(base, "maildirfolder") == 0;
 }
 
-/* libarchive converts member names through the locale: in the C locale a
- * name that is not ASCII has none. Names are read in C.UTF-8. */
-static locale_t utf8_locale(void)
-{
-    static locale_t loc;
-
-    if (loc == (locale_t)0)
-        loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-    return loc;
-}
-
 /* Read every member of an archive in memory. */
 static int imp_archive(struct imp *im, const char *where, const char *buf, size_t len,
                        int depth, char **error_r)
 {
-    locale_t loc = utf8_locale(), old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
+    locale_t loc = cus_utf8_locale(), old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
     int ret = imp_archive_in(im, where, buf, len, depth, error_r);
 
     if (old != (locale_t)0)

@@ -18,7 +18,8 @@
 enum idx_stmt {
     S_FIND_SHA, S_FIND_ID, S_INS_MSG, S_INS_ADDR, S_INS_ATT, S_INS_FTS,
     S_INS_DELIV, S_INS_RCPT, S_HIT_ADDRS, S_HIT_BCC, S_HIT_ATTS, S_FIND_SPOOL,
-    S_INS_CHAIN, S_CHAIN_HEAD, S_INS_CP, S_META_GET, S_META_SET, S_COUNT
+    S_INS_CHAIN, S_CHAIN_HEAD, S_INS_CP, S_META_GET, S_META_SET, S_REF_IDS, S_REF_ADDRS,
+    S_REF_RCPTS, S_COUNT
 };
 
 static const char *const idx_sql[S_COUNT] = {
@@ -50,6 +51,10 @@ static const char *const idx_sql[S_COUNT] = {
                  " length) VALUES (?,?,?,?,?,?,?,?)",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?",
     [S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)",
+    [S_REF_IDS] = "SELECT id FROM messages WHERE message_id = ? ORDER BY id DESC LIMIT ?",
+    [S_REF_ADDRS] = "SELECT role, addr FROM addrs WHERE msg = ? AND role IN (0,1,2)"
+                    " ORDER BY rowid",
+    [S_REF_RCPTS] = "SELECT DISTINCT addr FROM rcpts WHERE msg = ?",
 };
 
 struct idx {
@@ -389,6 +394,78 @@ int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **
     }
     sqlite3_reset(st);
     return found;
+}
+
+static void ref_free(gpointer p)
+{
+    struct idx_ref *r = p;
+
+    g_free(r->from);
+    g_ptr_array_free(r->rcpts, TRUE);
+    g_free(r);
+}
+
+/* The addresses of archived message r->id into r. */
+static int ref_fill(struct idx *idx, struct idx_ref *r, char **error_r)
+{
+    sqlite3_stmt *st = stmt(idx, S_REF_ADDRS);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, r->id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *a = (const char *)sqlite3_column_text(st, 1);
+        if (a == NULL || *a == '\0')
+            continue;
+        if (sqlite3_column_int(st, 0) == MSG_FROM) {
+            if (r->from == NULL)
+                r->from = g_utf8_strdown(a, -1);
+        } else {
+            g_ptr_array_add(r->rcpts, g_utf8_strdown(a, -1));
+        }
+    }
+    if (rc != SQLITE_DONE)
+        return stmt_fail(idx, st, error_r);
+    sqlite3_reset(st);
+    st = stmt(idx, S_REF_RCPTS);
+    sqlite3_bind_int64(st, 1, r->id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        g_ptr_array_add(r->rcpts, g_strdup((const char *)sqlite3_column_text(st, 0)));
+    if (rc != SQLITE_DONE)
+        return stmt_fail(idx, st, error_r);
+    sqlite3_reset(st);
+    if (r->from == NULL)
+        r->from = g_strdup("");
+    return 0;
+}
+
+int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **refs_r,
+                  char **error_r)
+{
+    GPtrArray *refs = g_ptr_array_new_with_free_func(ref_free);
+    sqlite3_stmt *st = stmt(idx, S_REF_IDS);
+    int rc;
+
+    *refs_r = NULL;
+    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct idx_ref *r = g_new0(struct idx_ref, 1);
+        r->id = sqlite3_column_int64(st, 0);
+        r->rcpts = g_ptr_array_new_with_free_func(g_free);
+        g_ptr_array_add(refs, r);
+    }
+    if (rc != SQLITE_DONE) {
+        g_ptr_array_free(refs, TRUE);
+        return stmt_fail(idx, st, error_r);
+    }
+    sqlite3_reset(st);
+    for (guint i = 0; i < refs->len; i++)
+        if (ref_fill(idx, refs->pdata[i], error_r) < 0) {
+            g_ptr_array_free(refs, TRUE);
+            return -1;
+        }
+    *refs_r = refs;
+    return 0;
 }
 
 int idx_add_chain(struct idx *idx, gint64 seq, gint64 time, const char *type, gint64 msg,

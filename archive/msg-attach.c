@@ -477,8 +477,39 @@ static char *raw_member_name(const char *aname)
     return g_strdup(*aname ? aname : "data");
 }
 
+/* A header read: ARCHIVE_WARN is one whose name could not be converted
+ * to the locale's charset (a Chinese name in the C locale): read on. */
+static int header_ok(int rc)
+{
+    return rc == ARCHIVE_OK || rc == ARCHIVE_WARN;
+}
+
+/* A member's name, UTF-8 where the archive says what it is ("" if none). */
+static const char *member_name(struct archive_entry *e)
+{
+    const char *pn = archive_entry_pathname_utf8(e);
+
+    if (pn == NULL)
+        pn = archive_entry_pathname(e);
+    return pn != NULL ? pn : "";
+}
+
+static void archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
+                            const char *partid, const char *apath, const char *aname);
+
+/* Members of an archive, their names read in a UTF-8 locale. */
 static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int depth,
                          const char *partid, const char *apath, const char *aname)
+{
+    locale_t loc = cus_utf8_locale(), old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
+
+    archive_walk_in(ctx, data, len, depth, partid, apath, aname);
+    if (old != (locale_t)0)
+        uselocale(old);
+}
+
+static void archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
+                            const char *partid, const char *apath, const char *aname)
 {
     struct archive *a;
     struct archive_entry *e;
@@ -487,7 +518,7 @@ static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int 
     struct reader r = { ctx, NULL, len, &produced, 0 };
 
     a = archive_open(data, len, 0);
-    if (a == NULL || archive_read_next_header(a, &e) != ARCHIVE_OK) {
+    if (a == NULL || !header_ok(archive_read_next_header(a, &e))) {
         /* a lone gz/bz2/xz file: the raw format with filters */
         if (a != NULL)
             archive_read_free(a);
@@ -511,9 +542,7 @@ static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int 
         if (raw) {
             mname = raw_member_name(aname);
         } else {
-            pn = archive_entry_pathname(e);
-            if (pn == NULL)
-                pn = "";
+            pn = member_name(e);
             mname = msg_to_utf8(pn, strlen(pn), NULL);
         }
         mpath = g_strdup_printf("%s/%s", apath, mname);
@@ -550,7 +579,7 @@ static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int 
         g_free(where);
         if (r.ratio_hit || (ctx->hit_flags & (MSG_HIT_EXPANDED | MSG_HIT_PARTS)))
             break;
-    } while (archive_read_next_header(a, &e) == ARCHIVE_OK);
+    } while (header_ok(archive_read_next_header(a, &e)));
     archive_read_free(a);
 }
 
@@ -587,8 +616,8 @@ static int office_text(struct msg_ctx *ctx, const char *data, size_t len, enum a
     if (a == NULL)
         return 0;
     text = g_string_new(NULL);
-    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
-        const char *pn = archive_entry_pathname(e);
+    while (header_ok(archive_read_next_header(a, &e))) {
+        const char *pn = member_name(e);
         int sheet;
         GByteArray *ba;
 

@@ -263,3 +263,18 @@ double cus_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+locale_t cus_utf8_locale(void)
+{
+    static gsize once;
+    static locale_t loc;
+
+    if (g_once_init_enter(&once)) {
+        locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+        if (l == (locale_t)0)
+            l = newlocale(LC_CTYPE_MASK, "en_US.UTF-8", (locale_t)0);
+        loc = l;
+        g_once_init_leave(&once, 1);
+    }
+    return loc;
+}

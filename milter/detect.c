@@ -10,7 +10,7 @@
  */
 #include <stdarg.h>
 #include <string.h>
-#include "custos/detect.h"
+#include "detect-private.h"
 #include "custos/util.h"
 
 static int party_set(struct dir *d, const char *addr, struct det_party *p, char **error_r)
@@ -197,7 +197,10 @@ static const struct detector det_departed = { "departed-sender", 0, departed_sen
 
 const struct detector *const *det_all(void)
 {
-    static const struct detector *const all[] = { &det_departed, NULL };
+    static const struct detector *const all[] = {
+        &det_departed, &det_forward_external, &det_auto_forward, &det_customer_data,
+        &det_personal_webmail, &det_bcc_external, NULL
+    };
 
     return all;
 }
@@ -217,7 +220,14 @@ int det_run(const struct det_envelope *env, const struct det_message *m,
 {
     GPtrArray *out = g_ptr_array_new_with_free_func(det_finding_free);
     const struct detector *const *all = det_all();
+    struct det_message mc;
     int ret = 0;
+
+    if (m != NULL) {
+        mc = *m;
+        mc.cache = det_cache_new();
+        m = &mc;
+    }
 
     for (int i = 0; all[i] != NULL; i++) {
         char *err = NULL;
@@ -230,6 +240,8 @@ int det_run(const struct det_envelope *env, const struct det_message *m,
             g_free(err);
         }
     }
+    if (m != NULL)
+        det_cache_free(&mc.cache);
     *findings_r = out;
     return ret;
 }

@@ -109,6 +109,15 @@ struct cfg {
     int hov_sync;               /* sync: the copy made durable (syncfs) before
                                  * the handover is recorded as done */
 
+    /* [detect]: custos-milter's detectors */
+    int det_customer_data;      /* customer_data_threshold: distinct customer
+                                 * addresses, phones and names (of customers
+                                 * other than the recipient) for customer-data */
+    int det_webmail_data;       /* webmail_data_threshold: the same, for "with
+                                 * customer data" (personal-webmail, bcc-external) */
+    int det_name_min;           /* name_min_length: customer names shorter than
+                                 * this (characters) are not looked for */
+
     /* [log] */
     int log_level;              /* level */
     int log_syslog;             /* syslog */

@@ -60,6 +60,8 @@ struct det_envelope {
 struct det_message {
     GMimeMessage *mime;                 /* GMime's tree */
     struct msg *msg;                    /* the message model (msg.h) */
+    struct det_cache *cache;            /* det_run's: what detectors share
+                                         * (milter/detect-private.h) */
 };
 
 struct det_finding {

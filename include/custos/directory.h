@@ -127,6 +127,10 @@ int dir_is_internal(struct dir *d, const char *addr_or_domain, char **error_r);
 /* Every row of a list, in key order: struct dir_employee / dir_customer /
  * dir_account *, freed with the array. */
 int dir_list(struct dir *d, enum dir_list l, GPtrArray **rows_r, char **error_r);
+/* What the customer lists are now, as a short string that changes with
+ * every import or learn that changes them (counts and the last update):
+ * for a copy kept in memory to know it is stale. g_free. */
+int dir_customers_stamp(struct dir *d, char **stamp_r, char **error_r);
 
 /* ---- import ----------------------------------------------------------------- */
 

@@ -127,6 +127,19 @@ int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
 /* The message a spool entry was archived as: 1 found (msg_r), 0 not, -1. */
 int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r);
 
+/* Archived messages with a Message-ID (without <>; the messages_msgid
+ * index), newest first, at most max: each one's archive id, its From
+ * address ("" if none) and every address it went to (To, Cc and envelope
+ * recipients, lower case). For the detectors: what a reply or a re-sent
+ * message refers to. refs_r: struct idx_ref *, freed with the array. */
+struct idx_ref {
+    gint64 id;
+    char *from;
+    GPtrArray *rcpts;       /* char * */
+};
+int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **refs_r,
+                  char **error_r);
+
 /* Insert a new message (its sha must not be there yet) as archive id
  * want_id, or if want_id is 0 the one after the highest of every message
  * and every purged one (ids are never reused). */

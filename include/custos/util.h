@@ -9,6 +9,7 @@
 #ifndef CUSTOS_UTIL_H
 #define CUSTOS_UTIL_H
 
+#include <locale.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <glib.h>
@@ -65,5 +66,11 @@ void cus_json_str(GString *out, const char *s);
 
 /* Monotonic seconds. */
 double cus_now(void);
+
+/* A UTF-8 LC_CTYPE (C.UTF-8, else en_US.UTF-8), or (locale_t)0 if there
+ * is none: libarchive converts member names through the locale's charset,
+ * and in the C locale it can neither read nor write a name that is not
+ * ASCII. Callers run libarchive under uselocale() of it (this thread). */
+locale_t cus_utf8_locale(void);
 
 #endif

@@ -1,0 +1,41 @@
+/*
+ * detect-private.h - what the detectors of milter/ share about one message
+ *
+ * det_run() gives every detector the same struct det_cache (through
+ * det_message.cache): what one detector worked out about the message
+ * that another can use without working it out again.
+ */
+#ifndef CUSTOS_DETECT_PRIVATE_H
+#define CUSTOS_DETECT_PRIVATE_H
+
+#include "custos/detect.h"
+#include "custos/det-know.h"
+
+/* Customer mail this message carries or refers to. */
+struct det_thread {
+    const char *how;                    /* "quoted-header", "attached-message",
+                                         * "thread" */
+    const struct dir_customer *cust;    /* borrowed from the snapshot */
+    char *from;                         /* the customer's address */
+    GHashTable *also;                   /* addresses it already went to (set) */
+};
+
+struct det_cache {
+    int leak_done;                      /* what det-leak.c works out, once */
+    int leak_failed;
+    char *leak_error;
+    struct det_know *know;              /* the customers (a reference) */
+    GHashTable *items;                  /* det_know_scan() of subject, body and
+                                         * every attachment's text */
+    GPtrArray *threads;                 /* struct det_thread * */
+};
+
+struct det_cache *det_cache_new(void);
+void det_cache_free(struct det_cache **c);
+
+/* det-leak.c: forward-external, auto-forward, customer-data,
+ * personal-webmail, bcc-external */
+extern const struct detector det_forward_external, det_auto_forward, det_customer_data,
+    det_personal_webmail, det_bcc_external;
+
+#endif
