@@ -96,6 +96,7 @@ static const struct cfg_opt cfg_opts[] = {
     { "handover", "sieve", CT_STR, "/var/vmail/%d/%n/.dovecot.sieve, /var/vmail/%d/%n/sieve",
       0, 0, O(hov_sieve) },
     { "handover", "sync", CT_BOOL, "true", 0, 0, O(hov_sync) },
+    { "handover", "postfix_config", CT_PATH, "/etc/postfix", 0, 0, O(hov_postfix_config) },
     /* [detect]: custos-milter's detectors */
     { "detect", "customer_data_threshold", CT_INT, "5", 1, 1000000, O(det_customer_data) },
     { "detect", "webmail_data_threshold", CT_INT, "2", 1, 1000000, O(det_webmail_data) },

@@ -569,7 +569,7 @@ static int step_forwards(struct hov_session *ss, struct hov_plan *p, struct hov_
         if (hov_json_save(found_file, found, error_r) < 0)
             goto out;
     }
-    if (hov_forwards_disable(fw, p->id, backups, &changes, error_r) < 0)
+    if (hov_forwards_disable(ss->cfg, fw, p->id, backups, &changes, error_r) < 0)
         goto out;
     for (guint i = 0; i < changes->len; i++) {
         const struct hov_fwd_change *c = changes->pdata[i];
@@ -810,20 +810,27 @@ static int step_crm(struct hov_session *ss, struct hov_plan *p, struct hov_journ
     return ret;
 }
 
-static int step_postfix_map(struct hov_plan *p, struct hov_journal *j, char **error_r)
+/* The map's text is written once (never over a file that is not this
+ * plan's), then built as its type says; a run that failed to build it
+ * builds it again. Where Postfix is not (no main.cf), the note says what
+ * to run there; that is not an error. */
+static int step_postfix_map(const struct cfg *cfg, struct hov_plan *p, struct hov_journal *j,
+                            char **error_r)
 {
+    const char *type = p->postfix_map_type != NULL ? p->postfix_map_type : "hash";
     GString *m;
     GBytes *there = NULL;
     JsonObject *o;
     JsonNode *n;
-    int ret = HOV_OK;
+    char *note = NULL;
+    int ret = HOV_OK, built = 0;
 
     if (p->postfix_map == NULL || hov_journal_find(j, "postfix-map", "") != NULL)
         return HOV_OK;
     m = g_string_new(NULL);
     g_string_append_printf(m, "# custos-handover plan %s: %s departed %s; mail for the leaver "
-                           "goes to the successor.\n# postmap %s, then add it to "
-                           "virtual_alias_maps.\n%s %s\n", p->id, p->leaver, p->effective,
+                           "goes to the successor.\n# In main.cf: virtual_alias_maps = ... "
+                           "%s:%s\n%s %s\n", p->id, p->leaver, p->effective, type,
                            p->postfix_map, p->leaver, p->successor);
     if (access(p->postfix_map, F_OK) == 0) {
         if (cus_read_file(p->postfix_map, 1 << 20, &there, NULL) < 0 ||
@@ -839,14 +846,26 @@ static int step_postfix_map(struct hov_plan *p, struct hov_journal *j, char **er
         ret = HOV_CANT_CREATE;
     }
     if (ret == HOV_OK) {
+        built = hov_map_build(cfg, "postmap", type, p->postfix_map, &note, error_r);
+        if (built < 0)
+            ret = HOV_ERROR;
+    }
+    if (ret == HOV_OK) {
+        char *spec = g_strdup_printf("%s:%s", type, p->postfix_map);
         o = json_object_new();
         json_object_set_string_member(o, "file", p->postfix_map);
+        json_object_set_string_member(o, "type", type);
+        json_object_set_string_member(o, "map", spec);
         json_object_set_string_member(o, "line", strrchr(g_strchomp(m->str), '\n') + 1);
+        json_object_set_boolean_member(o, "built", built == 0);
+        json_object_set_string_member(o, "note", note);
         n = json_node_alloc();
         json_node_init_object(n, o);
         json_object_unref(o);
         ret = hov_journal_add(j, "postfix-map", "", n, error_r) < 0 ? HOV_ERROR : HOV_OK;
+        g_free(spec);
     }
+    g_free(note);
     g_string_free(m, TRUE);
     return ret;
 }
@@ -1052,7 +1071,7 @@ int hov_apply(const struct cfg *cfg, struct hov_plan *p, const struct hov_opts *
     }
     if ((r = step_contacts(&ss, p, j, &s, error_r)) != HOV_OK ||
         (r = step_crm(&ss, p, j, &s, customers, error_r)) != HOV_OK ||
-        (r = step_postfix_map(p, j, error_r)) != HOV_OK)
+        (r = step_postfix_map(ss.cfg, p, j, error_r)) != HOV_OK)
         goto out;
     if (hov_journal_find(j, "notices", "") == NULL) {
         JsonNode *np = hov_notices_plan(cfg, &s, error_r), *res = NULL;

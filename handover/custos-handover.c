@@ -3,7 +3,7 @@
  *
  *   custos-handover [-c FILE] [-n] COMMAND [ARGS]
  *   plan --from LEAVER --to SUCCESSOR [--effective DATE] [--notice DATE]
- *        [--split CUSTOMER=ADDRESS]... [--postfix-map FILE] [--force]
+ *        [--split CUSTOMER=ADDRESS]... [--postfix-map [TYPE:]FILE] [--force]
  *   apply PLAN [--dry-run] | apply --from LEAVER --to SUCCESSOR [...] [--dry-run]
  *   status [PLAN]
  *   report PLAN [--format text|html|json]
@@ -34,7 +34,7 @@ static const char usage_text[] =
     "  -n        check the configuration, print it, and exit\n"
     "commands:\n"
     "  plan --from LEAVER --to SUCCESSOR [--effective DATE] [--notice DATE]\n"
-    "       [--split CUSTOMER=ADDRESS]... [--postfix-map FILE] [--force]\n"
+    "       [--split CUSTOMER=ADDRESS]... [--postfix-map [TYPE:]FILE] [--force]\n"
     "                             save a plan and show what apply would do\n"
     "  apply PLAN [--dry-run]     do it (or: apply with plan's arguments)\n"
     "  status [PLAN]              where each plan (or one) stands\n"

@@ -20,6 +20,7 @@
 #include "custos/handover-forwards.h"
 #include "custos/handover-maildir.h"
 #include "custos/util.h"
+#include "handover-private.h"
 
 #define FWD_FILE_MAX (64 << 20)
 #define FWD_TAG "#custos-handover "
@@ -735,51 +736,27 @@ static int owner_from(const char *path, struct hov_owner *o, char **error_r)
     return 0;
 }
 
-/* Rebuild a compiled map beside path, if there is one. */
-static char *rebuild_map(const char *path, enum hov_fwd_source src)
+/* Rebuild the compiled map beside path (its type by its file name), if
+ * there is one: what to tell the admin. */
+static char *rebuild_map(const struct cfg *cfg, const char *path, enum hov_fwd_source src)
 {
-    static const char *const ext[] = { ".db", ".lmdb", ".cdb" };
     const char *prog = src == HOV_FWD_ALIAS ? "postalias" : "postmap";
-    char *found = NULL, *out = NULL, *err = NULL, *note;
-    gint status = 0;
-    GError *gerr = NULL;
+    char *type = hov_map_built_type(cfg, path), *note = NULL, *err = NULL;
 
-    for (size_t i = 0; i < G_N_ELEMENTS(ext) && found == NULL; i++) {
-        char *c = g_strconcat(path, ext[i], NULL);
-        if (access(c, F_OK) == 0)
-            found = c;
-        else
-            g_free(c);
+    if (type == NULL)
+        return g_strdup_printf("no compiled map beside it: if Postfix reads it as texthash:%s, "
+                               "`postfix reload`", path);
+    if (hov_map_build(cfg, prog, type, path, &note, &err) < 0) {
+        note = g_strdup_printf("%s: the forwarding goes on until the map is rebuilt: %s %s:%s",
+                               err, prog, type, path);
+        g_free(err);
     }
-    if (found == NULL)
-        return g_strdup("");
-    g_free(found);
-    {
-        char *bin = g_find_program_in_path(prog);
-        char *argv[] = { NULL, (char *)path, NULL };
-        if (bin == NULL)
-            bin = g_strconcat("/usr/sbin/", prog, NULL);
-        argv[0] = bin;
-        if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status,
-                          &gerr)) {
-            note = g_strdup_printf("%s %s could not run (%s): rebuild the map by hand", prog,
-                                   path, gerr->message);
-            g_error_free(gerr);
-        } else if (!g_spawn_check_wait_status(status, NULL)) {
-            note = g_strdup_printf("%s %s failed (%s): rebuild the map by hand", prog, path,
-                                   g_strstrip(err));
-        } else {
-            note = g_strdup_printf("%s %s: done", prog, path);
-        }
-        g_free(bin);
-    }
-    g_free(out);
-    g_free(err);
+    g_free(type);
     return note;
 }
 
-static int disable_map(const char *path, enum hov_fwd_source src, GArray *lines_to,
-                       const char *id, const char *backup_dir, GPtrArray *changes,
+static int disable_map(const struct cfg *cfg, const char *path, enum hov_fwd_source src,
+                       GArray *lines_to, const char *id, const char *backup_dir, GPtrArray *changes,
                        char **error_r)
 {
     char *text = NULL, **lines = NULL, *bk = NULL, *tag = g_strconcat(FWD_TAG, id, ": ", NULL);
@@ -827,7 +804,7 @@ static int disable_map(const char *path, enum hov_fwd_source src, GArray *lines_
     {
         struct hov_fwd_change *c = change_new(path, "commented out", bk);
         g_free(c->note);
-        c->note = rebuild_map(path, src);
+        c->note = rebuild_map(cfg, path, src);
         g_ptr_array_add(changes, c);
     }
     ret = 0;
@@ -928,7 +905,8 @@ out:
     return ret;
 }
 
-int hov_forwards_disable(GPtrArray *forwards, const char *id, const char *backup_dir,
+int hov_forwards_disable(const struct cfg *cfg, GPtrArray *forwards, const char *id,
+                         const char *backup_dir,
                          GPtrArray **changes_r, char **error_r)
 {
     GPtrArray *changes = g_ptr_array_new_with_free_func(hov_fwd_change_free);
@@ -951,7 +929,8 @@ int hov_forwards_disable(GPtrArray *forwards, const char *id, const char *backup
                 if (g->source == f->source && strcmp(g->file, f->file) == 0)
                     g_array_append_val(lines, g->line);
             }
-            ret = disable_map(f->file, f->source, lines, id, backup_dir, changes, error_r);
+            ret = disable_map(cfg, f->file, f->source, lines, id, backup_dir, changes,
+                              error_r);
             g_array_free(lines, TRUE);
         } else if (f->source == HOV_FWD_FORWARD) {
             ret = disable_forward(f->file, id, backup_dir, changes, error_r);

@@ -27,6 +27,7 @@ struct hov_plan {
     char *leaver, *successor;       /* addresses */
     char *effective, *notice;       /* YYYY-MM-DD */
     char *postfix_map;              /* or NULL */
+    char *postfix_map_type;         /* hash, lmdb, ..., texthash */
     int force;
     GPtrArray *splits;              /* struct hov_split * */
 };
@@ -166,6 +167,23 @@ void hov_preview_text(JsonObject *plan, JsonObject *preview, GString *out);
 JsonNode *hov_forwards_json(GPtrArray *forwards);
 JsonNode *hov_crm_rows(GPtrArray *customers, struct hov_survey *s, const char *leaver);
 char *hov_audit_args(const char *verb, const struct hov_opts *o, const char *id);
+
+/* ---- Postfix maps (postmap.c) ------------------------------------------------------------ */
+
+/* Postfix's default_database_type ([handover] postfix_config), else "hash". */
+char *hov_map_default_type(const struct cfg *cfg);
+/* --postfix-map [TYPE:]FILE: the type (hash, btree, lmdb, cdb, dbm, sdbm,
+ * texthash; none given: the default) and the absolute path. */
+int hov_map_spec(const struct cfg *cfg, const char *arg, char **type_r, char **path_r,
+                 char **error_r);
+/* Build the map at path as type with prog (postmap or postalias): 0 built,
+ * or nothing to build (texthash); 1 not possible on this host; -1 the tool
+ * failed (error_r). *note_r says which and the next step (g_free). */
+int hov_map_build(const struct cfg *cfg, const char *prog, const char *type, const char *path,
+                  char **note_r, char **error_r);
+/* The type of the compiled map beside path (FILE.db, .lmdb, .cdb, .pag),
+ * or NULL if there is none. */
+char *hov_map_built_type(const struct cfg *cfg, const char *path);
 
 /* ---- shared helpers -------------------------------------------------------------------- */
 

@@ -65,6 +65,7 @@ void hov_plan_free(struct hov_plan **pp)
     g_free(p->effective);
     g_free(p->notice);
     g_free(p->postfix_map);
+    g_free(p->postfix_map_type);
     if (p->splits != NULL)
         g_ptr_array_free(p->splits, TRUE);
     g_free(p);
@@ -103,6 +104,8 @@ static int plan_from_json(struct hov_plan *p, char **error_r)
     if (json_object_has_member(o, "postfix_map") &&
         JSON_NODE_HOLDS_VALUE(json_object_get_member(o, "postfix_map")))
         p->postfix_map = g_strdup(json_object_get_string_member(o, "postfix_map"));
+    p->postfix_map_type = g_strdup(json_object_get_string_member_with_default(o,
+                                       "postfix_map_type", "hash"));
     p->force = json_object_get_boolean_member_with_default(o, "force", FALSE);
     p->splits = g_ptr_array_new_with_free_func(split_free);
     sp = json_object_has_member(o, "splits") ? json_object_get_array_member(o, "splits") : NULL;
@@ -698,7 +701,9 @@ void hov_preview_text(JsonObject *plan, JsonObject *pv, GString *out)
                            json_object_get_string_member_with_default(su, "address", ""));
     if (json_object_has_member(plan, "postfix_map") &&
         JSON_NODE_HOLDS_VALUE(json_object_get_member(plan, "postfix_map")))
-        g_string_append_printf(out, "           and a Postfix virtual alias map in %s\n",
+        g_string_append_printf(out, "           and a Postfix virtual alias map %s:%s\n",
+                               json_object_get_string_member_with_default(plan,
+                                   "postfix_map_type", "hash"),
                                json_object_get_string_member(plan, "postfix_map"));
     g_string_append_printf(out, "forwards   %u of the leaver's, disabled on apply (backups "
                            "kept)\n", fw != NULL ? json_array_get_length(fw) : 0);
@@ -892,9 +897,11 @@ int hov_plan_make(const struct cfg *cfg, const struct hov_opts *o, struct hov_pl
         g_ptr_array_add(p->splits, x);
     }
     if (o->postfix_map != NULL) {
-        p->postfix_map = g_path_is_absolute(o->postfix_map)
-                             ? g_strdup(o->postfix_map)
-                             : g_build_filename(g_get_current_dir(), o->postfix_map, NULL);
+        if (hov_map_spec(cfg, o->postfix_map, &p->postfix_map_type, &p->postfix_map,
+                         error_r) < 0) {
+            r = HOV_BAD_INPUT;
+            goto out;
+        }
         if (access(p->postfix_map, F_OK) == 0) {
             cus_error(error_r, "--postfix-map %s: the file is there already (it is never "
                       "overwritten; give a new name)", p->postfix_map);
@@ -959,8 +966,10 @@ int hov_plan_make(const struct cfg *cfg, const struct hov_opts *o, struct hov_pl
         }
         json_object_set_array_member(root, "splits", sa);
     }
-    if (p->postfix_map != NULL)
+    if (p->postfix_map != NULL) {
         json_object_set_string_member(root, "postfix_map", p->postfix_map);
+        json_object_set_string_member(root, "postfix_map_type", p->postfix_map_type);
+    }
     else
         json_object_set_null_member(root, "postfix_map");
     json_object_set_boolean_member(root, "force", o->force);

@@ -355,8 +355,14 @@ static void render(JsonObject *rep, struct w *w)
     para(w, "%s: %s since %s, successor %s (a directory chain event: custos-milter routes "
          "the leaver's mail to the successor and flags mail sent as the leaver)",
          str(dep, "leaver"), str(dep, "status"), str(dep, "departed"), str(dep, "successor"));
-    if (pm != NULL)
-        para(w, "Postfix virtual alias map %s: %s", str(pm, "file"), str(pm, "line"));
+    if (pm != NULL) {
+        para(w, "Postfix virtual alias map %s: %s", *str(pm, "map") ? str(pm, "map")
+                                                                   : str(pm, "file"),
+             str(pm, "line"));
+        if (*str(pm, "note"))
+            para(w, "  %s; in main.cf: virtual_alias_maps = ..., %s", str(pm, "note"),
+                 *str(pm, "map") ? str(pm, "map") : str(pm, "file"));
+    }
 
     heading(w, "Forwarding audit");
     {

@@ -882,9 +882,9 @@ static int fx_setup(struct fx *f, const char *extra, int subs_v2, const char *be
                     "sieve = %s/vmail/%%d/%%n/sieve\n"
                     "notice_template_zh = %s/conf/handover-notice.zh.txt\n"
                     "notice_template_en = %s/conf/handover-notice.en.txt\n"
-                    "sendmail = %s/sendmail\n%s",
+                    "sendmail = %s/sendmail\npostfix_config = %s/postfix\n%s",
                     f->dir, f->src, f->dir, f->dir, f->dir, f->dir, f->dir, f->src, f->src,
-                    f->dir, extra != NULL ? extra : "");
+                    f->dir, f->dir, extra != NULL ? extra : "");
     put_text(f->conf, c->str);
     g_string_free(c, TRUE);
     if (arc(f, NULL, NULL, "init", NULL) != 0)
@@ -924,6 +924,10 @@ static int fx_setup(struct fx *f, const char *extra, int subs_v2, const char *be
     g_free(p);
     p = g_strdup_printf("%s/vmail/corp.example/wang.wei/sieve/main.sieve", f->dir);
     put_text(p, sieve_text);
+    g_free(p);
+    /* Postfix's configuration, for postmap/postalias -c (defaults do) */
+    p = g_strdup_printf("%s/postfix/main.cf", f->dir);
+    put_text(p, "");
     g_free(p);
     p = g_strdup_printf("%s/sendmail", f->dir);
     put_text(p, "#!/bin/sh\n{ echo \"ARGS: $*\"; cat; echo \"--END--\"; } >> \"$(dirname \"$0\")"
@@ -1212,10 +1216,20 @@ static void test_cli_plan_apply(void)
                     1);
     CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM chain WHERE type = 'handover'"), 1);
     CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM audit WHERE command = 'handover'"), 3);
-    /* the Postfix map, the CRM file */
+    /* the Postfix map, built as Postfix's default type, Postfix answers from
+     * it; the CRM file */
     t = read_text(p);
     CU_ASSERT(strstr(t, "\nwang.wei@corp.example li.na@corp.example\n") != NULL);
     g_free(t);
+    if (access("/usr/sbin/postmap", X_OK) == 0) {
+        char *cmd = g_strdup_printf("/usr/sbin/postmap -c %s/postfix -q wang.wei@corp.example "
+                                    "hash:%s", f.dir, p);
+        char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+        CU_ASSERT_EQUAL(cut_run(argv, &out, NULL), 0);
+        CU_ASSERT(out != NULL && strcmp(out, "li.na@corp.example\n") == 0);
+        g_free(out);
+        g_free(cmd);
+    }
     t = read_fmt("%s/archive/handover/%s/crm.csv", f.dir, id);
     CU_ASSERT(g_str_has_prefix(t, "customer,contact,contact_name,old_owner,new_owner\r\n"));
     CU_ASSERT(strstr(t, "\"Acme Trading, Ltd.\",buyer@acme.example,Buyer,wang.wei@corp.example,"
@@ -1229,6 +1243,11 @@ static void test_cli_plan_apply(void)
               strstr(out, "Re: Shipping dates") != NULL);
     CU_ASSERT(out != NULL && strstr(out, "\"incidents\"") != NULL &&
               strstr(out, "wangwei@163.com") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, NULL), 0);
+    if (access("/usr/sbin/postmap", X_OK) == 0)
+        CU_ASSERT(out != NULL && strstr(out, "built: postmap -c ") != NULL &&
+                  strstr(out, "virtual_alias_maps = ..., hash:") != NULL);
     g_free(out);
     CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "html", NULL), 0);
     CU_ASSERT(out != NULL && g_str_has_prefix(out, "<!DOCTYPE html>") &&
@@ -1299,6 +1318,9 @@ static void test_cli_bad_input(void)
     expect_fail(&f, 73, "is there already", "plan", "--from", "wang.wei@corp.example", "--to",
                 "li.na@corp.example", "--postfix-map", p, NULL);
     g_free(p);
+    expect_fail(&f, 65, "--postfix-map pcre:/tmp/x: a map of type pcre is not written here",
+                "plan", "--from", "wang.wei@corp.example", "--to", "li.na@corp.example",
+                "--postfix-map", "pcre:/tmp/x", NULL);
     expect_fail(&f, 65, "is not a plan id", "apply", "../x", NULL);
     expect_fail(&f, 65, "no plan 20260101-nobody-0000", "apply", "20260101-nobody-0000", NULL);
     expect_fail(&f, 65, "no plan x", "report", "x", NULL);
@@ -1492,9 +1514,33 @@ static void test_cli_forwards(void)
     CU_ASSERT(out != NULL && strstr(out, "main.sieve:3\twang.wei@corp.example -> orders@qq.com") !=
                                  NULL);
     g_free(out);
+    /* the aliases compiled, as newaliases leaves them */
+    if (access("/usr/sbin/postalias", X_OK) == 0) {
+        char *cmd = g_strdup_printf("/usr/sbin/postalias -c %s/postfix hash:%s/etc/aliases",
+                                    f.dir, f.dir);
+        CU_ASSERT_EQUAL(sh(cmd), 0);
+        g_free(cmd);
+    }
     id = fx_plan(&f, NULL);
     CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, NULL), 0);
     p = g_strdup_printf("%s/etc/aliases", f.dir);
+    /* rebuilt: Postfix no longer forwards the leaver's mail, the rest it does */
+    if (access("/usr/sbin/postalias", X_OK) == 0) {
+        char *cmd = g_strdup_printf("/usr/sbin/postalias -c %s/postfix -q wang.wei hash:%s",
+                                    f.dir, p);
+        char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+        CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 1);
+        g_free(cmd);
+        cmd = g_strdup_printf("/usr/sbin/postalias -c %s/postfix -q postmaster hash:%s", f.dir, p);
+        argv[2] = cmd;
+        CU_ASSERT_EQUAL(cut_run(argv, &out, NULL), 0);
+        CU_ASSERT(out != NULL && strcmp(out, "root\n") == 0);
+        g_free(out);
+        g_free(cmd);
+        CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, NULL), 0);
+        CU_ASSERT(out != NULL && strstr(out, "built: postalias -c ") != NULL);
+        g_free(out);
+    }
     t = read_text(p);
     CU_ASSERT(strstr(t, "postmaster: root\n") != NULL && strstr(t, "\nli.na: li.na\n") != NULL);
     /* the rest of the file as it was, bytes that are not UTF-8 too */
@@ -1553,10 +1599,17 @@ static void test_cli_forwards(void)
 static void test_cli_notices_split_package(void)
 {
     struct fx f;
-    const char *more[] = { "--split", "明远贸易=zhao.gang@corp.example", NULL };
-    char *id, *out = NULL, *t, *sent, *zip;
+    const char *more[] = { "--split", "明远贸易=zhao.gang@corp.example", "--postfix-map", NULL,
+                           NULL };
+    char *id, *out = NULL, *t, *sent, *zip, *map;
 
     CU_ASSERT_EQUAL_FATAL(fx_setup(&f, "notices = true\nnotice_rate = 6000\n", 1, NULL), 0);
+    /* no Postfix here: the map is written, not built, and apply says what to run */
+    t = g_strdup_printf("%s/postfix/main.cf", f.dir);
+    CU_ASSERT_EQUAL(unlink(t), 0);
+    g_free(t);
+    map = g_strdup_printf("texthash:%s/handover-virtual", f.dir);
+    more[3] = map + 9;
     id = fx_plan(&f, more);
     CU_ASSERT_PTR_NOT_NULL_FATAL(id);
     sent = g_strdup_printf("%s/sent.txt", f.dir);
@@ -1576,6 +1629,15 @@ static void test_cli_notices_split_package(void)
     CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "json", NULL), 0);
     CU_ASSERT(out != NULL && strstr(out, "\"uncertain\" : [\n") != NULL);
     g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, NULL), 0);
+    t = g_strdup_printf("run `postmap hash:%s` where Postfix runs", map + 9);
+    CU_ASSERT(out != NULL && strstr(out, t) != NULL);
+    g_free(t);
+    g_free(out);
+    t = g_strdup_printf("%s.db", map + 9);
+    CU_ASSERT_EQUAL(access(t, F_OK), -1);
+    g_free(t);
+    g_free(map);
     /* the split: 明远贸易 to zhao.gang, Acme to li.na */
     CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM customers WHERE name = '明远贸易' AND "
                                 "owner = 'zhao.gang@corp.example'"), 1);

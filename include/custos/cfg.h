@@ -108,6 +108,8 @@ struct cfg {
                                  * (templates), comma-separated */
     int hov_sync;               /* sync: the copy made durable (syncfs) before
                                  * the handover is recorded as done */
+    char *hov_postfix_config;   /* postfix_config: Postfix's config_directory, for
+                                 * postmap/postalias -c */
 
     /* [detect]: custos-milter's detectors */
     int det_customer_data;      /* customer_data_threshold: distinct customer

@@ -65,9 +65,11 @@ struct hov_fwd_change {
 };
 
 /* Disable forwardings (those of one leaver) tagged with id; backups go to
- * backup_dir. changes_r: struct hov_fwd_change *. */
-int hov_forwards_disable(GPtrArray *forwards, const char *id, const char *backup_dir,
-                         GPtrArray **changes_r, char **error_r);
+ * backup_dir; a map with a compiled one beside it is rebuilt (postmap or
+ * postalias -c [handover] postfix_config; the change's note says how or
+ * what to run). changes_r: struct hov_fwd_change *. */
+int hov_forwards_disable(const struct cfg *cfg, GPtrArray *forwards, const char *id,
+                         const char *backup_dir, GPtrArray **changes_r, char **error_r);
 void hov_fwd_change_free(gpointer c);
 
 /* The Sieve "redirect" commands of a script's text: their destinations

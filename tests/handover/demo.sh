@@ -46,7 +46,10 @@ alias_maps = $T/etc/aliases
 virtual_maps = $T/etc/virtual
 forward_file = $T/home/%n/.forward
 sieve = $T/vmail/%d/%n/sieve
+postfix_config = $T/postfix
 CONF
+# Postfix's configuration for postmap/postalias -c (its defaults will do)
+mkdir -p "$T/postfix" && : > "$T/postfix/main.cf"
 A() { "$BUILD/custos-archive" -c "$T/custos.conf" "$@"; }
 H() { printf '\n$ custos-handover %s\n' "$*"; "$BUILD/custos-handover" -c "$T/custos.conf" "$@"; }
 
@@ -70,13 +73,16 @@ printf 'if header :contains "subject" "order" {\n  redirect "wangwei@163.com";\n
 
 H forwards wang.wei@corp.example
 H plan --from wang.wei@corp.example --to li.na@corp.example --effective "$(date -u +%F)" \
-    | tee "$T/plan.out"
+    --postfix-map "$T/etc/handover-virtual" | tee "$T/plan.out"
 id=$(sed -n 's/^plan \(.*\) saved in .*/\1/p' "$T/plan.out")
 [ -n "$id" ] || { echo "demo: no plan id in plan's output" >&2; exit 1; }
 H apply "$id"
 H report "$id"
 printf '\n$ cat %s\n' "$T/etc/aliases"
 cat "$T/etc/aliases"
+printf '\n$ postmap -q wang.wei@corp.example hash:%s   (the map apply wrote and built)\n' \
+    "$T/etc/handover-virtual"
+postmap -c "$T/postfix" -q wang.wei@corp.example "hash:$T/etc/handover-virtual"
 
 echo
 echo "== what li.na sees over IMAP (a private Dovecot on 127.0.0.1)"
