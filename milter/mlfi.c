@@ -58,15 +58,17 @@ struct mmsg {
 
 struct mconn {
     char *client;               /* "ADDR [HOSTNAME]" */
-    char *helo;
     int leadspc;
-    int nr_hdr, nr_body;        /* headers, body chunks: no reply (unix socket) */
+    int nr_env;                 /* connect, MAIL, RCPT: no reply (unix socket) */
+    int nr_hdr, nr_body, nr_eoh;        /* headers, body chunks, end of header: ditto */
+    char *failed;               /* a step with no reply failed and no message
+                                 * holds it: why (answered at DATA or EOM) */
     struct mmsg *msg;
 };
 
 static GMutex mlt_lock;
 static struct mlt_conf *mlt_cur;
-static int mlt_noreply;         /* ask for no replies to headers and body chunks */
+static int mlt_noreply;         /* ask for no replies but at DATA and EOM */
 static const struct mlt_smfi *mlt_smfi;
 static gint mlt_nconn, mlt_nmsg, mlt_stopping;
 
@@ -177,10 +179,12 @@ int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r)
     if (mlt_cur != NULL)
         return cus_error(error_r, "custos-milter: initialised twice");
     mlt_smfi = smfi;
-    /* Over a unix socket Postfix may send headers and body chunks without
-     * waiting for an answer to each (a round trip fewer per header and
-     * per 64 KB). Not over TCP: the MTA's writes would then follow each
-     * other, and its Nagle would wait for our delayed ACK. */
+    /* Over a unix socket Postfix may send every step but DATA and end of
+     * message without waiting for an answer (it buffers them and sends
+     * them with the next step that is answered: connect, MAIL and RCPT go
+     * with DATA, headers, body and EOH with EOM). Not over TCP: the MTA's
+     * writes would then follow each other, and its Nagle would wait for
+     * our delayed ACK. */
     mlt_noreply = cfg->mlt_socket != NULL && !g_str_has_prefix(cfg->mlt_socket, "inet");
     mlt_cur = conf_new(cfg);
     spool_check(mlt_cur);
@@ -313,8 +317,20 @@ static sfsistat mlt_tempfail(SMFICTX *ctx, struct mconn *c, const char *what, co
 {
     log_error("%s: %s: %s; answered 451 4.3.0", qid_of(c), what, err);
     mlt_smfi->setreply(ctx, "451", "4.3.0", (char *)mlt_tempfail_text);
-    if (c != NULL)
+    if (c != NULL) {
         mmsg_free(&c->msg);
+        g_free(c->failed);
+        c->failed = NULL;
+    }
+    return SMFIS_TEMPFAIL;
+}
+
+/* Stopping: no new message, 421 4.3.2 (at MAIL, or at DATA if MAIL gets
+ * no reply). */
+static sfsistat mlt_stopping_reply(SMFICTX *ctx, const char *what)
+{
+    log_info("NOQUEUE: %s while stopping: answered 421 4.3.2", what);
+    mlt_smfi->setreply(ctx, "421", "4.3.2", "custos: shutting down, try again later");
     return SMFIS_TEMPFAIL;
 }
 
@@ -339,15 +355,41 @@ static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error
 
 static struct mconn *conn_get(SMFICTX *ctx);
 
-/* A step that gets no reply failed: remembered, answered at the next one
- * that does (EOH, EOM). */
+/* A step that gets no reply failed: remembered (the first failure, by the
+ * message, else by the connection), answered at the next step that does
+ * (DATA, EOH, EOM). */
 static sfsistat mlt_noreply_fail(struct mconn *c, char *err)
 {
-    if (c->msg != NULL && c->msg->failed == NULL)
-        c->msg->failed = err;
+    char **slot = c->msg != NULL ? &c->msg->failed : &c->failed;
+
+    if (*slot == NULL)
+        *slot = err;
     else
         g_free(err);
     return SMFIS_NOREPLY;
+}
+
+/* A failure at connect, MAIL or RCPT: 451 now, or (no reply wanted: the
+ * message dropped, the failure kept) at DATA. */
+static sfsistat mlt_env_fail(SMFICTX *ctx, struct mconn *c, const char *what, const char *err)
+{
+    if (c == NULL || !c->nr_env)
+        return mlt_tempfail(ctx, c, what, err);
+    mmsg_free(&c->msg);
+    return mlt_noreply_fail(c, g_strdup_printf("%s: %s", what, err));
+}
+
+/* What a step that is answered says for a failure remembered by the
+ * connection: 451, and the failure forgotten. */
+static sfsistat mlt_conn_failed(SMFICTX *ctx, struct mconn *c)
+{
+    char *why = c->failed;
+    sfsistat r;
+
+    c->failed = NULL;
+    r = mlt_tempfail(ctx, c, "cannot journal the message", why);
+    g_free(why);
+    return r;
 }
 
 sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
@@ -362,11 +404,15 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
         return SMFIS_REJECT;    /* libmilter: refuse the connection */
     }
     *pf0 = actions;
-    /* every step is wanted (no SMFIP_NO*), except unknown commands; header
-     * values with their leading space, so the archived copy is exact */
-    *pf1 = (f1 & SMFIP_HDR_LEADSPC) | (f1 & SMFIP_NOUNKNOWN);
-    if (mlt_noreply)
-        *pf1 |= f1 & (SMFIP_NR_HDR | SMFIP_NR_BODY);
+    /* every step is wanted but HELO and unknown commands; header values
+     * with their leading space, so the archived copy is exact */
+    *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_NOHELO);
+    if (mlt_noreply) {
+        const unsigned long env = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_RCPT;
+        *pf1 |= f1 & (SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_NR_EOH);
+        if ((f1 & env) == env)
+            *pf1 |= env;
+    }
     *pf2 = *pf3 = 0;
     {
         /* negotiate comes before connect: the connection's state starts here */
@@ -374,10 +420,13 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
         if (c == NULL)
             return SMFIS_TEMPFAIL;
         c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+        c->nr_env = (*pf1 & SMFIP_NR_MAIL) != 0;
         c->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
         c->nr_body = (*pf1 & SMFIP_NR_BODY) != 0;
-        log_debug("NOQUEUE: negotiated: header leading space %d, no reply to headers %d, "
-                  "to body chunks %d", c->leadspc, c->nr_hdr, c->nr_body);
+        c->nr_eoh = (*pf1 & SMFIP_NR_EOH) != 0;
+        log_debug("NOQUEUE: negotiated: header leading space %d, no reply to connect, "
+                  "MAIL and RCPT %d, to headers %d, to body chunks %d, to end of header %d",
+                  c->leadspc, c->nr_env, c->nr_hdr, c->nr_body, c->nr_eoh);
     }
     return SMFIS_CONTINUE;
 }
@@ -415,21 +464,10 @@ sfsistat mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
     g_free(c->client);
     c->client = g_try_malloc(strlen(addr) + strlen(hostname ? hostname : "") + 4);
     if (c->client == NULL)
-        return mlt_tempfail(ctx, c, "connect", "out of memory");
+        return mlt_env_fail(ctx, c, "connect", "out of memory");
     sprintf(c->client, "%s%s[%s]", addr, *addr ? " " : "", hostname ? hostname : "");
     log_debug("NOQUEUE: connect from %s", c->client);
-    return SMFIS_CONTINUE;
-}
-
-sfsistat mlfi_helo(SMFICTX *ctx, char *helo)
-{
-    struct mconn *c = conn_get(ctx);
-
-    if (c == NULL)
-        return mlt_tempfail(ctx, NULL, "helo", "out of memory");
-    g_free(c->helo);
-    c->helo = try_strdup(helo != NULL ? helo : "");
-    return SMFIS_CONTINUE;
+    return c->nr_env ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv)
@@ -443,25 +481,26 @@ sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv)
     /* a message before this one on the connection that was not finished */
     mmsg_free(&c->msg);
     if (g_atomic_int_get(&mlt_stopping)) {
-        log_info("NOQUEUE: MAIL FROM while stopping: answered 421 4.3.2");
-        mlt_smfi->setreply(ctx, "421", "4.3.2", "custos: shutting down, try again later");
-        return SMFIS_TEMPFAIL;
+        /* no message: DATA says 421 (now, if MAIL is answered) */
+        if (c->nr_env)
+            return SMFIS_NOREPLY;
+        return mlt_stopping_reply(ctx, "MAIL FROM");
     }
     if ((m = g_try_new0(struct mmsg, 1)) == NULL)
-        return mlt_tempfail(ctx, c, "MAIL FROM", "out of memory");
+        return mlt_env_fail(ctx, c, "MAIL FROM", "out of memory");
     g_atomic_int_inc(&mlt_nmsg);
     c->msg = m;
     m->time = g_get_real_time() / G_USEC_PER_SEC;
     m->leadspc = c->leadspc;
     if ((m->conf = conf_get()) == NULL)
-        return mlt_tempfail(ctx, c, "MAIL FROM", "custos-milter is stopping");
+        return mlt_env_fail(ctx, c, "MAIL FROM", "custos-milter is stopping");
     m->sender = try_addr(argv != NULL ? argv[0] : NULL);
     auth = mlt_smfi->getsymval(ctx, "{auth_authen}");
     m->auth = auth != NULL ? try_strdup(auth) : NULL;
     if (m->sender == NULL || (auth != NULL && m->auth == NULL))
-        return mlt_tempfail(ctx, c, "MAIL FROM", "out of memory");
+        return mlt_env_fail(ctx, c, "MAIL FROM", "out of memory");
     qid_update(ctx, m);
-    return SMFIS_CONTINUE;
+    return c->nr_env ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv)
@@ -470,21 +509,25 @@ sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv)
     struct mmsg *m = c != NULL ? c->msg : NULL;
     char *r;
 
-    if (m == NULL)
-        return mlt_tempfail(ctx, c, "RCPT TO", "no MAIL FROM before it");
+    if (m == NULL) {
+        /* MAIL FROM while stopping, or a failure DATA answers */
+        if (c != NULL && c->nr_env && (c->failed != NULL || g_atomic_int_get(&mlt_stopping)))
+            return SMFIS_NOREPLY;
+        return mlt_env_fail(ctx, c, "RCPT TO", "no MAIL FROM before it");
+    }
     if (m->n_rcpts + 1 >= m->cap_rcpts) {
         size_t cap = m->cap_rcpts ? 2 * m->cap_rcpts : 8;
         char **n = g_try_realloc(m->rcpts, cap * sizeof(*n));
         if (n == NULL)
-            return mlt_tempfail(ctx, c, "RCPT TO", "out of memory");
+            return mlt_env_fail(ctx, c, "RCPT TO", "out of memory");
         m->rcpts = n;
         m->cap_rcpts = cap;
     }
     if ((r = try_addr(argv != NULL ? argv[0] : NULL)) == NULL)
-        return mlt_tempfail(ctx, c, "RCPT TO", "out of memory");
+        return mlt_env_fail(ctx, c, "RCPT TO", "out of memory");
     m->rcpts[m->n_rcpts++] = r;
     m->rcpts[m->n_rcpts] = NULL;
-    return SMFIS_CONTINUE;
+    return c->nr_env ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 /* DATA: the spool entry is started here, so a spool that cannot be written
@@ -495,6 +538,10 @@ sfsistat mlfi_data(SMFICTX *ctx)
     char *err = NULL;
     sfsistat r;
 
+    if (c != NULL && c->failed != NULL)
+        return mlt_conn_failed(ctx, c);
+    if (c != NULL && c->msg == NULL && g_atomic_int_get(&mlt_stopping))
+        return mlt_stopping_reply(ctx, "DATA");
     if (c == NULL || c->msg == NULL)
         return mlt_tempfail(ctx, c, "DATA", "no MAIL FROM before it");
     qid_update(ctx, c->msg);
@@ -554,12 +601,18 @@ sfsistat mlfi_eoh(SMFICTX *ctx)
     char *err = NULL;
     sfsistat r;
 
-    if (c == NULL || c->msg == NULL)
+    if (c == NULL || c->msg == NULL) {
+        if (c != NULL && c->nr_eoh)
+            return mlt_noreply_fail(c, g_strdup("end of header with no MAIL FROM before it"));
         return mlt_tempfail(ctx, c, "end of header", "no MAIL FROM before it");
+    }
     if (c->msg->failed != NULL)
-        return mlt_tempfail(ctx, c, "cannot journal the message", c->msg->failed);
+        return c->nr_eoh ? SMFIS_NOREPLY
+                         : mlt_tempfail(ctx, c, "cannot journal the message", c->msg->failed);
     if (mmsg_write(c, "\r\n", 2, &err) == 0)
-        return SMFIS_CONTINUE;
+        return c->nr_eoh ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    if (c->nr_eoh)
+        return mlt_noreply_fail(c, err);
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
     return r;
@@ -682,8 +735,11 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     guint64 size;
     sfsistat r;
 
-    if (m == NULL)
+    if (m == NULL) {
+        if (c != NULL && c->failed != NULL)
+            return mlt_conn_failed(ctx, c);
         return mlt_tempfail(ctx, c, "end of message", "no MAIL FROM before it");
+    }
     if (m->failed != NULL)
         return mlt_tempfail(ctx, c, "cannot journal the message", m->failed);
     qid_update(ctx, m);
@@ -736,6 +792,10 @@ sfsistat mlfi_abort(SMFICTX *ctx)
         log_debug("%s: aborted by the MTA", qid_of(c));
         mmsg_free(&c->msg);
     }
+    if (c != NULL) {
+        g_free(c->failed);
+        c->failed = NULL;
+    }
     return SMFIS_CONTINUE;
 }
 
@@ -749,7 +809,7 @@ sfsistat mlfi_close(SMFICTX *ctx)
         log_debug("%s: connection closed during the message", qid_of(c));
     mmsg_free(&c->msg);
     g_free(c->client);
-    g_free(c->helo);
+    g_free(c->failed);
     g_free(c);
     mlt_smfi->setpriv(ctx, NULL);
     g_atomic_int_add(&mlt_nconn, -1);
@@ -763,7 +823,6 @@ struct smfiDesc *mlt_desc(void)
         .xxfi_version = SMFI_VERSION,
         .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
         .xxfi_connect = mlfi_connect,
-        .xxfi_helo = mlfi_helo,
         .xxfi_envfrom = mlfi_envfrom,
         .xxfi_envrcpt = mlfi_envrcpt,
         .xxfi_header = mlfi_header,

@@ -38,6 +38,9 @@
 #include <sqlite3.h>
 #include "cutest.h"
 #include "postfix.h"
+#include "custos/cfg.h"
+#include "custos/log.h"
+#include "custos/milter.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 
@@ -541,6 +544,139 @@ static void test_protocol(void)
     CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, "NOQUEUE: stopped") : NULL);
     g_free(log);
     mfx_close(&f);
+}
+
+/* ---- the callbacks driven directly, with a fake libmilter ---------------- */
+
+static void *fk_priv;
+static char fk_rcode[8];
+
+static char *fk_getsymval(SMFICTX *ctx, char *name)
+{
+    return strcmp(name, "i") == 0 ? "FAKEQ1" : NULL;
+}
+
+static int fk_setpriv(SMFICTX *ctx, void *priv)
+{
+    fk_priv = priv;
+    return MI_SUCCESS;
+}
+
+static void *fk_getpriv(SMFICTX *ctx)
+{
+    return fk_priv;
+}
+
+static int fk_setreply(SMFICTX *ctx, char *rcode, char *xcode, char *message)
+{
+    g_strlcpy(fk_rcode, rcode, sizeof(fk_rcode));
+    return MI_SUCCESS;
+}
+
+static int fk_insheader(SMFICTX *ctx, int idx, char *name, char *value)
+{
+    return MI_SUCCESS;
+}
+
+static int fk_chgheader(SMFICTX *ctx, char *name, int idx, char *value)
+{
+    return MI_SUCCESS;
+}
+
+static const struct mlt_smfi fk_smfi = {
+    .getsymval = fk_getsymval, .setpriv = fk_setpriv, .getpriv = fk_getpriv,
+    .setreply = fk_setreply, .insheader = fk_insheader, .chgheader = fk_chgheader,
+};
+
+/* mlt_init() with a config for socket (spool under dir); 0 or -1. */
+static int fk_init(const char *dir, const char *socket)
+{
+    char *path = g_build_filename(dir, "fake.conf", NULL);
+    char *text = g_strdup_printf("[archive]\ndir = %s/none\n[spool]\ndir = %s/spool\n"
+                                 "[milter]\nsocket = %s\n",
+                                 dir, dir, socket);
+    struct cfg *cfg = NULL;
+    char *err = NULL;
+    int ret = -1;
+
+    if (g_file_set_contents(path, text, -1, NULL) && cfg_load(path, &cfg, &err) == 0)
+        ret = mlt_init(cfg, &fk_smfi, &err);
+    if (ret < 0)
+        fprintf(stderr, "\n  fake milter: %s", err);
+    g_free(err);
+    g_free(text);
+    g_free(path);
+    return ret;
+}
+
+/* What custos-milter asks of the MTA: no HELO ever; over a unix socket no
+ * reply but at DATA and end of message (connect, MAIL, RCPT, headers, end of
+ * header and body get none, and say nothing); over TCP every step answered.
+ * A failure in a step with no reply is answered at the next that has one:
+ * MAIL FROM while stopping gets 421 at DATA. */
+static void test_noreply(void)
+{
+    SMFICTX *ctx = (SMFICTX *)&fk_priv;     /* any pointer: the fake ignores it */
+    const unsigned long all = SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC |
+                              SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT |
+                              SMFIP_NR_DATA | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY;
+    unsigned long pf0, pf1, pf2, pf3;
+    char *dir = cut_tmpdir(), *from[] = { "<a@example.com>", NULL },
+         *to[] = { "<b@example.org>", NULL };
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    GPtrArray *ids = NULL;
+    char *spool = g_build_filename(dir, "spool", NULL);
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* over TCP: every step answered */
+    CU_ASSERT_EQUAL_FATAL(fk_init(dir, "inet:10099@127.0.0.1"), 0);
+    CU_ASSERT_EQUAL(mlfi_negotiate(ctx, SMFIF_ADDHDRS | SMFIF_CHGHDRS, all, 0, 0, &pf0, &pf1,
+                                   &pf2, &pf3), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(pf1, SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC);
+    CU_ASSERT_EQUAL(mlfi_connect(ctx, "mx.example", (_SOCK_ADDR *)&sin), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_close(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_PTR_NULL(fk_priv);
+    mlt_deinit();
+
+    /* over a unix socket: answers at DATA and end of message only */
+    CU_ASSERT_EQUAL_FATAL(fk_init(dir, "unix:/nonexistent/milter.sock"), 0);
+    CU_ASSERT_EQUAL(mlfi_negotiate(ctx, SMFIF_ADDHDRS | SMFIF_CHGHDRS, all, 0, 0, &pf0, &pf1,
+                                   &pf2, &pf3), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(pf1, SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN |
+                         SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_EOH |
+                         SMFIP_NR_BODY);
+    CU_ASSERT_EQUAL(mlfi_connect(ctx, "mx.example", (_SOCK_ADDR *)&sin), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", " no replies"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
+    CU_ASSERT(ids != NULL && ids->len == 1);
+    if (ids != NULL)
+        g_ptr_array_free(ids, TRUE);
+    /* the next message, with the milter stopping: no answer to MAIL and RCPT,
+     * 421 at DATA, nothing journalled */
+    mlt_stop();
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
+    fk_rcode[0] = '\0';
+    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_TEMPFAIL);
+    CU_ASSERT_STRING_EQUAL(fk_rcode, "421");
+    CU_ASSERT_EQUAL(mlt_in_flight(), 0);
+    CU_ASSERT_EQUAL(mlfi_close(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlt_active(), 0);
+    CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
+    CU_ASSERT(ids != NULL && ids->len == 1);
+    if (ids != NULL)
+        g_ptr_array_free(ids, TRUE);
+    mlt_deinit();
+    g_free(spool);
+    g_free(dir);
 }
 
 /* With the sample directory imported and scope = departments: departed
@@ -1109,6 +1245,9 @@ static void test_kill(void)
 CUS_SUITE(milter)
 {
     CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
+    CU_add_test(s, "callbacks, fake MTA: no HELO; over unix no reply but at DATA and EOM, "
+                   "MAIL FROM while stopping answered 421 at DATA; over TCP every step",
+                test_noreply);
     CU_add_test(s, "miltertest: abort, several per connection, 40 MB flat, no macros, 451, "
                    "SIGHUP, SIGTERM", test_protocol);
     CU_add_test(s, "directory: departed sender by envelope, From and SASL flagged; scope = "

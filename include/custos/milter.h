@@ -16,11 +16,15 @@
  * Postfix sends it (CRLF). Postfix does not pass its own Received: header
  * to milters: the archived copy is the message as the client sent it.
  *
- * Over a unix socket the MTA is asked not to wait for an answer to each
- * header and body chunk (SMFIP_NR_HDR, SMFIP_NR_BODY): a failure to
- * journal one is answered at the end of the header or the message. Over
- * TCP every step is answered (else the MTA's Nagle stalls on our delayed
- * ACK), and the socket has TCP_NODELAY.
+ * HELO is not asked for (SMFIP_NOHELO): nothing uses it. Over a unix
+ * socket the MTA is asked not to wait for an answer but at DATA and end
+ * of message (SMFIP_NR_CONN, _MAIL, _RCPT, _HDR, _EOH, _BODY): Postfix then
+ * sends connect, MAIL and RCPT together with DATA, and the header and body
+ * with end of message, three round trips a message where every step
+ * answered took eight or more. A failure in a step with no answer is kept
+ * and answered (451 4.3.0; 421 4.3.2 while stopping) at DATA or at end of
+ * message. Over TCP every step is answered (else the MTA's Nagle stalls
+ * on our delayed ACK), and the socket has TCP_NODELAY.
  *
  * State: one struct per connection (smfi_setpriv) holding the current
  * message, freed on every path: a new MAIL FROM, abort, end of message,
@@ -73,7 +77,6 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
                         unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                         unsigned long *pf2, unsigned long *pf3);
 sfsistat mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr);
-sfsistat mlfi_helo(SMFICTX *ctx, char *helo);
 sfsistat mlfi_envfrom(SMFICTX *ctx, char **argv);
 sfsistat mlfi_envrcpt(SMFICTX *ctx, char **argv);
 sfsistat mlfi_data(SMFICTX *ctx);
