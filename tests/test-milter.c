@@ -1242,6 +1242,95 @@ static void test_kill(void)
     chain_stop(&c);
 }
 
+/* The detectors end to end: the directory and the customer mail of
+ * tests/detect imported, a private Postfix with custos-milter; a customer
+ * list (xlsx) sent to a 163.com address is flagged customer-data and
+ * personal-webmail (the recipient masked), a reply to the customer quoting
+ * the customer is not flagged; both go on and are archived. */
+static void test_detect_e2e(void)
+{
+    struct mfx f;
+    struct pfx gw;
+    struct pfx_sink sink;
+    char *webmail = cut_src("conf/webmail-domains.txt"), *data = cut_src("tests/detect");
+    char *extra, *err = NULL, *out = NULL, *log = NULL, *sinkdir, *gwdir, *path;
+    static const char *const lists[] = { "employees", "customers", "accounts" };
+    static const char *const want[] = {
+        "finding customer-data: rule=customer-data/count: 14 customer contact items of 4 "
+        "customers (5 addresses, 5 phones, 4 names",
+        "finding personal-webmail: rule=personal-webmail/sales: sales mail with 14 customer "
+        "contact items",
+        "to z***@163.com",
+    };
+    GPtrArray *msgs;
+
+    MT_NEED();
+    mfx_open(&f, 0);
+    sinkdir = g_build_filename(f.dir, "sink", NULL);
+    gwdir = g_build_filename(f.dir, "postfix", NULL);
+    extra = g_strdup_printf("[directory]\nwebmail_domains = %s\n", webmail);
+    /* the milter (nobody, group postfix) reads index.db as a reader of the archive */
+    write_conf2(&f, "group = postfix\n", extra);
+    CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "init", NULL), 0);
+    g_free(out); g_free(err);
+    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
+        path = g_strdup_printf("%s/directory/%s.csv", data, lists[i]);
+        CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "directory", "import", lists[i], path, NULL), 0);
+        g_free(out); g_free(err); g_free(path);
+    }
+    path = g_strdup_printf("%s/archive", data);
+    CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "import", path, NULL), 0);
+    g_free(out); g_free(err); g_free(path);
+    CU_ASSERT_EQUAL_FATAL(milter_start(&f, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(pfx_sink_start(&sink, sinkdir, &err), 0);
+    if (pfx_start(&gw, gwdir, sink.port, f.spec, NULL, &err) < 0) {
+        fprintf(stderr, "\n  %s", err);
+        CU_FAIL("private Postfix did not start");
+        g_free(err);
+        goto out;
+    }
+    path = g_strdup_printf("@%s/scenarios/data-xlsx-to-163.eml", data);
+    CU_ASSERT_EQUAL(pfx_swaks(gw.port, &out, "--from", "li.na@corp.example", "--to",
+                              "z12345@163.com", "--data", path, NULL), 0);
+    g_free(out); g_free(path);
+    path = g_strdup_printf("@%s/scenarios/neg-reply-to-customer.eml", data);
+    CU_ASSERT_EQUAL(pfx_swaks(gw.port, &out, "--from", "li.na@corp.example", "--to",
+                              "purchasing@xingchen.example", "--data", path, NULL), 0);
+    g_free(out); g_free(path);
+    msgs = pfx_sink_messages(&sink, 2, 60);
+    CU_ASSERT_EQUAL(msgs->len, 2);
+    g_ptr_array_free(msgs, TRUE);
+    CU_ASSERT_EQUAL(spool_count(&f, "new"), 2);
+    pfx_stop(&gw);
+    CU_ASSERT_EQUAL(milter_stop(&f), 0);
+    g_file_get_contents(f.log, &log, NULL, NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS(want); i++)
+        if (log == NULL || strstr(log, want[i]) == NULL) {
+            fprintf(stderr, "\n  not in the log: %s", want[i]);
+            CU_FAIL("an expected finding is missing");
+        }
+    /* the two of the leak, nothing for the reply, no unmasked address */
+    {
+        int n = 0;
+        for (const char *p = log; p != NULL && (p = strstr(p, ": finding ")) != NULL; p++)
+            n++;
+        CU_ASSERT_EQUAL(n, 2);
+        CU_ASSERT(log != NULL && strstr(log, "z12345@163.com: finding") == NULL);
+        CU_ASSERT(log != NULL && strstr(log, "wang.fang@xingchen.example") == NULL);
+        if (n != 2)
+            fprintf(stderr, "\n%s", log);
+    }
+    g_free(log);
+out:
+    pfx_sink_stop(&sink);
+    g_free(sinkdir);
+    g_free(gwdir);
+    g_free(extra);
+    g_free(webmail);
+    g_free(data);
+    mfx_close(&f);
+}
+
 CUS_SUITE(milter)
 {
     CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
@@ -1254,6 +1343,8 @@ CUS_SUITE(milter)
                    "departments leaves a newsletter out", test_directory);
     CU_add_test(s, "Postfix + swaks: English and Chinese mail tagged, ingested, searched",
                 test_postfix);
+    CU_add_test(s, "detectors end to end: a customer list to 163.com flagged, a reply to the "
+                   "customer not", test_detect_e2e);
     CU_add_test(s, "spool read-only: 451, waits in the front queue, archived once cleared",
                 test_readonly);
     CU_add_test(s, "spool full (tmpfs): 451, waits, archived once there is room", test_full);
