@@ -20,10 +20,12 @@
 #include "custos/archive.h"
 #include "custos/audit.h"
 #include "custos/chain.h"
+#include "custos/incident.h"
 #include "custos/log.h"
 #include "custos/perm.h"
 #include "custos/replay.h"
 #include "custos/retention.h"
+#include "custos/spool.h"
 #include "custos/util.h"
 
 #define ARC_DICT_SAMPLES 1000
@@ -484,6 +486,42 @@ out:
     return ret;
 }
 
+/* One "incident" event and row per finding of env (incident.h) for
+ * message id (hex its SHA-256), but those the entry already has (it was
+ * archived before a crash kept it in the spool). An error fails the batch
+ * (the caller aborts it). */
+static int add_incidents(struct arc *arc, const struct idx_envelope *env, gint64 id,
+                         const char *hex, char **error_r)
+{
+    for (size_t i = 0; i < env->n_findings; i++) {
+        const struct spool_finding *f = env->findings[i];
+        struct incident inc = {
+            .msg = id, .time = env->time, .n = (int)i + 1,
+            .spool_id = (char *)env->spool_id, .category = f->category, .rule = f->rule,
+            .action = f->action, .evidence = f->evidence, .sender = (char *)env->sender,
+            .auth = (char *)env->auth, .rcpts = (char **)env->rcpts,
+        };
+        GPtrArray *kv;
+        int ret;
+
+        if (env->spool_id != NULL) {
+            int have = incident_exists(arc->idx, env->spool_id, inc.n, error_r);
+            if (have < 0)
+                return -1;
+            if (have)
+                continue;
+        }
+        memcpy(inc.sha256, hex, sizeof(inc.sha256));
+        kv = incident_fields(&inc);
+        ret = arc_event(arc, "incident", id, (const char *const *)kv->pdata, &inc.seq,
+                        error_r);
+        g_ptr_array_free(kv, TRUE);
+        if (ret < 0 || incident_insert(arc->idx, &inc, error_r) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* The fields of an "add" or "deliver" event: the message and one delivery
  * of it (chain.h). Strings point into env and the buffers given. */
 static GPtrArray *delivery_fields(const struct idx_envelope *env, const char *id,
@@ -541,7 +579,17 @@ static int arc_add_parsed(struct arc *arc, const void *raw, size_t len,
                 *id_r = id;
             if (dup_r != NULL)
                 *dup_r = 1;
-            return 0;
+            if (env->n_findings == 0)
+                return 0;
+            found = idx_find_id(arc->idx, id, head, NULL, error_r);
+            if (found <= 0) {
+                if (found == 0)
+                    log_warn("spool entry %s: message %" G_GINT64_FORMAT " is gone "
+                             "(purged): its incidents are not added again", env->spool_id, id);
+                return found;
+            }
+            cus_hex(head, CUS_SHA256_LEN, hex);
+            return add_incidents(arc, env, id, hex, error_r);
         }
     }
     cus_hex(sha, CUS_SHA256_LEN, hex);
@@ -611,6 +659,10 @@ out:
         }
         if (!found)
             dict_sample(arc, raw, len);
+        if (env->n_findings > 0 && add_incidents(arc, env, id, hex, error_r) < 0) {
+            ret = -1;
+            goto fail;
+        }
         if (id_r != NULL)
             *id_r = id;
         if (dup_r != NULL)
@@ -618,6 +670,7 @@ out:
         if (++arc->pending >= arc->cfg->arc_batch)
             ret = arc_flush(arc, error_r);
     }
+fail:
     if (kv != NULL)
         g_ptr_array_unref(kv);
     msg_free(&m);
@@ -749,6 +802,7 @@ struct arc_job {
     int done;                   /* under pipe->lock */
     struct idx_envelope env;    /* strings owned by the job */
     char **rcpts;
+    struct spool_finding **findings;
 };
 
 struct arc_pipe {
@@ -772,6 +826,10 @@ static void job_free(struct arc_job *j)
     g_free((char *)j->env.queue_id);
     g_free((char *)j->env.source);
     g_free((char *)j->env.spool_id);
+    g_free((char *)j->env.auth);
+    for (size_t i = 0; i < j->env.n_findings; i++)
+        spool_finding_free(&j->findings[i]);
+    g_free(j->findings);
     g_strfreev(j->rcpts);
     g_free(j);
 }
@@ -858,6 +916,20 @@ int arc_pipe_add(struct arc_pipe *p, GBytes *raw, const struct idx_envelope *env
     j->env.queue_id = g_strdup(env->queue_id);
     j->env.source = g_strdup(env->source);
     j->env.spool_id = g_strdup(env->spool_id);
+    j->env.auth = g_strdup(env->auth);
+    if (env->n_findings > 0) {
+        j->findings = g_new0(struct spool_finding *, env->n_findings);
+        for (size_t i = 0; i < env->n_findings; i++) {
+            const struct spool_finding *f = env->findings[i];
+            j->findings[i] = g_new0(struct spool_finding, 1);
+            j->findings[i]->category = g_strdup(f->category);
+            j->findings[i]->rule = g_strdup(f->rule);
+            j->findings[i]->action = g_strdup(f->action);
+            j->findings[i]->evidence = g_strdup(f->evidence);
+        }
+        j->env.findings = j->findings;
+        j->env.n_findings = env->n_findings;
+    }
     if (env->rcpts != NULL) {
         while (env->rcpts[n] != NULL)
             n++;

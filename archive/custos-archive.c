@@ -445,13 +445,14 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
                ",\"signed_checkpoints\":%" G_GINT64_FORMAT ",\"signatures_checked\":%s,"
                "\"key\":\"%s\",\"uncommitted\":%" G_GINT64_FORMAT ",\"purged\":%"
                G_GINT64_FORMAT ",\"purge_pending\":%" G_GINT64_FORMAT ",\"audit_entries\":%"
-               G_GINT64_FORMAT ",\"holds\":%" G_GINT64_FORMAT "},\n \"purged\":[%s%s]}\n",
+               G_GINT64_FORMAT ",\"holds\":%" G_GINT64_FORMAT ",\"incidents\":%" G_GINT64_FORMAT
+               "},\n \"purged\":[%s%s]}\n",
                st.problems ? "false" : "true", o.j->str, o.n ? "\n" : "", st.segments,
                st.segment_bytes, st.seconds, st.seconds > 0 ? mb / st.seconds : 0,
                st.records, st.messages, st.deliveries, st.events, st.head_seq, st.head,
                st.checkpoints, st.signed_checkpoints,
                st.signatures_checked ? "true" : "false", st.key, st.uncommitted, st.purged,
-               st.purge_pending, st.audit_entries, st.holds, o.pj->str, o.np ? "\n" : "");
+               st.purge_pending, st.audit_entries, st.holds, st.incidents, o.pj->str, o.np ? "\n" : "");
     } else {
         printf("%s: %" G_GINT64_FORMAT " messages, %" G_GINT64_FORMAT " deliveries, %"
                G_GINT64_FORMAT " chain entries (head %" G_GINT64_FORMAT "%s%.16s), %"

@@ -166,6 +166,21 @@ static const char idx_schema_v3[] =
     "CREATE INDEX audit_time ON audit(time);"
     "CREATE INDEX audit_pending ON audit(id) WHERE seq IS NULL;";
 
+/* Version 4: incidents (incident.h), one row per "incident" chain event. */
+static const char idx_schema_v4[] =
+    "CREATE TABLE incidents(seq INTEGER PRIMARY KEY, msg INTEGER NOT NULL,"
+    " time INTEGER NOT NULL, n INTEGER NOT NULL, sha256 TEXT NOT NULL, spool_id TEXT,"
+    " category TEXT NOT NULL, rule TEXT NOT NULL, action TEXT NOT NULL,"
+    " evidence TEXT NOT NULL, sender TEXT NOT NULL, auth TEXT NOT NULL,"
+    " rcpts TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX incidents_spool ON incidents(spool_id, n)"
+    " WHERE spool_id IS NOT NULL;"
+    "CREATE INDEX incidents_category ON incidents(category, time);"
+    "CREATE INDEX incidents_time ON incidents(time);"
+    "CREATE INDEX incidents_msg ON incidents(msg);"
+    "CREATE INDEX incidents_sender ON incidents(sender, time);"
+    "CREATE INDEX incidents_auth ON incidents(auth, time) WHERE auth <> '';";
+
 static int idx_exec(struct idx *idx, const char *sql, char **error_r)
 {
     char *msg = NULL;
@@ -207,6 +222,8 @@ static int idx_migrate(struct idx *idx, char **error_r)
     if (version < 2 && idx_exec(idx, idx_schema_v2, error_r) < 0)
         goto fail;
     if (version < 3 && idx_exec(idx, idx_schema_v3, error_r) < 0)
+        goto fail;
+    if (version < 4 && idx_exec(idx, idx_schema_v4, error_r) < 0)
         goto fail;
     if (idx_exec(idx, "PRAGMA user_version = " G_STRINGIFY(IDX_SCHEMA_VERSION), error_r) < 0)
         goto fail;

@@ -188,6 +188,9 @@ static int ingest_one(struct ingest *in, const char *id, char **error_r)
     env.source = e->source;
     env.rcpts = (const char *const *)e->rcpts;
     env.spool_id = id;
+    env.auth = e->auth;
+    env.findings = e->findings;
+    env.n_findings = e->n_findings;
     where = g_strdup_printf("spool entry %s", id);
     ret = arc_pipe_add(in->pipe, e->raw, &env, where, error_r);
     g_free(where);

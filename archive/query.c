@@ -45,6 +45,7 @@
 #include <sqlite3.h>
 
 #include "custos/query.h"
+#include "custos/spool.h"
 #include "custos/tok.h"
 #include "custos/util.h"
 
@@ -84,7 +85,7 @@ struct parser {
 static const char *const fields[] = {
     "from", "to", "cc", "bcc", "participant", "domain", "subject", "body",
     "attachment", "has", "after", "before", "date", "id", "msgid", "sha256",
-    "employee", "customer", "department",
+    "employee", "customer", "department", "flagged", "spool",
 };
 
 /* ---- parameters and nodes ---------------------------------------------- */
@@ -761,6 +762,55 @@ static struct node *sha_leaf(struct parser *p, const struct token *t)
     return n;
 }
 
+/* flagged:CATEGORY, flagged:PREFIX*, flagged:any (or flagged:*): messages
+ * with an incident (incident.h) of that category, through the index on
+ * incidents(category, time) or incidents(msg). */
+static struct node *flagged_leaf(struct parser *p, const struct token *t)
+{
+    struct node *n;
+    char *cat;
+
+    if (t->value[0] == '\0' || (!t->prefix && g_ascii_strcasecmp(t->value, "any") == 0)) {
+        n = node_new(p, N_SQL);
+        g_string_append(n->sql, "m.id IN (SELECT msg FROM incidents)");
+        return n;
+    }
+    cat = g_ascii_strdown(t->value, -1);
+    if (!spool_token_valid(cat)) {
+        g_free(cat);
+        return fail(p, t->value_at, "flagged: '%s' is not a category (letters, digits and "
+                    ". / _ - only; flagged:any for every incident)", t->value);
+    }
+    n = node_new(p, N_SQL);
+    if (t->prefix) {
+        /* tokens are ASCII below 0x7f: the range [cat, cat + 0x7f) */
+        g_string_append(n->sql, "m.id IN (SELECT msg FROM incidents WHERE category >= ?"
+                        " AND category < ?)");
+        add_text(n, g_strdup(cat));
+        add_text(n, g_strconcat(cat, "\x7f", NULL));
+        g_free(cat);
+    } else {
+        g_string_append(n->sql, "m.id IN (SELECT msg FROM incidents WHERE category = ?)");
+        add_text(n, cat);
+    }
+    return n;
+}
+
+/* spool:ID, the X-Custos-Archive header's value: the message of the
+ * delivery that spool entry became (deliveries.spool_id, unique). */
+static struct node *spool_leaf(struct parser *p, const struct token *t)
+{
+    struct node *n;
+
+    if (!spool_id_valid(t->value) || t->prefix)
+        return fail(p, t->value_at, "spool: '%s' is not a spool id (the X-Custos-Archive "
+                    "header's value, TIME.USEC.PID.HEX16)", t->value);
+    n = node_new(p, N_SQL);
+    g_string_append(n->sql, "m.id IN (SELECT msg FROM deliveries WHERE spool_id = ?)");
+    add_text(n, g_strdup(t->value));
+    return n;
+}
+
 /* The node for one term token. */
 static struct node *term(struct parser *p, const struct token *t)
 {
@@ -777,6 +827,8 @@ static struct node *term(struct parser *p, const struct token *t)
         return fts_leaf(p, f, v, t->prefix);
     if (strcmp(f, "attachment") == 0)
         return fts_leaf(p, "attname", v, t->prefix);
+    if (strcmp(f, "flagged") == 0 && (*v != '\0' || t->prefix))
+        return flagged_leaf(p, t);
     if (*v == '\0')
         return fail(p, t->at, "%s: needs a value", f);
     if (strcmp(f, "from") == 0)
@@ -814,6 +866,8 @@ static struct node *term(struct parser *p, const struct token *t)
         add_int(n, (gint64)id);
         return n;
     }
+    if (strcmp(f, "spool") == 0)
+        return spool_leaf(p, t);
     if (strcmp(f, "msgid") == 0) {
         size_t len = strlen(v);
         if (v[0] == '<')

@@ -14,6 +14,7 @@
 #include "custos/replay.h"
 #include "custos/audit.h"
 #include "custos/directory.h"
+#include "custos/incident.h"
 #include "custos/retention.h"
 
 struct pend {
@@ -209,6 +210,8 @@ static int apply_event(struct replay *rp, const struct store_rec *rec, GBytes *d
                 rp->st.deliveries++;
         } else if (ret == 0 && strcmp(ev->type, "audit") == 0) {
             ret = audit_apply_event(rp->idx, ev, &err);
+        } else if (ret == 0 && strcmp(ev->type, "incident") == 0) {
+            ret = incident_apply_event(rp->idx, ev, &err);
         } else if (ret == 0 && strcmp(ev->type, "directory") == 0) {
             ret = dir_apply_event(rp->idx, ev, &err);
         } else if (ret == 0 && (strcmp(ev->type, "purge") == 0 ||

@@ -59,32 +59,6 @@ static int digits(const char *s, size_t len, size_t max)
     return 1;
 }
 
-int spool_id_valid(const char *id)
-{
-    const char *p = id, *dot;
-    size_t n;
-
-    if (id == NULL || strlen(id) > SPOOL_ID_MAX)
-        return 0;
-    /* TIME. USEC. PID. */
-    for (int part = 0; part < 3; part++) {
-        static const size_t maxlen[] = { 19, 6, 10 };
-        dot = strchr(p, '.');
-        if (dot == NULL)
-            return 0;
-        n = (size_t)(dot - p);
-        if (!digits(p, n, maxlen[part]) || (part == 1 && n != 6))
-            return 0;
-        p = dot + 1;
-    }
-    if (strlen(p) != 16)
-        return 0;
-    for (; *p != '\0'; p++)
-        if (!g_ascii_isdigit(*p) && !(*p >= 'a' && *p <= 'f'))
-            return 0;
-    return 1;
-}
-
 int spool_init(const char *spool_dir, char **error_r)
 {
     static const char *subs[] = { "tmp", "new", "failed" };
@@ -100,25 +74,9 @@ int spool_init(const char *spool_dir, char **error_r)
     return 0;
 }
 
-static int token_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '/' ||
-           c == '_' || c == '-';
-}
-
 static int token_valid(const char *s, size_t len)
 {
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!token_char(s[i]))
-            return 0;
-    return 1;
-}
-
-int spool_token_valid(const char *s)
-{
-    return s != NULL && token_valid(s, strlen(s));
+    return len > 0 && spool_token_valid_n(s, len);
 }
 
 void spool_finding_free(struct spool_finding **fp)

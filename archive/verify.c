@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sqlite3.h>
 #include "custos/audit.h"
+#include "custos/incident.h"
 #include "custos/chain.h"
 #include "custos/index.h"
 #include "custos/log.h"
@@ -100,6 +101,7 @@ struct irows {
     GArray *purged;         /* struct prow */
     GArray *holds;          /* struct hrow */
     GPtrArray *audit;       /* struct audit_entry *, by id */
+    GPtrArray *incidents;   /* struct incident * */
     gint64 audit_seq;       /* sqlite_sequence for audit: the highest id given */
     char *error;
 };
@@ -320,7 +322,8 @@ static void *walk_work(void *ctx, const struct store_rec *rec, GBytes *data)
             return e;
         e->bytes = g_bytes_ref(data);
         if (strcmp(e->type, "audit") == 0 || strcmp(e->type, "hold") == 0 ||
-            strcmp(e->type, "hold-release") == 0 || strcmp(e->type, "purge") == 0)
+            strcmp(e->type, "hold-release") == 0 || strcmp(e->type, "purge") == 0 ||
+            strcmp(e->type, "incident") == 0)
             chain_event_parse(text, len, &e->full, &e->full_error);
         return e;
     }
@@ -514,6 +517,19 @@ static int read_governance(struct irows *ir, sqlite3_stmt **q)
         e->detail = col_str(*q, 8);
         e->seq = sqlite3_column_type(*q, 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(*q, 9);
         g_ptr_array_add(ir->audit, e);
+    }
+    sqlite3_finalize(*q);
+    *q = NULL;
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (sqlite3_prepare_v2(ir->db, "SELECT " INCIDENT_COLS " FROM incidents i", -1, q,
+                           NULL) != SQLITE_OK)
+        return -1;
+    while ((rc = sqlite3_step(*q)) == SQLITE_ROW) {
+        struct incident *inc = g_new0(struct incident, 1);
+
+        incident_from_row(*q, inc);
+        g_ptr_array_add(ir->incidents, inc);
     }
     sqlite3_finalize(*q);
     *q = NULL;
@@ -1283,6 +1299,58 @@ static void check_audit(struct vfy *v)
     g_hash_table_destroy(rows);
 }
 
+/* Each "incident" event against its row (by chain seq), both ways. */
+static void check_incidents(struct vfy *v)
+{
+    GHashTable *rows = g_hash_table_new(g_int64_hash, g_int64_equal);
+    GHashTable *seen = g_hash_table_new(g_int64_hash, g_int64_equal);
+
+    for (guint i = 0; i < v->ir.incidents->len; i++) {
+        struct incident *r = g_ptr_array_index(v->ir.incidents, i);
+        g_hash_table_insert(rows, &r->seq, r);
+    }
+    for (guint i = 0; i < v->gov->len; i++) {
+        struct ev *e = g_ptr_array_index(v->gov, i);
+        struct incident ei, *r;
+        const char *diff;
+        char *err = NULL;
+
+        if (e->type == NULL || strcmp(e->type, "incident") != 0)
+            continue;
+        if (e->full == NULL || incident_from_event(e->full, &ei, &err) < 0) {
+            problem(v, "altered", "event", e->id, e->seq, e->esha, &e->loc, "incident: %s",
+                    err != NULL ? err : e->full_error != NULL ? e->full_error :
+                    "not a chain event");
+            g_free(err);
+            continue;
+        }
+        v->st->incidents++;
+        r = g_hash_table_lookup(rows, &e->seq);
+        if (r == NULL)
+            problem(v, "missing", "incident", ei.msg, e->seq, NULL, &e->loc,
+                    "incident %s (%s, message %" G_GINT64_FORMAT ") of chain entry %"
+                    G_GINT64_FORMAT " is not in index.db", ei.rule, ei.action, ei.msg, e->seq);
+        else if ((diff = incident_diff(r, &ei)) != NULL)
+            problem(v, "altered", "incident", ei.msg, e->seq, NULL, &e->loc,
+                    "incident of chain entry %" G_GINT64_FORMAT " in index.db differs from "
+                    "the event in %s", e->seq, diff);
+        if (r != NULL)
+            g_hash_table_add(seen, &r->seq);
+        incident_clear(&ei);
+    }
+    for (guint i = 0; i < v->ir.incidents->len; i++) {
+        struct incident *r = g_ptr_array_index(v->ir.incidents, i);
+
+        if (!g_hash_table_contains(seen, &r->seq))
+            problem(v, "extra", "incident", r->msg, r->seq, NULL, NULL,
+                    "incident %s (%s, message %" G_GINT64_FORMAT ") in index.db says chain "
+                    "entry %" G_GINT64_FORMAT ", which is no incident event", r->rule,
+                    r->action, r->msg, r->seq);
+    }
+    g_hash_table_destroy(rows);
+    g_hash_table_destroy(seen);
+}
+
 static void check_governance(struct vfy *v)
 {
     GHashTable *adds = g_hash_table_new(g_int64_hash, g_int64_equal);
@@ -1298,6 +1366,7 @@ static void check_governance(struct vfy *v)
     check_purges(v, adds);
     check_holds(v);
     check_audit(v);
+    check_incidents(v);
     g_hash_table_destroy(adds);
 }
 
@@ -1427,6 +1496,7 @@ static int verify_attempt(const struct cfg *cfg, int threads, verify_cb *cb,
     v.ir.holds = g_array_new(FALSE, FALSE, sizeof(struct hrow));
     g_array_set_clear_func(v.ir.holds, hrow_clear);
     v.ir.audit = g_ptr_array_new_with_free_func((GDestroyNotify)audit_entry_free);
+    v.ir.incidents = g_ptr_array_new_with_free_func((GDestroyNotify)incident_free);
     v.purged_cb = purged_cb;
 
     /* The key checkpoints are checked with. */
@@ -1573,6 +1643,7 @@ out:
     g_array_unref(v.ir.purged);
     g_array_unref(v.ir.holds);
     g_ptr_array_unref(v.ir.audit);
+    g_ptr_array_unref(v.ir.incidents);
     if (v.purges != NULL)
         g_hash_table_destroy(v.purges);
     if (v.gov != NULL)

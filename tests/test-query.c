@@ -79,6 +79,15 @@ static const struct {
     { "customer:@Acme.COM", NULL, "Acme.COM" },
     { "customer:buyer@Acme.com", NULL, "buyer@acme.com" },
     { "customer:\"'; DROP TABLE customers; --\"", NULL, "'; DROP TABLE customers; --" },
+    /* incidents and the spool id */
+    { "flagged:Departed-Sender", "(m.id IN (SELECT msg FROM incidents WHERE category = ?))",
+      "departed-sender" },
+    { "flagged:any", "(m.id IN (SELECT msg FROM incidents))", NULL },
+    { "flagged:*", "(m.id IN (SELECT msg FROM incidents))", NULL },
+    { "flagged:cust*", "(m.id IN (SELECT msg FROM incidents WHERE category >= ? AND "
+      "category < ?))", "cust" },
+    { "spool:1764556800.000001.4242.0123456789abcdef", "(m.id IN (SELECT msg FROM deliveries "
+      "WHERE spool_id = ?))", "1764556800.000001.4242.0123456789abcdef" },
 };
 
 static char *param_str(const struct qry *q, guint i)
@@ -135,6 +144,10 @@ static const struct {
     const char *error;      /* the whole message, or its start */
 } error_cases[] = {
     { "foo:bar", "query: column 1: unknown field 'foo'" },
+    { "a flagged:x!y", "query: column 11: flagged: 'x!y' is not a category" },
+    { "spool:1764556800.1.4242.0123456789abcdef", "query: column 7: spool: "
+      "'1764556800.1.4242.0123456789abcdef' is not a spool id" },
+    { "spool:1764556800.000001.4242.0123456789abcdef*", "query: column 7: spool: " },
     { "a foo:\"bar\"", "query: column 3: unknown field 'foo'" },
     { "(a b", "query: column 1: unbalanced parenthesis" },
     { "a b)", "query: column 4: unbalanced parenthesis" },
@@ -277,7 +290,9 @@ static const char schema[] =
     "CREATE TABLE deliveries(id INTEGER PRIMARY KEY, msg INTEGER NOT NULL,"
     " time INTEGER NOT NULL, sender TEXT NOT NULL, client TEXT NOT NULL,"
     " queue_id TEXT NOT NULL, source TEXT NOT NULL, segment INTEGER,"
-    " offset INTEGER, length INTEGER);"
+    " offset INTEGER, length INTEGER, spool_id TEXT UNIQUE);"
+    "CREATE TABLE incidents(seq INTEGER PRIMARY KEY, msg INTEGER NOT NULL,"
+    " time INTEGER NOT NULL, category TEXT NOT NULL);"   /* schema v4, in part */
     "CREATE TABLE rcpts(delivery INTEGER NOT NULL, msg INTEGER NOT NULL,"
     " addr TEXT NOT NULL, domain TEXT NOT NULL);"
     "CREATE VIRTUAL TABLE fts USING fts5(subject, body, attname, atttext,"

@@ -66,6 +66,15 @@
  *         status, detail, seq UNIQUE)       -- seq: its chain entry once
  *                                           -- sealed (audit.h), else NULL
  *
+ * Version 4 adds incidents (incident.h): what custos-milter flagged.
+ *   incidents(seq PRIMARY KEY,              -- its "incident" chain entry
+ *             msg, time, n, sha256 TEXT,    -- archive id (kept after a
+ *                                           -- purge), received, finding n
+ *             spool_id,                     -- (spool_id, n) unique
+ *             category, rule, action, evidence,
+ *             sender, auth, rcpts)          -- lower case; rcpts LF-joined
+ *   indexes on (category, time), (time), (msg), (sender, time), (auth, time)
+ *
  * Every statement binds its parameters; no SQL is built from input.
  */
 #ifndef CUSTOS_INDEX_H
@@ -76,13 +85,14 @@
 #include "custos/msg.h"
 #include "custos/store.h"
 
-#define IDX_SCHEMA_VERSION 3
+#define IDX_SCHEMA_VERSION 4
 
 #define IDX_CREATE 1
 #define IDX_RDONLY 2
 #define IDX_NO_CKPT_ON_CLOSE 4  /* a reader writing only its audit entry */
 
 struct idx;
+struct spool_finding;
 
 struct idx_envelope {
     gint64 time;            /* when received / imported */
@@ -92,6 +102,10 @@ struct idx_envelope {
     const char *source;     /* "import:PATH", "milter", ... */
     const char *const *rcpts; /* envelope recipients, NULL-terminated */
     const char *spool_id;   /* spool entry it came from, or NULL */
+    const char *auth;       /* SASL login, or NULL (kept with incidents) */
+    struct spool_finding *const *findings;  /* what was flagged (spool.h):
+                            * one incident each (incident.h) */
+    size_t n_findings;
 };
 
 /* One search hit, as search --json prints it. */

@@ -5,7 +5,8 @@
  *   bare words and "quoted phrases" in any script (full text: subject, body,
  *   attachment names and text); from: to: cc: bcc: participant: domain:
  *   subject: body: attachment: has:attachment after: before: date: id:
- *   msgid: sha256: employee: customer: department:; AND (implicit), OR,
+ *   msgid: sha256: employee: customer: department: flagged: spool:; AND
+ *   (implicit), OR,
  *   NOT or a leading '-', parentheses.
  *   '*' or an empty query matches every message. word* is a prefix search.
  *   A single CJK character is searched as a prefix (see tok.h).
@@ -29,6 +30,11 @@
  * messages with any of its domains (exact) or contacts likewise.
  * department:NAME: messages of any employee of that department. A '*'
  * after the value makes it a prefix. Nobody in the directory: no match.
+ * flagged:CATEGORY: messages with an incident of that category
+ * (incident.h; ASCII case ignored; CATEGORY* a prefix); flagged:any or
+ * flagged:* any incident at all. spool:ID: the message archived from spool
+ * entry ID (the X-Custos-Archive header custos-milter adds); an ID that is
+ * not a spool id is an error.
  * A word with ':' that is not a field is an error if it looks like one
  * ("foo:bar"), else a word ("10:30", "http://x"); quote it to search it. A term with no token at
  * all ("!!!", an emoji) is ignored, as if not written.

@@ -97,8 +97,9 @@ struct spool_entry {
     GBytes *raw;
 };
 
-/* Is s a finding token: [a-z0-9./_-]+ ? */
+/* Is s (len bytes of s) a finding token: [a-z0-9./_-]+ ? */
 int spool_token_valid(const char *s);
+int spool_token_valid_n(const char *s, size_t len);
 void spool_finding_free(struct spool_finding **f);
 
 /* 1 if name has the form of a spool id (and so is safe as a file name). */

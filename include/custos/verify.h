@@ -22,7 +22,7 @@
  *                       the events give
  *             signature a checkpoint whose signature does not check out
  *   object    message, delivery, event, checkpoint, segment, index, audit,
- *             hold, purged
+ *             hold, purged, incident
  *
  * Governance, also from the chain: a message record missing because
  * retention purged it (a "purge" event for that id and hash, and its purged
@@ -36,7 +36,9 @@
  * that does not hold it is "extra"; an id missing among the audit ids
  * (AUTOINCREMENT leaves no gaps: a row deleted before it was sealed) is
  * "missing audit". Holds rows and "hold"/"hold-release" events, purged rows
- * and "purge" events, the same, both ways.
+ * and "purge" events, the same, both ways. Every "incident" event must
+ * have its incidents row (by chain seq) with the same fields ("missing" /
+ * "altered incident"); a row no incident event holds is "extra".
  */
 #ifndef CUSTOS_VERIFY_H
 #define CUSTOS_VERIFY_H
@@ -70,6 +72,7 @@ struct verify_stats {
                              * their segment's rewrite */
     gint64 audit_entries;   /* sealed audit entries checked */
     gint64 holds;           /* legal holds (placed, and released) checked */
+    gint64 incidents;       /* incident events checked against their rows */
 };
 
 /* A message retention purged, as its tombstone says. */
