@@ -16,7 +16,8 @@ SYSCONFDIR ?= /etc
 
 CC         ?= cc
 BUILD      ?= build
-PKGS        = gmime-3.0 glib-2.0 json-glib-1.0 sqlite3 libarchive libzstd libcrypto zlib cunit
+PKGS        = gmime-3.0 glib-2.0 json-glib-1.0 sqlite3 libarchive libzstd libcrypto zlib cunit \
+              icu-i18n icu-uc
 OPT        ?= -O2 -g
 CFLAGS_ALL  = -std=gnu11 $(OPT) -Wall -Wextra -Werror -Wno-unused-parameter \
               -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
@@ -27,7 +28,8 @@ DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
               libgmime-3.0-dev libglib2.0-dev libsqlite3-dev libarchive-dev \
               libzstd-dev libssl-dev zlib1g-dev libcunit1-dev libjson-glib-dev \
               python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3 openssl \
-              libmilter-dev postfix swaks miltertest dovecot-imapd curl
+              libmilter-dev postfix swaks miltertest dovecot-imapd curl \
+              libicu-dev zip
 
 LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
 CMD_SRC    := $(wildcard archive/cmd-*.c)

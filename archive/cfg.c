@@ -97,10 +97,37 @@ static const struct cfg_opt cfg_opts[] = {
       0, 0, O(hov_sieve) },
     { "handover", "sync", CT_BOOL, "true", 0, 0, O(hov_sync) },
     { "handover", "postfix_config", CT_PATH, "/etc/postfix", 0, 0, O(hov_postfix_config) },
-    /* [detect]: custos-milter's detectors */
+    /* [detect]: custos-milter's detectors (word lists: see cfg.h) */
     { "detect", "customer_data_threshold", CT_INT, "5", 1, 1000000, O(det_customer_data) },
     { "detect", "webmail_data_threshold", CT_INT, "2", 1, 1000000, O(det_webmail_data) },
     { "detect", "name_min_length", CT_INT, "4", 2, 100, O(det_name_min) },
+    { "detect", "payment_window", CT_INT, "40", 1, 2000, O(det_payment_window) },
+    { "detect", "payment_words", CT_STR,
+      "账号, 帐号, 账户, 帐户, 卡号, 开户行, 开户银行, 开户名, 户名, 收款人, 收款账户, "
+      "收款账号, 收款方, 收款单位, 转账, 转帐, 汇款, 打款, 付款, 银行卡, 银行, account, "
+      "a/c, beneficiary, payee, iban, swift, bic, bank, remit, wire, transfer, sort code, "
+      "routing", 0, 0, O(det_payment_words) },
+    { "detect", "payee_labels", CT_STR,
+      "户名, 开户名, 账户名, 账户名称, 收款人, 收款方, 收款人姓名, account name, "
+      "account holder, beneficiary name, beneficiary, payee", 0, 0, O(det_payee_labels) },
+    { "detect", "company_suffixes", CT_STR,
+      "公司, 集团, 厂, 商行, 银行, 中心, 事务所, 研究所, 合作社, 株式会社, ltd, ltd., "
+      "limited, inc, inc., llc, gmbh, co., corp, corp., corporation, company, plc, ag, "
+      "s.a., b.v., bv, pte, sarl, srl, s.r.l., k.k., oy, ab, as", 0, 0,
+      O(det_company_suffixes) },
+    { "detect", "cloud_domains", CT_STR,
+      "pan.baidu.com, yun.baidu.com, 115.com, 115cdn.com, weiyun.com, aliyundrive.com, "
+      "alipan.com, lanzou.com, lanzoui.com, lanzoux.com, lanzous.com, lanzouw.com, "
+      "lanzout.com, lanzoul.com, lanzouo.com, ilanzou.com, 123pan.com, 123pan.cn, "
+      "123684.com, pan.quark.cn, pan.xunlei.com, cloud.189.cn, caiyun.139.com, "
+      "yun.139.com, ctfile.com, cowtransfer.com, jianguoyun.com, dropbox.com, "
+      "wetransfer.com, we.tl, drive.google.com, onedrive.live.com, 1drv.ms, mega.nz, box.com",
+      0, 0, O(det_cloud_domains) },
+    { "detect", "access_code_words", CT_STR,
+      "提取码, 提取密码, 访问码, 访问密码, 分享码, 密码, 口令, pwd, password, passcode, "
+      "passwd, access code, extraction code", 0, 0, O(det_access_code_words) },
+    { "detect", "access_code_window", CT_INT, "60", 1, 2000, O(det_access_code_window) },
+    { "detect", "self_forward_notes", CT_BOOL, "false", 0, 0, O(det_self_forward_notes) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };

@@ -150,6 +150,47 @@ static int type_is(const char *t, const char *prefix)
     return t != NULL && g_str_has_prefix(t, prefix);
 }
 
+/* The kind of file a type is, for comparing what a name says with what
+ * the bytes are: 'i' image, 't' text, 'a' archive or zip-based document,
+ * 'o' OLE (legacy Office), 'p' PDF, 'x' executable, 0 other. */
+static char type_family(const char *t)
+{
+    if (type_is(t, "image/"))
+        return 'i';
+    if (type_is(t, "text/") || type_is(t, "message/") || strcmp(t, "application/json") == 0 ||
+        strcmp(t, "application/sql") == 0)
+        return 't';
+    if (strcmp(t, "application/pdf") == 0)
+        return 'p';
+    if (strcmp(t, "application/x-msdownload") == 0)
+        return 'x';
+    if (strcmp(t, "application/x-ole-storage") == 0 || strcmp(t, "application/msword") == 0 ||
+        strcmp(t, "application/vnd.ms-excel") == 0 ||
+        strcmp(t, "application/vnd.ms-powerpoint") == 0)
+        return 'o';
+    if (type_is(t, "application/vnd.openxmlformats-officedocument.") ||
+        type_is(t, "application/vnd.ms-") || type_is(t, "application/vnd.oasis.") ||
+        type_is(t, "application/x-") || type_is(t, "application/zip") ||
+        type_is(t, "application/gzip") || type_is(t, "application/zstd") ||
+        type_is(t, "application/java-archive") || type_is(t, "application/vnd.rar"))
+        return 'a';
+    return 0;
+}
+
+/* Do the magic bytes say another kind of file than the extension? */
+static int kind_mismatch(const char *data, size_t len, const char *name)
+{
+    const char *m = magic_type(data, len);
+    int e = ext_index(name);
+    char fm, fe;
+
+    if (m == NULL || e < 0)
+        return 0;
+    fm = type_family(m);
+    fe = type_family(extensions[e].type);
+    return fm != 0 && fe != 0 && fm != fe;
+}
+
 static enum att_kind kind_of_type(const char *t)
 {
     static const char *const archive_types[] = {
@@ -494,42 +535,47 @@ static const char *member_name(struct archive_entry *e)
     return pn != NULL ? pn : "";
 }
 
-static void archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
-                            const char *partid, const char *apath, const char *aname);
+static int archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
+                           const char *partid, const char *apath, const char *aname);
 
-/* Members of an archive, their names read in a UTF-8 locale. */
-static void archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int depth,
-                         const char *partid, const char *apath, const char *aname)
+/* Members of an archive, their names read in a UTF-8 locale; 1 if some
+ * member (or the listing itself) is encrypted, else 0. */
+static int archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int depth,
+                        const char *partid, const char *apath, const char *aname)
 {
     locale_t loc = cus_utf8_locale(), old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
+    int encrypted = archive_walk_in(ctx, data, len, depth, partid, apath, aname);
 
-    archive_walk_in(ctx, data, len, depth, partid, apath, aname);
     if (old != (locale_t)0)
         uselocale(old);
+    return encrypted;
 }
 
-static void archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
-                            const char *partid, const char *apath, const char *aname)
+static int archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
+                           const char *partid, const char *apath, const char *aname)
 {
     struct archive *a;
     struct archive_entry *e;
-    int raw = 0;
+    int raw = 0, encrypted = 0;
     guint64 produced = 0;
     struct reader r = { ctx, NULL, len, &produced, 0 };
 
     a = archive_open(data, len, 0);
     if (a == NULL || !header_ok(archive_read_next_header(a, &e))) {
+        /* an encrypted 7z or rar listing cannot be read without the password */
+        if (a != NULL && archive_read_has_encrypted_entries(a) > 0)
+            encrypted = 1;
         /* a lone gz/bz2/xz file: the raw format with filters */
         if (a != NULL)
             archive_read_free(a);
         a = archive_open(data, len, 1);
         if (a == NULL)
-            return;
+            return encrypted;
         raw = 1;
         if (archive_read_next_header(a, &e) != ARCHIVE_OK ||
             archive_filter_code(a, 0) == ARCHIVE_FILTER_NONE) {
             archive_read_free(a);
-            return;
+            return encrypted;
         }
     }
     do {
@@ -537,6 +583,8 @@ static void archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, i
         GByteArray *ba;
         const char *pn;
 
+        if (!raw && archive_entry_is_encrypted(e))
+            encrypted = 1;
         if (!raw && archive_entry_filetype(e) != AE_IFREG)
             continue;
         if (raw) {
@@ -580,7 +628,10 @@ static void archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, i
         if (r.ratio_hit || (ctx->hit_flags & (MSG_HIT_EXPANDED | MSG_HIT_PARTS)))
             break;
     } while (header_ok(archive_read_next_header(a, &e)));
+    if (archive_read_has_encrypted_entries(a) > 0)
+        encrypted = 1;
     archive_read_free(a);
+    return encrypted;
 }
 
 /* Which members of an office document hold its text. */
@@ -665,6 +716,7 @@ void msg_attach(struct msg_ctx *ctx, const char *data, size_t len,
     else
         att->type = g_strdup(sniff ? sniff : "application/octet-stream");
     att->path = *cpath ? g_strdup(full) : g_strdup("");
+    att->mismatch = kind_mismatch(data, len, name);
     att->size = len;
     cus_sha256(data, len, sha);
     cus_hex(sha, sizeof(sha), att->sha256);
@@ -695,7 +747,7 @@ void msg_attach(struct msg_ctx *ctx, const char *data, size_t len,
         } else if (kind == KIND_RFC822) {
             msg_walk_rfc822_bytes(ctx, data, len, depth + 1, partid, full);
         } else {
-            archive_walk(ctx, data, len, depth + 1, partid, full, name);
+            att->encrypted = archive_walk(ctx, data, len, depth + 1, partid, full, name);
         }
         break;
     case KIND_NONE:

@@ -7,6 +7,7 @@
  * a UTF-8 sequence.
  */
 #include <string.h>
+#include <glib/gstdio.h>
 #include "custos/det-text.h"
 #include "custos/util.h"
 
@@ -171,4 +172,129 @@ const char *det_text_near(const char *text, size_t len, size_t start, size_t end
             det_text_find(text, end, e - text, words[w]) >= 0)
             return words[w];
     return NULL;
+}
+
+/* ---- word lists --------------------------------------------------------------- */
+
+static GMutex words_lock;
+static GHashTable *words_cache;         /* key (g_free) -> char ** (g_strfreev) */
+
+static char **words_split(const char *text, const char *seps)
+{
+    char **raw = g_strsplit_set(text, seps, -1);
+    GPtrArray *w = g_ptr_array_new();
+
+    for (int i = 0; raw[i] != NULL; i++) {
+        char *line = raw[i], *hash;
+        if (*seps == '\n' && (hash = strchr(line, '#')) != NULL)
+            *hash = '\0';
+        g_strstrip(line);
+        if (*line != '\0')
+            g_ptr_array_add(w, det_text_norm(line, -1));
+    }
+    g_strfreev(raw);
+    g_ptr_array_add(w, NULL);
+    return (char **)g_ptr_array_free(w, FALSE);
+}
+
+int det_words(const char *spec, char *const **words_r, char **error_r)
+{
+    char *key, **words;
+    GBytes *data = NULL;
+    int ret = -1;
+
+    if (spec == NULL)
+        spec = "";
+    if (*spec == '/') {
+        GStatBuf st;
+        if (g_stat(spec, &st) < 0)
+            return cus_error_errno(error_r, "word list %s", spec);
+        key = g_strdup_printf("%s\n%lld\n%lld", spec, (long long)st.st_size,
+                              (long long)st.st_mtime);
+    } else {
+        key = g_strdup(spec);
+    }
+    g_mutex_lock(&words_lock);
+    if (words_cache == NULL)
+        words_cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                            (GDestroyNotify)g_strfreev);
+    if ((words = g_hash_table_lookup(words_cache, key)) == NULL) {
+        if (*spec == '/') {
+            gsize n;
+            const char *p;
+            char *text;
+            if (cus_read_file(spec, 1 << 20, &data, error_r) < 0)
+                goto out;
+            p = g_bytes_get_data(data, &n);
+            text = cus_utf8_repair(p, n);
+            words = words_split(text, "\n");
+            g_free(text);
+        } else {
+            words = words_split(spec, ",");
+        }
+        g_hash_table_insert(words_cache, key, words);
+        key = NULL;
+    }
+    *words_r = words;
+    ret = 0;
+out:
+    g_mutex_unlock(&words_lock);
+    if (data != NULL)
+        g_bytes_unref(data);
+    g_free(key);
+    return ret;
+}
+
+/* ---- the sender's own text ------------------------------------------------------ */
+
+/* Does the line [p, e) start what is quoted or forwarded? */
+static int quote_start(const char *p, const char *e)
+{
+    static const char *const starts[] = {
+        "-----original message-----", "----- original message -----",
+        "begin forwarded message", "---------- forwarded message", "-------- original message",
+        "-------- forwarded message", "-----原始邮件-----", "from:", "发件人:", "寄件者:",
+        "-----邮件原件-----", "________________________________",
+    };
+    size_t n;
+
+    while (p < e && (*p == ' ' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+        e--;
+    n = e - p;
+    for (size_t i = 0; i < G_N_ELEMENTS(starts); i++) {
+        size_t sl = strlen(starts[i]);
+        if (n >= sl && g_ascii_strncasecmp(p, starts[i], sl) == 0)
+            return 1;
+    }
+    /* QQ Mail: "------------------ 原始邮件 ------------------" */
+    if (n > 8 && *p == '-' && det_text_find(p, 0, n, "原始邮件") >= 0)
+        return 1;
+    /* "On Mon, 1 Jan 2024, X wrote:", "在 2024年1月1日，X 写道:" */
+    if ((n >= 6 && g_ascii_strncasecmp(e - 6, "wrote:", 6) == 0 && n < 300) ||
+        (n >= 7 && memcmp(e - 7, "写道:", 7) == 0 && n < 300))
+        return 1;
+    return 0;
+}
+
+char *det_text_unquoted(const char *text, size_t len)
+{
+    GString *o = g_string_sized_new(len < 65536 ? len + 1 : 65536);
+    const char *p = text, *end = text + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', end - p);
+        const char *e = nl != NULL ? nl : end;
+        const char *q = p;
+
+        while (q < e && (*q == ' ' || *q == '\t'))
+            q++;
+        if (quote_start(p, e))
+            break;
+        if (q >= e || *q != '>')
+            g_string_append_len(o, p, (nl != NULL ? nl + 1 : end) - p);
+        p = nl != NULL ? nl + 1 : end;
+    }
+    return g_string_free(o, FALSE);
 }

@@ -38,4 +38,15 @@ void det_cache_free(struct det_cache **c);
 extern const struct detector det_forward_external, det_auto_forward, det_customer_data,
     det_personal_webmail, det_bcc_external;
 
+/* det-payment.c, det-self.c, det-evasion.c, det-contact.c */
+extern const struct detector det_payment_details, det_self_forward, det_evasion,
+    det_contact_private;
+
+/* Is the message from the company: the envelope sender or the header From
+ * an internal address? */
+int det_from_internal(const struct det_envelope *env);
+/* The employee sending, by a work address (envelope sender, else header
+ * From), or NULL. Borrowed from env. */
+const struct dir_employee *det_sending_employee(const struct det_envelope *env);
+
 #endif

@@ -157,6 +157,22 @@ void det_finding_free(gpointer p)
     g_free(f);
 }
 
+int det_from_internal(const struct det_envelope *env)
+{
+    return env->sender.internal || env->from.internal;
+}
+
+const struct dir_employee *det_sending_employee(const struct det_envelope *env)
+{
+    if (env->sender.internal && env->sender.emp != NULL &&
+        strcmp(env->sender.addr, env->sender.emp->address) == 0)
+        return env->sender.emp;
+    if (env->from.internal && env->from.emp != NULL &&
+        strcmp(env->from.addr, env->from.emp->address) == 0)
+        return env->from.emp;
+    return NULL;
+}
+
 /* ---- departed-sender -------------------------------------------------------- */
 
 static void departed_check(const struct det_party *p, const char *how, const char *what,
@@ -199,7 +215,8 @@ const struct detector *const *det_all(void)
 {
     static const struct detector *const all[] = {
         &det_departed, &det_forward_external, &det_auto_forward, &det_customer_data,
-        &det_personal_webmail, &det_bcc_external, NULL
+        &det_personal_webmail, &det_bcc_external, &det_payment_details, &det_self_forward,
+        &det_evasion, &det_contact_private, NULL,
     };
 
     return all;

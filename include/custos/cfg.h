@@ -88,6 +88,7 @@ struct cfg {
     int mlt_nodelay;            /* tcp_nodelay: TCP_NODELAY on an inet socket (off
                                  * only to measure the stall it removes) */
 
+
     /* [handover]: custos-handover */
     char *hov_maildir;          /* maildir: mail store path template, %d domain,
                                  * %n local part, %u whole address */
@@ -119,6 +120,21 @@ struct cfg {
                                  * customer data" (personal-webmail, bcc-external) */
     int det_name_min;           /* name_min_length: customer names shorter than
                                  * this (characters) are not looked for */
+    /* A word list (below) is comma-separated words, or the path of a file
+     * (starting with '/') with one word a line ('#' comments); matched
+     * normalised (NFKC), ASCII case ignored. */
+    int det_payment_window;     /* payment_window: characters either side of an
+                                 * account number searched for payment words */
+    char *det_payment_words;    /* payment_words */
+    char *det_payee_labels;     /* payee_labels: the label before a payee's name */
+    char *det_company_suffixes; /* company_suffixes: what ends a company's name */
+    char *det_cloud_domains;    /* cloud_domains: file-sharing hosts (and subdomains) */
+    char *det_access_code_words; /* access_code_words */
+    int det_access_code_window; /* access_code_window: characters after (and
+                                 * before) a cloud link searched for a code */
+    int det_self_forward_notes; /* self_forward_notes: a note to one's own
+                                 * webmail with nothing in it from work is
+                                 * flagged too */
 
     /* [log] */
     int log_level;              /* level */

@@ -57,4 +57,20 @@ gssize det_text_find(const char *text, size_t from, size_t to, const char *word)
 const char *det_text_near(const char *text, size_t len, size_t start, size_t end,
                           size_t window, char *const *words);
 
+/* The words of a [detect] word list (custos.conf(5)): comma-separated
+ * words, or a file path (starting with '/') with one word a line and '#'
+ * comments. Each word normalised, empty ones dropped. *words_r is
+ * NULL-terminated and kept for the life of the process (one copy per
+ * distinct list, and per file size and mtime). -1 with error_r naming the
+ * file when it cannot be read. */
+int det_words(const char *spec, char *const **words_r, char **error_r);
+
+/* The part of a message body its sender wrote: lines quoted with '>'
+ * left out, and everything from the first reply or forward separator on
+ * ("-----Original Message-----", "Begin forwarded message:", "---------
+ * Forwarded message ---------", QQ Mail's "原始邮件" line, "On ... wrote:",
+ * "在 ... 写道:", a "From:"/"发件人:" header line). text is normalised.
+ * g_free. */
+char *det_text_unquoted(const char *text, size_t len);
+
 #endif

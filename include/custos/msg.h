@@ -45,6 +45,12 @@ struct msg_att {
     char *name;             /* decoded file name (UTF-8), "" if none */
     char *type;             /* "application/zip", lower case */
     char *path;             /* where: "report.zip/inner/a.docx"; "" at top */
+    int encrypted;          /* an archive (zip, 7z, rar) with encrypted
+                             * members, or whose listing is encrypted */
+    int mismatch;           /* the content's magic bytes say another kind of
+                             * file than the name's extension (a zip named
+                             * .jpg); images among themselves, text among
+                             * itself and office files in zips are alike */
     guint64 size;           /* decoded size in bytes */
     char sha256[CUS_SHA256_HEX]; /* of the decoded content */
     int depth;              /* 1 = attached to the message */
