@@ -171,7 +171,10 @@ static enum qkey qline_key(const char *line, const char **value_r)
 
 static int qline_sep(const char *line)
 {
-    if (g_utf8_strlen(line, -1) > 80)
+    /* more than 320 bytes is more than 80 characters: not counted */
+    size_t n = strnlen(line, 321);
+
+    if (n > 320 || g_utf8_strlen(line, (gssize)n) > 80)
         return 0;
     for (size_t i = 0; i < G_N_ELEMENTS(qseps); i++)
         if (det_text_find(line, 0, strlen(line), qseps[i]) >= 0)

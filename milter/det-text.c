@@ -148,12 +148,16 @@ char *det_text_excerpt(const char *text, size_t len, size_t start, size_t end, s
 gssize det_text_find(const char *text, size_t from, size_t to, const char *word)
 {
     size_t wl = strlen(word);
+    char lo, up;
 
     if (wl == 0 || to < from + wl)
         return -1;
+    /* the first byte in either case, compared inline: this runs over every
+     * short line of every message */
+    lo = g_ascii_tolower(word[0]);
+    up = g_ascii_toupper(word[0]);
     for (size_t i = from; i + wl <= to; i++)
-        if (g_ascii_tolower(text[i]) == g_ascii_tolower(word[0]) &&
-            g_ascii_strncasecmp(text + i, word, wl) == 0)
+        if ((text[i] == lo || text[i] == up) && g_ascii_strncasecmp(text + i, word, wl) == 0)
             return (gssize)i;
     return -1;
 }
