@@ -470,6 +470,9 @@ static int cmd_verify(const struct cfg *cfg, int argc, char **argv)
         if (st.purge_pending > 0)
             printf(", %" G_GINT64_FORMAT " of them still in the store until their segment is "
                    "rewritten (the next writer does it)", st.purge_pending);
+        if (st.incidents > 0)
+            printf("; %" G_GINT64_FORMAT " incident%s checked against index.db", st.incidents,
+                   st.incidents == 1 ? "" : "s");
         if (st.uncommitted > 0)
             printf("; %" G_GINT64_FORMAT " records written since, not checked",
                    st.uncommitted);

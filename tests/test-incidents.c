@@ -599,6 +599,51 @@ static void test_of_employee(void)
     idx_close(&idx);
 }
 
+/* Retention purges a flagged message: its incidents stay, marked purged;
+ * no query finds the message; verify and reindex agree. (Last: it
+ * changes the archive.) */
+static void test_purge(void)
+{
+    char *before, *after, *out = NULL, *err = NULL, sql[300];
+    gint64 idb;
+
+    g_snprintf(sql, sizeof(sql), "SELECT msg FROM deliveries WHERE spool_id = '%s'", in_id[1]);
+    idb = sql_int(sql);
+    CU_ASSERT_FATAL(idb > 0);
+    g_snprintf(sql, sizeof(sql), "UPDATE messages SET added = added - 8 * 366 * 86400"
+               " WHERE id = %" G_GINT64_FORMAT, idb);
+    sql_exec(sql);
+    before = dump();
+    CU_ASSERT_EQUAL(cli(&out, &err, "retention", NULL), 0);
+    g_free(out); g_free(err);
+    g_snprintf(sql, sizeof(sql), "SELECT count(*) FROM messages WHERE id = %" G_GINT64_FORMAT,
+               idb);
+    CU_ASSERT_EQUAL(sql_int(sql), 0);
+    after = dump();
+    CU_ASSERT_STRING_EQUAL(after, before);
+    g_free(after);
+    CU_ASSERT_EQUAL(cli(&out, &err, "incidents", "--category", "webmail", NULL), 0);
+    g_snprintf(sql, sizeof(sql), "\t%" G_GINT64_FORMAT " (purged)\n", idb);
+    CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, sql) : NULL);
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(cli(&out, &err, "incidents", "--json", "--category", "webmail", NULL), 0);
+    CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, "\"purged\":true") : NULL);
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(cli(&out, &err, "search", "--count", "flagged:webmail", NULL), 0);
+    CU_ASSERT_STRING_EQUAL(out, "0\n");
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(cli(&out, &err, "verify", NULL), 0);
+    g_free(out); g_free(err);
+    CU_ASSERT_EQUAL(cli(&out, &err, "reindex", NULL), 0);
+    g_free(out); g_free(err);
+    after = dump();
+    CU_ASSERT_STRING_EQUAL(after, before);
+    g_free(after);
+    CU_ASSERT_EQUAL(cli(&out, &err, "verify", NULL), 0);
+    g_free(out); g_free(err);
+    g_free(before);
+}
+
 CUS_SUITE(incidents)
 {
     CU_pSuite s = CU_add_suite("incidents", in_init, in_clean);
@@ -610,4 +655,5 @@ CUS_SUITE(incidents)
     CU_add_test(s, "custos-archive incidents: text, JSON, filters, errors, audit",
                 test_command);
     CU_add_test(s, "incident_of_employee for the handover report", test_of_employee);
+    CU_add_test(s, "retention purges a flagged message: its incidents stay", test_purge);
 }

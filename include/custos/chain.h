@@ -2,7 +2,7 @@
  * chain.h - the archive's hash chain and its signed checkpoints
  *
  * Every archive event (a message added, a delivery of one already there;
- * later: purged, held, exported, handed over, audit entries) is stored as a
+ * purged, held, handed over, audit entries, incidents: incident.h) is stored as a
  * STORE_EVENT record whose bytes are its canonical form, and extends the
  * chain:
  *
