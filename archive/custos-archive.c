@@ -24,6 +24,7 @@
 #include "custos/cfg.h"
 #include "custos/cli.h"
 #include "custos/import.h"
+#include "custos/incident.h"
 #include "custos/ingest.h"
 #include "custos/log.h"
 #include "custos/perm.h"
@@ -661,6 +662,19 @@ static void print_size(guint64 n)
 }
 
 #ifndef CUSTOS_LEAN
+/* show's list of a message's incidents (incident.h), under a heading. */
+static int show_incident(void *ctx, const struct incident *inc)
+{
+    int *n = ctx;
+    char when[32];
+
+    if ((*n)++ == 0)
+        printf("\n-- incidents --\n");
+    cus_iso8601(inc->time, when, sizeof(when));
+    printf("%s %s %s %s: %s\n", when, inc->category, inc->rule, inc->action, inc->evidence);
+    return 0;
+}
+
 static int cmd_show(const struct cfg *cfg, int argc, char **argv)
 {
     int raw = 0, ret = 0, argc0 = argc;
@@ -734,6 +748,13 @@ static int cmd_show(const struct cfg *cfg, int argc, char **argv)
         printf("\n-- limits hit while parsing --\n");
         for (guint i = 0; i < m->limits->len; i++)
             printf("%s\n", (const char *)g_ptr_array_index(m->limits, i));
+    }
+    {
+        struct incident_filter f = { .msg = id };
+        int n = 0;
+
+        if (incident_list(arc_index(arc), &f, show_incident, &n, &err) < 0)
+            ret = cli_fail(&err, EX_IOERR_);
     }
 out:
     cli_audit_end(arc_index(arc), audit_id, 1, ret, "");

@@ -320,6 +320,8 @@ int incident_list(struct idx *idx, const struct incident_filter *f, incident_cb 
         g_string_append(sql, " AND i.time < ?");
     if (f->category != NULL)
         g_string_append(sql, " AND i.category = ?");
+    if (f->msg != 0)
+        g_string_append(sql, " AND i.msg = ?");
     if (f->query != NULL)
         g_string_append_printf(sql, " AND i.msg IN (SELECT m.id FROM messages m WHERE %s)",
                                f->query->where->str);
@@ -340,6 +342,8 @@ int incident_list(struct idx *idx, const struct incident_filter *f, incident_cb 
         sqlite3_bind_int64(st, next++, f->until);
     if (f->category != NULL)
         sqlite3_bind_text(st, next++, f->category, -1, SQLITE_STATIC);
+    if (f->msg != 0)
+        sqlite3_bind_int64(st, next++, f->msg);
     if (f->senders != NULL) {
         senders = addr_json(f->senders);
         sqlite3_bind_text(st, 1000, senders, -1, SQLITE_STATIC);

@@ -562,6 +562,21 @@ static void test_command(void)
     CU_ASSERT_EQUAL(rc, 64);
     g_free(out); g_free(err);
 
+    /* show lists a message's incidents after it */
+    want = g_strdup_printf("%" G_GINT64_FORMAT, ida);
+    CU_ASSERT_EQUAL(cli(&out, &err, "show", want, NULL), 0);
+    CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, "\n-- incidents --\n2025-12-01T02:40:00Z "
+                                         "departed-sender departed-sender/sasl hold: SASL login "
+                                         "zhangsan@corp.example: departed") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, "\n2025-12-01T02:40:00Z customer-data "
+                                         "customer-data/attachment reject: 附件") : NULL);
+    g_free(want); g_free(out); g_free(err);
+    g_snprintf(sql, sizeof(sql), "SELECT msg FROM deliveries WHERE spool_id = '%s'", in_id[2]);
+    want = g_strdup_printf("%" G_GINT64_FORMAT, sql_int(sql));
+    CU_ASSERT_EQUAL(cli(&out, &err, "show", want, NULL), 0);
+    CU_ASSERT_PTR_NULL(out != NULL ? strstr(out, "-- incidents --") : "none");
+    g_free(want); g_free(out); g_free(err);
+
     /* every listing is in the audit log */
     CU_ASSERT(sql_int("SELECT count(*) FROM audit WHERE command = 'incidents'") >= 5);
     CU_ASSERT_EQUAL(sql_int("SELECT results FROM audit WHERE command = 'incidents' AND"

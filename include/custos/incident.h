@@ -76,6 +76,7 @@ int incident_exists(struct idx *idx, const char *spool_id, int n, char **error_r
 struct incident_filter {
     gint64 since, until;        /* time >= since, time < until (0: unbounded) */
     const char *category;       /* exactly this category */
+    gint64 msg;                 /* of this archive id */
     const char *const *senders; /* envelope sender or SASL login is one of
                                  * these addresses (ASCII case ignored) */
     const struct qry *query;    /* the message matches (query.h); a purged
