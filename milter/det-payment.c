@@ -171,8 +171,8 @@ static char *person_at(const char *s, const char *end)
         /* to the end of the line or a stop; two spaces end it too */
         const char *q = s;
         int words = 0, in_word = 0;
-        while (q < end && *q != '\n' && *q != ',' && *q != ';' && *q != '|' && *q != '\t' &&
-               *q != '(' && !(q[0] == ' ' && q + 1 < end && q[1] == ' ')) {
+        while (q < end && strchr("\n\r,;|\t(", *q) == NULL &&
+               !(q[0] == ' ' && q + 1 < end && q[1] == ' ')) {
             if (g_ascii_isalpha(*q)) {
                 if (!in_word) {
                     if (!g_ascii_isupper(*q))
