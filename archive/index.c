@@ -19,7 +19,7 @@ enum idx_stmt {
     S_FIND_SHA, S_FIND_ID, S_INS_MSG, S_INS_ADDR, S_INS_ATT, S_INS_FTS,
     S_INS_DELIV, S_INS_RCPT, S_HIT_ADDRS, S_HIT_BCC, S_HIT_ATTS, S_FIND_SPOOL,
     S_INS_CHAIN, S_CHAIN_HEAD, S_INS_CP, S_META_GET, S_META_SET, S_REF_IDS, S_REF_ADDRS,
-    S_REF_RCPTS, S_COUNT
+    S_REF_RCPTS, S_SET_BODY, S_BODY_IDS, S_COUNT
 };
 
 static const char *const idx_sql[S_COUNT] = {
@@ -55,6 +55,8 @@ static const char *const idx_sql[S_COUNT] = {
     [S_REF_ADDRS] = "SELECT role, addr FROM addrs WHERE msg = ? AND role IN (0,1,2)"
                     " ORDER BY rowid",
     [S_REF_RCPTS] = "SELECT DISTINCT addr FROM rcpts WHERE msg = ?",
+    [S_SET_BODY] = "UPDATE messages SET body_sha256 = ? WHERE id = ?",
+    [S_BODY_IDS] = "SELECT id FROM messages WHERE body_sha256 = ? ORDER BY id DESC LIMIT ?",
 };
 
 struct idx {
@@ -166,7 +168,10 @@ static const char idx_schema_v3[] =
     "CREATE INDEX audit_time ON audit(time);"
     "CREATE INDEX audit_pending ON audit(id) WHERE seq IS NULL;";
 
-/* Version 4: incidents (incident.h), one row per "incident" chain event. */
+/* Version 4: incidents (incident.h), one row per "incident" chain event;
+ * the body hash (idx_body_hash) of each message, for the detectors (the
+ * same text re-sent under other headers), NULL for a message archived
+ * before (reindex fills it). */
 static const char idx_schema_v4[] =
     "CREATE TABLE incidents(seq INTEGER PRIMARY KEY, msg INTEGER NOT NULL,"
     " time INTEGER NOT NULL, n INTEGER NOT NULL, sha256 TEXT NOT NULL, spool_id TEXT,"
@@ -179,7 +184,9 @@ static const char idx_schema_v4[] =
     "CREATE INDEX incidents_time ON incidents(time);"
     "CREATE INDEX incidents_msg ON incidents(msg);"
     "CREATE INDEX incidents_sender ON incidents(sender, time);"
-    "CREATE INDEX incidents_auth ON incidents(auth, time) WHERE auth <> '';";
+    "CREATE INDEX incidents_auth ON incidents(auth, time) WHERE auth <> '';"
+    "ALTER TABLE messages ADD COLUMN body_sha256 BLOB;"
+    "CREATE INDEX messages_body ON messages(body_sha256) WHERE body_sha256 IS NOT NULL;";
 
 static int idx_exec(struct idx *idx, const char *sql, char **error_r)
 {
@@ -455,15 +462,40 @@ static int ref_fill(struct idx *idx, struct idx_ref *r, char **error_r)
     return 0;
 }
 
-int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **refs_r,
-                  char **error_r)
+int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN])
+{
+    GString *t = g_string_sized_new(m->body->len);
+    const char *p = m->body->str, *end = m->body->str + m->body->len;
+    int ok;
+
+    while (p < end) {
+        gunichar c = g_utf8_get_char(p);
+        const char *n = g_utf8_next_char(p);
+        if (!g_unichar_isspace(c) && c != 0xFEFF && c != 0x200B)
+            g_string_append_len(t, p, n - p);
+        p = n;
+    }
+    ok = t->len >= IDX_BODY_HASH_MIN;
+    if (ok) {
+        /* GLib's SHA-256: the lean custos-archive links no OpenSSL */
+        GChecksum *ck = g_checksum_new(G_CHECKSUM_SHA256);
+        gsize n = CUS_SHA256_LEN;
+        g_checksum_update(ck, (const guchar *)t->str, (gssize)t->len);
+        g_checksum_get_digest(ck, sha_r, &n);
+        g_checksum_free(ck);
+    }
+    g_string_free(t, TRUE);
+    return ok;
+}
+
+/* The messages statement st (bound but for its limit, parameter 2) finds. */
+static int refs_find(struct idx *idx, sqlite3_stmt *st, int max, GPtrArray **refs_r,
+                     char **error_r)
 {
     GPtrArray *refs = g_ptr_array_new_with_free_func(ref_free);
-    sqlite3_stmt *st = stmt(idx, S_REF_IDS);
     int rc;
 
     *refs_r = NULL;
-    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, max);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct idx_ref *r = g_new0(struct idx_ref, 1);
@@ -483,6 +515,24 @@ int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **
         }
     *refs_r = refs;
     return 0;
+}
+
+int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **refs_r,
+                  char **error_r)
+{
+    sqlite3_stmt *st = stmt(idx, S_REF_IDS);
+
+    sqlite3_bind_text(st, 1, message_id, -1, SQLITE_TRANSIENT);
+    return refs_find(idx, st, max, refs_r, error_r);
+}
+
+int idx_find_body_refs(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN], int max,
+                       GPtrArray **refs_r, char **error_r)
+{
+    sqlite3_stmt *st = stmt(idx, S_BODY_IDS);
+
+    sqlite3_bind_blob(st, 1, sha, CUS_SHA256_LEN, SQLITE_TRANSIENT);
+    return refs_find(idx, st, max, refs_r, error_r);
 }
 
 int idx_add_chain(struct idx *idx, gint64 seq, gint64 time, const char *type, gint64 msg,
@@ -651,6 +701,16 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
     sqlite3_bind_text(st, 5, m->att_text->str, (int)m->att_text->len, SQLITE_STATIC);
     if (step_done(idx, st, error_r) < 0)
         goto out;
+    {
+        unsigned char body[CUS_SHA256_LEN];
+        if (idx_body_hash(m, body)) {
+            st = stmt(idx, S_SET_BODY);
+            sqlite3_bind_blob(st, 1, body, CUS_SHA256_LEN, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, id);
+            if (step_done(idx, st, error_r) < 0)
+                goto out;
+        }
+    }
     if (id_r != NULL)
         *id_r = id;
     ret = 0;

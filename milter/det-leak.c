@@ -523,12 +523,49 @@ static const struct {
     { "Auto-Submitted", "forward" }, { "X-Mail-Autoforward", NULL },
 };
 
+/* The first of refs that came from outside to us; one finding for the
+ * recipients of to it did not go to then. */
+static void resent_inbound(const struct det_envelope *env, GPtrArray *refs, GPtrArray *to,
+                           const char *rule, const char *same, GPtrArray *out)
+{
+    const struct idx_ref *in = NULL;
+    GPtrArray *new_to;
+
+    for (guint i = 0; i < refs->len && in == NULL; i++) {
+        const struct idx_ref *r = refs->pdata[i];
+        int ext = *r->from && dir_is_internal(env->dir, r->from, NULL) == 0;
+        for (guint k = 0; ext && k < r->rcpts->len && in == NULL; k++)
+            if (dir_is_internal(env->dir, r->rcpts->pdata[k], NULL) > 0)
+                in = r;
+    }
+    if (in == NULL)
+        return;
+    new_to = g_ptr_array_new();
+    for (guint i = 0; i < to->len; i++) {
+        int seen = 0;
+        for (guint k = 0; k < in->rcpts->len && !seen; k++)
+            seen = strcmp(in->rcpts->pdata[k], to->pdata[i]) == 0;
+        if (!seen)
+            g_ptr_array_add(new_to, to->pdata[i]);
+    }
+    if (new_to->len > 0) {
+        char *from = det_mask_addr(in->from);
+        char *what = g_strdup_printf("%s as inbound mail from %s (archive id %" G_GINT64_FORMAT
+                                     ") sent on", same, from, in->id);
+        finding_for(out, "auto-forward", rule, what, new_to);
+        g_free(what);
+        g_free(from);
+    }
+    g_ptr_array_free(new_to, TRUE);
+}
+
 static int auto_forward(const struct det_envelope *env, const struct det_message *dm,
                         GPtrArray *out, char **error_r)
 {
     const struct msg *m = dm->msg;
     GPtrArray *to = g_ptr_array_new();
     const char *resent = NULL, *marker = NULL;
+    unsigned char body[CUS_SHA256_LEN];
     int ret = 0;
 
     for (size_t i = 0; i < env->n_rcpts; i++)
@@ -555,43 +592,25 @@ static int auto_forward(const struct det_envelope *env, const struct det_message
         finding_for(out, "auto-forward", "auto-forward/marker", what, to);
         g_free(what);
     }
-    /* the same Message-ID as mail that came in from outside to us */
+    /* the same Message-ID, or the same body text, as mail that came in
+     * from outside to us */
     if (env->dir != NULL && *m->message_id) {
         GPtrArray *refs = NULL;
-        const struct idx_ref *in = NULL;
         if (idx_find_refs(dir_index(env->dir), m->message_id, LEAK_REF_HITS, &refs,
                           error_r) < 0) {
             ret = -1;
             goto out;
         }
-        for (guint i = 0; i < refs->len && in == NULL; i++) {
-            const struct idx_ref *r = refs->pdata[i];
-            int ext = *r->from && dir_is_internal(env->dir, r->from, NULL) == 0;
-            for (guint k = 0; ext && k < r->rcpts->len && in == NULL; k++)
-                if (dir_is_internal(env->dir, r->rcpts->pdata[k], NULL) > 0)
-                    in = r;
+        resent_inbound(env, refs, to, "auto-forward/message-id", "the same Message-ID", out);
+        g_ptr_array_free(refs, TRUE);
+    }
+    if (env->dir != NULL && idx_body_hash(m, body)) {
+        GPtrArray *refs = NULL;
+        if (idx_find_body_refs(dir_index(env->dir), body, LEAK_REF_HITS, &refs, error_r) < 0) {
+            ret = -1;
+            goto out;
         }
-        if (in != NULL) {
-            /* not those it went to the first time */
-            GPtrArray *new_to = g_ptr_array_new();
-            for (guint i = 0; i < to->len; i++) {
-                int seen = 0;
-                for (guint k = 0; k < in->rcpts->len && !seen; k++)
-                    seen = strcmp(in->rcpts->pdata[k], to->pdata[i]) == 0;
-                if (!seen)
-                    g_ptr_array_add(new_to, to->pdata[i]);
-            }
-            if (new_to->len > 0) {
-                char *from = det_mask_addr(in->from);
-                char *what = g_strdup_printf("the same Message-ID as inbound mail from %s "
-                                             "(archive id %" G_GINT64_FORMAT ") sent on",
-                                             from, in->id);
-                finding_for(out, "auto-forward", "auto-forward/message-id", what, new_to);
-                g_free(what);
-                g_free(from);
-            }
-            g_ptr_array_free(new_to, TRUE);
-        }
+        resent_inbound(env, refs, to, "auto-forward/body-hash", "the same body text", out);
         g_ptr_array_free(refs, TRUE);
     }
 out:

@@ -20,6 +20,7 @@
 #include "custos/det-know.h"
 #include "custos/detect.h"
 #include "custos/directory.h"
+#include "custos/index.h"
 #include "custos/msg.h"
 
 struct scn {
@@ -302,6 +303,21 @@ static void test_detect_scenarios(void)
         for (guint k = 0; k < found->len; k++)
             if (!has(s->expect, found->pdata[k]))
                 ok = 0;
+        /* each finding names envelope recipients only, and shows none whole */
+        for (guint k = 0; findings != NULL && k < findings->len; k++) {
+            const struct det_finding *f = findings->pdata[k];
+            for (guint r = 0; r < f->rcpts->len; r++) {
+                int in_env = 0;
+                for (guint e = 0; e + 1 < s->rcpts->len && !in_env; e++)
+                    in_env = g_ascii_strcasecmp(s->rcpts->pdata[e], f->rcpts->pdata[r]) == 0;
+                CU_ASSERT(in_env);
+                CU_ASSERT_PTR_NULL(strstr(f->evidence, f->rcpts->pdata[r]));
+            }
+            /* these are about recipients, always */
+            if (strstr(" forward-external auto-forward customer-data personal-webmail "
+                       "bcc-external ", f->category) != NULL)
+                CU_ASSERT(f->rcpts->len > 0);
+        }
         for (guint k = 0; k < s->expect->len; k++)
             if (!has(found, s->expect->pdata[k]))
                 ok = 0;
@@ -448,11 +464,39 @@ static void test_detect_scan(void)
     fx_close(&fx);
 }
 
+/* The body hash: white space and wrapping do not matter, the text does;
+ * a short body has none. */
+static void test_detect_body_hash(void)
+{
+    static const char *const same[] = {
+        "The terms we agreed for the 2024-2026 supply contract: USD 41.50 per unit, "
+        "120,000 units a year.",
+        "The terms we agreed for the 2024-2026 supply contract:\r\nUSD 41.50 per unit,\r\n"
+        "  120,000 units a year.\r\n\r\n",
+    };
+    unsigned char h[2][CUS_SHA256_LEN], other[CUS_SHA256_LEN];
+    struct msg *m = msg_new_unparsed("test");
+
+    for (int i = 0; i < 2; i++) {
+        g_string_assign(m->body, same[i]);
+        CU_ASSERT_EQUAL(idx_body_hash(m, h[i]), 1);
+    }
+    CU_ASSERT_EQUAL(memcmp(h[0], h[1], CUS_SHA256_LEN), 0);
+    g_string_assign(m->body, "The terms we agreed for the 2024-2026 supply contract: USD 41.60 "
+                             "per unit, 120,000 units a year.");
+    CU_ASSERT_EQUAL(idx_body_hash(m, other), 1);
+    CU_ASSERT_NOT_EQUAL(memcmp(h[0], other, CUS_SHA256_LEN), 0);
+    g_string_assign(m->body, "Thanks, received.\n");
+    CU_ASSERT_EQUAL(idx_body_hash(m, other), 0);
+    msg_free(&m);
+}
+
 CUS_SUITE(detect)
 {
     CU_pSuite s = CU_add_suite("detect", NULL, NULL);
 
     CU_add_test(s, "phone keys", test_detect_phone_key);
     CU_add_test(s, "customer data in text", test_detect_scan);
+    CU_add_test(s, "body hash", test_detect_body_hash);
     CU_add_test(s, "labelled scenarios: precision and recall", test_detect_scenarios);
 }

@@ -74,6 +74,9 @@
  *             category, rule, action, evidence,
  *             sender, auth, rcpts)          -- lower case; rcpts LF-joined
  *   indexes on (category, time), (time), (msg), (sender, time), (auth, time)
+ *   messages.body_sha256 BLOB               -- idx_body_hash(), NULL if the
+ *                                           -- body is too short or the row
+ *                                           -- older (index messages_body)
  *
  * Every statement binds its parameters; no SQL is built from input.
  */
@@ -153,6 +156,16 @@ struct idx_ref {
 };
 int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **refs_r,
                   char **error_r);
+/* SHA-256 of the body text with all white space removed: the same text
+ * re-sent under other headers, re-encoded or re-wrapped, has the same
+ * hash. 1 (sha_r set), or 0 when fewer than IDX_BODY_HASH_MIN bytes are
+ * left (short bodies are alike too often to say anything). */
+#define IDX_BODY_HASH_MIN 64
+int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN]);
+/* The same for archived messages whose body hash (idx_body_hash) is sha:
+ * the same text re-sent under other headers (the messages_body index). */
+int idx_find_body_refs(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN], int max,
+                       GPtrArray **refs_r, char **error_r);
 
 /* Insert a new message (its sha must not be there yet) as archive id
  * want_id, or if want_id is 0 the one after the highest of every message

@@ -210,6 +210,15 @@ A5 = message(addr("李娜", "li.na@corp.example"), "purchasing@xingchen.example"
              msgid="ln-quote-3@corp.example", date="Mon, 03 Jun 2024 14:00:00 +0800")
 archived("a5-outbound-quote", A5)
 
+SPEC_BODY = ("孙丽您好：\n\n我司下季度的芯片采购计划如下，请按此备货：\n"
+             "HN-7 主控芯片 12 万片，单价 3.20 美元；HN-9 电源芯片 8 万片，单价 1.10 美元；\n"
+             "交货分三批，9月、10月、11月各一批。此计划仅供贵司内部使用，请勿外传。\n\n"
+             "林华\n广州华南电子有限公司\n")
+A6 = message(addr("林华", "lin.hua@huanan-elec.example"), addr("孙丽", "sun.li@corp.example"),
+             "下季度采购计划", text_part(SPEC_BODY, "gbk", "base64"), charset="gbk",
+             msgid="hn-plan-q3@huanan-elec.example", date="Fri, 07 Jun 2024 15:20:00 +0800")
+archived("a6-huanan-plan", A6)
+
 # ---- forward-external ----------------------------------------------------------------
 
 fwd = ("Bob,\n\nFYI - see the request below, you may want to undercut them.\n\n"
@@ -310,6 +319,13 @@ scenario("auto-exchange-rule", "an Exchange inbox rule forwarding a colleague's 
 scenario("auto-redirect-msgid", "a customer's contract redirected unchanged to an outsider "
          "(same Message-ID as archived inbound mail)",
          A4, "john.smith@corp.example", ["jsmith@globex-rival.example"], ["auto-forward"])
+
+scenario("auto-body-hash", "a customer's mail sent on as a new message: other headers, "
+         "re-encoded (UTF-8 quoted-printable, re-wrapped), the same text",
+         message(addr("孙丽", "sun.li@corp.example"), "old.friend@newjob.example",
+                 "下季度采购计划", text_part(SPEC_BODY.replace("；", "；\n"), "utf-8",
+                                              "quoted-printable")),
+         "sun.li@corp.example", ["old.friend@newjob.example"], ["auto-forward"])
 
 scenario("neg-auto-reply", "an out-of-office auto-reply to a customer (Auto-Submitted: "
          "auto-replied)",
