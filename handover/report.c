@@ -426,14 +426,17 @@ static void render(JsonObject *rep, struct w *w)
             JsonObject *x = json_array_get_object_element(inc, i);
             char *n = num(x, "attachments") >= 0 ? itoa64(num(x, "attachments")) : g_strdup("?");
             g_ptr_array_add(rows, row(str(x, "date"), str(x, "subject"), str(x, "to"), n,
-                                      str(x, "where"), NULL));
+                                      str(x, "rule"), str(x, "evidence"), str(x, "where"),
+                                      NULL));
             g_free(n);
         }
         if (rows->len > 0) {
             static const char *const cols[] = { "date", "subject", "sent to", "attachments",
-                                                "seen in", NULL };
-            para(w, "since %s: mail the leaver sent to personal webmail or to a private "
-                 "address of their own", str(an, "incidents_since"));
+                                                "flagged as", "evidence", "seen in", NULL };
+            para(w, "since %s: what custos-milter flagged in the leaver's mail, and mail the "
+                 "leaver sent to personal webmail or a private address of their own that "
+                 "it did not see (found in the archive or the mailbox)",
+                 str(an, "incidents_since"));
             table(w, cols, rows);
         } else {
             para(w, "none since %s", str(an, "incidents_since"));

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include "custos/incident.h"
 #include "custos/log.h"
 #include "handover-private.h"
 
@@ -782,6 +783,105 @@ static int on_incident(void *ctx, const struct idx_hit *h)
     return 0;
 }
 
+/* ---- what custos-milter flagged (incident.h) ----------------------------------------- */
+
+struct flagged {
+    char *message_id, *subject;
+    gint64 n_att;
+};
+
+static int on_flagged(void *ctx, const struct idx_hit *h)
+{
+    struct flagged *fl = ctx;
+
+    fl->message_id = g_strdup(h->message_id);
+    fl->subject = g_strdup(h->subject);
+    fl->n_att = h->n_att;
+    return 0;
+}
+
+/* The leaver's incidents since the window opened (as envelope sender or
+ * SASL login, work or private address), each with its rule, action and
+ * evidence. A message the archive and mailbox search above noted already
+ * (by Message-ID) gets the milter's words; the others are added. */
+static int survey_flagged(struct hov_survey *s, char **error_r)
+{
+    GPtrArray *addrs = g_ptr_array_new(), *list = NULL;
+    int ret = -1;
+
+    g_ptr_array_add(addrs, s->leaver->address);
+    for (guint i = 0; i < s->leaver->personal->len; i++)
+        g_ptr_array_add(addrs, s->leaver->personal->pdata[i]);
+    g_ptr_array_add(addrs, NULL);
+    if (incident_of_employee(arc_index(s->arc), (const char *const *)addrs->pdata,
+                             MAX(s->incident_since, 0), &list, error_r) < 0)
+        goto out;
+    for (guint i = 0; i < list->len; i++) {
+        const struct incident *inc = list->pdata[i];
+        struct flagged fl = { NULL, NULL, -1 };
+        char *q = g_strdup_printf("id:%" G_GINT64_FORMAT, inc->msg), *to, *rule, day[16];
+        JsonObject *o = NULL;
+
+        /* a purged message matches no query: the incident alone speaks */
+        if (!inc->purged && idx_search(arc_index(s->arc), q, 1, 0, NULL, on_flagged, &fl,
+                                       error_r) < 0) {
+            g_free(q);
+            goto out;
+        }
+        g_free(q);
+        rule = g_strdup_printf("%s/%s (%s)", inc->category, inc->rule, inc->action);
+        if (fl.message_id != NULL && *fl.message_id != '\0')
+            o = g_hash_table_lookup(s->incident_ids, fl.message_id);
+        if (o != NULL && json_object_has_member(o, "evidence")) {
+            /* a second finding of the same message */
+            char *both = g_strdup_printf("%s; %s", json_object_get_string_member(o, "rule"), rule);
+            json_object_set_string_member(o, "rule", both);
+            g_free(both);
+            if (*inc->evidence != '\0') {
+                both = g_strdup_printf("%s; %s", json_object_get_string_member(o, "evidence"),
+                                       inc->evidence);
+                json_object_set_string_member(o, "evidence", both);
+                g_free(both);
+            }
+        } else {
+            char *where;
+
+            if (o == NULL) {
+                o = json_object_new();
+                json_array_add_object_element(s->incidents, o);
+                if (fl.message_id != NULL && *fl.message_id != '\0')
+                    g_hash_table_insert(s->incident_ids, g_strdup(fl.message_id), o);
+                where = g_strdup("custos-milter");
+            } else {
+                where = g_strdup_printf("custos-milter, %s",
+                                        json_object_get_string_member(o, "where"));
+            }
+            hov_day(inc->time, day, sizeof(day));
+            to = g_strjoinv(", ", inc->rcpts);
+            json_object_set_string_member(o, "date", day);
+            json_object_set_string_member(o, "subject", fl.subject != NULL ? fl.subject
+                                                                            : "(purged)");
+            json_object_set_string_member(o, "to", to);
+            json_object_set_int_member(o, "attachments", fl.n_att);
+            json_object_set_string_member(o, "where", where);
+            g_free(where);
+            json_object_set_string_member(o, "rule", rule);
+            json_object_set_string_member(o, "evidence", inc->evidence);
+            json_object_set_int_member(o, "archive_id", inc->msg);
+            g_free(to);
+        }
+        g_free(rule);
+        g_free(fl.message_id);
+        g_free(fl.subject);
+    }
+    ret = 0;
+out:
+    if (list != NULL)
+        g_ptr_array_free(list, TRUE);
+    g_ptr_array_free(addrs, TRUE);
+    return ret;
+}
+
 #define IDS_PER_QUERY 200
 
 static int survey_archive(struct hov_survey *s, GPtrArray *hits, char **error_r)
@@ -822,6 +922,8 @@ static int survey_archive(struct hov_survey *s, GPtrArray *hits, char **error_r)
     hov_day(MAX(s->incident_since, 0), day, sizeof(day));
     g_string_append_printf(q, ") after:%s", day);
     if (idx_search(arc_index(s->arc), q->str, -1, 0, NULL, on_incident, s, error_r) < 0)
+        goto out;
+    if (survey_flagged(s, error_r) < 0)
         goto out;
     ret = 0;
 out:

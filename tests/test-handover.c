@@ -6,8 +6,9 @@
  * signatures, Sieve redirects, the journal; then the program on a leaver
  * built from the sample directory's sales mailbox (tests/data/handover):
  * plan, apply, every bad input, resume after a kill at each step, a full
- * disk, notices, the package, the forwarding audit; and end to end with a
- * private Dovecot on 127.0.0.1 read over IMAP by curl.
+ * disk, notices, the package, the forwarding audit, incidents (custos-
+ * milter's, from spool entries with findings, and the archive's); and end
+ * to end with a private Dovecot on 127.0.0.1 read over IMAP by curl.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include "custos/handover-forwards.h"
 #include "custos/handover-maildir.h"
 #include "custos/msg.h"
+#include "custos/spool.h"
 #include "dovecot.h"
 #include <sqlite3.h>
 #include "../handover/handover-private.h"
@@ -861,6 +863,8 @@ static const char sieve_text[] =
 /* A fresh archive with the sales mailbox and the sample directory (plus
  * the leaver's 明远贸易), the two Maildirs, and forwardings of the leaver
  * in every place the audit looks. extra: more [handover] lines. 0 or -1. */
+static const char *fx_archive_extra;   /* more [archive] lines for the next fx_setup */
+
 static int fx_setup(struct fx *f, const char *extra, int subs_v2, const char *before_maildirs)
 {
     char *p, *cmd;
@@ -875,7 +879,7 @@ static int fx_setup(struct fx *f, const char *extra, int subs_v2, const char *be
     f->conf = g_build_filename(f->dir, "custos.conf", NULL);
     f->leaver = g_build_filename(f->dir, "vmail/corp.example/wang.wei/Maildir", NULL);
     f->succ = g_build_filename(f->dir, "vmail/corp.example/li.na/Maildir", NULL);
-    g_string_printf(c, "[archive]\ndir = %s/archive\n[directory]\n"
+    g_string_printf(c, "[archive]\ndir = %s/archive\n%s[directory]\n"
                     "webmail_domains = %s/conf/webmail-domains.txt\n[handover]\n"
                     "maildir = %s/vmail/%%d/%%n/Maildir\nalias_maps = %s/etc/aliases\n"
                     "virtual_maps = %s/etc/virtual\nforward_file = %s/home/%%n/.forward\n"
@@ -883,8 +887,9 @@ static int fx_setup(struct fx *f, const char *extra, int subs_v2, const char *be
                     "notice_template_zh = %s/conf/handover-notice.zh.txt\n"
                     "notice_template_en = %s/conf/handover-notice.en.txt\n"
                     "sendmail = %s/sendmail\npostfix_config = %s/postfix\n%s",
-                    f->dir, f->src, f->dir, f->dir, f->dir, f->dir, f->dir, f->src, f->src,
-                    f->dir, f->dir, extra != NULL ? extra : "");
+                    f->dir, fx_archive_extra != NULL ? fx_archive_extra : "", f->src, f->dir,
+                    f->dir, f->dir, f->dir, f->dir, f->src, f->src, f->dir, f->dir,
+                    extra != NULL ? extra : "");
     put_text(f->conf, c->str);
     g_string_free(c, TRUE);
     if (arc(f, NULL, NULL, "init", NULL) != 0)
@@ -1957,6 +1962,81 @@ out:
     fx_free(&f);
 }
 
+/* custos-milter's findings (as its spool entries carry them) become
+ * incidents on ingest; the report lists them with rule and evidence,
+ * merged with what the archive search finds of the same message, and
+ * keeps what only that search finds. */
+static void test_incidents(void)
+{
+    static const char leak[] =
+        "From: wang.wei@corp.example\r\nTo: wangwei@163.com\r\nSubject: customers\r\n"
+        "Message-ID: <inc-1@corp.example>\r\nDate: Mon, 30 Mar 2026 18:00:00 +0800\r\n\r\n"
+        "buyer@acme.example +1 415 555 0100\r\n";
+    static const char partner[] =
+        "From: wang.wei@corp.example\r\nTo: desk@ab-partners.example\r\nSubject: list\r\n"
+        "Message-ID: <inc-2@corp.example>\r\nDate: Tue, 31 Mar 2026 18:00:00 +0800\r\n\r\n"
+        "info@mingyuan.example +86 755 2222 3333\r\n";
+    struct spool_finding f1 = { "personal-webmail", "personal-webmail/sales", "tag",
+                                "sales mail with 2 customer contact items" };
+    struct spool_finding f2 = { "self-forward", "self-forward/personal-address", "tag",
+                                "to w***@163.com, a registered personal address" };
+    struct spool_finding f3 = { "customer-data", "customer-data/count", "hold",
+                                "2 customer contact items of 1 customer" };
+    struct spool_finding *leak_f[] = { &f1, &f2 }, *partner_f[] = { &f3 };
+    char *rc1[] = { "wangwei@163.com", NULL }, *rc2[] = { "desk@ab-partners.example", NULL };
+    struct spool_entry e = { .time = 1774900000, .client = "127.0.0.1", .sender =
+                             "wang.wei@corp.example", .queue_id = "4ABC", .source = "milter" };
+    struct fx f;
+    char *spool, *id, *out = NULL, *argv[5];
+
+    CU_ASSERT_EQUAL_FATAL(fx_setup(&f, NULL, 0, NULL), 0);
+    spool = g_build_filename(f.dir, "archive/spool", NULL);
+    CU_ASSERT_EQUAL_FATAL(spool_init(spool, NULL), 0);
+    e.rcpts = rc1;
+    e.findings = leak_f;
+    e.n_findings = 2;
+    e.raw = g_bytes_new_static(leak, strlen(leak));
+    CU_ASSERT_EQUAL(spool_write(spool, &e, NULL, NULL), 0);
+    g_bytes_unref(e.raw);
+    e.rcpts = rc2;
+    e.findings = partner_f;
+    e.n_findings = 1;
+    e.time += 86400;
+    e.raw = g_bytes_new_static(partner, strlen(partner));
+    CU_ASSERT_EQUAL(spool_write(spool, &e, NULL, NULL), 0);
+    g_bytes_unref(e.raw);
+    argv[0] = f.arcbin;
+    argv[1] = "-c";
+    argv[2] = f.conf;
+    argv[3] = "ingest";
+    argv[4] = NULL;
+    CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(sql_int(&f, "SELECT count(*) FROM incidents"), 3);
+
+    id = fx_plan(&f, NULL);
+    CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "json", NULL), 0);
+    /* the leak: two findings, also found by the archive search */
+    CU_ASSERT(out != NULL && strstr(out, "\"rule\" : \"personal-webmail/personal-webmail/sales "
+                                         "(tag); self-forward/self-forward/personal-address "
+                                         "(tag)\"") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "\"where\" : \"custos-milter, archive\"") != NULL);
+    /* customer data to a partner: only the milter saw it as an incident */
+    CU_ASSERT(out != NULL && strstr(out, "\"to\" : \"desk@ab-partners.example\"") != NULL &&
+              strstr(out, "\"rule\" : \"customer-data/customer-data/count (hold)\"") != NULL &&
+              strstr(out, "\"evidence\" : \"2 customer contact items of 1 customer\"") != NULL);
+    /* the archive's own: 备份 to 163.com, before custos-milter ran */
+    CU_ASSERT(out != NULL && strstr(out, "\"subject\" : \"\xe5\xa4\x87\xe4\xbb\xbd\"") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "flagged as") != NULL &&
+              strstr(out, "customer-data/customer-data/count (hold)") != NULL);
+    g_free(out);
+    g_free(id);
+    g_free(spool);
+    fx_free(&f);
+}
+
 CUS_SUITE(handover)
 {
     CU_pSuite s = CU_add_suite("handover", NULL, NULL);
@@ -1986,4 +2066,5 @@ CUS_SUITE(handover)
     CU_add_test(s, "disk full mid-copy, then finished", test_cli_disk_full);
     CU_add_test(s, "end to end: a private Dovecot shows the successor everything",
                 test_dovecot_e2e);
+    CU_add_test(s, "incidents: custos-milter's and the archive's in the report", test_incidents);
 }
