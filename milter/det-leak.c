@@ -511,17 +511,31 @@ static int forward_external(const struct det_envelope *env, const struct det_mes
 
 /* ---- auto-forward ----------------------------------------------------------------- */
 
-/* Headers that forwarding software adds: name, and a word its value must
- * contain (NULL: any value). */
+/* Headers that forwarding software adds: name, and what its value must
+ * have: a word (ASCII case ignored), or NULL for an internal address (the
+ * mailbox whose rule forwarded it, the recipient it was forwarded for). */
 static const struct {
     const char *name, *value;
 } fwd_markers[] = {
     { "X-Forwarded-For", NULL }, { "X-Forwarded-To", NULL },
-    { "X-MS-Exchange-Inbox-Rules-Loop", NULL },
+    { "X-MS-Exchange-Inbox-Rules-Loop", NULL }, { "X-Autoforward", NULL },
+    { "X-Mail-Autoforward", NULL },
     { "X-MS-Exchange-Organization-AutoForwarded", "true" },
-    { "X-Autoforwarded", "true" }, { "X-Autoforward", NULL },
-    { "Auto-Submitted", "forward" }, { "X-Mail-Autoforward", NULL },
+    { "X-Autoforwarded", "true" }, { "Auto-Submitted", "forward" },
 };
+
+/* Does v name an internal address? */
+static int names_internal(const struct det_envelope *env, const char *v)
+{
+    GPtrArray *a = g_ptr_array_new_with_free_func(g_free);
+    int found = 0;
+
+    addrs_in(v, strlen(v), a);
+    for (guint i = 0; i < a->len && !found; i++)
+        found = dir_is_internal(env->dir, a->pdata[i], NULL) > 0;
+    g_ptr_array_free(a, TRUE);
+    return found;
+}
 
 /* The first of refs that came from outside to us; one finding for the
  * recipients of to it did not go to then. */
@@ -573,20 +587,30 @@ static int auto_forward(const struct det_envelope *env, const struct det_message
             g_ptr_array_add(to, env->rcpts[i].addr);
     if (to->len == 0)
         goto out;
-    for (guint i = 0; i < m->headers->len && (resent == NULL || marker == NULL); i++) {
+    /* the newest Resent-From (or -Sender) says who re-sent it: one of us;
+     * Resent-* a list server or someone outside added is not ours */
+    for (guint i = 0; i < m->headers->len && env->dir != NULL; i++) {
         const struct msg_header *h = m->headers->pdata[i];
-        if (resent == NULL && g_ascii_strncasecmp(h->name, "Resent-", 7) == 0)
-            resent = h->name;
+        if (g_ascii_strcasecmp(h->name, "Resent-From") == 0 ||
+            g_ascii_strcasecmp(h->name, "Resent-Sender") == 0) {
+            if (names_internal(env, h->value))
+                resent = h->name;
+            break;
+        }
+    }
+    for (guint i = 0; i < m->headers->len && marker == NULL && env->dir != NULL; i++) {
+        const struct msg_header *h = m->headers->pdata[i];
         for (size_t k = 0; k < G_N_ELEMENTS(fwd_markers) && marker == NULL; k++)
             if (g_ascii_strcasecmp(h->name, fwd_markers[k].name) == 0 &&
-                (fwd_markers[k].value == NULL ||
-                 det_text_find(h->value, 0, strlen(h->value), fwd_markers[k].value) >= 0))
+                (fwd_markers[k].value != NULL
+                     ? det_text_find(h->value, 0, strlen(h->value), fwd_markers[k].value) >= 0
+                     : names_internal(env, h->value)))
                 marker = h->name;
     }
     if (from_inside(env) && resent != NULL)
         finding_for(out, "auto-forward", "auto-forward/resent",
-                    resent[7] == 'F' || resent[7] == 'f' ? "re-sent (Resent-From header)"
-                    : "re-sent (Resent-* headers)", to);
+                    resent[7] == 'F' || resent[7] == 'f' ? "re-sent by one of us (Resent-From)"
+                    : "re-sent by one of us (Resent-Sender)", to);
     if (from_inside(env) && marker != NULL) {
         char *what = g_strdup_printf("forwarded automatically (%s header)", marker);
         finding_for(out, "auto-forward", "auto-forward/marker", what, to);

@@ -271,6 +271,36 @@ scenario("fwd-thread-references", "a reply in a customer's archived thread (In-R
 reply = ("王经理：\n\n交期确认为7月15日。\n\n李娜\n\n-----原始邮件-----\n"
          "发件人: 王芳 [mailto:purchasing@xingchen.example]\n发送时间: 2024年6月12日 9:30\n"
          "收件人: 李娜 <li.na@corp.example>\n主题: 采购订单 PO-2024-0612\n\n" + PO_BODY)
+fwd = ("Peter, see below.\n\n> -------- Forwarded Message --------\n> Subject: Re: CX-200 "
+       "pricing\n> Date: Mon, 10 Jun 2024 17:02:11 +0200\n> From: Peter Gibbons "
+       "<peter@initech.example>\n> To: John Smith <john.smith@corp.example>\n>\n"
+       "> We can accept 38.90 if you match the Globex terms.\n")
+scenario("fwd-thunderbird-quoted", "Thunderbird forward header (Subject/Date/From/To order) "
+         "inside '>' quotes, sent to another customer",
+         message(addr("John Smith", "john.smith@corp.example"), "ops@globex.example",
+                 "Fwd: Re: CX-200 pricing", text_part(fwd, "utf-8", "7bit")),
+         "john.smith@corp.example", ["ops@globex.example"], ["forward-external"])
+
+fwd = ("FYI, nice offer.\n\n-----Original Message-----\nFrom: Deals <news@vendor-mailer."
+       "example>\nSent: Monday, June 10, 2024 9:00 AM\nTo: john.smith@corp.example\n"
+       "Subject: 20% off lab equipment\n\nThis week only: 20% off all oscilloscopes.\n")
+scenario("neg-forward-vendor-mail", "a vendor's newsletter (not a customer) forwarded outside",
+         message(addr("John Smith", "john.smith@corp.example"), "friend@otherlab.example",
+                 "FW: 20% off lab equipment", text_part(fwd, "utf-8", "quoted-printable")),
+         "john.smith@corp.example", ["friend@otherlab.example"], [])
+
+lst = message(addr("Jane Dev", "jane@opensource.example"), "dev@lists.opensource.example",
+              "[dev] release 2.0 schedule",
+              text_part("The 2.0 release is planned for July; please test the RCs.\n",
+                        "utf-8", "7bit"),
+              extra=[("Resent-From", "dev-bounces@lists.opensource.example"),
+                     ("Resent-To", "dev@lists.opensource.example"),
+                     ("Resent-Date", "Mon, 10 Jun 2024 10:00:00 +0000"),
+                     ("X-Forwarded-For", "dev@lists.opensource.example")])
+scenario("neg-resent-by-list", "a mailing list's message (Resent-* and X-Forwarded-For by the "
+         "list server) passed on to an outside friend",
+         lst, "liu.yang@corp.example", ["friend@otherlab.example"], [])
+
 scenario("neg-reply-to-customer", "a normal reply to the customer, quoting the customer "
          "(Outlook in Chinese, GB2312)",
          message(addr("李娜", "li.na@corp.example", "gb2312"), "purchasing@xingchen.example",
