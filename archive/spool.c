@@ -162,6 +162,115 @@ static void put_envelope(GString *h, const struct spool_entry *e, guint64 len, c
     g_string_append_printf(h, "size %" G_GUINT64_FORMAT "\nsha256 %s\n", len, hex);
 }
 
+/*
+ * Group commit of SPOOL/new/: a writer whose entry is renamed into new/
+ * waits for an fsync of the directory that started after its rename. One
+ * writer runs that fsync for every entry renamed before it started, the
+ * others wait for it, so concurrent writers share directory syncs instead
+ * of queueing one each. Rounds are numbered: a writer's round is the first
+ * one to start after it took the lock (later than its rename). If a round
+ * fails, its writers and every writer still waiting then fail: success is
+ * never claimed for an entry whose directory sync did not succeed.
+ */
+struct dsync {
+    GMutex lock;
+    GCond done;
+    guint64 started, finished;  /* rounds */
+    guint64 failed;             /* the last round that failed, 0: none */
+    int failed_errno;
+    int running;
+};
+
+static GMutex dsync_lock;
+static GHashTable *dsync_dirs;  /* directory path -> struct dsync * (kept: few) */
+static guint64 dsync_rounds, dsync_entries;  /* statistics (dsync_lock) */
+
+static struct dsync *dsync_of(const char *dir)
+{
+    struct dsync *d;
+
+    g_mutex_lock(&dsync_lock);
+    if (dsync_dirs == NULL)
+        dsync_dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    if ((d = g_hash_table_lookup(dsync_dirs, dir)) == NULL) {
+        d = g_new0(struct dsync, 1);
+        g_mutex_init(&d->lock);
+        g_cond_init(&d->done);
+        g_hash_table_insert(dsync_dirs, g_strdup(dir), d);
+    }
+    g_mutex_unlock(&dsync_lock);
+    return d;
+}
+
+/* fsync(dir): 0, or -1 with errno. */
+static int dsync_run(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), e;
+
+    if (fd < 0)
+        return -1;
+    if (fsync(fd) < 0) {
+        e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Make what was renamed into dir so far durable (see above). */
+static int dir_commit(const char *dir, char **error_r)
+{
+    struct dsync *d = dsync_of(dir);
+    guint64 mine;
+    int ret = 0;
+
+    g_mutex_lock(&d->lock);
+    mine = d->started + 1;
+    while (d->finished < mine) {
+        if (d->running) {
+            g_cond_wait(&d->done, &d->lock);
+            continue;
+        }
+        guint64 round = ++d->started;
+        int r, e;
+
+        d->running = 1;
+        g_mutex_unlock(&d->lock);
+        r = dsync_run(dir);
+        e = errno;
+        g_mutex_lock(&dsync_lock);
+        dsync_rounds++;
+        g_mutex_unlock(&dsync_lock);
+        g_mutex_lock(&d->lock);
+        d->running = 0;
+        d->finished = round;
+        if (r < 0) {
+            d->failed = round;
+            d->failed_errno = e;
+        }
+        g_cond_broadcast(&d->done);
+    }
+    if (d->failed >= mine) {
+        errno = d->failed_errno;
+        ret = cus_error_errno(error_r, "fsync(%s) failed", dir);
+    }
+    g_mutex_unlock(&d->lock);
+    g_mutex_lock(&dsync_lock);
+    dsync_entries++;
+    g_mutex_unlock(&dsync_lock);
+    return ret;
+}
+
+void spool_commit_stats(guint64 *entries_r, guint64 *syncs_r)
+{
+    g_mutex_lock(&dsync_lock);
+    *entries_r = dsync_entries;
+    *syncs_r = dsync_rounds;
+    g_mutex_unlock(&dsync_lock);
+}
+
 /* A fresh id: TIME.USEC.PID.RANDOM16HEX. */
 static void new_id(char id[SPOOL_ID_MAX + 1])
 {
@@ -249,7 +358,7 @@ int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
         cus_error_errno(error_r, "rename(%s, %s) failed", tmp, dst);
         goto out_unlink;
     }
-    if (cus_fsync_dir(newdir, error_r) < 0) {
+    if (dir_commit(newdir, error_r) < 0) {
         /* Not promised durable: take it back, the caller will retry. */
         unlink(dst);
         goto out;
@@ -427,7 +536,7 @@ int spool_writer_commit(struct spool_writer **wp, const struct spool_entry *env,
         goto out;
     }
     newdir = g_build_filename(w->dir, "new", NULL);
-    if (cus_fsync_dir(newdir, error_r) < 0) {
+    if (dir_commit(newdir, error_r) < 0) {
         /* Not promised durable: take it back, the caller will retry. */
         unlink(dst);
         goto out;

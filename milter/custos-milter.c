@@ -44,6 +44,7 @@
 #include "custos/cfg.h"
 #include "custos/log.h"
 #include "custos/milter.h"
+#include "custos/spool.h"
 #include "custos/util.h"
 
 #define EX_USAGE 64
@@ -297,7 +298,12 @@ int main(int argc, char **argv)
         log_warn("NOQUEUE: %d messages still under way after %d s: exiting (the MTA "
                  "answers them with its milter_default_action)", mlt_in_flight(),
                  start->mlt_timeout);
-    log_info("NOQUEUE: stopped");
+    {
+        guint64 entries, syncs;
+        spool_commit_stats(&entries, &syncs);
+        log_info("NOQUEUE: stopped (%" G_GUINT64_FORMAT " messages journalled, new/ synced %"
+                 G_GUINT64_FORMAT " times)", entries, syncs);
+    }
     /* the pid file, if this user may (it may sit in a directory of root's) */
     if (start->mlt_pid_file != NULL)
         unlink(start->mlt_pid_file);

@@ -1183,12 +1183,15 @@ static void test_full(void)
  * SIGKILL under load: smtp-source pushes N messages into the front, which
  * relays them to the gateway while the milter is killed and restarted
  * again and again. In the end every message reached the sink, and every
- * queue id the gateway's log says it accepted is in the archive.
+ * queue id the gateway's log says it accepted is in the archive. Over
+ * TCP (every step answered) and over a unix socket (answers only at DATA
+ * and end of message); the writers commit together (group commit of
+ * new/), which the last milter's exit line counts.
  */
 #define KILL_MSGS 300
 #define KILL_TIMES 5
 
-static void test_kill(void)
+static void kill_run(int inet)
 {
     struct chain c;
     char *port, *out = NULL, *err = NULL;
@@ -1203,7 +1206,7 @@ static void test_kill(void)
 
     MT_NEED();
     memset(&c, 0, sizeof(c));
-    CU_ASSERT_EQUAL_FATAL(chain_start(&c, NULL, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(chain_start(&c, NULL, inet), 0);
     ingest_start(&c.f);
     port = g_strdup_printf("127.0.0.1:%d", c.front.port);
     argv[11] = port;
@@ -1236,10 +1239,35 @@ static void test_kill(void)
     CU_ASSERT_EQUAL(missing, 0);
     /* the run did meet the milter down at least once */
     CU_ASSERT(log_count(&c.front, "status=deferred") > 0);
+    /* the last milter journalled some of it, with no more syncs of new/
+     * than messages */
+    CU_ASSERT_EQUAL(milter_stop(&c.f), 0);
+    {
+        char *log = NULL, *at, *last = NULL;
+        unsigned long n = 0, syncs = 0;
+        g_file_get_contents(c.f.log, &log, NULL, NULL);
+        for (at = log; at != NULL && (at = strstr(at, "NOQUEUE: stopped (")) != NULL; at++)
+            last = at;
+        CU_ASSERT(last != NULL && sscanf(last, "NOQUEUE: stopped (%lu messages journalled, "
+                                         "new/ synced %lu times)", &n, &syncs) == 2);
+        fprintf(stderr, "(the last milter: %lu journalled, new/ synced %lu times) ", n, syncs);
+        CU_ASSERT(n > 0 && syncs <= n);
+        g_free(log);
+    }
     g_free(out); g_free(err);
     g_free(port);
     g_rand_free(rnd);
     chain_stop(&c);
+}
+
+static void test_kill_inet(void)
+{
+    kill_run(1);
+}
+
+static void test_kill_unix(void)
+{
+    kill_run(0);
 }
 
 /* The detectors end to end: the directory and the customer mail of
@@ -1349,5 +1377,7 @@ CUS_SUITE(milter)
                 test_readonly);
     CU_add_test(s, "spool full (tmpfs): 451, waits, archived once there is room", test_full);
     CU_add_test(s, "SIGKILL under load (inet socket): every accepted message archived",
-                test_kill);
+                test_kill_inet);
+    CU_add_test(s, "SIGKILL under load (unix socket, answers at DATA and EOM only): every "
+                   "accepted message archived", test_kill_unix);
 }

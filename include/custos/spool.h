@@ -124,7 +124,10 @@ int spool_write(const char *spool_dir, const struct spool_entry *e,
  * spool_write(). A writer that is aborted, or whose commit fails, leaves
  * nothing in new/ (its temp file is removed). A writer killed before it
  * commits leaves its temp file in tmp/: spool_sweep_tmp() removes those.
- * One writer is used by one thread at a time.
+ * One writer is used by one thread at a time; writers in several threads
+ * commit together: new/ is fsync'd once for every entry renamed into it
+ * before that fsync started (group commit), and each commit returns once
+ * such a sync of its own entry succeeded.
  */
 struct spool_writer;
 
@@ -150,6 +153,11 @@ int spool_writer_commit(struct spool_writer **w, const struct spool_entry *env,
                         char *sha_hex_r, char **error_r);
 /* Drop an unfinished entry: its temp file removed, the writer freed. */
 void spool_writer_abort(struct spool_writer **w);
+
+/* Entries committed (spool_write, spool_writer_commit) and fsyncs of new/
+ * they took in this process so far: fewer syncs than entries is the group
+ * commit at work. */
+void spool_commit_stats(guint64 *entries_r, guint64 *syncs_r);
 
 /* Remove what writers that are gone left in SPOOL/tmp/: files whose id's
  * PID is not a running process, and any file older than max_age seconds
