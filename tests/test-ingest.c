@@ -207,9 +207,20 @@ static guint count_dir(const char *dir, const char *sub)
     return n;
 }
 
-/* Entry i of a varied series: message i % n, envelope from i. */
+/* The findings entry i carries: one for every third, two for every sixth. */
+static size_t findings_of(guint i)
+{
+    return (i % 3 == 0) + (i % 6 == 0);
+}
+
+/* Entry i of a varied series: message i % n, envelope from i, findings. */
 static int enqueue_direct(const char *spool, guint i, char *id_r, GHashTable *shas)
 {
+    struct spool_finding f[2] = {
+        { "departed-sender", "departed-sender/sasl", "hold", "SASL login of a departed employee" },
+        { "customer-data", "customer-data/attachment", "reject", "附件 客户名单.xlsx: 40 个客户" },
+    };
+    struct spool_finding *fp[2] = { &f[0], &f[1] };
     GBytes *raw = g_ptr_array_index(ing_msgs, i % ing_msgs->len);
     char sender[64], client[64], qid[32], r[3][64], *err = NULL;
     char *rcpts[4] = { NULL };
@@ -227,6 +238,8 @@ static int enqueue_direct(const char *spool, guint i, char *id_r, GHashTable *sh
     e.client = client;
     e.queue_id = qid;
     e.rcpts = rcpts;
+    e.findings = fp;
+    e.n_findings = findings_of(i);
     if (spool_write(spool, &e, id_r, &err) < 0) {
         fprintf(stderr, "\n  %s", err);
         g_free(err);
@@ -786,6 +799,17 @@ static void test_kill(void)
     CU_ASSERT_EQUAL(count_dir(fx.spool, "failed"), 0);
     CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(*) FROM deliveries"), next);
     CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(*) FROM messages"), g_hash_table_size(shas));
+    /* every finding an incident, once, with its chain event */
+    {
+        gint64 want = 0;
+        for (guint i = 0; i < next; i++)
+            want += (gint64)findings_of(i);
+        CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(*) FROM incidents"), want);
+        CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(*) FROM chain WHERE type = 'incident'"),
+                        want);
+        CU_ASSERT_EQUAL(q_int(fx.arc, "SELECT count(*) FROM incidents i JOIN deliveries d"
+                              " ON d.spool_id = i.spool_id AND d.msg = i.msg"), want);
+    }
     done = spool_ids(fx.arc);
     CU_ASSERT_EQUAL(g_hash_table_size(done), next);
     {
