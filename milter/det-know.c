@@ -349,17 +349,20 @@ static void scan_names(const struct det_know *k, const char *text, size_t len,
     t = fold(text, len);
     n = strlen(t);
     for (const char *p = t; p < t + n; p = g_utf8_next_char(p)) {
-        size_t kl = key_len(p, (size_t)(t + n - p));
-        char save = p[kl];
+        size_t kl;
+        char save;
         GPtrArray *list;
 
+        /* a Latin name starts and ends at a word boundary (checked before
+         * the lookup: most positions are inside a word) */
+        if (p > t && g_ascii_isalnum(p[-1]) && g_ascii_isalnum(*p))
+            continue;
+        kl = key_len(p, (size_t)(t + n - p));
+        save = p[kl];
         ((char *)p)[kl] = '\0';
         list = g_hash_table_lookup(k->names, p);
         ((char *)p)[kl] = save;
         if (list == NULL)
-            continue;
-        /* a Latin name starts and ends at a word boundary */
-        if (p > t && g_ascii_isalnum(p[-1]) && g_ascii_isalnum(*p))
             continue;
         for (guint i = 0; i < list->len; i++) {
             const struct det_name *nm = list->pdata[i];

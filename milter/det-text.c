@@ -145,20 +145,39 @@ char *det_text_excerpt(const char *text, size_t len, size_t start, size_t end, s
     return g_string_free(o, FALSE);
 }
 
+/* The first ch in [p, none), or none. */
+static const char *next_byte(const char *p, char ch, const char *none)
+{
+    const char *q = memchr(p, ch, (size_t)(none - p));
+
+    return q != NULL ? q : none;
+}
+
 gssize det_text_find(const char *text, size_t from, size_t to, const char *word)
 {
     size_t wl = strlen(word);
-    char lo, up;
+    const char *last, *none, *lo = NULL, *up = NULL, *c;
+    char l, u;
 
     if (wl == 0 || to < from + wl)
         return -1;
-    /* the first byte in either case, compared inline: this runs over every
-     * short line of every message */
-    lo = g_ascii_tolower(word[0]);
-    up = g_ascii_toupper(word[0]);
-    for (size_t i = from; i + wl <= to; i++)
-        if ((text[i] == lo || text[i] == up) && g_ascii_strncasecmp(text + i, word, wl) == 0)
-            return (gssize)i;
+    /* this runs over every line of every message: the candidates (the first
+     * byte in either case) found with memchr, each kept until passed */
+    l = g_ascii_tolower(word[0]);
+    u = g_ascii_toupper(word[0]);
+    last = text + to - wl;
+    none = last + 1;
+    for (const char *p = text + from; p <= last; p = c + 1) {
+        if (lo == NULL || lo < p)
+            lo = next_byte(p, l, none);
+        if (up == NULL || up < p)
+            up = l == u ? none : next_byte(p, u, none);
+        c = lo < up ? lo : up;
+        if (c == none)
+            return -1;
+        if (g_ascii_strncasecmp(c, word, wl) == 0)
+            return (gssize)(c - text);
+    }
     return -1;
 }
 

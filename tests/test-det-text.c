@@ -122,6 +122,41 @@ static void test_near(void)
     CU_ASSERT_EQUAL(det_text_find("abc", 0, 3, ""), -1);
 }
 
+/* det_text_find against the obvious scan, on random text over a small
+ * alphabet (both cases, a UTF-8 lead byte) at every range. */
+static gssize find_slow(const char *text, size_t from, size_t to, const char *word)
+{
+    size_t wl = strlen(word);
+
+    for (size_t i = from; wl > 0 && i + wl <= to; i++)
+        if (g_ascii_strncasecmp(text + i, word, wl) == 0)
+            return (gssize)i;
+    return -1;
+}
+
+static void test_find(void)
+{
+    static const char alpha[] = "aAbB \xe8:";
+    static const char *const words[] = { "a", "Ab", "ba", "bAb", "\xe8" "a", ":", "aaaa", "B:" };
+    GRand *r = g_rand_new_with_seed(42);
+    int wrong = 0;
+
+    for (int n = 0; n < 300; n++) {
+        char text[40];
+        size_t len = (size_t)g_rand_int_range(r, 0, sizeof(text));
+        for (size_t i = 0; i < len; i++)
+            text[i] = alpha[g_rand_int_range(r, 0, sizeof(alpha) - 1)];
+        text[len] = '\0';
+        for (size_t w = 0; w < G_N_ELEMENTS(words); w++)
+            for (size_t from = 0; from <= len; from++)
+                for (size_t to = from; to <= len; to++)
+                    wrong += det_text_find(text, from, to, words[w]) !=
+                             find_slow(text, from, to, words[w]);
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    g_rand_free(r);
+}
+
 CUS_SUITE(det_text)
 {
     CU_pSuite s = CU_add_suite("det_text", NULL, NULL);
@@ -130,4 +165,5 @@ CUS_SUITE(det_text)
     CU_add_test(s, "masks", test_mask);
     CU_add_test(s, "excerpt", test_excerpt);
     CU_add_test(s, "words near", test_near);
+    CU_add_test(s, "find: the same as a plain scan on random text, any range", test_find);
 }
