@@ -72,7 +72,9 @@ printf 'if header :contains "subject" "order" {\n  redirect "wangwei@163.com";\n
     > "$T/vmail/corp.example/wang.wei/sieve/main.sieve"
 
 H forwards wang.wei@corp.example
-H plan --from wang.wei@corp.example --to li.na@corp.example --effective "$(date -u +%F)" \
+# He left at the end of March 2026, when the sample mail ends (the report's
+# incidents are those of the 90 days before).
+H plan --from wang.wei@corp.example --to li.na@corp.example --effective 2026-04-01 \
     --postfix-map "$T/etc/handover-virtual" | tee "$T/plan.out"
 id=$(sed -n 's/^plan \(.*\) saved in .*/\1/p' "$T/plan.out")
 [ -n "$id" ] || { echo "demo: no plan id in plan's output" >&2; exit 1; }
