@@ -615,25 +615,33 @@ static void test_of_employee(void)
 }
 
 /* Retention purges a flagged message: its incidents stay, marked purged;
- * no query finds the message; verify and reindex agree. (Last: it
- * changes the archive.) */
+ * no query finds the message; verify and reindex agree. A legal hold on
+ * flagged: keeps another past its period. (Last: it changes the archive.) */
 static void test_purge(void)
 {
     char *before, *after, *out = NULL, *err = NULL, sql[300];
-    gint64 idb;
+    gint64 ida, idb;
 
+    g_snprintf(sql, sizeof(sql), "SELECT msg FROM deliveries WHERE spool_id = '%s'", in_id[0]);
+    ida = sql_int(sql);
     g_snprintf(sql, sizeof(sql), "SELECT msg FROM deliveries WHERE spool_id = '%s'", in_id[1]);
     idb = sql_int(sql);
-    CU_ASSERT_FATAL(idb > 0);
+    CU_ASSERT_FATAL(ida > 0 && idb > 0);
     g_snprintf(sql, sizeof(sql), "UPDATE messages SET added = added - 8 * 366 * 86400"
-               " WHERE id = %" G_GINT64_FORMAT, idb);
+               " WHERE id IN (%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ")", ida, idb);
     sql_exec(sql);
+    CU_ASSERT_EQUAL(cli(&out, &err, "hold", "add", "leaks", "flagged:customer-data", NULL), 0);
+    CU_ASSERT_PTR_NOT_NULL(out != NULL ? strstr(out, "1 messages match now") : NULL);
+    g_free(out); g_free(err);
     before = dump();
     CU_ASSERT_EQUAL(cli(&out, &err, "retention", NULL), 0);
     g_free(out); g_free(err);
     g_snprintf(sql, sizeof(sql), "SELECT count(*) FROM messages WHERE id = %" G_GINT64_FORMAT,
                idb);
     CU_ASSERT_EQUAL(sql_int(sql), 0);
+    g_snprintf(sql, sizeof(sql), "SELECT count(*) FROM messages WHERE id = %" G_GINT64_FORMAT,
+               ida);
+    CU_ASSERT_EQUAL(sql_int(sql), 1);
     after = dump();
     CU_ASSERT_STRING_EQUAL(after, before);
     g_free(after);
@@ -670,5 +678,6 @@ CUS_SUITE(incidents)
     CU_add_test(s, "custos-archive incidents: text, JSON, filters, errors, audit",
                 test_command);
     CU_add_test(s, "incident_of_employee for the handover report", test_of_employee);
-    CU_add_test(s, "retention purges a flagged message: its incidents stay", test_purge);
+    CU_add_test(s, "retention purges a flagged message: its incidents stay; a hold on "
+                   "flagged: keeps one", test_purge);
 }
