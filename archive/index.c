@@ -469,8 +469,17 @@ int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN])
     int ok;
 
     while (p < end) {
-        gunichar c = g_utf8_get_char(p);
-        const char *n = g_utf8_next_char(p);
+        gunichar c;
+        const char *n;
+        if ((unsigned char)*p < 0x80) {
+            /* ASCII, most of any body: g_unichar_isspace's spaces inline */
+            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\f')
+                g_string_append_c(t, *p);
+            p++;
+            continue;
+        }
+        c = g_utf8_get_char(p);
+        n = g_utf8_next_char(p);
         if (!g_unichar_isspace(c) && c != 0xFEFF && c != 0x200B)
             g_string_append_len(t, p, n - p);
         p = n;

@@ -511,6 +511,57 @@ static void test_detect_body_hash(void)
     msg_free(&m);
 }
 
+/* The body hash as first written (every character through GLib), to check
+ * the one with an ASCII fast path against. */
+static int body_hash_ref(const char *body, unsigned char sha_r[CUS_SHA256_LEN])
+{
+    GString *t = g_string_new(NULL);
+    const char *p = body;
+    int ok;
+
+    for (; *p != '\0'; p = g_utf8_next_char(p)) {
+        gunichar c = g_utf8_get_char(p);
+        if (!g_unichar_isspace(c) && c != 0xFEFF && c != 0x200B)
+            g_string_append_len(t, p, g_utf8_next_char(p) - p);
+    }
+    ok = t->len >= IDX_BODY_HASH_MIN;
+    if (ok)
+        cus_sha256(t->str, t->len, sha_r);
+    g_string_free(t, TRUE);
+    return ok;
+}
+
+/* Random bodies of every ASCII byte and Unicode spaces among Chinese: the
+ * same hash, and the same "too short", as the plain version. */
+static void test_detect_body_hash_same(void)
+{
+    static const char *const pieces[] = {
+        "\u3000", "\u00a0", "\u2028", "\u2029", "\ufeff", "\u200b", "\xc2\x85", "合同",
+        "单价", "\u2003", "\xef\xbc\x90",
+    };
+    GRand *r = g_rand_new_with_seed(7);
+    struct msg *m = msg_new_unparsed("test");
+    int wrong = 0;
+
+    for (int n = 0; n < 2000; n++) {
+        unsigned char a[CUS_SHA256_LEN], b[CUS_SHA256_LEN];
+        int len = g_rand_int_range(r, 0, 120);
+        g_string_truncate(m->body, 0);
+        for (int i = 0; i < len; i++) {
+            if (g_rand_int_range(r, 0, 4) == 0)
+                g_string_append(m->body, pieces[g_rand_int_range(r, 0, G_N_ELEMENTS(pieces))]);
+            else
+                g_string_append_c(m->body, (char)g_rand_int_range(r, 1, 128));
+        }
+        if (idx_body_hash(m, a) != body_hash_ref(m->body->str, b) ||
+            (body_hash_ref(m->body->str, b) && memcmp(a, b, sizeof(a)) != 0))
+            wrong++;
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    msg_free(&m);
+    g_rand_free(r);
+}
+
 /* Split an mbox at every "From " line (as tests/data/pydecode.py does). */
 static void corpus_file(struct fx *fx, const char *path, GHashTable *counts, int *msgs,
                         int *unparsed, GArray *times)
@@ -632,6 +683,8 @@ CUS_SUITE(detect)
     CU_add_test(s, "phone keys", test_detect_phone_key);
     CU_add_test(s, "customer data in text", test_detect_scan);
     CU_add_test(s, "body hash", test_detect_body_hash);
+    CU_add_test(s, "body hash: the same as through GLib for every character, on random text",
+                test_detect_body_hash_same);
     CU_add_test(s, "labelled scenarios: precision and recall", test_detect_scenarios);
     CU_add_test(s, "real mail: none of it flagged as customer data or threads",
                 test_detect_corpus);
