@@ -346,7 +346,7 @@ static void scan_names(const struct det_know *k, const char *text, size_t len,
 
     if (g_hash_table_size(k->names) == 0)
         return;
-    t = fold(text, len);
+    t = g_ascii_strdown(text, len);
     n = strlen(t);
     for (const char *p = t; p < t + n; p = g_utf8_next_char(p)) {
         size_t kl;
@@ -379,16 +379,9 @@ static void scan_names(const struct det_know *k, const char *text, size_t len,
 
 void det_know_scan(const struct det_know *k, const char *text, size_t len, GHashTable *items)
 {
-    char *norm;
-    size_t n;
-
     if (len == 0)
         return;
-    /* full-width digits and "＠" become ASCII */
-    norm = det_text_norm(text, len);
-    n = strlen(norm);
-    scan_addrs(k, norm, n, items);
-    scan_phones(k, norm, n, items);
-    g_free(norm);
+    scan_addrs(k, text, len, items);
+    scan_phones(k, text, len, items);
     scan_names(k, text, len, items);
 }

@@ -44,27 +44,6 @@ static void thread_free(gpointer p)
     g_free(t);
 }
 
-struct det_cache *det_cache_new(void)
-{
-    return g_new0(struct det_cache, 1);
-}
-
-void det_cache_free(struct det_cache **cp)
-{
-    struct det_cache *c = *cp;
-
-    if (c == NULL)
-        return;
-    *cp = NULL;
-    if (c->items != NULL)
-        g_hash_table_destroy(c->items);
-    if (c->threads != NULL)
-        g_ptr_array_free(c->threads, TRUE);
-    det_know_unref(&c->know);
-    g_free(c->leak_error);
-    g_free(c);
-}
-
 static int cfg_int(const struct det_envelope *env, size_t which)
 {
     static const int dflt[] = { 5, 2, 4 };
@@ -206,9 +185,8 @@ static const char *qline_strip(const char *l)
 /* The customer mail quoted in the body: a From line in a header block
  * (after a separator line, or followed within five lines by another
  * header line), or an attribution line; its To/Cc lines are the also-set. */
-static void quoted_scan(struct det_cache *c, const struct det_envelope *env, const char *body)
+static void quoted_scan(struct det_cache *c, const char *norm)
 {
-    char *norm = det_text_norm(body, -1);
     char **lines = g_strsplit(norm, "\n", -1);
     int block_until = -1;
 
@@ -264,7 +242,6 @@ static void quoted_scan(struct det_cache *c, const struct det_envelope *env, con
         g_ptr_array_free(from, TRUE);
     }
     g_strfreev(lines);
-    g_free(norm);
 }
 
 /* ---- archived mail by Message-ID ----------------------------------------------- */
@@ -343,10 +320,11 @@ static int leak_facts(const struct det_envelope *env, const struct det_message *
         return 0;
     if (det_know_get(env->dir, NAME_MIN(env), &c->know, &c->leak_error) < 0)
         goto fail;
-    det_know_scan(c->know, m->subject, strlen(m->subject), c->items);
-    det_know_scan(c->know, m->body->str, m->body->len, c->items);
-    det_know_scan(c->know, m->att_text->str, m->att_text->len, c->items);
-    quoted_scan(c, env, m->body->str);
+    for (int part = DET_TEXT_SUBJECT; part <= DET_TEXT_ATTS; part++) {
+        const char *t = det_cache_text(dm, part);
+        det_know_scan(c->know, t, strlen(t), c->items);
+    }
+    quoted_scan(c, det_cache_text(dm, DET_TEXT_BODY));
     for (guint i = 0; i < m->atts->len; i++) {
         const struct msg_att *a = m->atts->pdata[i];
         const struct dir_customer *cust;
@@ -366,7 +344,7 @@ fail:
 /* Mail from inside: the envelope sender, From or SASL login is internal. */
 static int from_inside(const struct det_envelope *env)
 {
-    return env->sender.internal || env->from.internal || env->login.internal;
+    return det_from_internal(env) || env->login.internal;
 }
 
 static int external(const struct det_party *p)

@@ -28,10 +28,17 @@ struct det_cache {
     GHashTable *items;                  /* det_know_scan() of subject, body and
                                          * every attachment's text */
     GPtrArray *threads;                 /* struct det_thread * */
+    char *norm[3];                      /* det_cache_text(), made when first asked */
 };
 
 struct det_cache *det_cache_new(void);
 void det_cache_free(struct det_cache **c);
+
+/* The message's text normalised (det_text_norm), once per message for
+ * every detector: its subject, body or attachments' text. Owned by the
+ * cache. */
+enum det_text_part { DET_TEXT_SUBJECT, DET_TEXT_BODY, DET_TEXT_ATTS };
+const char *det_cache_text(const struct det_message *m, enum det_text_part part);
 
 /* det-leak.c: forward-external, auto-forward, customer-data,
  * personal-webmail, bcc-external */

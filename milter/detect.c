@@ -10,6 +10,7 @@
  */
 #include <stdarg.h>
 #include <string.h>
+#include "custos/det-text.h"
 #include "detect-private.h"
 #include "custos/util.h"
 
@@ -171,6 +172,43 @@ const struct dir_employee *det_sending_employee(const struct det_envelope *env)
         strcmp(env->from.addr, env->from.emp->address) == 0)
         return env->from.emp;
     return NULL;
+}
+
+/* ---- what detectors share about a message ----------------------------------- */
+
+struct det_cache *det_cache_new(void)
+{
+    return g_new0(struct det_cache, 1);
+}
+
+void det_cache_free(struct det_cache **cp)
+{
+    struct det_cache *c = *cp;
+
+    if (c == NULL)
+        return;
+    *cp = NULL;
+    if (c->items != NULL)
+        g_hash_table_destroy(c->items);
+    if (c->threads != NULL)
+        g_ptr_array_free(c->threads, TRUE);
+    det_know_unref(&c->know);
+    g_free(c->leak_error);
+    for (size_t i = 0; i < G_N_ELEMENTS(c->norm); i++)
+        g_free(c->norm[i]);
+    g_free(c);
+}
+
+const char *det_cache_text(const struct det_message *m, enum det_text_part part)
+{
+    struct det_cache *c = m->cache;
+    const struct msg *msg = m->msg;
+
+    if (c->norm[part] == NULL)
+        c->norm[part] = part == DET_TEXT_SUBJECT ? det_text_norm(msg->subject, -1)
+                      : part == DET_TEXT_BODY ? det_text_norm(msg->body->str, msg->body->len)
+                      : det_text_norm(msg->att_text->str, msg->att_text->len);
+    return c->norm[part];
 }
 
 /* ---- departed-sender -------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "custos/archive.h"
 #include "custos/cfg.h"
 #include "custos/det-know.h"
+#include "custos/det-text.h"
 #include "custos/detect.h"
 #include "custos/directory.h"
 #include "custos/index.h"
@@ -469,7 +470,9 @@ static void test_detect_scan(void)
         GHashTableIter it;
         gpointer v;
         int n[3] = { 0, 0, 0 };
-        det_know_scan(k, cases[i].text, strlen(cases[i].text), items);
+        char *norm = det_text_norm(cases[i].text, -1);
+        det_know_scan(k, norm, strlen(norm), items);
+        g_free(norm);
         g_hash_table_iter_init(&it, items);
         while (g_hash_table_iter_next(&it, NULL, &v))
             n[((struct det_item *)v)->kind]++;
