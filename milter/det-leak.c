@@ -670,7 +670,8 @@ static int customer_data(const struct det_envelope *env, const struct det_messag
 /* ---- personal-webmail and bcc-external ---------------------------------------------- */
 
 /* Why sales mail to p is a concern: customer data (at the webmail
- * threshold) or a customer thread that counts against p; NULL if neither. */
+ * threshold, an address or phone among it) or a customer thread that
+ * counts against p; NULL if neither. */
 static char *sales_concern(const struct det_envelope *env, const struct det_cache *c,
                            const struct det_party *p)
 {
@@ -678,7 +679,8 @@ static char *sales_concern(const struct det_envelope *env, const struct det_cach
     char *why = NULL;
 
     items_count(c, p, &n);
-    if (n.total >= WEBMAIL_THRESHOLD(env))
+    /* names alone are no contact data: a footer naming reference customers */
+    if (n.total >= WEBMAIL_THRESHOLD(env) && n.addrs + n.phones > 0)
         why = counts_text(&n);
     g_ptr_array_free(n.examples, TRUE);
     for (guint t = 0; t < c->threads->len && why == NULL; t++) {

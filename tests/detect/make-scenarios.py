@@ -458,6 +458,14 @@ scenario("neg-note-own-webmail", "a rep's private note to her own webmail, no cu
                  charset="gb2312"),
          "li.na@corp.example", ["lina1990@qq.com"], [])
 
+scenario("neg-footer-references", "a rep's lunch invitation to a friend at qq.com, the "
+         "company footer naming reference customers",
+         message(addr("John Smith", "john.smith@corp.example"), "old.roommate@qq.com", "Lunch?",
+                 text_part("Lunch on Friday?\n\n--\nJohn Smith, Corp Example\nTrusted by "
+                           "Globex Corporation, Acme Trading, Ltd. and Initech GmbH\n",
+                           "utf-8", "7bit")),
+         "john.smith@corp.example", ["old.roommate@qq.com"], [])
+
 reply = ("张先生您好：\n\n货已发出，单号 SF1234567890。\n\n李娜\n\n"
          "在 2024年6月10日 10:00，张先生 <zhang.xiansheng@163.com> 写道：\n> 请问我的货什么时候发？\n")
 scenario("neg-customer-on-webmail", "a reply to a customer who uses 163.com, quoting him",
