@@ -236,6 +236,9 @@ install: all
 	install -m 0644 conf/custos.conf.sample $(DESTDIR)$(SYSCONFDIR)/custos/custos.conf.sample
 	[ -e $(DESTDIR)$(SYSCONFDIR)/custos/webmail-domains.txt ] || \
 	  install -m 0644 conf/webmail-domains.txt $(DESTDIR)$(SYSCONFDIR)/custos/
+	for t in conf/route-notice.*.txt; do \
+	  [ -e $(DESTDIR)$(SYSCONFDIR)/custos/$${t##*/} ] || \
+	  install -m 0644 $$t $(DESTDIR)$(SYSCONFDIR)/custos/; done
 	install -d $(DESTDIR)$(PREFIX)/share/custos
 	install -m 0644 conf/employees.sample.csv conf/customers.sample.csv \
 	  conf/accounts.sample.csv $(DESTDIR)$(PREFIX)/share/custos/

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "custos/cfg.h"
+#include "custos/directory.h"
 #include "custos/log.h"
 #include "custos/query.h"
 #include "custos/util.h"
@@ -37,12 +38,21 @@ struct cfg_opt {
  * is the index of the word given. */
 static const char *const cfg_scope_names[] = { "all", "departments", NULL };
 static const char *const cfg_hov_escape_names[] = { "listescape", "underscore", NULL };
+static const char *const cfg_action_names[] = { "monitor", "tag", "notify", "strip", "hold",
+                                                 "reject", NULL };
+/* [policy] leaving: "none", then the actions (stored as action + 1) */
+static const char *const cfg_leaving_names[] = { "none", "monitor", "tag", "notify", "strip",
+                                                  "hold", "reject", NULL };
+static const char *const cfg_lang_names[] = { "auto", "zh", "en", NULL };
 static const struct {
     size_t off;
     const char *const *words;
 } cfg_enums[] = {
     { O(arc_scope), cfg_scope_names },
     { O(hov_folder_escape), cfg_hov_escape_names },
+    { O(pol_default), cfg_action_names },
+    { O(pol_leaving), cfg_leaving_names },
+    { O(rt_notice_lang), cfg_lang_names },
 };
 
 static const struct cfg_opt cfg_opts[] = {
@@ -77,6 +87,29 @@ static const struct cfg_opt cfg_opts[] = {
     { "milter", "timeout", CT_INT, "300", 1, 86400, O(mlt_timeout) },
     { "milter", "backlog", CT_INT, "128", 1, 65535, O(mlt_backlog) },
     { "milter", "tcp_nodelay", CT_BOOL, "true", 0, 0, O(mlt_nodelay) },
+    { "milter", "sendmail", CT_PATH, "/usr/sbin/sendmail", 0, 0, O(mlt_sendmail) },
+    { "milter", "state_dir", CT_PATH, "", 0, 0, O(mlt_state_dir) },
+    /* [policy]: custos-milter's decisions */
+    { "policy", "default", CT_ENUM, "notify", 0, 0, O(pol_default) },
+    { "policy", "leaving", CT_ENUM, "none", 0, 0, O(pol_leaving) },
+    { "policy", "compliance", CT_STR, "", 0, 0, O(pol_compliance) },
+    { "policy", "notify_from", CT_STR, "custos", 0, 0, O(pol_notify_from) },
+    { "policy", "reject_text", CT_STR,
+      "Message refused by company mail policy ({category}); contact the compliance team",
+      0, 0, O(pol_reject_text) },
+    { "policy", "reject_text_zh", CT_STR,
+      "根据公司邮件政策，此邮件被拒收（{category}），请联系合规部门", 0, 0, O(pol_reject_text_zh) },
+    /* [route]: mail to departed employees */
+    { "route", "enabled", CT_BOOL, "true", 0, 0, O(rt_enabled) },
+    { "route", "subject_tag", CT_STR, "", 0, 0, O(rt_subject_tag) },
+    { "route", "notices", CT_BOOL, "false", 0, 0, O(rt_notices) },
+    { "route", "notice_days", CT_INT, "30", 1, 3650, O(rt_notice_days) },
+    { "route", "notice_template_zh", CT_PATH, "/etc/custos/route-notice.zh.txt", 0, 0,
+      O(rt_notice_zh) },
+    { "route", "notice_template_en", CT_PATH, "/etc/custos/route-notice.en.txt", 0, 0,
+      O(rt_notice_en) },
+    { "route", "notice_language", CT_ENUM, "auto", 0, 0, O(rt_notice_lang) },
+    { "route", "notice_from", CT_STR, "", 0, 0, O(rt_notice_from) },
     /* [handover]: custos-handover */
     { "handover", "maildir", CT_PATH, "/var/vmail/%d/%n/Maildir", 0, 0, O(hov_maildir) },
     { "handover", "plans", CT_PATH, "", 0, 0, O(hov_plans) },
@@ -138,7 +171,7 @@ static const struct cfg_opt cfg_opts[] = {
  * NAME and the value. */
 typedef int cfg_prefix_fn(struct cfg *cfg, const char *name, const char *value,
                           char **error_r);
-static cfg_prefix_fn ret_department, ret_rule;
+static cfg_prefix_fn ret_department, ret_rule, pol_action, pol_leaving, pol_allow;
 
 static const struct cfg_prefix {
     const char *group, *prefix;
@@ -146,6 +179,9 @@ static const struct cfg_prefix {
 } cfg_prefixes[] = {
     { "retention", "department.", ret_department },
     { "retention", "rule.", ret_rule },
+    { "policy", "action.", pol_action },
+    { "policy", "leaving.", pol_leaving },
+    { "policy", "allow.", pol_allow },
 };
 #define N_PREFIXES (sizeof(cfg_prefixes) / sizeof(cfg_prefixes[0]))
 
@@ -291,6 +327,120 @@ static int ret_rule(struct cfg *cfg, const char *name, const char *value, char *
     r->query = g_strdup(sp);
     cfg->n_ret_rules++;
     return 0;
+}
+
+const char *cfg_action_name(enum cfg_action a)
+{
+    return (unsigned)a < G_N_ELEMENTS(cfg_action_names) - 1 ? cfg_action_names[a] : "?";
+}
+
+int cfg_action_parse(const char *s, enum cfg_action *a_r, char **error_r)
+{
+    for (int i = 0; cfg_action_names[i] != NULL; i++)
+        if (strcmp(s, cfg_action_names[i]) == 0) {
+            *a_r = (enum cfg_action)i;
+            return 0;
+        }
+    return cus_error(error_r, "expected one of monitor, tag, notify, strip, hold, reject, "
+                     "not \"%s\"", s);
+}
+
+/* A [policy] PREFIX.NAME entry: NAME a token, given once per kind. */
+static struct cfg_policy *pol_new(struct cfg *cfg, enum cfg_pol_kind kind, const char *name,
+                                  char **error_r)
+{
+    static const char *const prefix[] = { "action.", "leaving.", "allow." };
+    struct cfg_policy *r;
+
+    if (*name == '\0') {
+        cus_error(error_r, "a category or rule name must follow the \"%s\"", prefix[kind]);
+        return NULL;
+    }
+    for (const char *c = name; *c != '\0'; c++)
+        if (!g_ascii_islower(*c) && !g_ascii_isdigit(*c) && strchr("./_-", *c) == NULL) {
+            cus_error(error_r, "a category or rule name is lower-case letters, digits and "
+                      ". / _ -, not \"%s\"", name);
+            return NULL;
+        }
+    for (size_t i = 0; i < cfg->n_pol_rules; i++)
+        if (cfg->pol_rules[i].kind == kind && strcmp(cfg->pol_rules[i].name, name) == 0) {
+            cus_error(error_r, "given twice");
+            return NULL;
+        }
+    cfg->pol_rules = g_renew(struct cfg_policy, cfg->pol_rules, cfg->n_pol_rules + 1);
+    r = &cfg->pol_rules[cfg->n_pol_rules++];
+    memset(r, 0, sizeof(*r));
+    r->kind = kind;
+    r->name = g_strdup(name);
+    return r;
+}
+
+static int pol_action_kind(struct cfg *cfg, enum cfg_pol_kind kind, const char *name,
+                           const char *value, char **error_r)
+{
+    enum cfg_action a = CFG_ACT_MONITOR;
+    struct cfg_policy *r;
+
+    if (cfg_action_parse(value, &a, error_r) < 0 ||
+        (r = pol_new(cfg, kind, name, error_r)) == NULL)
+        return -1;
+    r->action = a;
+    return 0;
+}
+
+static int pol_action(struct cfg *cfg, const char *name, const char *value, char **error_r)
+{
+    return pol_action_kind(cfg, CFG_POL_ACTION, name, value, error_r);
+}
+
+static int pol_leaving(struct cfg *cfg, const char *name, const char *value, char **error_r)
+{
+    return pol_action_kind(cfg, CFG_POL_LEAVING, name, value, error_r);
+}
+
+/* "addr@example.com, @example.org, example.net": addresses as they are,
+ * domains (with or without the '@') as "@domain". */
+static int pol_allow(struct cfg *cfg, const char *name, const char *value, char **error_r)
+{
+    char **items = g_strsplit(value, ",", -1);
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    struct cfg_policy *r;
+    int ret = -1;
+
+    for (int i = 0; items[i] != NULL; i++) {
+        char *it = g_strstrip(items[i]), *v = NULL, *err = NULL;
+        const char *at = strchr(it, '@');
+        int is_addr = at != NULL && at != it;
+
+        if (*it == '\0')
+            continue;
+        if ((is_addr ? dir_norm_addr(it, &v, &err) : dir_norm_domain(it, &v, &err)) < 0) {
+            cus_error(error_r, "\"%s\": %s", it, err);
+            g_free(err);
+            goto out;
+        }
+        if (is_addr) {
+            g_ptr_array_add(out, v);
+        } else {
+            g_ptr_array_add(out, g_strconcat("@", v, NULL));
+            g_free(v);
+        }
+    }
+    if (out->len == 0) {
+        cus_error(error_r, "expected addresses or domains, comma-separated");
+        goto out;
+    }
+    if ((r = pol_new(cfg, CFG_POL_ALLOW, name, error_r)) == NULL)
+        goto out;
+    g_ptr_array_add(out, NULL);
+    r->allow = (char **)g_ptr_array_free(out, FALSE);
+    out = NULL;
+    ret = 0;
+out:
+    if (out != NULL)
+        g_ptr_array_free(out, TRUE);
+    g_strfreev(items);
+    return ret;
 }
 
 static const struct cfg_prefix *prefix_find(const char *group, const char *key)
@@ -556,6 +706,11 @@ void cfg_free(struct cfg **cfgp)
         g_free(cfg->ret_rules[i].query);
     }
     g_free(cfg->ret_rules);
+    for (size_t i = 0; i < cfg->n_pol_rules; i++) {
+        g_free(cfg->pol_rules[i].name);
+        g_strfreev(cfg->pol_rules[i].allow);
+    }
+    g_free(cfg->pol_rules);
     g_free(cfg->path);
     g_free(cfg);
     *cfgp = NULL;
@@ -568,11 +723,29 @@ char *cfg_spool_dir(const struct cfg *cfg)
     return g_build_filename(cfg->arc_dir, "spool", NULL);
 }
 
+char *cfg_state_dir(const struct cfg *cfg)
+{
+    if (cfg->mlt_state_dir != NULL)
+        return g_strdup(cfg->mlt_state_dir);
+    return g_build_filename(cfg->arc_dir, "milter", NULL);
+}
+
 /* The open-ended keys of group, as they would be written. */
 static void dump_prefixed(const struct cfg *cfg, const char *group, FILE *out)
 {
     char period[16];
 
+    if (strcmp(group, "policy") == 0) {
+        static const char *const prefix[] = { "action.", "leaving.", "allow." };
+        for (size_t i = 0; i < cfg->n_pol_rules; i++) {
+            const struct cfg_policy *r = &cfg->pol_rules[i];
+            char *list = r->allow != NULL ? g_strjoinv(", ", r->allow) : NULL;
+            fprintf(out, "%s%s = %s\n", prefix[r->kind], r->name,
+                    list != NULL ? list : cfg_action_name(r->action));
+            g_free(list);
+        }
+        return;
+    }
     if (strcmp(group, "retention") != 0)
         return;
     for (size_t i = 0; i < cfg->n_ret_rules; i++) {

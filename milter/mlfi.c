@@ -23,6 +23,10 @@
 #include "custos/directory.h"
 #include "custos/log.h"
 #include "custos/milter.h"
+#include "custos/notify.h"
+#include "custos/once.h"
+#include "custos/policy.h"
+#include "custos/route.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 
@@ -48,6 +52,7 @@ struct mmsg {
     size_t n_rcpts, cap_rcpts;
     struct spool_writer *w;     /* opened at DATA (or the first header) */
     int forged;                 /* X-Custos-Archive headers it came with */
+    int forged_flag, forged_orig;       /* X-Custos-Flag, X-Custos-Original-To */
     char *from_hdr;             /* the first From header's value, or NULL */
     int leadspc;                /* header values keep their leading space */
     char *failed;               /* a header or body chunk that needs no reply
@@ -61,6 +66,7 @@ struct mconn {
     int leadspc;
     int nr_env;                 /* connect, MAIL, RCPT: no reply (unix socket) */
     int nr_hdr, nr_body, nr_eoh;        /* headers, body chunks, end of header: ditto */
+    unsigned long acts;         /* SMFIF_* the MTA allows (negotiate), or 0: all */
     char *failed;               /* a step with no reply failed and no message
                                  * holds it: why (answered at DATA or EOM) */
     struct mmsg *msg;
@@ -71,6 +77,11 @@ static struct mlt_conf *mlt_cur;
 static int mlt_noreply;         /* ask for no replies but at DATA and EOM */
 static const struct mlt_smfi *mlt_smfi;
 static gint mlt_nconn, mlt_nmsg, mlt_stopping;
+
+/* The record of route notices sent (once per sender and leaver per
+ * [route] notice_days), opened on first use in [milter] state_dir. */
+static GMutex mlt_once_lock;
+static struct once *mlt_once;
 
 static const char mlt_tempfail_text[] =
     "custos: the message could not be archived; please try again later";
@@ -188,6 +199,10 @@ int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r)
     mlt_noreply = cfg->mlt_socket != NULL && !g_str_has_prefix(cfg->mlt_socket, "inet");
     mlt_cur = conf_new(cfg);
     spool_check(mlt_cur);
+    if (cfg->pol_compliance == NULL)
+        log_warn("NOQUEUE: [policy] compliance is not set: findings are tagged and recorded, "
+                 "but no summary is mailed");
+    ntf_init();
     return 0;
 }
 
@@ -212,6 +227,11 @@ void mlt_deinit(void)
     mlt_cur = NULL;
     g_mutex_unlock(&mlt_lock);
     conf_put(&c);
+    /* what the outbox still has is sent before the record closes */
+    ntf_deinit();
+    g_mutex_lock(&mlt_once_lock);
+    once_close(&mlt_once);
+    g_mutex_unlock(&mlt_once_lock);
 }
 
 int mlt_active(void)
@@ -403,7 +423,9 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
                   "custos-milter cannot tag what it archived");
         return SMFIS_REJECT;    /* libmilter: refuse the connection */
     }
-    *pf0 = actions;
+    /* recipients and quarantine where offered (Postfix does): a message
+     * that needs one the MTA lacks is answered 451 */
+    *pf0 = f0 & MLT_ACTIONS;
     /* every step is wanted but HELO and unknown commands; header values
      * with their leading space, so the archived copy is exact */
     *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_NOHELO);
@@ -420,6 +442,7 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
         if (c == NULL)
             return SMFIS_TEMPFAIL;
         c->leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+        c->acts = *pf0;
         c->nr_env = (*pf1 & SMFIP_NR_MAIL) != 0;
         c->nr_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
         c->nr_body = (*pf1 & SMFIP_NR_BODY) != 0;
@@ -567,8 +590,12 @@ sfsistat mlfi_header(SMFICTX *ctx, char *name, char *value)
     }
     if (m->failed != NULL)
         return c->nr_hdr ? SMFIS_NOREPLY : mlt_tempfail(ctx, c, "header", m->failed);
-    if (g_ascii_strcasecmp(name, MLT_HEADER) == 0)
-        m->forged++;
+    if (g_ascii_strncasecmp(name, "X-Custos-", 9) == 0) {
+        /* ours only when we add them: the ones it came with are removed */
+        m->forged += g_ascii_strcasecmp(name, MLT_HEADER) == 0;
+        m->forged_flag += g_ascii_strcasecmp(name, POL_FLAG_HEADER) == 0;
+        m->forged_orig += g_ascii_strcasecmp(name, RT_HEADER) == 0;
+    }
     if (m->from_hdr == NULL && g_ascii_strcasecmp(name, "From") == 0 &&
         (m->from_hdr = g_try_malloc(MIN(strlen(v), MLT_FROM_MAX) + 1)) != NULL)
         g_strlcpy(m->from_hdr, v, MIN(strlen(v), MLT_FROM_MAX) + 1);
@@ -673,13 +700,122 @@ static int mmsg_parse(struct mmsg *m, struct det_message *dm, char **error_r)
     return 0;
 }
 
+/* ---- end of message: decide, journal, answer ------------------------------- */
+
+/* A notice to the sender of routed mail, sent once the message is taken. */
+struct mnotice {
+    char *text, *from, *to, *key;
+};
+
+/* What end of message does with the message (mmsg_inspect decides). */
+struct mdec {
+    int keep;                   /* archive it */
+    struct pol_verdict v;       /* the findings kept, each with its action */
+    GPtrArray *routes;          /* struct rt_route *: recipients to successors */
+    char *subject;              /* the new Subject value, or NULL */
+    GPtrArray *notices;         /* struct mnotice * */
+};
+
+static void mnotice_free(gpointer p)
+{
+    struct mnotice *n = p;
+
+    g_free(n->text);
+    g_free(n->from);
+    g_free(n->to);
+    g_free(n->key);
+    g_free(n);
+}
+
+static void mdec_clear(struct mdec *dec)
+{
+    pol_verdict_clear(&dec->v);
+    if (dec->routes != NULL)
+        g_ptr_array_free(dec->routes, TRUE);
+    if (dec->notices != NULL)
+        g_ptr_array_free(dec->notices, TRUE);
+    g_free(dec->subject);
+    memset(dec, 0, sizeof(*dec));
+}
+
+static guint mdec_nitems(const struct mdec *dec)
+{
+    return dec->v.items != NULL ? dec->v.items->len : 0;
+}
+
+static int in_list(const GPtrArray *a, const char *s)
+{
+    for (guint i = 0; a != NULL && i < a->len; i++)
+        if (g_ascii_strcasecmp(g_ptr_array_index(a, i), s) == 0)
+            return 1;
+    return 0;
+}
+
+/* Routing: the routes (not of stripped recipients), the subject tag, the
+ * notices. The message is parsed here if the detectors did not. */
+static void mmsg_route(struct mconn *c, struct mmsg *m, struct det_envelope *env,
+                       struct det_message *dm, struct mdec *dec)
+{
+    const struct cfg *cfg = m->conf->cfg;
+    GHashTable *told;
+    char *err = NULL;
+
+    if (rt_plan(env->dir, cfg, env, &dec->routes, &err) < 0) {
+        log_error("%s: routing: %s: delivered as addressed", qid_of(c), err);
+        g_free(err);
+        return;
+    }
+    for (guint i = dec->routes->len; i-- > 0;) {
+        const struct rt_route *r = g_ptr_array_index(dec->routes, i);
+        if (in_list(dec->v.strip, r->leaver))
+            g_ptr_array_remove_index(dec->routes, i);
+    }
+    if (dec->routes->len == 0 || (cfg->rt_subject_tag == NULL && !cfg->rt_notices))
+        return;
+    if (dm->mime == NULL && mmsg_parse(m, dm, &err) < 0) {
+        log_warn("%s: routing: %s: no subject tag, no notice", qid_of(c), err);
+        g_free(err);
+        return;
+    }
+    dec->subject = rt_subject(cfg, g_mime_message_get_subject(dm->mime), dec->routes);
+    told = g_hash_table_new(g_str_hash, g_str_equal);
+    for (guint i = 0; i < dec->routes->len; i++) {
+        const struct rt_route *r = g_ptr_array_index(dec->routes, i);
+        struct mnotice *n;
+        const char *why = NULL;
+
+        if (g_hash_table_contains(told, r->leaver))
+            continue;
+        g_hash_table_add(told, r->leaver);
+        if (!rt_notice_wanted(cfg, env, dm->mime, &why)) {
+            log_debug("%s: no notice to <%s> about %s: %s", qid_of(c), env->sender.addr,
+                      r->leaver, why);
+            continue;
+        }
+        n = g_new0(struct mnotice, 1);
+        if (rt_notice(cfg, env, dm->mime, r, &n->text, &n->from, &n->key, &err) < 0) {
+            log_error("%s: notice to <%s>: %s", qid_of(c), env->sender.addr, err);
+            g_free(err);
+            err = NULL;
+            mnotice_free(n);
+            continue;
+        }
+        n->to = g_strdup(env->sender.addr);
+        if (dec->notices == NULL)
+            dec->notices = g_ptr_array_new_with_free_func(mnotice_free);
+        g_ptr_array_add(dec->notices, n);
+    }
+    g_hash_table_destroy(told);
+}
+
 /*
- * Classify and run the detectors: 1 archive it, 0 not (scope =
- * departments and neither sales mail nor flagged). Without the directory
- * nothing is classified and everything is archived. A message that cannot
- * be parsed gets only the detectors that need no message.
+ * Classify, run the detectors, decide and plan the routing. dec->keep: 1
+ * archive it, 0 not (scope = departments and neither sales mail nor
+ * flagged nor routed). Without the directory nothing is classified and
+ * everything is archived. A message that cannot be parsed gets only the
+ * detectors that need no message.
  */
-static int mmsg_inspect(struct mconn *c, struct mmsg *m)
+static void mmsg_inspect(struct mconn *c, struct mmsg *m, struct mdec *dec)
 {
     const struct cfg *cfg = m->conf->cfg;
     struct det_envelope env = { .queue_id = qid_of(c), .client = c->client, .auth = m->auth,
@@ -688,10 +824,11 @@ static int mmsg_inspect(struct mconn *c, struct mmsg *m)
     struct det_message dm = { 0 };
     GPtrArray *findings = NULL;
     char *err = NULL;
-    int keep = 1, parsed = 0;
+    int parsed = 0;
 
+    dec->keep = 1;
     if (d == NULL)
-        return 1;
+        return;
     if (det_classify(d, cfg->arc_departments, m->sender, m->from_hdr, m->auth, m->rcpts, &env,
                      &err) < 0) {
         log_error("%s: cannot classify (%s): archived, no detector run", qid_of(c), err);
@@ -712,8 +849,14 @@ static int mmsg_inspect(struct mconn *c, struct mmsg *m)
         const struct det_finding *f = g_ptr_array_index(findings, i);
         log_warn("%s: finding %s: rule=%s: %s", qid_of(c), f->category, f->rule, f->evidence);
     }
-    keep = cfg->arc_scope == CFG_SCOPE_ALL || env.sales ||
-           (findings != NULL && findings->len > 0);
+    pol_decide(cfg, &env, findings, &dec->v);
+    if (dec->v.dropped > 0)
+        log_info("%s: %u finding(s) dropped: allowed by [policy] allow.*", qid_of(c),
+                 dec->v.dropped);
+    if (dec->v.action != CFG_ACT_REJECT)
+        mmsg_route(c, m, &env, &dm, dec);
+    dec->keep = cfg->arc_scope == CFG_SCOPE_ALL || env.sales || mdec_nitems(dec) > 0 ||
+                (dec->routes != NULL && dec->routes->len > 0);
 out:
     g_free(err);
     if (findings != NULL)
@@ -723,7 +866,268 @@ out:
         g_object_unref(dm.mime);
     det_envelope_clear(&env);
     dir_give(m->conf, d);
-    return keep;
+}
+
+/* s as a finding token ([a-z0-9./_-]+): other bytes become '-'. */
+static char *token_of(const char *s)
+{
+    char *t = g_ascii_strdown(s != NULL && *s != '\0' ? s : "unknown", -1);
+
+    for (char *p = t; *p != '\0'; p++)
+        if (!g_ascii_islower(*p) && !g_ascii_isdigit(*p) && strchr("./_-", *p) == NULL)
+            *p = '-';
+    return t;
+}
+
+static void findings_free(struct spool_finding **f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        spool_finding_free(&f[i]);
+    g_free(f);
+}
+
+/* The spool envelope's findings: every finding kept, with its action (a
+ * strip's recipients in the evidence), and every route (action route). */
+static struct spool_finding **mdec_findings(const struct mdec *dec, size_t *n_r)
+{
+    guint ni = mdec_nitems(dec), nr = dec->routes != NULL ? dec->routes->len : 0;
+    struct spool_finding **out = g_new0(struct spool_finding *, ni + nr + 1);
+    size_t n = 0;
+
+    for (guint i = 0; i < ni; i++) {
+        const struct pol_item *it = g_ptr_array_index(dec->v.items, i);
+        struct spool_finding *f = out[n++] = g_new0(struct spool_finding, 1);
+        GString *ev = g_string_new(it->evidence);
+
+        f->category = token_of(it->category);
+        f->rule = token_of(it->rule);
+        f->action = g_strdup(cfg_action_name(it->action));
+        for (guint j = 0; j < it->rcpts->len; j++)
+            g_string_append_printf(ev, "%s%s", j ? ", " : " [recipients: ",
+                                   (char *)g_ptr_array_index(it->rcpts, j));
+        if (it->rcpts->len > 0)
+            g_string_append_c(ev, ']');
+        f->evidence = g_string_free(ev, FALSE);
+    }
+    for (guint i = 0; i < nr; i++) {
+        const struct rt_route *r = g_ptr_array_index(dec->routes, i);
+        struct spool_finding *f = out[n++] = g_new0(struct spool_finding, 1);
+
+        f->category = g_strdup("route");
+        f->rule = g_strdup("route/successor");
+        f->action = g_strdup("route");
+        f->evidence = rt_evidence(r);
+    }
+    *n_r = n;
+    if (n == 0) {
+        g_free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* A header value as the MTA wants it (with SMFIP_HDR_LEADSPC: its space). */
+static char *hval(const struct mmsg *m, const char *v)
+{
+    return g_strconcat(m->leadspc ? " " : "", v, NULL);
+}
+
+/* Is recipient i removed (stripped, or routed away)? */
+static int rcpt_removed(const struct mmsg *m, const struct mdec *dec, size_t i)
+{
+    if (in_list(dec->v.strip, m->rcpts[i]))
+        return 1;
+    for (guint j = 0; dec->routes != NULL && j < dec->routes->len; j++)
+        if (((const struct rt_route *)g_ptr_array_index(dec->routes, j))->rcpt == i)
+            return 1;
+    return 0;
+}
+
+/* Carry out an accepted message's verdict: flags, strip, routes, subject,
+ * hold. -1 when the MTA refused a change (it will not take the message). */
+static int mmsg_apply(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struct mdec *dec,
+                      char **error_r)
+{
+    GPtrArray *added = g_ptr_array_new_with_free_func(g_free);
+    unsigned long need = 0;
+    char *v;
+    int ok = 1;
+
+    if (dec->v.strip != NULL && dec->v.strip->len > 0)
+        need |= SMFIF_DELRCPT;
+    if (dec->routes != NULL && dec->routes->len > 0)
+        need |= SMFIF_DELRCPT | SMFIF_ADDRCPT;
+    if (mdec_nitems(dec) > 0 && dec->v.action == CFG_ACT_HOLD)
+        need |= SMFIF_QUARANTINE;
+    if (c->acts != 0 && (c->acts & need) != need) {
+        g_ptr_array_free(added, TRUE);
+        return cus_error(error_r, "the MTA does not let custos-milter %s",
+                         (need & ~c->acts & SMFIF_QUARANTINE) ? "hold the message"
+                                                              : "change its recipients");
+    }
+
+    /* tags: in the findings' order, above X-Custos-Archive */
+    for (guint i = mdec_nitems(dec); ok && i-- > 0;) {
+        const struct pol_item *it = g_ptr_array_index(dec->v.items, i);
+        char *fv;
+        if (it->action < CFG_ACT_TAG)
+            continue;
+        fv = pol_flag_value(it);
+        v = hval(m, fv);
+        ok = mlt_smfi->insheader(ctx, 0, POL_FLAG_HEADER, v) == MI_SUCCESS;
+        g_free(fv);
+        g_free(v);
+    }
+    for (size_t i = 0; ok && i < m->n_rcpts; i++)
+        if (in_list(dec->v.strip, m->rcpts[i])) {
+            ok = mlt_smfi->delrcpt(ctx, m->rcpts[i]) == MI_SUCCESS;
+            log_info("%s: stripped recipient <%s>", qid_of(c), m->rcpts[i]);
+        }
+    for (guint i = 0; ok && dec->routes != NULL && i < dec->routes->len; i++) {
+        const struct rt_route *r = g_ptr_array_index(dec->routes, i);
+        int have = in_list(added, r->to);
+
+        for (size_t j = 0; !have && j < m->n_rcpts; j++)
+            have = !rcpt_removed(m, dec, j) && g_ascii_strcasecmp(m->rcpts[j], r->to) == 0;
+        ok = mlt_smfi->delrcpt(ctx, m->rcpts[r->rcpt]) == MI_SUCCESS;
+        if (ok && !have) {
+            char *a = g_strconcat("<", r->to, ">", NULL);
+            ok = mlt_smfi->addrcpt(ctx, a) == MI_SUCCESS;
+            g_free(a);
+            g_ptr_array_add(added, g_strdup(r->to));
+        }
+        if (ok) {
+            v = hval(m, r->leaver);
+            ok = mlt_smfi->insheader(ctx, 0, RT_HEADER, v) == MI_SUCCESS;
+            g_free(v);
+            log_info("%s: routed: <%s> (departed) to <%s>", qid_of(c), m->rcpts[r->rcpt],
+                     r->to);
+        }
+    }
+    if (ok && dec->subject != NULL) {
+        v = hval(m, dec->subject);
+        ok = mlt_smfi->chgheader(ctx, "Subject", 1, v) == MI_SUCCESS;
+        g_free(v);
+    }
+    if (ok && mdec_nitems(dec) > 0 && dec->v.action == CFG_ACT_HOLD) {
+        const struct pol_item *it = g_ptr_array_index(dec->v.items, 0);
+        v = g_strdup_printf("custos: %s (%s)", it->category, it->rule);
+        ok = mlt_smfi->quarantine(ctx, v) == MI_SUCCESS;
+        g_free(v);
+        if (ok)
+            log_info("%s: held (Postfix hold queue; postsuper -H releases it)", qid_of(c));
+    }
+    g_ptr_array_free(added, TRUE);
+    if (!ok)
+        return cus_error(error_r, "the MTA refused a change of the message (tags, recipients, "
+                         "subject or hold)");
+    return 0;
+}
+
+struct mnotice_claim {
+    char *key, *qid;
+    gint64 at;
+};
+
+/* The outbox is done with a notice: one that did not go frees its claim. */
+static void notice_done(int ok, void *data)
+{
+    struct mnotice_claim *cl = data;
+    char *err = NULL;
+
+    g_mutex_lock(&mlt_once_lock);
+    if (!ok && mlt_once != NULL && once_release(mlt_once, cl->key, cl->at, &err) < 0) {
+        log_error("%s: %s", cl->qid, err);
+        g_free(err);
+    }
+    g_mutex_unlock(&mlt_once_lock);
+    g_free(cl->key);
+    g_free(cl->qid);
+    g_free(cl);
+}
+
+/* The record of notices, opened on first use; NULL (logged) if it cannot be. */
+static struct once *once_get(const struct cfg *cfg, const char *qid)
+{
+    struct once *o;
+    char *dir, *path, *err = NULL;
+
+    g_mutex_lock(&mlt_once_lock);
+    if (mlt_once == NULL) {
+        dir = cfg_state_dir(cfg);
+        path = g_build_filename(dir, "route-notices.db", NULL);
+        if (cus_mkdirs(dir, 0750, &err) < 0 || once_open(path, &mlt_once, &err) < 0) {
+            log_error("%s: [milter] state_dir: %s: route notices are not sent", qid, err);
+            g_free(err);
+        }
+        g_free(dir);
+        g_free(path);
+    }
+    o = mlt_once;
+    g_mutex_unlock(&mlt_once_lock);
+    return o;
+}
+
+/* The mail that goes with an accepted or refused message: the summary to
+ * compliance (notify and above), the notices to the sender (accepted). */
+static void mmsg_mail(struct mconn *c, struct mmsg *m, struct mdec *dec, const char *id)
+{
+    const struct cfg *cfg = m->conf->cfg;
+    char *text, *err = NULL;
+
+    if (mdec_nitems(dec) > 0 && dec->v.action >= CFG_ACT_NOTIFY) {
+        text = ntf_summary(cfg, qid_of(c), id, m->time, c->client, m->sender, m->rcpts, &dec->v);
+        if (text != NULL)
+            ntf_queue(cfg->mlt_sendmail, qid_of(c), cfg->pol_notify_from, cfg->pol_compliance,
+                      text, NULL, NULL);
+        else
+            log_warn("%s: no summary mailed: [policy] compliance is not set", qid_of(c));
+    }
+    if (dec->v.action == CFG_ACT_REJECT)
+        return;
+    for (guint i = 0; dec->notices != NULL && i < dec->notices->len; i++) {
+        struct mnotice *n = g_ptr_array_index(dec->notices, i);
+        struct once *o = once_get(cfg, qid_of(c));
+        gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+        struct mnotice_claim *cl;
+        int rc;
+
+        if (o == NULL)
+            break;
+        rc = once_claim(o, n->key, now, (gint64)cfg->rt_notice_days * 86400, &err);
+        if (rc < 0) {
+            log_error("%s: %s: no notice to <%s>", qid_of(c), err, n->to);
+            g_free(err);
+            err = NULL;
+            continue;
+        }
+        if (rc == 0) {
+            log_info("%s: no notice to <%s>: one went within %d days ([route] notice_days)",
+                     qid_of(c), n->to, cfg->rt_notice_days);
+            continue;
+        }
+        cl = g_new0(struct mnotice_claim, 1);
+        cl->key = g_strdup(n->key);
+        cl->qid = g_strdup(qid_of(c));
+        cl->at = now;
+        ntf_queue(cfg->mlt_sendmail, qid_of(c), n->from, n->to, n->text, notice_done, cl);
+        n->text = NULL;
+    }
+}
+
+/* Refuse a journalled message: 550 5.7.1, English then Chinese. */
+static sfsistat mmsg_reject(SMFICTX *ctx, struct mconn *c, struct mdec *dec)
+{
+    char *en = NULL, *zh = NULL;
+
+    pol_reject_text(c->msg->conf->cfg, &dec->v, &en, &zh);
+    if (mlt_smfi->setmlreply(ctx, "550", "5.7.1", en, zh) != MI_SUCCESS)
+        log_warn("%s: the MTA refused the reply text: answered with its own 550",
+                 qid_of(c));
+    log_info("%s: rejected: 550 5.7.1 %s", qid_of(c), en);
+    g_free(en);
+    g_free(zh);
+    return SMFIS_REJECT;
 }
 
 sfsistat mlfi_eom(SMFICTX *ctx)
@@ -731,9 +1135,11 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     struct mconn *c = conn_of(ctx);
     struct mmsg *m = c != NULL ? c->msg : NULL;
     struct spool_entry env = { .source = "milter" };
-    char id[SPOOL_ID_MAX + 2], sha[CUS_SHA256_HEX], *err = NULL;
+    struct mdec dec = { 0 };
+    char id[SPOOL_ID_MAX + 1], sha[CUS_SHA256_HEX], *err = NULL;
     guint64 size;
     sfsistat r;
+    int rc;
 
     if (m == NULL) {
         if (c != NULL && c->failed != NULL)
@@ -745,9 +1151,11 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     qid_update(ctx, m);
     if (mmsg_writer(c, &err) < 0)
         goto fail;
-    if (!mmsg_inspect(c, m)) {
+    mmsg_inspect(c, m, &dec);
+    if (!dec.keep) {
         log_info("%s: not archived: no one of [archive] departments in it, nothing flagged "
                  "(scope = departments)", qid_of(c));
+        mdec_clear(&dec);
         mmsg_free(&c->msg);
         return SMFIS_CONTINUE;
     }
@@ -756,29 +1164,58 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     env.sender = m->sender;
     env.rcpts = m->rcpts;
     env.queue_id = m->qid;
-    /* with SMFIP_HDR_LEADSPC the value we add carries its own space */
-    g_snprintf(id, sizeof(id), "%s%s", m->leadspc ? " " : "", spool_writer_id(m->w));
+    env.auth = m->auth;
+    env.findings = mdec_findings(&dec, &env.n_findings);
+    g_strlcpy(id, spool_writer_id(m->w), sizeof(id));
     size = spool_writer_size(m->w);
-    if (spool_writer_commit(&m->w, &env, sha, &err) < 0)
+    rc = spool_writer_commit(&m->w, &env, sha, &err);
+    findings_free(env.findings, env.n_findings);
+    if (rc < 0)
         goto fail;
-    /* Journalled: from here on the message may be accepted. A header of the
-     * same name that came with it is not ours: removed (the archived copy
-     * keeps it, as received). */
+    log_info("%s: archived as %s (size=%" G_GUINT64_FORMAT ", sha256=%.16s, from=<%s>, "
+             "nrcpt=%zu%s%s%s%s)", qid_of(c), id, size, sha, m->sender,
+             m->n_rcpts, m->auth != NULL ? ", sasl_username=" : "",
+             m->auth != NULL ? m->auth : "", mdec_nitems(&dec) > 0 ? ", verdict=" : "",
+             mdec_nitems(&dec) > 0 ? cfg_action_name(dec.v.action) : "");
+    /* Journalled, findings and all: from here on the message may be taken
+     * or refused. */
+    if (mdec_nitems(&dec) > 0 && dec.v.action == CFG_ACT_REJECT) {
+        mmsg_mail(c, m, &dec, id);
+        r = mmsg_reject(ctx, c, &dec);
+        mdec_clear(&dec);
+        mmsg_free(&c->msg);
+        return r;
+    }
+    /* Headers of ours that came with it are not ours: removed (the archived
+     * copy keeps them, as received). */
     for (int i = m->forged; i >= 1; i--)
         if (mlt_smfi->chgheader(ctx, MLT_HEADER, i, NULL) != MI_SUCCESS)
             log_warn("%s: could not remove a forged %s header", qid_of(c), MLT_HEADER);
-    if (mlt_smfi->insheader(ctx, 0, MLT_HEADER, id) != MI_SUCCESS) {
-        /* the MTA is gone or refused: it will not accept the message */
-        err = g_strdup_printf("archived as %s, but the MTA refused the %s header",
-                              g_strstrip(id), MLT_HEADER);
-        goto fail;
+    for (int i = m->forged_flag; i >= 1; i--)
+        if (mlt_smfi->chgheader(ctx, POL_FLAG_HEADER, i, NULL) != MI_SUCCESS)
+            log_warn("%s: could not remove a forged %s header", qid_of(c), POL_FLAG_HEADER);
+    for (int i = m->forged_orig; i >= 1; i--)
+        if (mlt_smfi->chgheader(ctx, RT_HEADER, i, NULL) != MI_SUCCESS)
+            log_warn("%s: could not remove a forged %s header", qid_of(c), RT_HEADER);
+    {
+        char *v = hval(m, id);
+        int ok = mlt_smfi->insheader(ctx, 0, MLT_HEADER, v) == MI_SUCCESS;
+        g_free(v);
+        if (!ok) {
+            /* the MTA is gone or refused: it will not accept the message */
+            err = g_strdup_printf("archived as %s, but the MTA refused the %s header",
+                                  id, MLT_HEADER);
+            goto fail;
+        }
     }
-    log_info("%s: archived as %s (size=%" G_GUINT64_FORMAT ", sha256=%.16s, from=<%s>, "
-             "nrcpt=%zu%s%s)", qid_of(c), g_strstrip(id), size, sha, m->sender, m->n_rcpts,
-             m->auth != NULL ? ", sasl_username=" : "", m->auth != NULL ? m->auth : "");
+    if (mmsg_apply(ctx, c, m, &dec, &err) < 0)
+        goto fail;
+    mmsg_mail(c, m, &dec, id);
+    mdec_clear(&dec);
     mmsg_free(&c->msg);
     return SMFIS_CONTINUE;
 fail:
+    mdec_clear(&dec);
     r = mlt_tempfail(ctx, c, "cannot journal the message", err);
     g_free(err);
     return r;
@@ -821,7 +1258,7 @@ struct smfiDesc *mlt_desc(void)
     static struct smfiDesc desc = {
         .xxfi_name = "custos-milter",
         .xxfi_version = SMFI_VERSION,
-        .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+        .xxfi_flags = MLT_ACTIONS,
         .xxfi_connect = mlfi_connect,
         .xxfi_envfrom = mlfi_envfrom,
         .xxfi_envrcpt = mlfi_envrcpt,

@@ -36,6 +36,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <sqlite3.h>
+#include <gmime/gmime.h>
 #include "cutest.h"
 #include "postfix.h"
 #include "custos/cfg.h"
@@ -583,9 +584,23 @@ static int fk_chgheader(SMFICTX *ctx, char *name, int idx, char *value)
     return MI_SUCCESS;
 }
 
+static int fk_rcpt(SMFICTX *ctx, char *rcpt)
+{
+    return MI_SUCCESS;
+}
+
+static int fk_setmlreply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *l1,
+                         const char *l2)
+{
+    g_strlcpy(fk_rcode, rcode, sizeof(fk_rcode));
+    return MI_SUCCESS;
+}
+
 static const struct mlt_smfi fk_smfi = {
     .getsymval = fk_getsymval, .setpriv = fk_setpriv, .getpriv = fk_getpriv,
     .setreply = fk_setreply, .insheader = fk_insheader, .chgheader = fk_chgheader,
+    .addrcpt = fk_rcpt, .delrcpt = fk_rcpt, .quarantine = fk_rcpt,
+    .setmlreply = fk_setmlreply,
 };
 
 /* mlt_init() with a config for socket (spool under dir); 0 or -1. */
@@ -680,7 +695,8 @@ static void test_noreply(void)
 }
 
 /* With the sample directory imported and scope = departments: departed
- * senders flagged three ways, a newsletter to management not archived. */
+ * senders flagged three ways (journalled, then refused: the built-in
+ * action), a newsletter to management not archived. */
 static void test_directory(void)
 {
     struct mfx f;
@@ -696,6 +712,7 @@ static void test_directory(void)
         "DEP3: finding departed-sender: rule=departed-sender/sasl: SASL login "
         "chen.jie@corp.example: departed employee",
         "NEWS1: not archived",
+        "DEP1: rejected: 550 5.7.1 Message refused by company mail policy (departed-sender)",
     };
 
     MT_NEED();
@@ -1359,6 +1376,520 @@ out:
     mfx_close(&f);
 }
 
+/* ---- policy and routing, end to end ------------------------------------------ */
+
+/*
+ * A gateway Postfix with custos-milter (the sample directory: chen.jie
+ * departed, successor li.na; wang.wei leaving) relaying to smtp-sink; the
+ * milter's [milter] sendmail is Postfix's own sendmail(1) on the gateway's
+ * configuration, so summaries and notices go through pickup, the milter
+ * (non_smtpd_milters) and the gateway to the sink like any other mail.
+ * The spool is not ingested: each entry's findings are read back from it.
+ * The milter stays root here: postdrop, set-group-id, reads an alternate
+ * configuration directory (the gateway's) for root alone, unless the
+ * default main.cf lists it, and this machine has none.
+ */
+struct pfx_policy {
+    struct mfx f;
+    struct pfx gw;
+    struct pfx_sink sink;
+    char *extra;                /* the [directory] group and the rest */
+    int reloads;
+};
+
+static const char pol_base[] =
+    "[milter]\nsendmail = %s/sendmail.sh\nstate_dir = %s/state\n"
+    "[policy]\ncompliance = compliance@audit.example\nnotify_from = custos@corp.example\n%s"
+    "[route]\nsubject_tag = [原: %%n]\nnotices = true\nnotice_days = 30\n"
+    "notice_template_zh = %s\nnotice_template_en = %s\n"
+    "[directory]\nwebmail_domains = %s\n";
+
+/* (Re)write the configuration with policy: more [policy] lines. */
+static void pol_conf(struct pfx_policy *p, const char *policy)
+{
+    char *zh = cut_src("conf/route-notice.zh.txt"), *en = cut_src("conf/route-notice.en.txt");
+    char *wm = cut_src("conf/webmail-domains.txt"), *extra;
+    char *text;
+
+    extra = g_strdup_printf(pol_base, p->f.dir, p->f.dir, policy, zh, en, wm);
+    /* write_conf2 puts [milter] first: ours must not repeat the group */
+    text = g_strdup_printf("[archive]\ndir = %s\nscope = departments\ngroup = postfix\n"
+                           "[spool]\ndir = %s\n[milter]\nsocket = %s\nuser =\n"
+                           "group = postfix\ntimeout = 60\n%s[log]\nlevel = debug\n",
+                           p->f.arc, p->f.spool, p->f.spec,
+                           strstr(extra, "[milter]\n") + strlen("[milter]\n"));
+    CU_ASSERT(g_file_set_contents(p->f.conf, text, -1, NULL));
+    g_free(text);
+    g_free(extra);
+    g_free(zh);
+    g_free(en);
+    g_free(wm);
+}
+
+static int log_has(const char *path, const char *s)
+{
+    char *text = NULL;
+    int n = 0;
+
+    g_file_get_contents(path, &text, NULL, NULL);
+    for (const char *at = text; at != NULL && (at = strstr(at, s)) != NULL; at += strlen(s))
+        n++;
+    g_free(text);
+    return n;
+}
+
+/* New [policy] lines, SIGHUP, wait until the milter says it reloaded. */
+static void pol_reload(struct pfx_policy *p, const char *policy)
+{
+    double end = cus_now() + 10;
+
+    pol_conf(p, policy);
+    p->reloads++;
+    CU_ASSERT_EQUAL(kill(p->f.milter, SIGHUP), 0);
+    while (log_has(p->f.log, "NOQUEUE: reloaded") < p->reloads && cus_now() < end)
+        g_usleep(20000);
+    CU_ASSERT(log_has(p->f.log, "NOQUEUE: reloaded") >= p->reloads);
+}
+
+static int pol_start(struct pfx_policy *p, const char *policy)
+{
+    char *csv = cut_src("conf/employees.sample.csv"), *cust = cut_src("conf/customers.sample.csv");
+    char *out = NULL, *err = NULL, *d, *sh, *text, *state;
+    struct passwd *pw = getpwnam("nobody");
+    int ret = -1;
+
+    memset(p, 0, sizeof(*p));
+    mfx_open(&p->f, 0);
+    pol_conf(p, policy);
+    state = g_build_filename(p->f.dir, "state", NULL);
+    mkdir(state, 0750);
+    CU_ASSERT_EQUAL(chown(state, pw->pw_uid, p->f.gid), 0);
+    g_free(state);
+    CU_ASSERT_EQUAL(arc_cli(&p->f, &out, &err, "init", NULL), 0);
+    g_free(out); g_free(err);
+    out = err = NULL;
+    CU_ASSERT_EQUAL(arc_cli(&p->f, &out, &err, "directory", "import", "employees", csv, NULL), 0);
+    g_free(out); g_free(err);
+    out = err = NULL;
+    CU_ASSERT_EQUAL(arc_cli(&p->f, &out, &err, "directory", "import", "customers", cust, NULL),
+                    0);
+    g_free(out); g_free(err);
+    out = err = NULL;
+    d = g_build_filename(p->f.dir, "sink", NULL);
+    if (pfx_sink_start(&p->sink, d, &err) < 0)
+        goto out;
+    g_free(d);
+    d = g_build_filename(p->f.dir, "gateway", NULL);
+    if (pfx_start(&p->gw, d, p->sink.port, p->f.spec, NULL, &err) < 0)
+        goto out;
+    /* the local sendmail interface of the gateway */
+    sh = g_build_filename(p->f.dir, "sendmail.sh", NULL);
+    text = g_strdup_printf("#!/bin/sh\nMAIL_CONFIG='%s' exec /usr/sbin/sendmail \"$@\"\n",
+                           p->gw.conf);
+    CU_ASSERT(g_file_set_contents(sh, text, -1, NULL));
+    chmod(sh, 0755);
+    g_free(sh);
+    g_free(text);
+    if (milter_start(&p->f, NULL) < 0)
+        goto out;
+    /* as root it keeps its socket: Postfix's smtpd and cleanup reach it by group */
+    CU_ASSERT_EQUAL(chown(p->f.sock, 0, p->f.gid), 0);
+    ret = 0;
+out:
+    if (ret < 0 && err != NULL)
+        fprintf(stderr, "\n  %s", err);
+    g_free(err);
+    g_free(d);
+    g_free(csv);
+    g_free(cust);
+    return ret;
+}
+
+static void pol_stop(struct pfx_policy *p)
+{
+    if (getenv("CUSTOS_TEST_DEBUG") != NULL) {
+        char *log = NULL;
+        g_file_get_contents(p->f.log, &log, NULL, NULL);
+        fprintf(stderr, "\n--- milter log\n%s\n--- gateway log\n", log);
+        g_free(log);
+        log = pfx_log(&p->gw);
+        fprintf(stderr, "%s\n", log);
+        g_free(log);
+    }
+    if (p->gw.master > 0)
+        pfx_stop(&p->gw);
+    pfx_sink_stop(&p->sink);
+    mfx_close(&p->f);
+}
+
+/* swaks to the gateway: from, to (comma-separated), subject, body; extra
+ * header lines ("Name: value", NULL-terminated). Exit status; transcript. */
+static int pol_send(struct pfx_policy *p, char **out_r, const char *from, const char *to,
+                    const char *hfrom, const char *subject, const char *body, ...)
+{
+    GPtrArray *hdr = g_ptr_array_new_with_free_func(g_free);
+    char *out = NULL, *path = g_build_filename(p->f.dir, "msg.eml", NULL), *data;
+    GString *m = g_string_new(NULL);
+    const char *h;
+    va_list ap;
+    int rc;
+
+    g_string_append_printf(m, "From: %s\r\nTo: %s\r\nSubject: %s\r\n", hfrom ? hfrom : from, to,
+                           subject);
+    va_start(ap, body);
+    while ((h = va_arg(ap, const char *)) != NULL)
+        g_string_append_printf(m, "%s\r\n", h);
+    va_end(ap);
+    g_string_append_printf(m, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+                              "Content-Transfer-Encoding: 8bit\r\n\r\n%s\r\n", body);
+    CU_ASSERT(g_file_set_contents(path, m->str, (gssize)m->len, NULL));
+    data = g_strconcat("@", path, NULL);
+    rc = pfx_swaks(p->gw.port, &out, "--from", from, "--to", to, "--data", data, NULL);
+    if (out_r != NULL)
+        *out_r = out;
+    else
+        g_free(out);
+    g_free(data);
+    g_free(path);
+    g_string_free(m, TRUE);
+    g_ptr_array_free(hdr, TRUE);
+    return rc;
+}
+
+/* The text of the first message at the sink containing marker (and
+ * marker2 if not NULL), waiting up to timeout s; NULL if none (g_free). */
+static char *sink_find(struct pfx_policy *p, const char *marker, const char *marker2,
+                       double timeout)
+{
+    double end = cus_now() + timeout;
+
+    for (;;) {
+        GPtrArray *msgs = pfx_sink_messages(&p->sink, 0, 0);
+        char *found = NULL;
+        for (guint i = 0; i < msgs->len && found == NULL; i++) {
+            GBytes *b = g_ptr_array_index(msgs, i);
+            char *t = g_strndup(g_bytes_get_data(b, NULL), g_bytes_get_size(b));
+            if (strstr(t, marker) != NULL && (marker2 == NULL || strstr(t, marker2) != NULL))
+                found = t;
+            else
+                g_free(t);
+        }
+        g_ptr_array_free(msgs, TRUE);
+        if (found != NULL || cus_now() > end) {
+            if (found == NULL && timeout > 1)
+                fprintf(stderr, "\n  nothing at the sink with \"%s\"", marker);
+            return found;
+        }
+        g_usleep(100000);
+        pfx_flush(&p->gw);
+    }
+}
+
+/* How many messages at the sink contain marker. */
+static int sink_count(struct pfx_policy *p, const char *marker)
+{
+    GPtrArray *msgs = pfx_sink_messages(&p->sink, 0, 0);
+    int n = 0;
+
+    for (guint i = 0; i < msgs->len; i++) {
+        GBytes *b = g_ptr_array_index(msgs, i);
+        n += g_strstr_len(g_bytes_get_data(b, NULL), (gssize)g_bytes_get_size(b), marker) != NULL;
+    }
+    g_ptr_array_free(msgs, TRUE);
+    return n;
+}
+
+/* The spool entry whose message contains marker (spool_entry_free), or NULL. */
+static struct spool_entry *spool_find(struct mfx *f, const char *marker)
+{
+    GPtrArray *a = spool_names(f, "new");
+    struct spool_entry *found = NULL;
+
+    for (guint i = 0; i < a->len && found == NULL; i++) {
+        struct spool_entry *e = NULL;
+        if (spool_read(f->spool, g_ptr_array_index(a, i), &e, NULL) < 0)
+            continue;
+        if (g_strstr_len(g_bytes_get_data(e->raw, NULL), (gssize)g_bytes_get_size(e->raw),
+                         marker) != NULL)
+            found = e;
+        else
+            spool_entry_free(&e);
+    }
+    g_ptr_array_free(a, TRUE);
+    return found;
+}
+
+/* Does e have a finding of rule with action? */
+static int has_finding(const struct spool_entry *e, const char *rule, const char *action)
+{
+    for (size_t i = 0; e != NULL && i < e->n_findings; i++)
+        if (strcmp(e->findings[i]->rule, rule) == 0 &&
+            strcmp(e->findings[i]->action, action) == 0)
+            return 1;
+    return 0;
+}
+
+/* The header block of a message at the sink. */
+static int in_header(const char *msg, const char *s)
+{
+    const char *eoh = msg != NULL ? strstr(msg, "\n\n") : NULL, *at;
+
+    if (msg == NULL)
+        return 0;
+    at = strstr(msg, s);
+    return at != NULL && (eoh == NULL || at < eoh);
+}
+
+/* Messages in the gateway's hold queue (postqueue -j). */
+static int hold_count(struct pfx *gw)
+{
+    char *argv[] = { "/usr/sbin/postqueue", "-c", gw->conf, "-j", NULL };
+    char *out = NULL;
+    int n = 0;
+
+    if (cut_run(argv, &out, NULL) == 0)
+        for (const char *s = out; (s = strstr(s, "\"queue_name\": \"hold\"")) != NULL; s++)
+            n++;
+    g_free(out);
+    return n;
+}
+
+static void test_policy_actions(void)
+{
+    struct pfx_policy p;
+    struct spool_entry *e;
+    char *m, *out = NULL;
+
+    MT_NEED();
+    CU_ASSERT_EQUAL_FATAL(pol_start(&p,
+        "action.departed-sender/envelope = tag\n"
+        "action.departed-sender/header-from = notify\n"
+        "leaving.departed-sender = hold\n"
+        "action.self-forward = strip\n"), 0);
+
+    /* strip: a sales rep's own qq.com mailbox (self-forward) removed, the
+     * colleague gets the message */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "li.na@corp.example",
+                             "lina1990@qq.com,zhao.gang@corp.example", NULL,
+                             "Fwd: P-STRIP-7 北京星辰 notes", "see purchasing@xingchen.example",
+                             NULL), 0);
+    m = sink_find(&p, "P-STRIP-7", NULL, 30);
+    CU_ASSERT(m != NULL && strstr(m, "<zhao.gang@corp.example>") != NULL);
+    CU_ASSERT(m != NULL && strstr(m, "lina1990@qq.com>") == NULL);
+    CU_ASSERT(in_header(m, "X-Custos-Flag: self-forward; rule=self-forward/"));
+    g_free(m);
+    e = spool_find(&p.f, "P-STRIP-7");
+    CU_ASSERT(e != NULL && e->n_findings > 0 && strcmp(e->findings[0]->category,
+                                                        "self-forward") == 0 &&
+              strcmp(e->findings[0]->action, "strip") == 0 &&
+              strstr(e->findings[0]->evidence, "[recipients: lina1990@qq.com]") != NULL);
+    if (e != NULL && e->n_findings > 0)
+        fprintf(stderr, "(strip: %s %s) ", e->findings[0]->rule, e->findings[0]->evidence);
+    spool_entry_free(&e);
+
+    /* tag: the flag header, no summary */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "chen.jie@corp.example", "buyer@acme.example", NULL,
+                             "P-TAG-1 quarterly prices", "Prices attached.", NULL), 0);
+    m = sink_find(&p, "P-TAG-1", NULL, 30);
+    CU_ASSERT(in_header(m, "X-Custos-Flag: departed-sender; rule=departed-sender/envelope; "
+                           "action=tag\n"));
+    CU_ASSERT(in_header(m, "X-Custos-Archive: "));
+    g_free(m);
+    e = spool_find(&p.f, "P-TAG-1");
+    CU_ASSERT(has_finding(e, "departed-sender/envelope", "tag"));
+    spool_entry_free(&e);
+
+    /* notify: tagged, and a summary at the compliance address that names
+     * the finding and the archive id but carries nothing of the message */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "li.na@corp.example", "buyer@acme.example",
+                             "=?UTF-8?B?6ZmI5p2w?= <chen.jie@corp.example>",
+                             "P-NOTIFY-2 客户名单", "SECRET-CUSTOMER-LIST 北京星辰 +86 10 8888 0000",
+                             NULL), 0);
+    m = sink_find(&p, "P-NOTIFY-2", "X-Custos-Archive", 30);
+    CU_ASSERT(in_header(m, "X-Custos-Flag: departed-sender; rule=departed-sender/header-from; "
+                           "action=notify\n"));
+    {
+        char *id = m != NULL ? archive_header(g_bytes_new_static(m, strlen(m))) : NULL;
+        char *sum = sink_find(&p, "X-Custos-Notice: summary", "departed-sender/header-from", 60);
+        CU_ASSERT_PTR_NOT_NULL(sum);
+        CU_ASSERT(sum != NULL && strstr(sum, "compliance@audit.example") != NULL);
+        CU_ASSERT(sum != NULL && id != NULL && strstr(sum, id) != NULL);
+        CU_ASSERT(sum != NULL && strstr(sum, "li.na@corp.example") != NULL);
+        CU_ASSERT(sum != NULL && strstr(sum, "SECRET-CUSTOMER-LIST") == NULL);
+        CU_ASSERT(sum != NULL && strstr(sum, "P-NOTIFY-2") == NULL);
+        CU_ASSERT(sum != NULL && strstr(sum, "8888") == NULL);
+        g_free(sum);
+        g_free(id);
+    }
+    g_free(m);
+
+    /* a sender in her notice period: the stricter action, hold; released
+     * with postsuper -H, then delivered */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "wang.wei@corp.example", "buyer@acme.example",
+                             "chen.jie@corp.example", "P-HOLD-3", "held until released", NULL),
+                    0);
+    {
+        double end = cus_now() + 30;
+        while (hold_count(&p.gw) < 1 && cus_now() < end)
+            g_usleep(100000);
+    }
+    CU_ASSERT_EQUAL(hold_count(&p.gw), 1);
+    m = sink_find(&p, "P-HOLD-3", NULL, 1);
+    CU_ASSERT_PTR_NULL(m);
+    g_free(m);
+    e = spool_find(&p.f, "P-HOLD-3");
+    CU_ASSERT(has_finding(e, "departed-sender/header-from", "hold"));
+    spool_entry_free(&e);
+    {
+        char *argv[] = { "/usr/sbin/postsuper", "-c", p.gw.conf, "-H", "ALL", NULL };
+        CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
+    }
+    m = sink_find(&p, "P-HOLD-3", NULL, 60);
+    CU_ASSERT(in_header(m, "action=hold"));
+    CU_ASSERT_EQUAL(hold_count(&p.gw), 0);
+    g_free(m);
+
+    /* monitor and an allow-list (a reload) */
+    pol_reload(&p, "action.departed-sender/envelope = monitor\n"
+                   "allow.departed-sender/header-from = li.na@corp.example, @partner.example\n");
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "chen.jie@corp.example", "buyer@acme.example", NULL,
+                             "P-MONITOR-4", "recorded only", NULL), 0);
+    m = sink_find(&p, "P-MONITOR-4", NULL, 30);
+    CU_ASSERT(m != NULL && !in_header(m, "X-Custos-Flag"));
+    g_free(m);
+    e = spool_find(&p.f, "P-MONITOR-4");
+    CU_ASSERT(has_finding(e, "departed-sender/envelope", "monitor"));
+    spool_entry_free(&e);
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "li.na@corp.example", "buyer@acme.example",
+                             "chen.jie@corp.example", "P-ALLOW-5", "a known-good flow", NULL), 0);
+    m = sink_find(&p, "P-ALLOW-5", NULL, 30);
+    CU_ASSERT(m != NULL && !in_header(m, "X-Custos-Flag"));
+    g_free(m);
+    e = spool_find(&p.f, "P-ALLOW-5");
+    CU_ASSERT(e != NULL && e->n_findings == 0);
+    spool_entry_free(&e);
+
+    /* reject, the built-in action of departed-sender: 550 5.7.1 in English
+     * and Chinese; journalled with its finding all the same */
+    pol_reload(&p, "");
+    CU_ASSERT_NOT_EQUAL(pol_send(&p, &out, "chen.jie@corp.example", "buyer@acme.example", NULL,
+                                 "P-REJECT-6", "refused", NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "550-5.7.1 Message refused by company mail policy "
+                                         "(departed-sender)") != NULL);
+    CU_ASSERT(out != NULL && strstr(out, "550 5.7.1 根据公司邮件政策，此邮件被拒收"
+                                         "（departed-sender）") != NULL);
+    if (out != NULL && strstr(out, "5.7.1") == NULL)
+        fprintf(stderr, "\n  swaks: %s", out);
+    g_free(out);
+    e = spool_find(&p.f, "P-REJECT-6");
+    CU_ASSERT(has_finding(e, "departed-sender/envelope", "reject"));
+    spool_entry_free(&e);
+    m = sink_find(&p, "X-Custos-Notice: summary", "action reject", 60);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    g_free(m);
+    CU_ASSERT_EQUAL(sink_count(&p, "P-REJECT-6"), 0);
+    pol_stop(&p);
+}
+
+static void test_policy_route(void)
+{
+    struct pfx_policy p;
+    struct spool_entry *e;
+    char *m, *subj = rfc2047("GB2312", "报价单 第三季度");
+
+    MT_NEED();
+    CU_ASSERT_EQUAL_FATAL(pol_start(&p, ""), 0);
+    /* to a departed employee and a colleague: the successor instead, the
+     * original recipient in a header, the subject tagged; a notice to the
+     * external sender, in Chinese, naming the successor */
+    {
+        char *s = g_strdup_printf("%s R-1", subj);
+        CU_ASSERT_EQUAL(pol_send(&p, NULL, "purchasing@xingchen.example",
+                                 "chen.jie@corp.example,zhao.gang@corp.example",
+                                 "=?UTF-8?B?546L5Li75Lu7?= <purchasing@xingchen.example>", s,
+                                 "请报价 R-1", NULL), 0);
+        g_free(s);
+    }
+    m = sink_find(&p, "R-1", "X-Custos-Original-To", 30);
+    CU_ASSERT(in_header(m, "X-Custos-Original-To: chen.jie@corp.example\n"));
+    CU_ASSERT(m != NULL && strstr(m, "<li.na@corp.example>") != NULL);
+    CU_ASSERT(m != NULL && strstr(m, "<zhao.gang@corp.example>") != NULL);
+    CU_ASSERT(m != NULL && strstr(m, "<chen.jie@corp.example>") == NULL);
+    if (m != NULL) {
+        /* the subject, decoded: the tag with the leaver's name, then the original */
+        const char *s = strstr(m, "\nSubject:");
+        char *line = s != NULL ? g_strndup(s + 9, strcspn(s + 9, "\r\n")) : NULL;
+        char *dec = line != NULL ? g_mime_utils_header_decode_text(NULL, g_strstrip(line)) : NULL;
+        CU_ASSERT(dec != NULL && g_str_has_prefix(dec, "[原: 陈杰] 报价单 第三季度 R-1"));
+        if (dec == NULL || !g_str_has_prefix(dec, "[原: 陈杰]"))
+            fprintf(stderr, "\n  subject: %s", dec);
+        g_free(line);
+        g_free(dec);
+    }
+    g_free(m);
+    e = spool_find(&p.f, "请报价 R-1");
+    CU_ASSERT(has_finding(e, "route/successor", "route"));
+    spool_entry_free(&e);
+    m = sink_find(&p, "Auto-Submitted: auto-generated", "purchasing@xingchen.example", 60);
+    CU_ASSERT(in_header(m, "X-Custos-Archive: "));
+    CU_ASSERT(m != NULL && strstr(m, "li.na@corp.example") != NULL);
+    CU_ASSERT(m != NULL && strstr(m, "今后请直接发送邮件至 li.na@corp.example") != NULL);
+    g_free(m);
+
+    /* the same sender again: routed, no second notice */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "purchasing@xingchen.example", "chen.jie@corp.example",
+                             NULL, "R-2 again", "second", NULL), 0);
+    m = sink_find(&p, "R-2 again", "X-Custos-Original-To", 30);
+    CU_ASSERT(m != NULL && strstr(m, "<li.na@corp.example>") != NULL);
+    g_free(m);
+    /* automatic and list mail: routed, never a notice; an English sender: English */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "robot@acme.example", "chen.jie@corp.example", NULL,
+                             "R-3 out of office", "away", "Auto-Submitted: auto-replied", NULL),
+                    0);
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "list@lists.acme.example", "chen.jie@corp.example", NULL,
+                             "R-4 newsletter", "news", "List-Id: <news.lists.acme.example>",
+                             NULL), 0);
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "buyer@acme.example", "chen.jie@corp.example", NULL,
+                             "R-5 order", "please confirm", NULL), 0);
+    m = sink_find(&p, "Auto-Submitted: auto-generated", "buyer@acme.example", 60);
+    CU_ASSERT(m != NULL && strstr(m, "Please write to li.na@corp.example") != NULL);
+    g_free(m);
+    m = sink_find(&p, "R-4 newsletter", "X-Custos-Original-To", 30);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    g_free(m);
+    m = sink_find(&p, "R-3 out of office", "X-Custos-Original-To", 30);
+    CU_ASSERT_PTR_NOT_NULL(m);
+    g_free(m);
+    g_usleep(1000000);
+    pfx_flush(&p.gw);
+    g_usleep(1000000);
+    /* one notice to xingchen, one to buyer, none to robot and list */
+    CU_ASSERT_EQUAL(sink_count(&p, "Auto-Submitted: auto-generated"), 2);
+    CU_ASSERT_EQUAL(log_has(p.f.log, "no notice to <purchasing@xingchen.example>: one went "
+                                     "within 30 days"), 1);
+
+    /* mail submitted on the host with sendmail(1): pickup, the milter
+     * (non_smtpd_milters), archived and tagged like any other */
+    {
+        char *sh = g_build_filename(p.f.dir, "sendmail.sh", NULL);
+        char *argv[] = { "/bin/sh", "-c", NULL, NULL };
+        argv[2] = g_strdup_printf("printf 'From: li.na@corp.example\\nTo: buyer@acme.example\\n"
+                                  "Subject: S-1 local submission\\n\\nfrom the host\\n' | "
+                                  "'%s' -i -f li.na@corp.example -- buyer@acme.example", sh);
+        CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
+        m = sink_find(&p, "S-1 local submission", NULL, 60);
+        CU_ASSERT(in_header(m, "X-Custos-Archive: "));
+        g_free(m);
+        e = spool_find(&p.f, "S-1 local submission");
+        CU_ASSERT(e != NULL && strcmp(e->sender, "li.na@corp.example") == 0);
+        spool_entry_free(&e);
+        g_free(argv[2]);
+        g_free(sh);
+    }
+    g_free(subj);
+    pol_stop(&p);
+}
+
 CUS_SUITE(milter)
 {
     CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
@@ -1380,4 +1911,12 @@ CUS_SUITE(milter)
                 test_kill_inet);
     CU_add_test(s, "SIGKILL under load (unix socket, answers at DATA and EOM only): every "
                    "accepted message archived", test_kill_unix);
+    /* a suite of its own, so it can be run alone (run-tests milter-policy) */
+    s = CU_add_suite("milter-policy", mt_init, mt_clean);
+    CU_add_test(s, "Postfix: strip, tag, notify (summary without the message), hold for a leaver "
+                   "released with postsuper -H, monitor, allow-list, reject 550 in English and "
+                   "Chinese", test_policy_actions);
+    CU_add_test(s, "Postfix: a departed employee's mail to the successor, header and subject "
+                   "tag, one notice per sender, none to automatic or list mail; sendmail(1) "
+                   "submission archived", test_policy_route);
 }

@@ -27,6 +27,29 @@ enum cfg_ret_kind { CFG_RET_DEPARTMENT, CFG_RET_QUERY };
 /* [archive] scope: every message, or only mail of [archive] departments. */
 enum cfg_scope { CFG_SCOPE_ALL, CFG_SCOPE_DEPARTMENTS };
 
+/* Policy actions, mildest first: the most severe over a message's
+ * findings wins ([policy]). */
+enum cfg_action {
+    CFG_ACT_MONITOR, CFG_ACT_TAG, CFG_ACT_NOTIFY, CFG_ACT_STRIP, CFG_ACT_HOLD, CFG_ACT_REJECT
+};
+/* "monitor" .. "reject"; parse: 0, or -1 with the words expected. */
+const char *cfg_action_name(enum cfg_action a);
+int cfg_action_parse(const char *s, enum cfg_action *a_r, char **error_r);
+
+/* [route] notice_language */
+enum cfg_lang { CFG_LANG_AUTO, CFG_LANG_ZH, CFG_LANG_EN };
+
+/* One action.NAME, leaving.NAME or allow.NAME of [policy], in file order.
+ * NAME is a category or a rule (a token of [a-z0-9./_-]). */
+enum cfg_pol_kind { CFG_POL_ACTION, CFG_POL_LEAVING, CFG_POL_ALLOW };
+struct cfg_policy {
+    enum cfg_pol_kind kind;
+    char *name;
+    enum cfg_action action;     /* CFG_POL_ACTION, CFG_POL_LEAVING */
+    char **allow;               /* CFG_POL_ALLOW: lower-case addresses and
+                                 * domains ("@" + domain), NULL-terminated */
+};
+
 /* One department.NAME or rule.NAME of [retention], in file order. */
 struct cfg_retention {
     enum cfg_ret_kind kind;
@@ -87,6 +110,30 @@ struct cfg {
     int mlt_backlog;            /* backlog: listen(2) queue of the milter socket */
     int mlt_nodelay;            /* tcp_nodelay: TCP_NODELAY on an inet socket (off
                                  * only to measure the stall it removes) */
+    char *mlt_sendmail;         /* sendmail: summaries and route notices go here */
+    char *mlt_state_dir;        /* state_dir: NULL = ARCHIVE_DIR/milter */
+
+    /* [policy]: what custos-milter does with findings */
+    int pol_default;            /* default: enum cfg_action of a category no
+                                 * action.NAME names (departed-sender: reject) */
+    int pol_leaving;            /* leaving: the action for a sender in the notice
+                                 * period, 0 = none, else enum cfg_action + 1 */
+    char *pol_compliance;       /* compliance: where summaries go, or NULL */
+    char *pol_notify_from;      /* notify_from: their sender */
+    char *pol_reject_text;      /* reject_text: English, {category} {rule} */
+    char *pol_reject_text_zh;   /* reject_text_zh: Chinese, or NULL */
+    struct cfg_policy *pol_rules;       /* action.NAME, leaving.NAME, allow.NAME */
+    size_t n_pol_rules;
+
+    /* [route]: mail to a departed employee goes to the successor */
+    int rt_enabled;             /* enabled */
+    char *rt_subject_tag;       /* subject_tag: %n leaver's name, %a address; NULL: none */
+    int rt_notices;             /* notices: tell the external sender */
+    int rt_notice_days;         /* notice_days: once per sender and leaver per N days */
+    char *rt_notice_zh;         /* notice_template_zh */
+    char *rt_notice_en;         /* notice_template_en */
+    int rt_notice_lang;         /* notice_language: enum cfg_lang */
+    char *rt_notice_from;       /* notice_from: NULL = the successor */
 
 
     /* [handover]: custos-handover */
@@ -154,6 +201,8 @@ void cfg_free(struct cfg **cfg);
 
 /* The spool directory: [spool] dir, else ARCHIVE_DIR/spool (g_free it). */
 char *cfg_spool_dir(const struct cfg *cfg);
+/* custos-milter's own state: [milter] state_dir, else ARCHIVE_DIR/milter. */
+char *cfg_state_dir(const struct cfg *cfg);
 
 /* Parse a period ("30d", "6m", "7y", "forever"); -1 with why if not one. */
 int cfg_period_parse(const char *s, struct cfg_period *p, char **error_r);

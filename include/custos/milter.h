@@ -40,6 +40,11 @@
 
 #define MLT_HEADER "X-Custos-Archive"
 
+/* What custos-milter may do to a message: tag it, change its subject,
+ * strip and route recipients, hold it (smfi_register, negotiate). */
+#define MLT_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_ADDRCPT | SMFIF_DELRCPT | \
+                     SMFIF_QUARANTINE)
+
 /* The libmilter calls the callbacks make (milter/smfi.c has the real ones). */
 struct mlt_smfi {
     char *(*getsymval)(SMFICTX *ctx, char *name);
@@ -48,6 +53,12 @@ struct mlt_smfi {
     int (*setreply)(SMFICTX *ctx, char *rcode, char *xcode, char *message);
     int (*insheader)(SMFICTX *ctx, int idx, char *name, char *value);
     int (*chgheader)(SMFICTX *ctx, char *name, int idx, char *value);
+    int (*addrcpt)(SMFICTX *ctx, char *rcpt);
+    int (*delrcpt)(SMFICTX *ctx, char *rcpt);
+    int (*quarantine)(SMFICTX *ctx, char *reason);
+    /* a reply of one line, or of two when line2 is not NULL */
+    int (*setmlreply)(SMFICTX *ctx, const char *rcode, const char *xcode, const char *line1,
+                      const char *line2);
 };
 
 /* The real ones (milter/smfi.c: only custos-milter links libmilter). */
@@ -70,7 +81,7 @@ int mlt_in_flight(void);
 void mlt_stop(void);
 
 /* The filter description for smfi_register(): every callback below, and
- * the actions custos uses (SMFIF_ADDHDRS, SMFIF_CHGHDRS). */
+ * the actions custos uses (MLT_ACTIONS). */
 struct smfiDesc *mlt_desc(void);
 
 sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,

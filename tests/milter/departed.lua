@@ -1,6 +1,7 @@
 -- departed.lua - with the sample directory and [archive] scope = departments:
 -- a departed employee seen by envelope sender, header From and SASL login
--- (flagged and archived); a newsletter to management (not archived); sales
+-- (flagged, journalled, and refused: departed-sender's built-in action is
+-- reject, 550 5.7.1); a newsletter to management (not archived); sales
 -- mail (archived, nothing flagged).
 dofile(dir .. "/lib.lua")
 
@@ -20,14 +21,20 @@ local function start(conn, qid, auth, from, rcpt, hfrom)
 	step(conn, qid .. " body", mt.bodystring(conn, "text of " .. qid .. "\r\n"), SMFIR_CONTINUE)
 end
 
+-- EOM refused with our 550 5.7.1, nothing added.
+local function refused(conn, what)
+	step(conn, what .. " eom", mt.eom(conn), SMFIR_REPLYCODE)
+	check(not mt.eom_check(conn, MT_HDRINSERT, "X-Custos-Archive"), what .. " was tagged")
+end
+
 local conn = open()
 start(conn, "DEP1", nil, "chen.jie@corp.example", "buyer@acme.example", "chen.jie@corp.example")
-finish(conn, "DEP1")
+refused(conn, "DEP1")
 start(conn, "DEP2", nil, "li.na@corp.example", "buyer@acme.example",
       "=?UTF-8?B?6ZmI5p2w?= <Chen.Jie@corp.example>")
-finish(conn, "DEP2")
+refused(conn, "DEP2")
 start(conn, "DEP3", "chen.jie", "li.na@corp.example", "buyer@acme.example", "li.na@corp.example")
-finish(conn, "DEP3")
+refused(conn, "DEP3")
 start(conn, "NEWS1", nil, "news@vendor.example", "zhao.gang@corp.example", "news@vendor.example")
 step(conn, "NEWS1 eom", mt.eom(conn), SMFIR_CONTINUE)
 check(not mt.eom_check(conn, MT_HDRINSERT, "X-Custos-Archive"), "NEWS1 was tagged as archived")
