@@ -1788,6 +1788,29 @@ static void test_policy_actions(void)
     CU_ASSERT_PTR_NOT_NULL(m);
     g_free(m);
     CU_ASSERT_EQUAL(sink_count(&p, "P-REJECT-6"), 0);
+
+    /* ingested: each finding an incident with the action taken, the refused
+     * message's too; flagged: finds them */
+    CU_ASSERT_EQUAL(arc_cli(&p.f, &out, NULL, "ingest", NULL), 0);
+    g_free(out);
+    out = NULL;
+    CU_ASSERT_EQUAL(arc_cli(&p.f, &out, NULL, "incidents", "--json", NULL), 0);
+    {
+        static const char *const acts[] = { "strip", "tag", "notify", "hold", "monitor",
+                                            "reject" };
+        for (size_t i = 0; i < G_N_ELEMENTS(acts); i++) {
+            char *q = g_strdup_printf("\"%s\"", acts[i]);
+            if (out == NULL || strstr(out, q) == NULL) {
+                fprintf(stderr, "\n  no incident with action %s", acts[i]);
+                CU_FAIL("an action is not in custos-archive incidents");
+            }
+            g_free(q);
+        }
+    }
+    g_free(out);
+    out = NULL;
+    CU_ASSERT_EQUAL(search_count(&p.f, "flagged:self-forward"), 1);
+    CU_ASSERT_EQUAL(search_count(&p.f, "flagged:departed-sender"), 5);
     pol_stop(&p);
 }
 
