@@ -40,6 +40,7 @@ static void thread_free(gpointer p)
     struct det_thread *t = p;
 
     g_free(t->from);
+    g_free(t->excerpt);
     g_hash_table_destroy(t->also);
     g_free(t);
 }
@@ -223,6 +224,14 @@ static void quoted_scan(struct det_cache *c, const char *norm)
                 continue;
             t = thread_add(c, "quoted-header", cust, a);
             also_add(t, a);
+            if (t->excerpt == NULL) {
+                gssize at = det_text_find(l, 0, strlen(l), a);
+                char *masked = det_mask_addr(a);
+                if (at >= 0)
+                    t->excerpt = det_text_excerpt(l, strlen(l), (size_t)at,
+                                                  (size_t)at + strlen(a), 30, masked);
+                g_free(masked);
+            }
             /* the block's To and Cc lines */
             for (int j = i + 1; lines[j] != NULL && j <= i + 8; j++) {
                 const char *w = NULL;
@@ -474,10 +483,12 @@ static int forward_external(const struct det_envelope *env, const struct det_mes
             char rule[64], *from = det_mask_addr(th->from), *what;
             g_snprintf(rule, sizeof(rule), "forward-external/%s", th->how);
             what = g_strdup_printf(
-                "mail of customer %s from %s %s", th->cust->name, from,
+                "mail of customer %s from %s %s%s%s%s", th->cust->name, from,
                 strcmp(th->how, "quoted-header") == 0 ? "quoted (forward or reply header)"
                 : strcmp(th->how, "attached-message") == 0 ? "attached as a message"
-                : "replied to or referenced (archived)");
+                : "replied to or referenced (archived)",
+                th->excerpt ? ": \"" : "", th->excerpt ? th->excerpt : "",
+                th->excerpt ? "\"" : "");
             finding_for(out, "forward-external", rule, what, to);
             g_free(what);
             g_free(from);
@@ -732,9 +743,9 @@ static int sales_rule(const struct det_envelope *env, const struct det_message *
         g_free(w);
     }
     if (to->len > 0) {
-        char *what = g_strdup_printf("sales mail with %s, %s", why->str,
+        char *what = g_strdup_printf("sales mail %s with %s",
                                      bcc ? "to recipients only in the envelope (BCC)"
-                                         : "to personal webmail");
+                                         : "to personal webmail", why->str);
         finding_for(out, cat, bcc ? "bcc-external/envelope-only" : "personal-webmail/sales",
                     what, to);
         g_free(what);

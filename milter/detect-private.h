@@ -18,6 +18,8 @@ struct det_thread {
     const struct dir_customer *cust;    /* borrowed from the snapshot */
     char *from;                         /* the customer's address */
     GHashTable *also;                   /* addresses it already went to (set) */
+    char *excerpt;                      /* quoted-header: the line, address
+                                         * masked; else NULL */
 };
 
 struct det_cache {

@@ -9,7 +9,8 @@
  * it (GMime, then msg_from_gmime), classified (det_classify) and run
  * through every detector (det_run); the categories found must be the ones
  * expected, no more, no fewer. Precision and recall per category over the
- * whole set are printed. Unit cases of the pieces (phone keys, the quoted
+ * whole set are printed (every finding too with CUSTOS_DETECT_SHOW set).
+ * Unit cases of the pieces (phone keys, the quoted
  * header forms) come first.
  */
 #include <stdio.h>
@@ -342,6 +343,11 @@ static void test_detect_scenarios(void)
         for (guint k = 0; k < s->expect->len; k++)
             if (!has(found, s->expect->pdata[k]))
                 ok = 0;
+        if (ok && g_getenv("CUSTOS_DETECT_SHOW") != NULL)
+            for (guint k = 0; findings != NULL && k < findings->len; k++) {
+                const struct det_finding *f = findings->pdata[k];
+                printf("\n  %s: %s: %s", s->name, f->rule, f->evidence);
+            }
         if (!ok) {
             wrong++;
             fprintf(stderr, "\n  %s (%s): expected [", s->name, s->desc ? s->desc : "");

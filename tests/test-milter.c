@@ -1303,8 +1303,8 @@ static void test_detect_e2e(void)
     static const char *const want[] = {
         "finding customer-data: rule=customer-data/count: 14 customer contact items of 4 "
         "customers (5 addresses, 5 phones, 4 names",
-        "finding personal-webmail: rule=personal-webmail/sales: sales mail with 14 customer "
-        "contact items",
+        "finding personal-webmail: rule=personal-webmail/sales: sales mail to personal webmail "
+        "with 14 customer contact items",
         "to z***@163.com",
     };
     GPtrArray *msgs;
