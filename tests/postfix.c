@@ -205,6 +205,7 @@ static const char master_cf[] =
     "proxymap  unix  - - n - - proxymap\n"
     "smtp      unix  - - n - - smtp\n"
     "relay     unix  - - n - - smtp\n"
+    "virtual   unix  - n n - - virtual\n"      /* Maildir delivery, as the users */
     "showq     unix  n - n - - showq\n"
     "error     unix  - - n - - error\n"
     "retry     unix  - - n - - error\n"

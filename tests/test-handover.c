@@ -23,6 +23,12 @@
 #include "custos/msg.h"
 #include "custos/spool.h"
 #include "dovecot.h"
+#include "postfix.h"
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sqlite3.h>
 #include "../handover/handover-private.h"
 
@@ -2037,6 +2043,298 @@ static void test_incidents(void)
     fx_free(&f);
 }
 
+/* ---- end to end: Postfix and custos-milter before and after apply ---------------------- */
+
+static int sock_up(const char *path)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+    g_strlcpy(a.sun_path, path, sizeof(a.sun_path));
+    ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* The gateway of the store: custos-milter on a private Postfix whose
+ * virtual(8) delivers corp.example into the Maildirs and relays the rest
+ * to an smtp-sink. */
+struct gw {
+    struct pfx pf;
+    struct pfx_sink sink;
+    GPid milter;
+    char *spool, *sock, *log;
+};
+
+static int gw_start(struct gw *g, struct fx *f)
+{
+    static const char *const subs[] = { "", "tmp", "new", "failed" };
+    struct passwd *pw = getpwnam("nobody");
+    uid_t nobody = pw != NULL ? pw->pw_uid : 0;     /* getpw* reuse their buffer */
+    struct group *gr = getgrnam("postfix");
+    gid_t postfix = gr != NULL ? gr->gr_gid : 0;
+    char *text, *conf, *extra, *dir, *bin = cut_bin("custos-milter"), *err = NULL;
+    char *argv[] = { bin, "-f", "-c", f->conf, NULL };
+    GError *gerr = NULL;
+    double end = cus_now() + 20;
+    int fd, ret = -1;
+
+    memset(g, 0, sizeof(*g));
+    g->spool = g_build_filename(f->dir, "spool", NULL);
+    g->sock = g_build_filename(f->dir, "milter.sock", NULL);
+    g->log = g_build_filename(f->dir, "milter.log", NULL);
+    if (nobody == 0 || postfix == 0 || spool_init(g->spool, &err) < 0)
+        goto out;
+    for (size_t i = 0; i < G_N_ELEMENTS(subs); i++) {
+        char *p = g_build_filename(g->spool, subs[i], NULL);
+        CU_ASSERT_EQUAL(chown(p, nobody, postfix), 0);
+        g_free(p);
+    }
+    text = read_text(f->conf);
+    conf = g_strdup_printf("%s[spool]\ndir = %s\n[milter]\nsocket = unix:%s\nuser = nobody\n"
+                           "group = postfix\n", text, g->spool, g->sock);
+    CU_ASSERT(g_file_set_contents(f->conf, conf, -1, NULL));
+    g_free(conf);
+    g_free(text);
+    fd = open(g->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (!g_spawn_async_with_fds(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                                &g->milter, -1, fd, fd, &gerr)) {
+        fprintf(stderr, "\n  spawn custos-milter: %s", gerr->message);
+        g_error_free(gerr);
+        g->milter = 0;
+        close(fd);
+        goto out;
+    }
+    close(fd);
+    while (!sock_up(g->sock) && cus_now() < end && waitpid(g->milter, NULL, WNOHANG) == 0)
+        g_usleep(20000);
+    if (!sock_up(g->sock)) {
+        text = read_text(g->log);
+        fprintf(stderr, "\n  custos-milter did not come up:\n%s", text);
+        g_free(text);
+        goto out;
+    }
+    text = g_strdup_printf("%s/vmailbox", f->dir);
+    put_text(text, "li.na@corp.example corp.example/li.na/Maildir/\n"
+                   "wang.wei@corp.example corp.example/wang.wei/Maildir/\n");
+    g_free(text);
+    text = g_strdup_printf("%s/vuid", f->dir);
+    put_text(text, "li.na@corp.example 5000\nwang.wei@corp.example 5001\n");
+    g_free(text);
+    dir = g_build_filename(f->dir, "sink", NULL);
+    if (pfx_sink_start(&g->sink, dir, &err) < 0) {
+        g_free(dir);
+        goto out;
+    }
+    g_free(dir);
+    extra = g_strdup_printf("virtual_mailbox_domains = corp.example\n"
+                            "virtual_mailbox_base = %s/vmail\n"
+                            "virtual_mailbox_maps = texthash:%s/vmailbox\n"
+                            "virtual_uid_maps = texthash:%s/vuid\n"
+                            "virtual_gid_maps = texthash:%s/vuid\n"
+                            "virtual_minimum_uid = 100\nvirtual_mailbox_limit = 0\n", f->dir,
+                            f->dir, f->dir, f->dir);
+    dir = g_build_filename(f->dir, "postfix-run", NULL);
+    conf = g_strconcat("unix:", g->sock, NULL);
+    ret = pfx_start(&g->pf, dir, g->sink.port, conf, extra, &err);
+    g_free(conf);
+    g_free(extra);
+    g_free(dir);
+out:
+    if (err != NULL)
+        fprintf(stderr, "\n  gateway: %s", err);
+    g_free(err);
+    g_free(bin);
+    return ret;
+}
+
+static void gw_stop(struct gw *g)
+{
+    if (g->pf.master > 0)
+        pfx_stop(&g->pf);
+    if (g->sink.pid > 0)
+        pfx_sink_stop(&g->sink);
+    if (g->milter > 0) {
+        kill(g->milter, SIGTERM);
+        if (pfx_wait_pid(g->milter, 20, NULL) < 0) {
+            kill(g->milter, SIGKILL);
+            pfx_wait_pid(g->milter, 10, NULL);
+        }
+    }
+    g_free(g->spool);
+    g_free(g->sock);
+    g_free(g->log);
+}
+
+/* Send file from -> to through the gateway; wait until Postfix is done
+ * with it. swaks' exit status. */
+static int gw_send(struct gw *g, const char *from, const char *to, const char *file)
+{
+    char *data = g_strconcat("@", file, NULL), *out = NULL;
+    int rc = pfx_swaks(g->pf.port, &out, "--from", from, "--to", to, "--data", data, NULL);
+
+    if (rc != 0)
+        fprintf(stderr, "\nswaks %s -> %s: exit %d\n%s\n", from, to, rc, out);
+    if (pfx_wait_empty(&g->pf, 60) < 0) {
+        char *log = pfx_log(&g->pf);
+        fprintf(stderr, "\nthe queue did not empty:\n%s\n", log);
+        g_free(log);
+        CU_FAIL("Postfix did not deliver");
+    }
+    g_free(out);
+    g_free(data);
+    return rc;
+}
+
+/*
+ * Before apply, the leaver (leaving) sends the customer list to his
+ * 163.com address through the gateway: custos-milter flags it, ingest
+ * archives the incident, and the handover report lists it with the
+ * milter's rule and evidence. After apply, a customer's mail to the
+ * leaver goes through the same gateway: custos-milter routes it and the
+ * successor, logged in to a private Dovecot, finds it in her INBOX; the
+ * leaver's mailbox gets nothing.
+ */
+static void test_milter_e2e(void)
+{
+    static const struct dvc_user users[] = {
+        { "li.na@corp.example", "successor-pw", 5000, 5000 },
+        { "wang.wei@corp.example", "leaver-pw", 5001, 5001 },
+    };
+    struct fx f;
+    struct gw g;
+    struct dvc d = { 0 };
+    char *why = NULL, *id = NULL, *out = NULL, *err = NULL, *leak, *argv[6];
+    char *dvdir = NULL, *mail = NULL;
+    int rc;
+
+    if (!pfx_usable(&why) || !dvc_usable(&why)) {
+        fprintf(stderr, "\n  skipped: %s", why);
+        g_free(why);
+        return;
+    }
+    fx_archive_extra = "group = postfix\n";       /* custos-milter reads the directory */
+    rc = fx_setup(&f, NULL, 0, NULL);
+    fx_archive_extra = NULL;
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(chmod(f.dir, 0711), 0);       /* Postfix and the milter walk in */
+    id = fx_plan(&f, NULL);
+    if (gw_start(&g, &f) < 0) {
+        CU_FAIL("the gateway did not start");
+        goto out;
+    }
+    leak = g_build_filename(f.dir, "leak.eml", NULL);
+    put_text(leak, "From: =?UTF-8?B?546L5Lyf?= <wang.wei@corp.example>\r\n"
+                   "To: wangwei@163.com\r\n"
+                   "Subject: =?UTF-8?B?5aSH5Lu9?=\r\n"
+                   "Message-ID: <leak-e2e@corp.example>\r\n"
+                   "Date: Mon, 30 Nov 2026 18:00:00 +0800\r\n"
+                   "MIME-Version: 1.0\r\n"
+                   "Content-Type: text/plain; charset=UTF-8\r\n"
+                   "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                   "\xe5\xae\xa2\xe6\x88\xb7\xef\xbc\x9a\r\n"
+                   "Acme Trading, Ltd., buyer@acme.example, +1 415 555 0100\r\n"
+                   "\xe6\x98\x8e\xe8\xbf\x9c\xe8\xb4\xb8\xe6\x98\x93, info@mingyuan.example, "
+                   "+86 755 2222 3333\r\n");
+    gw_send(&g, "wang.wei@corp.example", "wangwei@163.com", leak);
+    g_free(leak);
+    /* ingest, once: the spool entry and its findings into the archive */
+    argv[0] = f.arcbin;
+    argv[1] = "-c";
+    argv[2] = f.conf;
+    argv[3] = "ingest";
+    argv[4] = NULL;
+    {
+        char *o2 = NULL, *e2 = NULL;
+        CU_ASSERT_EQUAL(cut_run(argv, &o2, &e2), 0);
+        if (sql_int(&f, "SELECT count(*) FROM incidents") < 1) {
+            char *log = read_text(g.log);
+            fprintf(stderr, "\nno incident; custos-milter said:\n%s\ningest: %s%s\n", log,
+                    o2, e2);
+            g_free(log);
+        }
+        g_free(o2);
+        g_free(e2);
+    }
+    CU_ASSERT(sql_int(&f, "SELECT count(*) FROM incidents") >= 1);
+
+    CU_ASSERT_EQUAL_FATAL(apply(&f, id, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, "--format", "json", NULL), 0);
+    if (out == NULL || strstr(out, "\"where\" : \"custos-milter") == NULL)
+        fprintf(stderr, "\nreport: %s\n", out);
+    CU_ASSERT(out != NULL && strstr(out, "\"where\" : \"custos-milter") != NULL &&
+              strstr(out, "\"evidence\" : \"") != NULL &&
+              strstr(out, "\"to\" : \"wangwei@163.com\"") != NULL &&
+              strstr(out, "\"subject\" : \"\xe5\xa4\x87\xe4\xbb\xbd\"") != NULL);
+    g_free(out);
+    CU_ASSERT_EQUAL(hov(&f, &out, NULL, "report", id, NULL), 0);
+    CU_ASSERT(out != NULL && strstr(out, "flagged as") != NULL);
+    g_free(out);
+    out = NULL;
+
+    /* after apply, a customer writes to the leaver, in Chinese (GB2312) */
+    leak = g_build_filename(f.dir, "to-leaver.eml", NULL);
+    put_text(leak, "From: =?UTF-8?B?5piO6L+c6LS45piT?= <info@mingyuan.example>\r\n"
+                   "To: =?UTF-8?B?546L5Lyf?= <wang.wei@corp.example>\r\n"
+                   "Subject: =?GB2312?B?0MK2qbWlIDQ3MTI=?=\r\n"
+                   "Message-ID: <route-e2e-4712@mingyuan.example>\r\n"
+                   "Date: Tue, 01 Dec 2026 09:00:00 +0800\r\n"
+                   "MIME-Version: 1.0\r\n"
+                   "Content-Type: text/plain; charset=GB2312\r\n"
+                   "Content-Transfer-Encoding: 8bit\r\n\r\n"
+                   "\xcd\xf5\xcf\xc8\xc9\xfa\xa3\xac\xd0\xc2\xb6\xa9\xb5\xa5\xc8\xe7"
+                   "\xcf\xc2\xa1\xa3\r\n");
+    CU_ASSERT_EQUAL(gw_send(&g, "info@mingyuan.example", "wang.wei@corp.example", leak), 0);
+    g_free(leak);
+    /* the successor finds it in her INBOX (Dovecot over the store) */
+    dvdir = g_build_filename(f.dir, "dovecot", NULL);
+    mail = g_strdup_printf("%s/vmail/%%d/%%n/Maildir", f.dir);
+    if (dvc_start(&d, dvdir, mail, users, G_N_ELEMENTS(users), &err) < 0) {
+        fprintf(stderr, "\n%s\n", err);
+        CU_FAIL("dovecot did not start");
+        goto out;
+    }
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], NULL, "STATUS INBOX (MESSAGES)", &out, &err), 0);
+    if (out == NULL || strstr(out, "(MESSAGES 2)") == NULL) {
+        char *log = pfx_log(&g.pf), *ml = read_text(g.log);
+        fprintf(stderr, "\nsuccessor's INBOX: %s\nmaillog:\n%s\nmilter:\n%s\n", out, log, ml);
+        g_free(log);
+        g_free(ml);
+    }
+    CU_ASSERT(out != NULL && strstr(out, "(MESSAGES 2)") != NULL);      /* Welcome + it */
+    g_free(out);
+    out = NULL;
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], "INBOX", "SEARCH HEADER Message-ID "
+                             "\"route-e2e-4712@mingyuan.example\"", &out, &err), 0);
+    CU_ASSERT(out != NULL && g_regex_match_simple("^\\* SEARCH \\d+\\r?$", out,
+                                                  G_REGEX_MULTILINE, 0));
+    g_free(out);
+    out = NULL;
+    /* its GB2312 subject, searched for in UTF-8 */
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[0], "INBOX", "SEARCH CHARSET UTF-8 SUBJECT "
+                             "\"\xe6\x96\xb0\xe8\xae\xa2\xe5\x8d\x95\"", &out, &err), 0);
+    CU_ASSERT(out != NULL && g_regex_match_simple("^\\* SEARCH \\d+\\r?$", out,
+                                                  G_REGEX_MULTILINE, 0));
+    g_free(out);
+    out = NULL;
+    /* the leaver's mailbox got nothing */
+    CU_ASSERT_EQUAL(dvc_imap(&d, &users[1], "INBOX", "SEARCH HEADER Message-ID "
+                             "\"route-e2e-4712@mingyuan.example\"", &out, &err), 0);
+    CU_ASSERT(out != NULL && g_regex_match_simple("^\\* SEARCH\\r?$", out,
+                                                  G_REGEX_MULTILINE, 0));
+    g_free(out);
+    out = NULL;
+    dvc_stop(&d);
+out:
+    gw_stop(&g);
+    g_free(err);
+    g_free(dvdir);
+    g_free(mail);
+    g_free(id);
+    fx_free(&f);
+}
+
 CUS_SUITE(handover)
 {
     CU_pSuite s = CU_add_suite("handover", NULL, NULL);
@@ -2067,4 +2365,6 @@ CUS_SUITE(handover)
     CU_add_test(s, "end to end: a private Dovecot shows the successor everything",
                 test_dovecot_e2e);
     CU_add_test(s, "incidents: custos-milter's and the archive's in the report", test_incidents);
+    CU_add_test(s, "end to end: Postfix and custos-milter flag the leaver's leak (in the "
+                "report) and bring the customers' new mail to the successor", test_milter_e2e);
 }
