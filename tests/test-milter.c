@@ -1287,11 +1287,14 @@ static void test_kill_unix(void)
     kill_run(0);
 }
 
+static int in_header(const char *msg, const char *s);
+
 /* The detectors end to end: the directory and the customer mail of
  * tests/detect imported, a private Postfix with custos-milter; a customer
  * list (xlsx) sent to a 163.com address is flagged customer-data and
- * personal-webmail (the recipient masked), a reply to the customer quoting
- * the customer is not flagged; both go on and are archived. */
+ * personal-webmail (logged, the recipient masked; tagged X-Custos-Flag by
+ * [policy]), a reply to the customer quoting the customer is not flagged;
+ * both go on. */
 static void test_detect_e2e(void)
 {
     struct mfx f;
@@ -1313,7 +1316,9 @@ static void test_detect_e2e(void)
     mfx_open(&f, 0);
     sinkdir = g_build_filename(f.dir, "sink", NULL);
     gwdir = g_build_filename(f.dir, "postfix", NULL);
-    extra = g_strdup_printf("[directory]\nwebmail_domains = %s\n", webmail);
+    extra = g_strdup_printf("[directory]\nwebmail_domains = %s\n[policy]\n"
+                            "action.customer-data = tag\naction.personal-webmail = tag\n",
+                            webmail);
     /* the milter (nobody, group postfix) reads index.db as a reader of the archive */
     write_conf2(&f, "group = postfix\n", extra);
     CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "init", NULL), 0);
@@ -1344,6 +1349,20 @@ static void test_detect_e2e(void)
     g_free(out); g_free(path);
     msgs = pfx_sink_messages(&sink, 2, 60);
     CU_ASSERT_EQUAL(msgs->len, 2);
+    for (guint i = 0; i < msgs->len; i++) {
+        char *m = g_strndup(g_bytes_get_data(msgs->pdata[i], NULL),
+                            g_bytes_get_size(msgs->pdata[i]));
+        if (strstr(m, "z12345@163.com") != NULL) {
+            CU_ASSERT(in_header(m, "X-Custos-Flag: customer-data; rule=customer-data/count; "
+                                   "action=tag"));
+            CU_ASSERT(in_header(m, "X-Custos-Flag: personal-webmail; "
+                                   "rule=personal-webmail/sales; action=tag"));
+        } else {
+            CU_ASSERT(strstr(m, "purchasing@xingchen.example") != NULL);
+            CU_ASSERT(!in_header(m, "X-Custos-Flag"));
+        }
+        g_free(m);
+    }
     g_ptr_array_free(msgs, TRUE);
     CU_ASSERT_EQUAL(spool_count(&f, "new"), 2);
     pfx_stop(&gw);
@@ -1925,8 +1944,8 @@ CUS_SUITE(milter)
                    "departments leaves a newsletter out", test_directory);
     CU_add_test(s, "Postfix + swaks: English and Chinese mail tagged, ingested, searched",
                 test_postfix);
-    CU_add_test(s, "detectors end to end: a customer list to 163.com flagged, a reply to the "
-                   "customer not", test_detect_e2e);
+    CU_add_test(s, "detectors end to end: a customer list to 163.com flagged and tagged, a "
+                   "reply to the customer not", test_detect_e2e);
     CU_add_test(s, "spool read-only: 451, waits in the front queue, archived once cleared",
                 test_readonly);
     CU_add_test(s, "spool full (tmpfs): 451, waits, archived once there is room", test_full);
