@@ -49,8 +49,8 @@ struct incident {
     int purged;                 /* the message was purged (lists only) */
 };
 
-/* The fields of an "incident" event (key, value, ..., NULL); the strings
- * are inc's (and the array's own, for the numbers). */
+/* The fields of an "incident" event (key, value, ..., NULL), copies the
+ * array owns (g_ptr_array_free(kv, TRUE)). */
 GPtrArray *incident_fields(const struct incident *inc);
 /* The incident an event holds (strings newly allocated; seq and time from
  * the event): 0, or -1 naming a missing or malformed field. */
