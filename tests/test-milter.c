@@ -917,9 +917,14 @@ static void test_postfix(void)
     for (guint i = 0; i < msgs->len; i++) {
         char *id = archive_header(g_ptr_array_index(msgs, i));
         CU_ASSERT(id != NULL && spool_id_valid(id));
-        if (id != NULL)
+        if (id != NULL) {
+            /* and the header's value finds the message in a query */
+            char *q = g_strdup_printf("spool:%s", id);
             CU_ASSERT_EQUAL(q_int(&f, "SELECT count(*) FROM deliveries WHERE spool_id = ?1 "
                                       "AND queue_id <> '' AND source = 'milter'", id), 1);
+            CU_ASSERT_EQUAL(search_count(&f, q), 1);
+            g_free(q);
+        }
         g_free(id);
     }
     g_ptr_array_free(msgs, TRUE);
