@@ -10,7 +10,10 @@
  * --follow: the inotify watch on SPOOL/new/ is set up before the first
  * listing, so an entry renamed in at any moment either is in a listing or
  * wakes the poll(). Events only wake us; each wake-up lists the directory
- * again, so a queue overflow needs nothing more than that rescan. SIGTERM
+ * again, so a queue overflow needs nothing more than that rescan. After a
+ * wake-up it waits INGEST_GATHER_MS for the rest of the burst, so a batch
+ * commits many entries (a commit's fsyncs and index pages shared) while
+ * mail flows. SIGTERM
  * and SIGINT set a flag and write to a self-pipe the poll() watches.
  */
 #include <errno.h>
@@ -263,8 +266,15 @@ static int wait_for_work(struct ingest *in, int ifd, char **error_r)
     n = poll(fds, sig_pipe[0] >= 0 ? 2 : 1, timeout);
     if (n < 0 && errno != EINTR)
         return cus_error_errno(error_r, "ingest: poll() failed");
-    if (n > 0 && (fds[0].revents & POLLIN))
+    if (n > 0 && (fds[0].revents & POLLIN)) {
+        /* Entries come in bursts: let the burst gather (a signal still ends
+         * the wait), so one batch commits many entries, not one each. */
+        if (sig_pipe[0] >= 0)
+            poll(&fds[1], 1, INGEST_GATHER_MS);
+        else
+            g_usleep(INGEST_GATHER_MS * 1000);
         inotify_consume(ifd);
+    }
     if (n > 0 && sig_pipe[0] >= 0 && (fds[1].revents & POLLIN))
         while (read(sig_pipe[0], &c, 1) > 0)
             ;

@@ -148,9 +148,9 @@ start_bg milter "$T/null.log" "$BUILD/nullmilter" -m none -p "inet:$P_NULL0@127.
 start_custos custos-unix
 start_custos custos-inet
 start_custos custos-nagle
-# ingest at the lowest priority, as custos-ingest.service runs it: the spool
+# ingest at the lowest priority (CPU and I/O), as custos-ingest.service runs it: the spool
 # absorbs bursts, the archive catches up when Postfix leaves CPU to spare
-start_bg ingest "$T/ingest.log" nice -n 19 "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
+start_bg ingest "$T/ingest.log" nice -n 19 ionice -c 3 "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
 sleep 1
 chmod 0666 "$T/null.sock" "$T/null0.sock"
 

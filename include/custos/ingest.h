@@ -55,6 +55,10 @@ struct ingest_opts {
 };
 
 #define INGEST_BATCH_DEFAULT 500
+/* --follow: after an entry arrives, wait this long for more before the
+ * batch starts (an archive a quarter of a second behind, batches of many
+ * entries while mail flows instead of one commit per message). */
+#define INGEST_GATHER_MS 250
 
 struct ingest_stats {
     guint64 archived;   /* entries committed to the archive and removed */
