@@ -301,6 +301,24 @@ scenario("neg-resent-by-list", "a mailing list's message (Resent-* and X-Forward
          "list server) passed on to an outside friend",
          lst, "liu.yang@corp.example", ["friend@otherlab.example"], [])
 
+fwd = ("刘总：\n\n您要的订单，见下。\n\n-------- 转发邮件信息 --------\n"
+       "发件人：\"王芳\" <purchasing@xingchen.example>\n发送日期：2024-06-12 09:30:00\n"
+       "收件人：\"李娜\" <li.na@corp.example>\n主题：采购订单 PO-2024-0612\n\n" + PO_BODY)
+scenario("fwd-163-gb18030-qp", "163 Mail forward (转发邮件信息, 全角冒号) of a customer order to "
+         "another customer (GB18030, quoted-printable)",
+         message(addr("李娜", "li.na@corp.example", "gb18030"), "zhou.min@hongyuan.example",
+                 "转发：采购订单 PO-2024-0612", text_part(fwd, "gb18030", "quoted-printable"),
+                 charset="gb18030"),
+         "li.na@corp.example", ["zhou.min@hongyuan.example"], ["forward-external"])
+
+scenario("fwd-eml-in-zip", "a customer's order saved as .eml, zipped and sent to an outside "
+         "agent",
+         message(addr("李娜", "li.na@corp.example"), "agent@otherco.example", "资料",
+                 [text_part("压缩包里是原邮件。\n", "utf-8", "base64"),
+                  file_part("订单.zip", zip_bytes([("订单/PO-2024-0612.eml", A1)]),
+                            "application/zip")]),
+         "li.na@corp.example", ["agent@otherco.example"], ["forward-external"])
+
 scenario("neg-reply-to-customer", "a normal reply to the customer, quoting the customer "
          "(Outlook in Chinese, GB2312)",
          message(addr("李娜", "li.na@corp.example", "gb2312"), "purchasing@xingchen.example",
