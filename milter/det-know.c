@@ -97,7 +97,8 @@ static char *fold(const char *s, gssize len)
     char *n = det_text_norm(s, len);
 
     for (char *p = n; *p; p++)
-        *p = g_ascii_tolower(*p);
+        if (*p >= 'A' && *p <= 'Z')     /* g_ascii_tolower, inline: the whole body */
+            *p += 'a' - 'A';
     return n;
 }
 

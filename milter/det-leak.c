@@ -151,13 +151,15 @@ static enum qkey qline_key(const char *line, const char **value_r)
 
 static int qline_sep(const char *line)
 {
-    /* more than 320 bytes is more than 80 characters: not counted */
+    /* more than 320 bytes is more than 80 characters, 80 bytes or fewer
+     * are not: only between are characters counted (this runs on every
+     * line of every message) */
     size_t n = strnlen(line, 321);
 
-    if (n > 320 || g_utf8_strlen(line, (gssize)n) > 80)
+    if (n > 320 || (n > 80 && g_utf8_strlen(line, (gssize)n) > 80))
         return 0;
     for (size_t i = 0; i < G_N_ELEMENTS(qseps); i++)
-        if (det_text_find(line, 0, strlen(line), qseps[i]) >= 0)
+        if (det_text_find(line, 0, n, qseps[i]) >= 0)
             return 1;
     return 0;
 }
