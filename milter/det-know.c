@@ -91,15 +91,20 @@ char *det_phone_key(const char *phone)
     return g_strdup(n > 10 ? digits + n - 10 : digits);
 }
 
+/* s in ASCII lower case, in place (g_ascii_tolower inline: it runs over
+ * whole bodies). */
+static char *lower(char *s)
+{
+    for (char *p = s; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p += 'a' - 'A';
+    return s;
+}
+
 /* Normalised, ASCII case folded (what names are matched as). */
 static char *fold(const char *s, gssize len)
 {
-    char *n = det_text_norm(s, len);
-
-    for (char *p = n; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')     /* g_ascii_tolower, inline: the whole body */
-            *p += 'a' - 'A';
-    return n;
+    return lower(det_text_norm(s, len));
 }
 
 /* The key of the names table: the first two characters' bytes. */
@@ -347,7 +352,7 @@ static void scan_names(const struct det_know *k, const char *text, size_t len,
 
     if (g_hash_table_size(k->names) == 0)
         return;
-    t = g_ascii_strdown(text, len);
+    t = lower(g_strndup(text, len));
     n = strlen(t);
     for (const char *p = t; p < t + n; p = g_utf8_next_char(p)) {
         size_t kl;
