@@ -890,7 +890,11 @@ static int parse_fields(const char *buf, size_t *posp, size_t end, int v2,
                     e->queue_id = s;
                 else if (k == K_SOURCE)
                     e->source = s;
-                else if (k == K_AUTH)
+                else if (k == K_AUTH && *s == '\0') {
+                    g_free(s);
+                    return parse_error(error_r, line, key, "empty (an entry with no SASL "
+                                       "login has no auth line)");
+                } else if (k == K_AUTH)
                     e->auth = s;
                 else
                     g_ptr_array_add(rcpts, s);

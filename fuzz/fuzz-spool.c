@@ -11,10 +11,13 @@
  * swept at the next start.
  *
  * An input that does not parse is also read as an envelope to write:
- * byte 0 the number of rcpts (low 3 bits), then client, sender, queue id,
- * source and the rcpts, each ended by a NUL, then the raw message. Any
- * bytes at all go in (CR, LF, '%', invalid UTF-8); what comes back must
- * be the same, with invalid UTF-8 repaired as spool.h says.
+ * byte 0 the number of rcpts (low 3 bits) and of findings (next 2 bits),
+ * then client, sender, queue id, source, the rcpts and four fields per
+ * finding (category, rule, action, evidence), each ended by a NUL, then
+ * the raw message. Any bytes at all go in (CR, LF, '%', invalid UTF-8);
+ * what comes back must be the same, with invalid UTF-8 repaired as
+ * spool.h says; a finding whose category, rule or action is not a token
+ * must be refused, with a message, and leave nothing.
  * A broken promise aborts.
  */
 #include <errno.h>
@@ -128,14 +131,20 @@ static char *repaired(const char *v)
 static void write_envelope(const uint8_t *data, size_t size)
 {
     struct spool_entry e = { .id = "" }, *back = NULL;
-    char *fields[4 + 7 + 1] = { NULL }, id[SPOOL_ID_MAX + 1] = "", *error = NULL;
-    int nrcpt, nf;
+    char *fields[4 + 7 + 1 + 4 * 3] = { NULL }, id[SPOOL_ID_MAX + 1] = "", *error = NULL;
+    struct spool_finding fs[3], *fp[3];
+    int nrcpt, nfind, nf, tokens = 1;
     size_t pos = 1;
 
     if (size == 0)
         return;
     nrcpt = data[0] & 7;
-    for (nf = 0; nf < 4 + nrcpt; nf++) {
+    nfind = (data[0] >> 3) & 3;
+    for (nf = 0; nf < 4 + nrcpt + 1 + 4 * nfind; nf++) {
+        if (nf == 4 + nrcpt) {
+            fields[nf] = NULL;  /* the rcpts' end */
+            continue;
+        }
         const uint8_t *nul = pos < size ? memchr(data + pos, '\0', size - pos) : NULL;
         if (nul == NULL)
             goto out;           /* too few fields: not an envelope */
@@ -148,12 +157,30 @@ static void write_envelope(const uint8_t *data, size_t size)
     e.queue_id = fields[2];
     e.source = fields[3];
     e.rcpts = fields + 4;       /* NULL after the last */
+    for (int i = 0; i < nfind; i++) {
+        char **f = fields + 4 + nrcpt + 1 + 4 * i;
+        fs[i] = (struct spool_finding){ f[0], f[1], f[2], f[3] };
+        fp[i] = &fs[i];
+        tokens = tokens && spool_token_valid(f[0]) && spool_token_valid(f[1]) &&
+                 spool_token_valid(f[2]);
+    }
+    e.findings = fp;
+    e.n_findings = (size_t)nfind;
     e.raw = g_bytes_new(data + pos, size - pos);
+    if (!tokens) {
+        if (spool_write(fuzz_dir, &e, id, &error) == 0)
+            fuzz_fail("spool_write took a finding that is not tokens", id);
+        if (error == NULL || strstr(error, "is not a token") == NULL)
+            fuzz_fail("spool_write refused a finding without saying why", error);
+        g_free(error);
+        g_bytes_unref(e.raw);
+        goto out;
+    }
     if (spool_write(fuzz_dir, &e, id, &error) < 0)
         fuzz_fail("spool_write", error);
     if (spool_read(fuzz_dir, id, &back, &error) < 0)
         fuzz_fail("spool_read of a written entry", error);
-    for (int i = 0; i < nf; i++) {
+    for (int i = 0; i < 4 + nrcpt; i++) {
         char *want = repaired(fields[i]);
         const char *got = i == 0 ? back->client : i == 1 ? back->sender :
                           i == 2 ? back->queue_id : i == 3 ? back->source : back->rcpts[i - 4];
@@ -162,6 +189,16 @@ static void write_envelope(const uint8_t *data, size_t size)
     }
     if (back->rcpts[nrcpt] != NULL)
         fuzz_fail("rcpt added", back->rcpts[nrcpt]);
+    if (back->n_findings != (size_t)nfind)
+        fuzz_fail("findings lost or added", id);
+    for (int i = 0; i < nfind; i++) {
+        char *want = repaired(fs[i].evidence);
+        same_str("finding category", fs[i].category, back->findings[i]->category);
+        same_str("finding rule", fs[i].rule, back->findings[i]->rule);
+        same_str("finding action", fs[i].action, back->findings[i]->action);
+        same_str("finding evidence", want, back->findings[i]->evidence);
+        g_free(want);
+    }
     if (back->time != e.time || !g_bytes_equal(e.raw, back->raw))
         fuzz_fail("time or raw message changed", id);
     if (spool_remove(fuzz_dir, id, &error) < 0)

@@ -245,6 +245,8 @@ static void test_parse_errors(void)
         /* auth and finding: optional, in their place, tokens strict */
         { "auth and findings (fine)", "size ", "auth alice\nfinding a b c \n"
           "finding x/y z.1 reject %25 %0A 中文\nsize ", 0, NULL },
+        { "auth empty", "size ", "auth \nsize ", 0,
+          "line 8 (auth): empty (an entry with no SASL login has no auth line)" },
         { "auth twice", "size ", "auth a\nauth b\nsize ", 0,
           "line 9 (auth): key repeated or out of order (expected \"finding\")" },
         { "auth after finding", "size ", "finding a b c d\nauth a\nsize ", 0,

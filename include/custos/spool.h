@@ -18,7 +18,8 @@
  *   rcpt bob@example.com            one line per envelope recipient (>= 0)
  *   queue-id 4Xk2Lp1z3Nz9           may be empty
  *   source milter                   who wrote it
- *   auth alice                      SASL login; optional (absent: none)
+ *   auth alice                      SASL login; optional (absent: none;
+ *                                   never empty)
  *   finding CATEGORY RULE ACTION EVIDENCE
  *                                   optional, one line per finding (>= 0)
  *   size 12345                      bytes of the raw message
