@@ -84,10 +84,14 @@ MILTER_OBJ   := $(MILTER_SRC:%.c=$(BUILD)/%.o)
 MILTER_LIBS   = -lmilter
 TEST_OBJ     += $(MILTER_OBJ) $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/postfix.c))
 
-all: $(BUILD)/custos-milter $(BUILD)/nullmilter
+all: $(BUILD)/custos-milter $(BUILD)/nullmilter $(BUILD)/detbench
 
 $(BUILD)/custos-milter: $(MILTER_MAIN:%.c=$(BUILD)/%.o) $(MILTER_OBJ) $(BUILD)/libcustos.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) $(MILTER_LIBS)
+
+# detbench: the detectors timed on a directory of messages (bench/detect.sh).
+$(BUILD)/detbench: $(BUILD)/bench/detbench.o $(MILTER_OBJ) $(BUILD)/libcustos.a
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 $(BUILD)/nullmilter: bench/nullmilter.c
 	@mkdir -p $(dir $@)
@@ -182,6 +186,7 @@ FUZZ_MAXLEN_export = 65536
 FUZZ_MAXLEN_mutf7  = 1024
 FUZZ_MAXLEN_sieve  = 16384
 FUZZ_MAXLEN_subs   = 16384
+FUZZ_MAXLEN_dettext = 65536
 
 fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -190,7 +195,11 @@ fuzz-build:
 
 fuzz-bins: $(FUZZ_BINS)
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz-%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/libhandover.a $(BUILD)/libcustos.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) -o $@ $+ $(LDLIBS_ALL)
+
+# the detectors' text functions live in milter/ (and use libcustos.a: again after them)
+$(BUILD)/fuzz/fuzz-dettext: $(BUILD)/milter/det-text.o $(BUILD)/milter/det-account.o \
+  $(BUILD)/libcustos.a
 
 fuzz: fuzz-build
 	@$(foreach n,$(FUZZ_NAMES),sh fuzz/run.sh $(FUZZ_BUILD) $(n) $(FUZZ_TIME) var/fuzz/$(n) \

@@ -2,7 +2,7 @@
 # bench/run.sh BUILD CORPUS - every benchmark (make bench): build the
 # Maildir (bench/mkcorpus.py, BENCH_N messages, default 20000, only when it
 # is not there yet for that N and those sources), then import.sh, size.sh,
-# query.sh, verify.sh, export.sh; a summary table at the end, also in
+# query.sh, verify.sh, export.sh, detect.sh; a summary table at the end, also in
 # var/bench/results.txt. Ratios are against notmuch and mu (and sha256sum
 # for verify) measured in the same run; nothing here is asserted. About 10-15 minutes on 2 cores at N=20000; BENCH_N=5000 for a
 # quick look.
@@ -36,12 +36,14 @@ sh bench/size.sh "$BUILD"
 sh bench/query.sh "$BUILD"
 sh bench/verify.sh "$BUILD"
 sh bench/export.sh "$BUILD"
+sh bench/detect.sh "$BUILD" "$CORPUS"
 
 . "$bench/import.res"
 . "$bench/size.res"
 . "$bench/query.res"
 . "$bench/verify.res"
 . "$bench/export.res"
+. "$bench/detect.res"
 el=$(secs "$start" "$(now_ns)")
 mb=$(awk -v b="$size_raw" 'BEGIN { printf "%.1f", b / 1e6 }')
 {
@@ -63,6 +65,10 @@ mb=$(awk -v b="$size_raw" 'BEGIN { printf "%.1f", b / 1e6 }')
         "${export_ratio}x GNU tar of the Maildir ($export_tar_s s); peak RSS ${export_rss_all_kb} KB for all, ${export_rss_ratio}x that of $export_part_messages (flat)"
     printf '%-22s %12s %12s %12s   %s\n' "verify-export s" "$export_verify_s" "-" "-" \
         "${export_verify_ratio}x sha256sum of the export ($export_sha256sum_s s)"
+    printf '%-22s %12s %12s %12s   %s\n' "detect ms real mail" "$detect_corpus_med" "-" "-" \
+        "median per message, p99 $detect_corpus_p99 ms ($detect_corpus_n messages, every detector)"
+    printf '%-22s %12s %12s %12s   %s\n' "detect ms 200 KB" "$detect_big_med" "-" "-" \
+        "median per message, p99 $detect_big_p99 ms ($detect_big_n messages with attachments)"
     echo "----------------------------------------------------------------------------"
     echo "custos indexed $imp_custos_indexed of $imp_n; per-query counts: var/bench/query.txt;" \
          "whole run ${el} s"

@@ -42,6 +42,7 @@
 #include <glib.h>
 #include <gmime/gmime.h>
 #include "custos/cfg.h"
+#include "custos/det-name.h"
 #include "custos/log.h"
 #include "custos/milter.h"
 #include "custos/spool.h"
@@ -265,6 +266,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     g_mime_init();      /* once, before any thread parses */
+    if (det_name_init(&err) < 0) {   /* ICU's Han-Latin, not at the first message */
+        log_warn("NOQUEUE: %s: self-forward cannot match names", err);
+        g_clear_pointer(&err, g_free);
+    }
     if (mlt_init(cfg, mlt_smfi_libmilter(), &err) < 0)
         log_fatal("NOQUEUE: %s", err);
     cfg = NULL;

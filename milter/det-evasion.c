@@ -10,9 +10,10 @@
  *    (access_code_words: 提取码, 密码, pwd ...) within access_code_window
  *    characters, in the body (quoted parts included) or attachments' text.
  * From the company to any external recipient:
- *  - evasion/disguised-attachment: an attachment whose content is another
- *    kind of file than its extension says (msg_att.mismatch: a zip named
- *    .jpg); a PNG named .jpg is not.
+ *  - evasion/disguised-attachment: an attachment whose content is an
+ *    archive, a document or a program while its extension says another
+ *    kind of file (msg_att.mismatch: a zip named .jpg); a PNG named .jpg
+ *    is not.
  */
 #include <string.h>
 #include "detect-private.h"
@@ -101,7 +102,7 @@ static int evasion(const struct det_envelope *env, const struct det_message *m, 
     const struct msg *msg;
     int webmail = 0, external = 0, ret = -1;
     GHashTable *seen = NULL;
-    char *body = NULL, *atts = NULL;
+    const char *body, *atts;
     guint before = out->len;
 
     if (m == NULL || m->msg == NULL || !det_from_internal(env))
@@ -136,8 +137,8 @@ static int evasion(const struct det_envelope *env, const struct det_message *m, 
     }
     if (webmail) {
         seen = g_hash_table_new(g_str_hash, g_str_equal);
-        body = det_text_norm(msg->body->str, msg->body->len);
-        atts = det_text_norm(msg->att_text->str, msg->att_text->len);
+        body = det_cache_text(m, DET_TEXT_BODY);
+        atts = det_cache_text(m, DET_TEXT_ATTS);
         if (cloud_links(env, body, strlen(body), "message", seen, out, error_r) < 0 ||
             cloud_links(env, atts, strlen(atts), "attachments", seen, out, error_r) < 0)
             goto out;
@@ -146,8 +147,6 @@ static int evasion(const struct det_envelope *env, const struct det_message *m, 
 out:
     if (seen != NULL)
         g_hash_table_destroy(seen);
-    g_free(body);
-    g_free(atts);
     return ret;
 }
 

@@ -259,7 +259,8 @@ static int payment_details(const struct det_envelope *env, const struct det_mess
                            GPtrArray *out, char **error_r)
 {
     struct pay p = { env, NULL, NULL, NULL, NULL, NULL, NULL, out, 0 };
-    char *body = NULL, *own = NULL, *atts = NULL;
+    char *own = NULL;
+    const char *body, *atts;
     int ret = -1;
 
     if (m == NULL || m->msg == NULL || !det_from_internal(env))
@@ -277,9 +278,9 @@ static int payment_details(const struct det_envelope *env, const struct det_mess
         det_words(env->cfg->det_company_suffixes, &p.suffixes, error_r) < 0)
         goto out;
     p.seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    body = det_text_norm(m->msg->body->str, m->msg->body->len);
+    body = det_cache_text(m, DET_TEXT_BODY);
     own = det_text_unquoted(body, strlen(body));
-    atts = det_text_norm(m->msg->att_text->str, m->msg->att_text->len);
+    atts = det_cache_text(m, DET_TEXT_ATTS);
     if (numbers(&p, own, strlen(own), "message", error_r) < 0 ||
         numbers(&p, atts, strlen(atts), "attachments", error_r) < 0 ||
         payees(&p, own, strlen(own), "message", error_r) < 0 ||
@@ -292,9 +293,7 @@ out:
     if (p.accounts != NULL)
         g_ptr_array_free(p.accounts, TRUE);
     g_ptr_array_free(p.custs, TRUE);
-    g_free(body);
     g_free(own);
-    g_free(atts);
     return ret;
 }
 

@@ -106,10 +106,12 @@ static int customer_in_text(struct dir *d, const char *text, char **what_r, char
 
 /* What from work the message carries, in words (g_free), or NULL for a
  * plain note; -1 on a directory error. */
-static int carries_work(const struct det_envelope *env, const struct msg *msg, char **what_r,
-                        char **error_r)
+static int carries_work(const struct det_envelope *env, const struct det_message *m,
+                        char **what_r, char **error_r)
 {
-    char *body, *own;
+    const struct msg *msg = m->msg;
+    char *own;
+    const char *body;
     int r = 0;
     const char *subj = msg->subject;
 
@@ -137,7 +139,7 @@ static int carries_work(const struct det_envelope *env, const struct msg *msg, c
             g_free(m);
             return 1;
         }
-    body = det_text_norm(msg->body->str, msg->body->len);
+    body = det_cache_text(m, DET_TEXT_BODY);
     own = det_text_unquoted(body, strlen(body));
     if (strlen(own) + 16 < strlen(body)) {
         *what_r = g_strdup("a quoted or forwarded message");
@@ -145,7 +147,6 @@ static int carries_work(const struct det_envelope *env, const struct msg *msg, c
     } else if (env->dir != NULL) {
         r = customer_in_text(env->dir, body, what_r, error_r);
     }
-    g_free(body);
     g_free(own);
     return r;
 }
@@ -187,7 +188,7 @@ static int self_forward(const struct det_envelope *env, const struct det_message
         g_free(local);
         if (rule == NULL)
             continue;
-        if (carries == -2 && (carries = carries_work(env, m->msg, &what, error_r)) < 0)
+        if (carries == -2 && (carries = carries_work(env, m, &what, error_r)) < 0)
             goto out;
         if (!carries && !env->cfg->det_self_forward_notes)
             continue;

@@ -2,8 +2,9 @@
  * det-text.c - text normalised for matching, values masked for evidence; see det-text.h
  *
  * Normalisation is one copy that drops the invisible characters, then
- * GLib's NFKC (g_utf8_normalize), skipped for pure ASCII (which NFKC
- * leaves as it is). Masks and excerpts work on characters, never cutting
+ * NFKC: pure ASCII is left as it is; otherwise what NFKC cannot change
+ * (ASCII, common CJK ideographs) is copied, full-width forms mapped, and
+ * only the runs of other characters go through GLib's g_utf8_normalize. Masks and excerpts work on characters, never cutting
  * a UTF-8 sequence.
  */
 #include <string.h>
@@ -17,10 +18,64 @@ int det_text_is_invisible(gunichar c)
            (c >= 0x2060 && c <= 0x2064) || c == 0xFEFF;
 }
 
+/* Characters NFKC leaves alone and never joins with what is before them
+ * (ASCII, the common CJK ideographs, 、 and 。): the text may be cut
+ * before them and each piece normalised alone (UAX #15, stable code
+ * points). */
+static int nfkc_stable(gunichar c)
+{
+    return c < 0x80 || (c >= 0x4E00 && c <= 0x9FFF) || c == 0x3001 || c == 0x3002;
+}
+
+/* NFKC of valid UTF-8 vis, appended to out: stable characters copied,
+ * full-width ASCII forms (U+FF01..FF5E) and the ideographic space mapped
+ * as NFKC maps them, every other run normalised by GLib together with the
+ * character before it (which it may join, e + U+0301 = é). */
+static void nfkc_append(GString *out, const char *vis, size_t n)
+{
+    const char *p = vis, *end = vis + n;
+    gsize last = 0;                 /* where the last character of out starts */
+
+    while (p < end) {
+        gunichar c = g_utf8_get_char(p);
+        const char *q;
+        char *seg, *norm;
+
+        if (nfkc_stable(c) || (c >= 0xFF01 && c <= 0xFF5E) || c == 0x3000) {
+            const char *next = g_utf8_next_char(p);
+            last = out->len;
+            if (c >= 0xFF01 && c <= 0xFF5E)
+                g_string_append_c(out, (char)(c - 0xFEE0));
+            else if (c == 0x3000)
+                g_string_append_c(out, ' ');
+            else
+                g_string_append_len(out, p, next - p);
+            p = next;
+            continue;
+        }
+        /* a run of the others, up to the next stable or mapped character */
+        for (q = p; q < end; q = g_utf8_next_char(q)) {
+            gunichar d = g_utf8_get_char(q);
+            if (nfkc_stable(d) || (d >= 0xFF01 && d <= 0xFF5E) || d == 0x3000)
+                break;
+        }
+        seg = g_strdup_printf("%.*s%.*s", (int)(out->len - last), out->str + last,
+                              (int)(q - p), p);
+        norm = g_utf8_normalize(seg, -1, G_NORMALIZE_NFKC);
+        g_string_truncate(out, last);
+        g_string_append(out, norm != NULL ? norm : seg);
+        if (out->len > 0)
+            last = g_utf8_find_prev_char(out->str, out->str + out->len) - out->str;
+        g_free(norm);
+        g_free(seg);
+        p = q;
+    }
+}
+
 char *det_text_norm(const char *s, gssize len)
 {
-    char *repaired = NULL, *out;
-    GString *vis;
+    char *repaired = NULL;
+    GString *vis, *out;
     size_t n = len < 0 ? strlen(s) : (size_t)len;
     int ascii = 1;
 
@@ -40,12 +95,11 @@ char *det_text_norm(const char *s, gssize len)
             g_string_append_len(vis, p, next - p);
         p = next;
     }
-    out = g_utf8_normalize(vis->str, vis->len, G_NORMALIZE_NFKC);
-    if (out == NULL)    /* cannot happen on valid UTF-8; keep the text all the same */
-        out = g_strndup(vis->str, vis->len);
+    out = g_string_sized_new(vis->len + 1);
+    nfkc_append(out, vis->str, vis->len);
     g_string_free(vis, TRUE);
     g_free(repaired);
-    return out;
+    return g_string_free(out, FALSE);
 }
 
 /* s without the characters that are not ASCII letters or digits (keep_plus:

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "custos/det-text.h"
 #include "detect-private.h"
+#include "custos/det-text.h"
 #include "custos/util.h"
 
 static int party_set(struct dir *d, const char *addr, struct det_party *p, char **error_r)

@@ -319,6 +319,18 @@ static void test_att_flags(void)
     CU_ASSERT(att_named(m, "photo.jpg") != NULL && !att_named(m, "photo.jpg")->mismatch);
     msg_free(&m);
     g_free(raw);
+    /* an image named .txt hides nothing from inspection */
+    raw = mail_with("note.txt", "text/plain", png, sizeof(png));
+    m = parse(raw);
+    CU_ASSERT(att_named(m, "note.txt") != NULL && !att_named(m, "note.txt")->mismatch);
+    msg_free(&m);
+    g_free(raw);
+    /* a PDF named .png does */
+    raw = mail_with("scan.png", "image/png", "%PDF-1.4\n%%EOF\n", 15);
+    m = parse(raw);
+    CU_ASSERT(att_named(m, "scan.png") != NULL && att_named(m, "scan.png")->mismatch);
+    msg_free(&m);
+    g_free(raw);
     /* an xlsx is a zip: not a mismatch */
     raw = mail_with("list.xlsx", "application/octet-stream", data, len);
     m = parse(raw);

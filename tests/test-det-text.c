@@ -48,6 +48,44 @@ static void test_norm(void)
     g_free(got);
 }
 
+/* The fast path against GLib's NFKC of the whole text, on random mixes of
+ * what mail holds: ASCII, CJK, full-width forms, combining marks (which
+ * join the character before them), Hangul jamo, compatibility forms. */
+static void test_norm_random(void)
+{
+    static const gunichar pool[] = {
+        'a', 'e', 'Z', '1', ' ', '\n', ':', 0x4E2D, 0x6587, 0x3002, 0x3001, 0xFF21, 0xFF41,
+        0xFF10, 0xFF1A, 0xFF0C, 0x3000, 0x0301, 0x0308, 0x0327, 0x00E9, 0x00C5, 0x212B,
+        0x1100, 0x1161, 0x11A8, 0xAC00, 0xFB01, 0x2460, 0x3392, 0xF900, 0x00BD, 0x2126,
+        0x1E9B, 0x0323, 0x0345, 0x03B1, 0x0313, 0x200B, 0x00AD, 0x30AB, 0x3099, 0xFF76,
+        0xFF9E,
+    };
+    GRand *r = g_rand_new_with_seed(6);
+
+    for (int t = 0; t < 3000; t++) {
+        GString *in = g_string_new(NULL), *vis = g_string_new(NULL);
+        int n = g_rand_int_range(r, 1, 12);
+        char *got, *want;
+
+        for (int i = 0; i < n; i++) {
+            gunichar c = pool[g_rand_int_range(r, 0, G_N_ELEMENTS(pool))];
+            g_string_append_unichar(in, c);
+            if (!det_text_is_invisible(c))
+                g_string_append_unichar(vis, c);
+        }
+        got = det_text_norm(in->str, in->len);
+        want = g_utf8_normalize(vis->str, vis->len, G_NORMALIZE_NFKC);
+        if (strcmp(got, want) != 0)
+            fprintf(stderr, "\nnorm(%s) = [%s], NFKC [%s]\n", in->str, got, want);
+        CU_ASSERT_STRING_EQUAL(got, want);
+        g_free(got);
+        g_free(want);
+        g_string_free(in, TRUE);
+        g_string_free(vis, TRUE);
+    }
+    g_rand_free(r);
+}
+
 static const struct {
     int kind;                   /* 0 number, 1 phone, 2 address */
     const char *in, *out;
@@ -162,6 +200,7 @@ CUS_SUITE(det_text)
     CU_pSuite s = CU_add_suite("det_text", NULL, NULL);
 
     CU_add_test(s, "normalise", test_norm);
+    CU_add_test(s, "normalise: the same as NFKC", test_norm_random);
     CU_add_test(s, "masks", test_mask);
     CU_add_test(s, "excerpt", test_excerpt);
     CU_add_test(s, "words near", test_near);

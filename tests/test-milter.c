@@ -1409,6 +1409,133 @@ out:
     mfx_close(&f);
 }
 
+/* The detectors' fixture: the directory and the customer mail of
+ * tests/detect imported, custos-milter started, a private Postfix in front
+ * of a sink. 0, or -1 (reported) when Postfix did not start. */
+static int detect_fixture(struct mfx *f, struct pfx *gw, struct pfx_sink *sink)
+{
+    char *webmail = cut_src("conf/webmail-domains.txt"), *data = cut_src("tests/detect");
+    char *extra, *err = NULL, *out = NULL, *sinkdir, *gwdir, *path;
+    static const char *const lists[] = { "employees", "customers", "accounts" };
+    int ret = 0;
+
+    mfx_open(f, 0);
+    sinkdir = g_build_filename(f->dir, "sink", NULL);
+    gwdir = g_build_filename(f->dir, "postfix", NULL);
+    extra = g_strdup_printf("[directory]\nwebmail_domains = %s\n", webmail);
+    /* the milter (nobody, group postfix) reads index.db as a reader of the archive */
+    write_conf2(f, "group = postfix\n", extra);
+    CU_ASSERT_EQUAL(arc_cli(f, &out, &err, "init", NULL), 0);
+    g_free(out); g_free(err);
+    for (size_t i = 0; i < G_N_ELEMENTS(lists); i++) {
+        path = g_strdup_printf("%s/directory/%s.csv", data, lists[i]);
+        CU_ASSERT_EQUAL(arc_cli(f, &out, &err, "directory", "import", lists[i], path, NULL), 0);
+        g_free(out); g_free(err); g_free(path);
+    }
+    path = g_strdup_printf("%s/archive", data);
+    CU_ASSERT_EQUAL(arc_cli(f, &out, &err, "import", path, NULL), 0);
+    g_free(out); g_free(err); g_free(path);
+    CU_ASSERT_EQUAL_FATAL(milter_start(f, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(pfx_sink_start(sink, sinkdir, &err), 0);
+    if (pfx_start(gw, gwdir, sink->port, f->spec, NULL, &err) < 0) {
+        fprintf(stderr, "\n  %s", err);
+        CU_FAIL("private Postfix did not start");
+        g_free(err);
+        ret = -1;
+    }
+    g_free(sinkdir);
+    g_free(gwdir);
+    g_free(extra);
+    g_free(webmail);
+    g_free(data);
+    return ret;
+}
+
+/* swaks the scenario tests/detect/scenarios/NAME.eml from sender to rcpt. */
+static void detect_send(struct pfx *gw, const char *name, const char *sender, const char *rcpt)
+{
+    char *data = cut_src("tests/detect"), *out = NULL;
+    char *path = g_strdup_printf("@%s/scenarios/%s.eml", data, name);
+
+    CU_ASSERT_EQUAL(pfx_swaks(gw->port, &out, "--from", sender, "--to", rcpt, "--data", path,
+                              NULL), 0);
+    g_free(out);
+    g_free(path);
+    g_free(data);
+}
+
+/* The milter's log after n messages reached the sink and all stopped; each
+ * of want in it, no finding line more than n_findings, none of unmasked. */
+static void detect_check(struct mfx *f, struct pfx *gw, struct pfx_sink *sink, guint n,
+                         const char *const *want, int n_findings, const char *const *unmasked)
+{
+    GPtrArray *msgs = pfx_sink_messages(sink, n, 60);
+    char *log = NULL;
+    int found = 0;
+
+    CU_ASSERT_EQUAL(msgs->len, n);
+    g_ptr_array_free(msgs, TRUE);
+    CU_ASSERT_EQUAL(spool_count(f, "new"), n);
+    pfx_stop(gw);
+    CU_ASSERT_EQUAL(milter_stop(f), 0);
+    g_file_get_contents(f->log, &log, NULL, NULL);
+    for (size_t i = 0; want[i] != NULL; i++)
+        if (log == NULL || strstr(log, want[i]) == NULL) {
+            fprintf(stderr, "\n  not in the log: %s", want[i]);
+            CU_FAIL("an expected finding is missing");
+        }
+    for (const char *p = log; p != NULL && (p = strstr(p, ": finding ")) != NULL; p++)
+        found++;
+    CU_ASSERT_EQUAL(found, n_findings);
+    for (size_t i = 0; unmasked[i] != NULL; i++)
+        CU_ASSERT(log != NULL && strstr(log, unmasked[i]) == NULL);
+    if (found != n_findings)
+        fprintf(stderr, "\n%s", log);
+    g_free(log);
+}
+
+/* payment-details, evasion, self-forward and customer-contact-private end
+ * to end: a rep's own card to a customer (GBK), an encrypted zip to
+ * 163.com, an internal memo to her mobile-number mailbox, a customer
+ * copying her private QQ address (inbound) are flagged; the company's own
+ * accounts in an invoice are not; numbers and addresses masked in the log. */
+static void test_detect_e2e_private(void)
+{
+    struct mfx f;
+    struct pfx gw;
+    struct pfx_sink sink;
+    static const char *const want[] = {
+        "finding payment-details: rule=payment-details/card: bank card number 6222****1236 "
+        "near \"账号\"",
+        "finding payment-details: rule=payment-details/payee-name: payee 李*",
+        "finding evasion: rule=evasion/encrypted-archive: encrypted archive 资料.zip",
+        "finding self-forward: rule=self-forward/mobile: li.na@corp.example sent to "
+        "1***@139.com",
+        "finding customer-contact-private: rule=customer-contact-private/cc: customer "
+        "北京星辰科技有限公司 (p***@xingchen.example) wrote to li.na@corp.example's registered "
+        "personal address l***@qq.com (Cc)", NULL,
+    };
+    static const char *const unmasked[] = {
+        "6222021234561236", "6222 0212 3456 1236", "6228****0903", "lina1990@qq.com",
+        "13800138000@139.com: finding", NULL,
+    };
+
+    MT_NEED();
+    if (detect_fixture(&f, &gw, &sink) == 0) {
+        detect_send(&gw, "pay-card-zh-gbk-b64", "li.na@corp.example",
+                    "purchasing@xingchen.example");
+        detect_send(&gw, "evasion-encrypted-zip", "li.na@corp.example", "dragon88@163.com");
+        detect_send(&gw, "self-mobile-fwd-gbk", "li.na@corp.example", "13800138000@139.com");
+        detect_send(&gw, "ccp-cc-personal-gb2312", "purchasing@xingchen.example",
+                    "li.na@corp.example");
+        detect_send(&gw, "neg-pay-company-invoice", "li.na@corp.example",
+                    "purchasing@xingchen.example");
+        detect_check(&f, &gw, &sink, 5, want, 5, unmasked);
+    }
+    pfx_sink_stop(&sink);
+    mfx_close(&f);
+}
+
 /* ---- policy and routing, end to end ------------------------------------------ */
 
 /*
@@ -1960,6 +2087,9 @@ CUS_SUITE(milter)
                 test_postfix);
     CU_add_test(s, "detectors end to end: a customer list to 163.com flagged and tagged, a "
                    "reply to the customer not", test_detect_e2e);
+    CU_add_test(s, "detectors end to end: payment details, an encrypted zip, self-forward, "
+                   "a customer writing to a private address flagged; the company's invoice "
+                   "not", test_detect_e2e_private);
     CU_add_test(s, "spool read-only: 451, waits in the front queue, archived once cleared",
                 test_readonly);
     CU_add_test(s, "spool full (tmpfs): 451, waits, archived once there is room", test_full);

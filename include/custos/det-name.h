@@ -19,6 +19,10 @@
 
 #include <glib.h>
 
+/* Open ICU's transliterator now (half a second) rather than at the first
+ * name; custos-milter calls it before it listens. */
+int det_name_init(char **error_r);
+
 /* The variants of name (char *, distinct, at least 2 characters each);
  * an empty array when the name has no letters. -1 with error_r when ICU
  * cannot be used. */

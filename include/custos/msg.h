@@ -47,10 +47,11 @@ struct msg_att {
     char *path;             /* where: "report.zip/inner/a.docx"; "" at top */
     int encrypted;          /* an archive (zip, 7z, rar) with encrypted
                              * members, or whose listing is encrypted */
-    int mismatch;           /* the content's magic bytes say another kind of
-                             * file than the name's extension (a zip named
-                             * .jpg); images among themselves, text among
-                             * itself and office files in zips are alike */
+    int mismatch;           /* the content's magic bytes say an archive, a
+                             * document (PDF, Office) or a program, the name's
+                             * extension another kind of file (a zip named
+                             * .jpg; not a GIF named .txt, nor an xlsx, which
+                             * is a zip) */
     guint64 size;           /* decoded size in bytes */
     char sha256[CUS_SHA256_HEX]; /* of the decoded content */
     int depth;              /* 1 = attached to the message */
