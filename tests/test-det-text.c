@@ -175,7 +175,7 @@ static gssize find_slow(const char *text, size_t from, size_t to, const char *wo
 static void test_find(void)
 {
     static const char alpha[] = "aAbB \xe8:";
-    static const char *const words[] = { "a", "Ab", "ba", "bAb", "\xe8" "a", ":", "aaaa", "B:" };
+    static const char *const words[] = { "a", "Ab", "ba", "bAb", ("\xe8" "a"), ":", "aaaa", "B:" };
     GRand *r = g_rand_new_with_seed(42);
     int wrong = 0;
 
