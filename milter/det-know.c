@@ -344,6 +344,19 @@ static void scan_phones(const struct det_know *k, const char *t, size_t len, GHa
     }
 }
 
+/* Where a name may start after p: a Latin name starts and ends at a word
+ * boundary, so the rest of an ASCII word is stepped over at once (most of
+ * any text is inside a word). */
+static const char *name_next(const char *p)
+{
+    if (!g_ascii_isalnum(*p))
+        return g_utf8_next_char(p);
+    do
+        p++;
+    while (g_ascii_isalnum(*p));
+    return p;
+}
+
 static void scan_names(const struct det_know *k, const char *text, size_t len,
                        GHashTable *items)
 {
@@ -354,15 +367,11 @@ static void scan_names(const struct det_know *k, const char *text, size_t len,
         return;
     t = lower(g_strndup(text, len));
     n = strlen(t);
-    for (const char *p = t; p < t + n; p = g_utf8_next_char(p)) {
+    for (const char *p = t; p < t + n; p = name_next(p)) {
         size_t kl;
         char save;
         GPtrArray *list;
 
-        /* a Latin name starts and ends at a word boundary (checked before
-         * the lookup: most positions are inside a word) */
-        if (p > t && g_ascii_isalnum(p[-1]) && g_ascii_isalnum(*p))
-            continue;
         kl = key_len(p, (size_t)(t + n - p));
         save = p[kl];
         ((char *)p)[kl] = '\0';
