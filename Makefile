@@ -187,6 +187,7 @@ FUZZ_MAXLEN_mutf7  = 1024
 FUZZ_MAXLEN_sieve  = 16384
 FUZZ_MAXLEN_subs   = 16384
 FUZZ_MAXLEN_dettext = 65536
+FUZZ_MAXLEN_detknow = 65536
 
 fuzz-build:
 	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -199,6 +200,8 @@ $(FUZZ_BINS): $(BUILD)/fuzz/fuzz-%: $(BUILD)/fuzz/fuzz-%.o $(BUILD)/libhandover.
 
 # the detectors' text functions live in milter/ (and use libcustos.a: again after them)
 $(BUILD)/fuzz/fuzz-dettext: $(BUILD)/milter/det-text.o $(BUILD)/milter/det-account.o \
+  $(BUILD)/libcustos.a
+$(BUILD)/fuzz/fuzz-detknow: $(BUILD)/milter/det-know.o $(BUILD)/milter/det-text.o \
   $(BUILD)/libcustos.a
 
 fuzz: fuzz-build

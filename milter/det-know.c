@@ -163,6 +163,11 @@ static struct det_know *know_build(GPtrArray *custs, const char *stamp, int name
     return k;
 }
 
+struct det_know *det_know_new(GPtrArray *custs, int name_min)
+{
+    return know_build(custs, "", name_min);
+}
+
 int det_know_get(struct dir *d, int name_min, struct det_know **k_r, char **error_r)
 {
     gint64 now = g_get_monotonic_time() / G_USEC_PER_SEC;

@@ -25,6 +25,9 @@ struct det_know;
  * name_min: names shorter than this many characters are not looked for. */
 int det_know_get(struct dir *d, int name_min, struct det_know **k_r, char **error_r);
 void det_know_unref(struct det_know **k);
+/* A snapshot of custs (struct dir_customer *, taken over), not shared:
+ * for tests and fuzzing. */
+struct det_know *det_know_new(GPtrArray *custs, int name_min);
 /* Forget the snapshot (tests: the directory changed within a second). */
 void det_know_reset(void);
 
