@@ -722,6 +722,7 @@ static void test_directory(void)
         "chen.jie@corp.example: departed employee",
         "NEWS1: not archived",
         "DEP1: rejected: 550 5.7.1 Message refused by company mail policy (departed-sender)",
+        "ROUTE1: routed: <chen.jie@corp.example> (departed) to <li.na@corp.example>",
     };
 
     MT_NEED();
@@ -738,7 +739,8 @@ static void test_directory(void)
     CU_ASSERT_EQUAL_FATAL(milter_start(&f, NULL), 0);
     CU_ASSERT_EQUAL(miltertest(&f, "departed", NULL), 0);
     h = spool_by_qid(&f);
-    CU_ASSERT_EQUAL(g_hash_table_size(h), 4);
+    CU_ASSERT_EQUAL(g_hash_table_size(h), 5);
+    CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "ROUTE1"));
     CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "DEP1"));
     CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "DEP2"));
     CU_ASSERT_PTR_NOT_NULL(g_hash_table_lookup(h, "DEP3"));
@@ -1667,17 +1669,21 @@ out:
 
 static void pol_stop(struct pfx_policy *p)
 {
-    if (getenv("CUSTOS_TEST_DEBUG") != NULL) {
-        char *log = NULL;
-        g_file_get_contents(p->f.log, &log, NULL, NULL);
-        fprintf(stderr, "\n--- milter log\n%s\n--- gateway log\n", log);
-        g_free(log);
-        log = pfx_log(&p->gw);
-        fprintf(stderr, "%s\n", log);
-        g_free(log);
-    }
+    char *gwlog = p->gw.master > 0 ? pfx_log(&p->gw) : g_strdup(""), *log = NULL;
+    int rc;
+
     if (p->gw.master > 0)
         pfx_stop(&p->gw);
+    /* a clean exit: the outbox drained, nothing leaked (under ASan) */
+    rc = milter_stop(&p->f);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc != 0 || getenv("CUSTOS_TEST_DEBUG") != NULL) {
+        g_file_get_contents(p->f.log, &log, NULL, NULL);
+        fprintf(stderr, "\n--- milter log (exit %d)\n%s\n--- gateway log\n%s\n", rc, log,
+                gwlog);
+        g_free(log);
+    }
+    g_free(gwlog);
     pfx_sink_stop(&p->sink);
     mfx_close(&p->f);
 }

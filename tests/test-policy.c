@@ -111,6 +111,7 @@ static void env_make(struct det_envelope *env, const char *sender, int emp_statu
     env->login.addr = g_strdup("");
     if (emp_status >= 0) {
         env->sender.emp = dir_employee_new();
+        g_free(env->sender.emp->address);
         env->sender.emp->address = g_strdup(sender);
         env->sender.emp->status = (enum dir_status)emp_status;
     }

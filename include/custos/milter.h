@@ -10,6 +10,14 @@
  * the answer is 451 4.3.0 and Postfix keeps the mail. Ingest (custos-archive
  * ingest --follow, a service of its own) takes the entries from there.
  *
+ * Before the commit the message is classified and the detectors run
+ * (detect.h); policy (policy.h) turns the findings into one verdict and
+ * routing (route.h) sends a departed employee's mail to the successor.
+ * The findings, each with the action taken, and the routes go into the
+ * envelope; then the verdict is carried out: tags, stripped and routed
+ * recipients, the subject, hold, or 550 5.7.1. Summaries and notices
+ * leave by the outbox (notify.h), never holding up the answer.
+ *
  * The raw message is rebuilt from the milter events as it went over SMTP:
  * "Name:" + value (with its leading space: SMFIP_HDR_LEADSPC) and CRLF per
  * header, LF inside a folded value made CRLF, an empty line, the body as

@@ -1,7 +1,7 @@
 -- departed.lua - with the sample directory and [archive] scope = departments:
 -- a departed employee seen by envelope sender, header From and SASL login
 -- (flagged, journalled, and refused: departed-sender's built-in action is
--- reject, 550 5.7.1); a newsletter to management (not archived); sales
+-- reject, 550 5.7.1); mail to that employee routed to the successor; a newsletter to management (not archived); sales
 -- mail (archived, nothing flagged).
 dofile(dir .. "/lib.lua")
 
@@ -40,4 +40,12 @@ step(conn, "NEWS1 eom", mt.eom(conn), SMFIR_CONTINUE)
 check(not mt.eom_check(conn, MT_HDRINSERT, "X-Custos-Archive"), "NEWS1 was tagged as archived")
 start(conn, "SALES1", nil, "buyer@acme.example", "li.na@corp.example", "buyer@acme.example")
 finish(conn, "SALES1")
+-- mail for the departed employee: to the successor instead ([route]), the
+-- leaver kept in a header; archived (a route is recorded)
+start(conn, "ROUTE1", nil, "buyer@acme.example", "chen.jie@corp.example", "buyer@acme.example")
+step(conn, "ROUTE1 eom", mt.eom(conn), SMFIR_CONTINUE)
+check(mt.eom_check(conn, MT_RCPTDEL, "chen.jie@corp.example"), "ROUTE1: the leaver not removed")
+check(mt.eom_check(conn, MT_RCPTADD, "<li.na@corp.example>"), "ROUTE1: the successor not added")
+check(mt.eom_check(conn, MT_HDRINSERT, "X-Custos-Original-To"), "ROUTE1: no X-Custos-Original-To")
+check(mt.eom_check(conn, MT_HDRINSERT, "X-Custos-Archive"), "ROUTE1: not archived")
 mt.disconnect(conn)
