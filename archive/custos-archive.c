@@ -886,6 +886,8 @@ int main(int argc, char **argv)
     log_init("custos-archive", 0);
 #ifdef CUSTOS_LEAN
     full_argv = argv;
+#else
+    idx_body_hash_use(cus_sha256);  /* OpenSSL's: every message archived is hashed */
 #endif
     while ((opt = getopt(argc, argv, "+c:nh")) != -1) {
         switch (opt) {

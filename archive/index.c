@@ -462,16 +462,36 @@ static int ref_fill(struct idx *idx, struct idx_ref *r, char **error_r)
     return 0;
 }
 
+static void (*body_sha256)(const void *, size_t, unsigned char *);
+
+void idx_body_hash_use(void (*sha256)(const void *buf, size_t len,
+                                      unsigned char out[CUS_SHA256_LEN]))
+{
+    body_sha256 = sha256;
+}
+
 int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN])
 {
-    /* GLib's SHA-256: the lean custos-archive links no OpenSSL */
-    GChecksum *ck = g_checksum_new(G_CHECKSUM_SHA256);
     const char *p = m->body->str, *end = m->body->str + m->body->len, *run = p;
+    GChecksum *ck = NULL;
+    char *buf = NULL;
     gsize kept = 0, n = CUS_SHA256_LEN;
     int ok;
 
-    /* the text without its white space, hashed run by run as found (no
-     * copy; ASCII, most of any body, without a GLib call per byte) */
+    /* the text without its white space, run by run as found (ASCII, most
+     * of any body, without a GLib call per byte): copied for the given
+     * SHA-256, else hashed as it goes by GLib's */
+    if (body_sha256 != NULL)
+        buf = g_malloc(m->body->len + 1);
+    else
+        ck = g_checksum_new(G_CHECKSUM_SHA256);
+#define BODY_RUN(from, to) do { \
+        if (buf != NULL) \
+            memcpy(buf + kept, (from), (size_t)((to) - (from))); \
+        else \
+            g_checksum_update(ck, (const guchar *)(from), (to) - (from)); \
+        kept += (gsize)((to) - (from)); \
+    } while (0)
     while (p < end) {
         const char *next;
         int space;
@@ -484,22 +504,23 @@ int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN])
             next = g_utf8_next_char(p);
         }
         if (space) {
-            if (p > run) {
-                g_checksum_update(ck, (const guchar *)run, p - run);
-                kept += (gsize)(p - run);
-            }
+            if (p > run)
+                BODY_RUN(run, p);
             run = next;
         }
         p = next;
     }
-    if (end > run) {
-        g_checksum_update(ck, (const guchar *)run, end - run);
-        kept += (gsize)(end - run);
-    }
+    if (end > run)
+        BODY_RUN(run, end);
+#undef BODY_RUN
     ok = kept >= IDX_BODY_HASH_MIN;
-    if (ok)
+    if (ok && buf != NULL)
+        body_sha256(buf, kept, sha_r);
+    else if (ok)
         g_checksum_get_digest(ck, sha_r, &n);
-    g_checksum_free(ck);
+    if (ck != NULL)
+        g_checksum_free(ck);
+    g_free(buf);
     return ok;
 }
 

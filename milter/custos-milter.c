@@ -43,6 +43,7 @@
 #include <gmime/gmime.h>
 #include "custos/cfg.h"
 #include "custos/det-name.h"
+#include "custos/index.h"
 #include "custos/log.h"
 #include "custos/milter.h"
 #include "custos/spool.h"
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     g_mime_init();      /* once, before any thread parses */
+    idx_body_hash_use(cus_sha256);  /* OpenSSL's: auto-forward hashes every body */
     if (det_name_init(&err) < 0) {   /* ICU's Han-Latin, not at the first message */
         log_warn("NOQUEUE: %s: self-forward cannot match names", err);
         g_clear_pointer(&err, g_free);

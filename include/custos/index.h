@@ -162,6 +162,11 @@ int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **
  * left (short bodies are alike too often to say anything). */
 #define IDX_BODY_HASH_MIN 64
 int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN]);
+/* The SHA-256 idx_body_hash uses: GLib's (the lean custos-archive links no
+ * OpenSSL) until a program that links OpenSSL gives cus_sha256 here, several
+ * times faster (SHA extensions); the hash is the same. NULL: GLib's again. */
+void idx_body_hash_use(void (*sha256)(const void *buf, size_t len,
+                                      unsigned char out[CUS_SHA256_LEN]));
 /* The same for archived messages whose body hash (idx_body_hash) is sha:
  * the same text re-sent under other headers (the messages_body index). */
 int idx_find_body_refs(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN], int max,
