@@ -6,7 +6,8 @@
 # (conf/*.sample.csv) and [archive] scope = departments. Sample sales mail
 # goes through it: a quotation in Chinese (GB2312), a customer list sent by
 # an employee in her notice period to her own 163.com address, mail from a
-# departed employee's mailbox (flagged: departed-sender), a newsletter to
+# departed employee's mailbox (flagged: departed-sender, refused with
+# 550 5.7.1 by [policy], still archived as the attempt), a newsletter to
 # management (not sales mail: not archived). Then what the milter said,
 # what arrived (with X-Custos-Archive) and what the archive finds.
 # Needs root (Postfix's master) and `make`. Nothing leaves 127.0.0.1.
@@ -38,8 +39,10 @@ cleanup() {
 trap cleanup EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-mkdir -p "$T/spool" "$T/sink" "$T/conf" "$T/queue" "$T/data"
-chown nobody:postfix "$T/spool"; chmod 0770 "$T/spool"
+# the spool's tmp/, new/, failed/ made here: else ingest --follow (root) may
+# make them first, and the milter (nobody) cannot write there
+mkdir -p "$T/spool/tmp" "$T/spool/new" "$T/spool/failed" "$T/sink" "$T/conf" "$T/queue" "$T/data"
+chown -R nobody:postfix "$T/spool"; chmod 0770 "$T/spool" "$T/spool/tmp" "$T/spool/new" "$T/spool/failed"
 chown postfix "$T/sink" "$T/data"
 cat > "$T/custos.conf" <<EOF
 [archive]
@@ -127,7 +130,7 @@ done
 b64() { printf '%s' "$1" | iconv -f UTF-8 -t "$2" | base64 -w0; }
 send() { # FROM TO FILE
     swaks --server "127.0.0.1:$SMTPD" --helo client.corp.example --from "$1" --to "$2" \
-        --data "@$3" | grep -E '^<- +250 .*queued' | sed 's/^<- */    /'
+        --data "@$3" | grep -E '^<[-*]+ +(250 .*queued|5[0-9][0-9][ -])' | sed 's/^<[-*]* */    /'
 }
 msg() { # FILE FROM TO SUBJECT(UTF-8) CHARSET BODY(UTF-8)
     { printf 'From: %s\r\nTo: %s\r\nSubject: =?%s?B?%s?=\r\nMIME-Version: 1.0\r\n' \
@@ -149,7 +152,7 @@ send wang.wei@corp.example wangwei@163.com "$T/m2"
 send chen.jie@corp.example purchasing@xingchen.example "$T/m3"
 send news@vendor.example zhao.gang@corp.example "$T/m4"
 
-i=0; while [ "$(ls "$T/sink" | wc -l)" -lt 4 ] || [ "$(ls "$T/spool/new" | wc -l)" -gt 0 ] || \
+i=0; while [ "$(ls "$T/sink" | wc -l)" -lt 3 ] || [ "$(ls "$T/spool/new" | wc -l)" -gt 0 ] || \
           [ "$(A stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["deliveries"])')" -lt 3 ]; do
     i=$((i+1)); [ $i -lt 300 ] || { echo "demo: mail did not arrive or was not ingested" >&2; break; }
     sleep 0.1
@@ -171,3 +174,6 @@ for q in '*' 'from:chen.jie@corp.example' '报价单' 'to:wangwei@163.com' 'from
     echo "-- custos-archive search '$q'"
     A search "$q" | sed 's/^/    /'
 done
+echo
+echo "== incidents: each finding with what custos-milter did about it"
+A incidents | sed 's/^/    /'
