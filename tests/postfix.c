@@ -544,34 +544,59 @@ static gint name_cmp(gconstpointer a, gconstpointer b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The files in s->dir, sorted, with their contents (NULL when unreadable). */
+static GPtrArray *sink_read(struct pfx_sink *s)
+{
+    GPtrArray *msgs = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+    GDir *d = g_dir_open(s->dir, 0, NULL);
+    const char *name;
+
+    while (d != NULL && (name = g_dir_read_name(d)) != NULL)
+        g_ptr_array_add(names, g_strdup(name));
+    if (d != NULL)
+        g_dir_close(d);
+    g_ptr_array_sort(names, name_cmp);
+    for (guint i = 0; i < names->len; i++) {
+        char *p = g_build_filename(s->dir, g_ptr_array_index(names, i), NULL), *text;
+        gsize len;
+        if (g_file_get_contents(p, &text, &len, NULL))
+            g_ptr_array_add(msgs, g_bytes_new_take(text, len));
+        g_free(p);
+    }
+    g_ptr_array_free(names, TRUE);
+    return msgs;
+}
+
+static int sink_same(GPtrArray *a, GPtrArray *b)
+{
+    if (a->len != b->len)
+        return 0;
+    for (guint i = 0; i < a->len; i++)
+        if (!g_bytes_equal(g_ptr_array_index(a, i), g_ptr_array_index(b, i)))
+            return 0;
+    return 1;
+}
+
+/*
+ * smtp-sink writes each file as the message comes in: a file read as soon
+ * as it appears may hold only its first lines. So the files are taken once
+ * n of them are there and a second look 200 ms later finds them unchanged.
+ */
 GPtrArray *pfx_sink_messages(struct pfx_sink *s, guint n, double timeout)
 {
     double end = cus_now() + timeout;
-    GPtrArray *msgs;
+    GPtrArray *msgs = sink_read(s), *again;
 
     for (;;) {
-        GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
-        GDir *d = g_dir_open(s->dir, 0, NULL);
-        const char *name;
-
-        while (d != NULL && (name = g_dir_read_name(d)) != NULL)
-            g_ptr_array_add(names, g_strdup(name));
-        if (d != NULL)
-            g_dir_close(d);
-        g_ptr_array_sort(names, name_cmp);
-        msgs = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
-        for (guint i = 0; i < names->len; i++) {
-            char *p = g_build_filename(s->dir, g_ptr_array_index(names, i), NULL), *text;
-            gsize len;
-            if (g_file_get_contents(p, &text, &len, NULL))
-                g_ptr_array_add(msgs, g_bytes_new_take(text, len));
-            g_free(p);
+        g_usleep(msgs->len >= n ? 200000 : 50000);
+        again = sink_read(s);
+        if ((again->len >= n && sink_same(msgs, again)) || cus_now() > end) {
+            g_ptr_array_free(msgs, TRUE);
+            return again;
         }
-        g_ptr_array_free(names, TRUE);
-        if (msgs->len >= n || cus_now() > end)
-            return msgs;
         g_ptr_array_free(msgs, TRUE);
-        g_usleep(50000);
+        msgs = again;
     }
 }
 
