@@ -390,20 +390,52 @@ static char *part_charset(GMimeObject *obj)
     return cs;
 }
 
-/* Decoded content of a leaf part (transfer encoding undone). */
-static GByteArray *part_content(GMimePart *part)
+/* Decoded content of a leaf part (transfer encoding undone), at most max
+ * bytes of it; *cut_r says whether there was more. */
+static GByteArray *part_content(GMimePart *part, size_t max, int *cut_r)
 {
     GMimeDataWrapper *w = g_mime_part_get_content(part);     /* borrowed */
-    GMimeStream *out;
     GByteArray *ba = g_byte_array_new();
+    GMimeContentEncoding enc;
+    GMimeStream *src, *in;
+    char buf[65536];
+    gssize n;
 
-    if (w == NULL)
+    *cut_r = 0;
+    if (w == NULL || (src = g_mime_data_wrapper_get_stream(w)) == NULL)
         return ba;
-    out = g_mime_stream_mem_new_with_byte_array(ba);
-    g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(out), FALSE);
-    g_mime_data_wrapper_write_to_stream(w, out);
-    g_object_unref(out);
+    /* what g_mime_data_wrapper_write_to_stream() does, read by the piece */
+    g_mime_stream_reset(src);
+    in = g_mime_stream_filter_new(src);
+    if ((enc = g_mime_data_wrapper_get_encoding(w)) != GMIME_CONTENT_ENCODING_DEFAULT) {
+        GMimeFilter *dec = g_mime_filter_basic_new(enc, FALSE);
+        g_mime_stream_filter_add(GMIME_STREAM_FILTER(in), dec);
+        g_object_unref(dec);
+    }
+    while ((n = g_mime_stream_read(in, buf, sizeof(buf))) > 0) {
+        size_t take = ba->len >= max ? 0 : MIN((size_t)n, max - ba->len);
+        g_byte_array_append(ba, (const guint8 *)buf, (guint)take);
+        if (take < (size_t)n) {
+            *cut_r = 1;
+            break;
+        }
+    }
+    g_object_unref(in);
     return ba;
+}
+
+/*
+ * How much of a body text part is worth decoding: the text still kept,
+ * with room for charsets that take two bytes a character (UTF-16) and, for
+ * HTML, for the markup that the text is a small part of. The rest of a
+ * huge text part is never held in memory.
+ */
+static size_t text_part_max(struct msg_ctx *ctx, const char *type)
+{
+    size_t used = ctx->m->body->len + ctx->m->att_text->len;
+    size_t room = used >= ctx->lim->text_size ? 0 : ctx->lim->text_size - used;
+
+    return strcmp(type, "text/html") == 0 ? 16 * room + 65536 : 2 * room + 64;
 }
 
 /* Charge n decoded bytes; returns how many may be used (n or fewer). */
@@ -588,12 +620,19 @@ static void walk_object(struct msg_ctx *ctx, GMimeObject *obj, GString *dest, in
         char *type = part_type(obj);
         char *fname = part_filename(obj);
         char *charset = part_charset(obj);
-        GByteArray *ba = part_content(GMIME_PART(obj));
+        int text = is_body_text(obj, type, fname), cut;
+        GByteArray *ba = part_content(GMIME_PART(obj), !text ? SIZE_MAX : skip_text ? 0
+                                      : text_part_max(ctx, type), &cut);
         size_t use = msg_ctx_charge(ctx, ba->len, where);
 
-        if (is_body_text(obj, type, fname)) {
+        if (text) {
             if (!skip_text)
                 text_part(ctx, dest, (ba->len ? (char *)ba->data : ""), use, type, charset);
+            if (cut && !skip_text && !(ctx->hit_flags & MSG_HIT_TEXT)) {
+                ctx->hit_flags |= MSG_HIT_TEXT;
+                msg_ctx_limit(ctx, "text limit %zu bytes reached; the rest of the text not kept",
+                              ctx->lim->text_size);
+            }
         } else {
             msg_attach(ctx, (ba->len ? (char *)ba->data : ""), use, fname ? fname : "", type, charset,
                        depth, *partid ? partid : "1", path);

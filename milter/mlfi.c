@@ -692,6 +692,7 @@ static int mmsg_parse(struct mmsg *m, struct det_message *dm, char **error_r)
     if (mime == NULL)
         return cus_error(error_r, "not a message GMime can parse");
     arc_limits_from_cfg(m->conf->cfg, &lim);
+    lim.text_size = MIN(lim.text_size, m->conf->cfg->det_text_size);
     if (msg_from_gmime(mime, &lim, &dm->msg, error_r) < 0) {
         g_object_unref(mime);
         return -1;

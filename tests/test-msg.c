@@ -460,6 +460,39 @@ static void test_msg_limits(void)
     CU_ASSERT(has_limit(m, "expanded size limit 1048576"));
     msg_free(&m);
 
+    /* a huge text part: only what the text limit keeps is decoded (in
+     * UTF-8 and in GB18030, base64), the limit recorded, the text cut on a
+     * character */
+    {
+        static const char *const cs[] = { "UTF-8", "GB18030" };
+        for (size_t k = 0; k < G_N_ELEMENTS(cs); k++) {
+            GString *raw = g_string_new(NULL), *body = g_string_new(NULL);
+            char *enc, *b64;
+            gsize n;
+            while (body->len < (3u << 20))
+                g_string_append(body, "客户名单第三季度报价 quarterly pricing\n");
+            enc = g_convert(body->str, (gssize)body->len, cs[k], "UTF-8", NULL, &n, NULL);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(enc);
+            b64 = g_base64_encode((const guchar *)enc, n);
+            g_string_append_printf(raw, "From: a@corp.example\r\nSubject: big\r\n"
+                                   "Content-Type: text/plain; charset=%s\r\n"
+                                   "Content-Transfer-Encoding: base64\r\n\r\n%s\r\n",
+                                   cs[k], b64);
+            msg_limits_default(&lim);
+            lim.text_size = 4096;
+            CU_ASSERT_EQUAL_FATAL(msg_parse(raw->str, raw->len, &lim, &m, NULL), 0);
+            CU_ASSERT(m->body->len > 2048 && m->body->len <= 4096);
+            CU_ASSERT(g_utf8_validate(m->body->str, (gssize)m->body->len, NULL));
+            CU_ASSERT(g_str_has_prefix(m->body->str, "客户名单第三季度报价 quarterly pricing"));
+            CU_ASSERT(has_limit(m, "text limit 4096 bytes reached"));
+            msg_free(&m);
+            g_free(b64);
+            g_free(enc);
+            g_string_free(raw, TRUE);
+            g_string_free(body, TRUE);
+        }
+    }
+
     /* nesting with a smaller depth */
     msg_limits_default(&lim);
     lim.depth = 3;

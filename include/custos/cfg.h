@@ -182,6 +182,8 @@ struct cfg {
     int det_self_forward_notes; /* self_forward_notes: a note to one's own
                                  * webmail with nothing in it from work is
                                  * flagged too */
+    uint64_t det_text_size;     /* text_size: text (body and attachments) the
+                                 * detectors read per message; the rest unread */
 
     /* [log] */
     int log_level;              /* level */
