@@ -161,7 +161,7 @@ static const struct cfg_opt cfg_opts[] = {
       "passwd, access code, extraction code", 0, 0, O(det_access_code_words) },
     { "detect", "access_code_window", CT_INT, "60", 1, 2000, O(det_access_code_window) },
     { "detect", "self_forward_notes", CT_BOOL, "false", 0, 0, O(det_self_forward_notes) },
-    { "detect", "text_size", CT_SIZE, "1M", 4096, 1LL << 31, O(det_text_size) },
+    { "detect", "text_size", CT_SIZE, "256K", 4096, 1LL << 31, O(det_text_size) },
     { "log", "level", CT_LEVEL, "info", 0, 0, O(log_level) },
     { "log", "syslog", CT_BOOL, "false", 0, 0, O(log_syslog) },
 };

@@ -426,16 +426,23 @@ static GByteArray *part_content(GMimePart *part, size_t max, int *cut_r)
 
 /*
  * How much of a body text part is worth decoding: the text still kept,
- * with room for charsets that take two bytes a character (UTF-16) and, for
- * HTML, for the markup that the text is a small part of. The rest of a
- * huge text part is never held in memory.
+ * with room for charsets that take more bytes a character than UTF-8
+ * (UTF-16, UTF-32, UTF-7) and, for HTML, for the markup that the text is a
+ * small part of. The rest of a huge text part is never held in memory.
  */
-static size_t text_part_max(struct msg_ctx *ctx, const char *type)
+static size_t text_part_max(struct msg_ctx *ctx, const char *type, const char *charset)
 {
     size_t used = ctx->m->body->len + ctx->m->att_text->len;
     size_t room = used >= ctx->lim->text_size ? 0 : ctx->lim->text_size - used;
+    int wide = charset != NULL && (g_ascii_strncasecmp(charset, "utf-16", 6) == 0 ||
+                                   g_ascii_strncasecmp(charset, "utf-32", 6) == 0 ||
+                                   g_ascii_strncasecmp(charset, "ucs", 3) == 0 ||
+                                   g_ascii_strncasecmp(charset, "utf-7", 5) == 0);
 
-    return strcmp(type, "text/html") == 0 ? 16 * room + 65536 : 2 * room + 64;
+    if (strcmp(type, "text/html") == 0)
+        return 16 * room + 65536;
+    /* every other charset takes at least a byte of UTF-8 for each byte */
+    return wide ? 4 * room + 64 : room + 64;
 }
 
 /* Charge n decoded bytes; returns how many may be used (n or fewer). */
@@ -622,7 +629,7 @@ static void walk_object(struct msg_ctx *ctx, GMimeObject *obj, GString *dest, in
         char *charset = part_charset(obj);
         int text = is_body_text(obj, type, fname), cut;
         GByteArray *ba = part_content(GMIME_PART(obj), !text ? SIZE_MAX : skip_text ? 0
-                                      : text_part_max(ctx, type), &cut);
+                                      : text_part_max(ctx, type, charset), &cut);
         size_t use = msg_ctx_charge(ctx, ba->len, where);
 
         if (text) {
