@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include "cutest.h"
 #include "dovecot.h"
+#include "postfix.h"
 #include "custos/util.h"
 
 int dvc_usable(char **why_r)
@@ -39,21 +40,6 @@ int dvc_usable(char **why_r)
             return 0;
         }
     return 1;
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
 }
 
 static int answers(int port)
@@ -89,7 +75,7 @@ int dvc_start(struct dvc *d, const char *dir, const char *mail, const struct dvc
     memset(d, 0, sizeof(*d));
     d->dir = g_strdup(dir);
     d->log = g_build_filename(dir, "dovecot.log", NULL);
-    d->port = free_port();
+    d->port = pfx_free_port();
     run = g_build_filename(dir, "run", NULL);
     state = g_build_filename(dir, "state", NULL);
     conf_path = g_build_filename(dir, "dovecot.conf", NULL);
