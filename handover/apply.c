@@ -206,15 +206,7 @@ static int depart_rows(struct arc *arc, struct depart *d, GPtrArray **emps_r,
         goto out;
     if (f == 0 || now->status != DIR_DEPARTED || strcmp(now->departed, d->p->effective) != 0 ||
         strcmp(now->successor, d->p->successor) != 0) {
-        e = dir_employee_new();
-        g_free(e->address);
-        g_free(e->name);
-        g_free(e->department);
-        g_free(e->departed);
-        g_free(e->successor);
-        g_free(e->manager);
-        g_free(e->mobile);
-        g_ptr_array_free(e->personal, TRUE);
+        e = g_new0(struct dir_employee, 1);     /* every field set below */
         e->address = g_strdup(l->address);
         e->name = g_strdup(l->name);
         e->department = g_strdup(l->department);
