@@ -492,6 +492,22 @@ int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN])
             g_checksum_update(ck, (const guchar *)(from), (to) - (from)); \
         kept += (gsize)((to) - (from)); \
     } while (0)
+    if (cus_is_ascii(p, m->body->len)) {
+        /* ASCII (most bodies): from white space to white space by strcspn
+         * (the body is a GString: a NUL ends it; one inside is kept) */
+        for (const char *q = p; q < end;) {
+            q += strcspn(q, " \t\n\r\f");
+            if (q >= end)
+                break;
+            if (*q != '\0') {
+                if (q > run)
+                    BODY_RUN(run, q);
+                run = q + 1;
+            }
+            q++;
+        }
+        p = end;
+    }
     while (p < end) {
         const char *next;
         int space;

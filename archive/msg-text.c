@@ -193,10 +193,7 @@ static int iconv_append(GString *out, const char *buf, size_t len,
 
 static int is_ascii(const char *buf, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)buf[i] & 0x80)
-            return 0;
-    return 1;
+    return cus_is_ascii(buf, len);
 }
 
 /* Big5 text also reads as GBK, but a quarter or more of its second bytes

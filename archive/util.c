@@ -43,6 +43,30 @@ int cus_error_errno(char **error_r, const char *fmt, ...)
     return -1;
 }
 
+int cus_is_ascii(const char *buf, size_t len)
+{
+    guint64 acc = 0, w;
+    size_t i = 0;
+
+    for (; i + 32 <= len; i += 32) {
+        guint64 a, b, c, d;
+        memcpy(&a, buf + i, 8);
+        memcpy(&b, buf + i + 8, 8);
+        memcpy(&c, buf + i + 16, 8);
+        memcpy(&d, buf + i + 24, 8);
+        acc |= a | b | c | d;
+        if (acc & G_GUINT64_CONSTANT(0x8080808080808080))
+            return 0;
+    }
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, buf + i, 8);
+        acc |= w;
+    }
+    for (; i < len; i++)
+        acc |= (guchar)buf[i];
+    return (acc & G_GUINT64_CONSTANT(0x8080808080808080)) == 0;
+}
+
 void cus_hex(const unsigned char *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -27,6 +27,7 @@
 #include "custos/det-name.h"
 #include "custos/detect.h"
 #include "custos/directory.h"
+#include "custos/index.h"
 #include "custos/msg.h"
 #include "custos/util.h"
 
@@ -116,6 +117,7 @@ int main(int argc, char **argv)
         return 2;
     }
     msg_init();
+    idx_body_hash_use(cus_sha256);  /* as custos-milter does: OpenSSL's SHA-256 */
     if (det_name_init(&err) < 0)        /* as custos-milter does before it listens */
         g_clear_pointer(&err, g_free);
     if (cfg_load(conf, &cfg, &err) < 0 || dir_open(cfg, &d, &err) < 0) {

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 #include "custos/det-account.h"
+#include "custos/det-text.h"
 
 #define CARD_MIN 16
 #define CARD_MAX 19
@@ -181,25 +182,30 @@ GPtrArray *det_account_scan(const char *text, size_t len, size_t max)
     GPtrArray *hits = g_ptr_array_new_with_free_func(g_free);
     size_t i = 0;
 
+    /* A number starts a word (a place after no letter or digit), and so
+     * does an IBAN, whose check digits come two letters after its start:
+     * the scan goes from digit to digit (det_text_cspan: this runs over
+     * every byte of every message), and only there looks for either. */
     while (i < len && hits->len < max) {
-        char c = text[i];
-        int boundary = i == 0 || !g_ascii_isalnum(text[i - 1]);
+        size_t q = i + det_text_cspan(text + i, len - i, "0123456789");
 
-        if (boundary && g_ascii_isdigit(c)) {
-            i = card_run(text, len, i, hits, max);
-            continue;
-        }
-        if (boundary && g_ascii_isalpha(c) && i + 3 < len && g_ascii_isalpha(text[i + 1]) &&
-            g_ascii_isdigit(text[i + 2]) && g_ascii_isdigit(text[i + 3])) {
+        if (q >= len)
+            break;
+        if (q >= i + 2 && q + 1 < len && g_ascii_isalpha(text[q - 2]) &&
+            g_ascii_isalpha(text[q - 1]) && g_ascii_isdigit(text[q + 1]) &&
+            (q == 2 || !g_ascii_isalnum(text[q - 3]))) {
             char iban[40];
-            size_t e = iban_at(text, len, i, iban, sizeof(iban));
+            size_t e = iban_at(text, len, q - 2, iban, sizeof(iban));
             if (e > 0) {
-                hit_add(hits, DET_ACCOUNT_IBAN, i, e, iban);
+                hit_add(hits, DET_ACCOUNT_IBAN, q - 2, e, iban);
                 i = e;
                 continue;
             }
         }
-        i++;
+        if (q == 0 || !g_ascii_isalnum(text[q - 1]))
+            i = card_run(text, len, q, hits, max);
+        else
+            i = q + 1;          /* inside a word */
     }
     return hits;
 }

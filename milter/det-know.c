@@ -29,6 +29,8 @@ struct det_know {
     GHashTable *domains;        /* domain -> customer */
     GHashTable *phones;         /* det_phone_key -> customer */
     GHashTable *names;          /* first two characters -> GPtrArray of struct det_name * */
+    guint8 name_pairs[65536 / 8];   /* the first two bytes of each names key, a bit each */
+    char name_firsts[17];       /* every first byte of a name (both cases), if 16 or fewer */
 };
 
 static GMutex know_lock;
@@ -117,9 +119,21 @@ static size_t key_len(const char *s, size_t len)
     return p <= end ? (size_t)(p - s) : len;
 }
 
+static guint name_pair(const char *p)
+{
+    return (guint)(guchar)g_ascii_tolower(p[0]) << 8 | (guchar)g_ascii_tolower(p[1]);
+}
+
+static void firsts_add(GString *firsts, char c)
+{
+    if (c != '\0' && memchr(firsts->str, c, firsts->len) == NULL)
+        g_string_append_c(firsts, c);
+}
+
 static struct det_know *know_build(GPtrArray *custs, const char *stamp, int name_min)
 {
     struct det_know *k = g_new0(struct det_know, 1);
+    GString *firsts;
 
     k->refs = 1;
     k->stamp = g_strdup(stamp);
@@ -130,6 +144,7 @@ static struct det_know *know_build(GPtrArray *custs, const char *stamp, int name
     k->phones = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     k->names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                      (GDestroyNotify)g_ptr_array_unref);
+    firsts = g_string_new(NULL);
     for (guint i = 0; i < custs->len; i++) {
         const struct dir_customer *c = custs->pdata[i];
         for (guint j = 0; j < c->contacts->len; j++)
@@ -151,6 +166,10 @@ static struct det_know *know_build(GPtrArray *custs, const char *stamp, int name
             n->len = strlen(n->norm);
             n->cust = c;
             key = g_strndup(n->norm, key_len(n->norm, n->len));
+            if (n->len >= 2)
+                k->name_pairs[name_pair(n->norm) >> 3] |= 1 << (name_pair(n->norm) & 7);
+            firsts_add(firsts, n->norm[0]);
+            firsts_add(firsts, g_ascii_toupper(n->norm[0]));
             if ((list = g_hash_table_lookup(k->names, key)) == NULL) {
                 list = g_ptr_array_new_with_free_func(name_free);
                 g_hash_table_insert(k->names, key, list);
@@ -160,6 +179,9 @@ static struct det_know *know_build(GPtrArray *custs, const char *stamp, int name
             g_ptr_array_add(list, n);
         }
     }
+    if (firsts->len < sizeof(k->name_firsts))
+        memcpy(k->name_firsts, firsts->str, firsts->len + 1);
+    g_string_free(firsts, TRUE);
     return k;
 }
 
@@ -297,8 +319,11 @@ static void scan_phones(const struct det_know *k, const char *t, size_t len, GHa
         const char *groups[64];
         int ng = 0;
 
-        if (!(g_ascii_isdigit(*p) ||
-              ((*p == '+' || *p == '(') && p + 1 < end && g_ascii_isdigit(p[1]))) ||
+        /* to the next digit, '+' or '(' (most of any text is neither) */
+        p += det_text_cspan(p, (size_t)(end - p), "0123456789+(");
+        if (p >= end)
+            break;
+        if (!(g_ascii_isdigit(*p) || (p + 1 < end && g_ascii_isdigit(p[1]))) ||
             (p > t && (g_ascii_isalnum(p[-1]) || p[-1] == '+'))) {
             p++;
             continue;
@@ -329,7 +354,11 @@ static void scan_phones(const struct det_know *k, const char *t, size_t len, GHa
             continue;           /* part of a word: "12345abc" */
         /* longest match from each group start */
         for (int i = 0; i < ng;) {
-            int matched = 0;
+            int matched = 0, digits = 0;
+            for (const char *d = groups[i]; d < e; d++)
+                digits += g_ascii_isdigit(*d);
+            if (digits < 7)
+                break;          /* no phone key (det_phone_key), nor from a later group */
             for (int j = ng; j > i && !matched; j--) {
                 const char *ge = j < ng ? groups[j] : e;
                 char *v = g_strndup(groups[i], ge - groups[i]);
@@ -352,49 +381,66 @@ static void scan_phones(const struct det_know *k, const char *t, size_t len, GHa
 /* Where a name may start after p: a Latin name starts and ends at a word
  * boundary, so the rest of an ASCII word is stepped over at once (most of
  * any text is inside a word). */
-static const char *name_next(const char *p)
+static const char *name_next(const char *p, const char *end)
 {
     if (!g_ascii_isalnum(*p))
-        return g_utf8_next_char(p);
+        return MIN(g_utf8_next_char(p), end);
     do
         p++;
-    while (g_ascii_isalnum(*p));
+    while (p < end && g_ascii_isalnum(*p));
     return p;
 }
 
-static void scan_names(const struct det_know *k, const char *text, size_t len,
-                       GHashTable *items)
+/* Names by the table of their first two characters, ASCII case ignored.
+ * Almost no place in a text starts a name: with few first bytes, the
+ * next place is found by det_text_cspan; then its first two bytes are
+ * looked up in name_pairs before the table. */
+static void scan_names(const struct det_know *k, const char *t, size_t n, GHashTable *items)
 {
-    char *t;
-    size_t n;
+    const char *end = t + n;
 
     if (g_hash_table_size(k->names) == 0)
         return;
-    t = lower(g_strndup(text, len));
-    n = strlen(t);
-    for (const char *p = t; p < t + n; p = name_next(p)) {
+    for (const char *p = t; p + 1 < end; p = name_next(p, end)) {
+        guint pair;
+        char key[16];
         size_t kl;
-        char save;
         GPtrArray *list;
 
-        kl = key_len(p, (size_t)(t + n - p));
-        save = p[kl];
-        ((char *)p)[kl] = '\0';
-        list = g_hash_table_lookup(k->names, p);
-        ((char *)p)[kl] = save;
-        if (list == NULL)
+        if (k->name_firsts[0] != '\0') {
+            p += det_text_cspan(p, (size_t)(end - p), k->name_firsts);
+            if (p + 1 >= end)
+                break;
+            if (p > t && g_ascii_isalnum(*p) && g_ascii_isalnum(p[-1]))
+                continue;       /* inside a word: name_next steps over the rest */
+        }
+        pair = name_pair(p);
+        if (!(k->name_pairs[pair >> 3] & (1 << (pair & 7))))
+            continue;
+        kl = key_len(p, (size_t)(end - p));
+        if (kl >= sizeof(key))
+            continue;
+        for (size_t i = 0; i < kl; i++)
+            key[i] = g_ascii_tolower(p[i]);
+        key[kl] = '\0';
+        if ((list = g_hash_table_lookup(k->names, key)) == NULL)
             continue;
         for (guint i = 0; i < list->len; i++) {
             const struct det_name *nm = list->pdata[i];
-            if ((size_t)(t + n - p) < nm->len || memcmp(p, nm->norm, nm->len) != 0)
+            size_t j = 0;
+            if ((size_t)(end - p) < nm->len)
                 continue;
-            if (g_ascii_isalnum(nm->norm[nm->len - 1]) && g_ascii_isalnum(p[nm->len]))
+            while (j < nm->len && g_ascii_tolower(p[j]) == nm->norm[j])
+                j++;
+            if (j < nm->len)
+                continue;
+            if (g_ascii_isalnum(nm->norm[nm->len - 1]) && p + nm->len < end &&
+                g_ascii_isalnum(p[nm->len]))
                 continue;
             item_add(items, DET_ITEM_NAME, nm->norm, nm->cust->name, strlen(nm->cust->name),
                      nm->cust);
         }
     }
-    g_free(t);
 }
 
 void det_know_scan(const struct det_know *k, const char *text, size_t len, GHashTable *items)

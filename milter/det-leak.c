@@ -158,6 +158,10 @@ static int qline_sep(const char *line)
 
     if (n > 320 || (n > 80 && g_utf8_strlen(line, (gssize)n) > 80))
         return 0;
+    /* every separator has "message" or "邮件" in it: the rest are looked
+     * for only in a line that has one of those */
+    if (det_text_find(line, 0, n, "message") < 0 && det_text_find(line, 0, n, "邮件") < 0)
+        return 0;
     for (size_t i = 0; i < G_N_ELEMENTS(qseps); i++)
         if (det_text_find(line, 0, n, qseps[i]) >= 0)
             return 1;
@@ -190,8 +194,20 @@ static const char *qline_strip(const char *l)
  * header line), or an attribution line; its To/Cc lines are the also-set. */
 static void quoted_scan(struct det_cache *c, const char *norm)
 {
-    char **lines = g_strsplit(norm, "\n", -1);
+    /* the lines cut in one copy of the text (no allocation a line) */
+    char *copy = g_strdup(norm);
+    GPtrArray *a = g_ptr_array_new();
+    char **lines;
     int block_until = -1;
+
+    for (char *p = copy, *nl;; p = nl + 1) {
+        g_ptr_array_add(a, p);
+        if ((nl = strchr(p, '\n')) == NULL)
+            break;
+        *nl = '\0';
+    }
+    g_ptr_array_add(a, NULL);
+    lines = (char **)a->pdata;
 
     for (int i = 0; lines[i] != NULL; i++) {
         const char *l = qline_strip(g_strchomp(lines[i])), *v = NULL;
@@ -252,7 +268,8 @@ static void quoted_scan(struct det_cache *c, const char *norm)
         }
         g_ptr_array_free(from, TRUE);
     }
-    g_strfreev(lines);
+    g_ptr_array_free(a, TRUE);
+    g_free(copy);
 }
 
 /* ---- archived mail by Message-ID ----------------------------------------------- */

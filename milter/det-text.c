@@ -77,11 +77,8 @@ char *det_text_norm(const char *s, gssize len)
     char *repaired = NULL;
     GString *vis, *out;
     size_t n = len < 0 ? strlen(s) : (size_t)len;
-    int ascii = 1;
 
-    for (size_t i = 0; i < n && ascii; i++)
-        ascii = (unsigned char)s[i] < 0x80 && s[i] != '\0';
-    if (ascii)
+    if (cus_is_ascii(s, n) && memchr(s, '\0', n) == NULL)
         return g_strndup(s, n);
     if (!g_utf8_validate(s, n, NULL) || memchr(s, '\0', n) != NULL) {
         repaired = cus_utf8_repair(s, n);
@@ -197,6 +194,21 @@ char *det_text_excerpt(const char *text, size_t len, size_t start, size_t end, s
     if (e < text + len)
         g_string_append(o, "…");
     return g_string_free(o, FALSE);
+}
+
+size_t det_text_cspan(const char *s, size_t len, const char *set)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        i += strcspn(s + i, set);
+        if (i >= len)
+            return len;
+        if (s[i] != '\0')
+            return i;
+        i++;                    /* a NUL inside the text */
+    }
+    return len;
 }
 
 /* The first ch in [p, none), or none. */
@@ -340,6 +352,10 @@ static int quote_start(const char *p, const char *e)
     while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
         e--;
     n = e - p;
+    /* what every start begins with ('-', '_', b, f, and 0xE5 of 发 and 寄):
+     * any other line is only looked at for an attribution */
+    if (n == 0 || strchr("-_bBfF\xE5", *p) == NULL)
+        goto attribution;
     for (size_t i = 0; i < G_N_ELEMENTS(starts); i++) {
         size_t sl = strlen(starts[i]);
         if (n >= sl && g_ascii_strncasecmp(p, starts[i], sl) == 0)
@@ -348,6 +364,7 @@ static int quote_start(const char *p, const char *e)
     /* QQ Mail: "------------------ 原始邮件 ------------------" */
     if (n > 8 && *p == '-' && det_text_find(p, 0, n, "原始邮件") >= 0)
         return 1;
+attribution:
     /* "On Mon, 1 Jan 2024, X wrote:", "在 2024年1月1日，X 写道:" */
     if ((n >= 6 && g_ascii_strncasecmp(e - 6, "wrote:", 6) == 0 && n < 300) ||
         (n >= 7 && memcmp(e - 7, "写道:", 7) == 0 && n < 300))

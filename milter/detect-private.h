@@ -31,6 +31,7 @@ struct det_cache {
                                          * every attachment's text */
     GPtrArray *threads;                 /* struct det_thread * */
     char *norm[3];                      /* det_cache_text(), made when first asked */
+    unsigned norm_borrowed;             /* bit i: norm[i] is the message's own text */
 };
 
 struct det_cache *det_cache_new(void);

@@ -196,7 +196,8 @@ void det_cache_free(struct det_cache **cp)
     det_know_unref(&c->know);
     g_free(c->leak_error);
     for (size_t i = 0; i < G_N_ELEMENTS(c->norm); i++)
-        g_free(c->norm[i]);
+        if (!(c->norm_borrowed & (1u << i)))
+            g_free(c->norm[i]);
     g_free(c);
 }
 
@@ -205,10 +206,20 @@ const char *det_cache_text(const struct det_message *m, enum det_text_part part)
     struct det_cache *c = m->cache;
     const struct msg *msg = m->msg;
 
-    if (c->norm[part] == NULL)
-        c->norm[part] = part == DET_TEXT_SUBJECT ? det_text_norm(msg->subject, -1)
-                      : part == DET_TEXT_BODY ? det_text_norm(msg->body->str, msg->body->len)
-                      : det_text_norm(msg->att_text->str, msg->att_text->len);
+    if (c->norm[part] == NULL) {
+        const char *s = part == DET_TEXT_SUBJECT ? msg->subject
+                      : part == DET_TEXT_BODY ? msg->body->str : msg->att_text->str;
+        size_t n = part == DET_TEXT_SUBJECT ? strlen(s)
+                 : part == DET_TEXT_BODY ? msg->body->len : msg->att_text->len;
+        /* ASCII is its own normal form: the message's text itself, not a
+         * copy (it lives as long as the message and the cache) */
+        if (cus_is_ascii(s, n) && memchr(s, '\0', n) == NULL) {
+            c->norm[part] = (char *)s;
+            c->norm_borrowed |= 1u << part;
+        } else {
+            c->norm[part] = det_text_norm(s, (gssize)n);
+        }
+    }
     return c->norm[part];
 }
 

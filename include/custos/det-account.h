@@ -35,7 +35,7 @@ int det_card_prefix_ok(const char *digits);
  * country, its length, and mod-97 == 1. */
 int det_iban_ok(const char *iban);
 
-/* Every account number in text (len bytes), in order: struct
+/* Every account number in text (len bytes and a NUL after them), in order: struct
  * det_account_hit *, freed with the array. At most max hits. */
 GPtrArray *det_account_scan(const char *text, size_t len, size_t max);
 

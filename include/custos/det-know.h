@@ -45,7 +45,7 @@ struct det_item {
 };
 
 /* Add each known customer address, phone and name in text (len bytes of
- * valid UTF-8, normalised: det_text_norm) to items: key (kind and canonical value) ->
+ * valid UTF-8 and a NUL after them, normalised: det_text_norm) to items: key (kind and canonical value) ->
  * struct det_item *, so a value found twice counts once. items: made by
  * det_items_new(). */
 GHashTable *det_items_new(void);

@@ -47,6 +47,12 @@ char *det_mask_addr(const char *addr);
 char *det_text_excerpt(const char *text, size_t len, size_t start, size_t end, size_t ctx,
                        const char *repl);
 
+/* Offset of the first byte of s[0, len) that is in set (a string of at
+ * most 16 bytes, no NUL), or len. s[len] must be a NUL byte, as in every
+ * text the detectors scan: the search is strcspn's (16 bytes a step with
+ * SSE 4.2), and a NUL inside the text is stepped over. */
+size_t det_text_cspan(const char *s, size_t len, const char *set);
+
 /* The first occurrence of word (ASCII case ignored) in text[from, to):
  * its byte offset, or -1. */
 gssize det_text_find(const char *text, size_t from, size_t to, const char *word);

@@ -36,6 +36,10 @@ int cus_unhex(const char *hex, unsigned char *out, size_t len);
 /* The same, for 2*len hex digits followed by anything. */
 int cus_unhex_n(const char *hex, unsigned char *out, size_t len);
 
+/* Are the len bytes of buf all ASCII (below 0x80)? Eight bytes a step:
+ * this runs over whole message bodies. */
+int cus_is_ascii(const char *buf, size_t len);
+
 /* Return a valid UTF-8 copy of buf: invalid sequences become U+FFFD,
  * NUL bytes are dropped. Never NULL. */
 char *cus_utf8_repair(const char *buf, size_t len);
