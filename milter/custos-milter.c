@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -266,6 +267,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A message's text and its copies are up to [detect] text_size each,
+     * hundreds of KB: kept in malloc's arenas between messages (not
+     * mapped and unmapped, page by page faulted in again, every time);
+     * what is freed above 8 MB goes back to the system. */
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, 8 << 20);
     g_mime_init();      /* once, before any thread parses */
     idx_body_hash_use(cus_sha256);  /* OpenSSL's: auto-forward hashes every body */
     if (det_name_init(&err) < 0) {   /* ICU's Han-Latin, not at the first message */

@@ -194,11 +194,19 @@ static const char *qline_strip(const char *l)
  * header line), or an attribution line; its To/Cc lines are the also-set. */
 static void quoted_scan(struct det_cache *c, const char *norm)
 {
-    /* the lines cut in one copy of the text (no allocation a line) */
-    char *copy = g_strdup(norm);
-    GPtrArray *a = g_ptr_array_new();
-    char **lines;
+    size_t n = strlen(norm);
+    char *copy, **lines;
+    GPtrArray *a;
     int block_until = -1;
+
+    /* a quoted From line has a ':', an attribution an '@', a separator
+     * "message" or 邮件: text with none of them quotes no one */
+    if (memchr(norm, ':', n) == NULL && memchr(norm, '@', n) == NULL &&
+        det_text_find(norm, 0, n, "message") < 0 && det_text_find(norm, 0, n, "邮件") < 0)
+        return;
+    /* the lines cut in one copy of the text (no allocation a line) */
+    copy = g_strndup(norm, n);
+    a = g_ptr_array_new();
 
     for (char *p = copy, *nl;; p = nl + 1) {
         g_ptr_array_add(a, p);
