@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <glib.h>
 #include "custos/archive.h"
+#include "custos/det-text.h"
 #include "custos/detect.h"
 #include "custos/directory.h"
 #include "custos/log.h"
@@ -887,8 +888,9 @@ static void findings_free(struct spool_finding **f, size_t n)
     g_free(f);
 }
 
-/* The spool envelope's findings: every finding kept, with its action (a
- * strip's recipients in the evidence), and every route (action route). */
+/* The spool envelope's findings: every finding kept, with its action and
+ * its recipients (masked, as all evidence is: z***@163.com; the incident
+ * lists the envelope's recipients whole), and every route (action route). */
 static struct spool_finding **mdec_findings(const struct mdec *dec, size_t *n_r)
 {
     guint ni = mdec_nitems(dec), nr = dec->routes != NULL ? dec->routes->len : 0;
@@ -903,9 +905,11 @@ static struct spool_finding **mdec_findings(const struct mdec *dec, size_t *n_r)
         f->category = token_of(it->category);
         f->rule = token_of(it->rule);
         f->action = g_strdup(cfg_action_name(it->action));
-        for (guint j = 0; j < it->rcpts->len; j++)
-            g_string_append_printf(ev, "%s%s", j ? ", " : " [recipients: ",
-                                   (char *)g_ptr_array_index(it->rcpts, j));
+        for (guint j = 0; j < it->rcpts->len; j++) {
+            char *masked = det_mask_addr(g_ptr_array_index(it->rcpts, j));
+            g_string_append_printf(ev, "%s%s", j ? ", " : " [recipients: ", masked);
+            g_free(masked);
+        }
         if (it->rcpts->len > 0)
             g_string_append_c(ev, ']');
         f->evidence = g_string_free(ev, FALSE);
