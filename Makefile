@@ -29,7 +29,7 @@ DEB_DEPS    = build-essential pkg-config clang libclang-rt-14-dev \
               libzstd-dev libssl-dev zlib1g-dev libcunit1-dev libjson-glib-dev \
               python3 ca-certificates dpkg-dev notmuch maildir-utils sqlite3 openssl \
               libmilter-dev postfix swaks miltertest dovecot-imapd curl \
-              libicu-dev zip
+              libicu-dev zip 7zip
 
 LIB_SRC    := $(filter-out archive/custos-archive.c,$(wildcard archive/*.c))
 CMD_SRC    := $(wildcard archive/cmd-*.c)

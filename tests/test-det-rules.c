@@ -5,7 +5,8 @@
  * in look-alikes; the spellings of a name in mailbox names (ICU
  * Han-Latin); the part of a body its sender wrote; [detect] word lists
  * inline and from a file; attachments flagged encrypted (a zip made with
- * Debian's zip -P at test time) or not what their extension says.
+ * Debian's zip -P, 7z archives with 7-Zip's -p, data only and listing too,
+ * at test time) or not what their extension says.
  */
 #include <string.h>
 #include <glib/gstdio.h>
@@ -347,6 +348,70 @@ static void test_att_flags(void)
     g_free(zipbin);
 }
 
+/* 7z: encrypted data (the listing readable) and an encrypted listing
+ * (-mhe=on: not even the names without the password) are both flagged;
+ * the same archive without a password is not, and its text is read. The
+ * archives are made by Debian's 7-Zip (7zz, make deps). */
+static void test_att_7z(void)
+{
+    char *dir = cut_tmpdir(), *csv = g_build_filename(dir, "客户.csv", NULL);
+    char *bin = g_find_program_in_path("7zz");
+    static const struct {
+        const char *name, *opt1, *opt2;
+        int encrypted;
+    } cases[] = {
+        { "data.7z", "-ps3cret", NULL, 1 },
+        { "listing.7z", "-ps3cret", "-mhe=on", 1 },
+        { "plain.7z", NULL, NULL, 0 },
+    };
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bin);
+    g_file_set_contents(csv, "name,email\n王芳,wang.fang@xingchen.example\n", -1, NULL);
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        char *path = g_build_filename(dir, cases[i].name, NULL);
+        GPtrArray *argv = g_ptr_array_new();
+        char *data = NULL, *raw;
+        gsize len = 0;
+        struct msg *m;
+        const struct msg_att *a;
+
+        g_ptr_array_add(argv, bin);
+        g_ptr_array_add(argv, "a");
+        g_ptr_array_add(argv, "-bd");
+        g_ptr_array_add(argv, "-bso0");
+        if (cases[i].opt1 != NULL)
+            g_ptr_array_add(argv, (char *)cases[i].opt1);
+        if (cases[i].opt2 != NULL)
+            g_ptr_array_add(argv, (char *)cases[i].opt2);
+        g_ptr_array_add(argv, path);
+        g_ptr_array_add(argv, csv);
+        g_ptr_array_add(argv, NULL);
+        CU_ASSERT_EQUAL_FATAL(cut_run((char **)argv->pdata, NULL, NULL), 0);
+        g_ptr_array_free(argv, TRUE);
+        CU_ASSERT_FATAL(g_file_get_contents(path, &data, &len, NULL));
+        raw = mail_with(cases[i].name, "application/x-7z-compressed", data, len);
+        m = parse(raw);
+        a = att_named(m, cases[i].name);
+        CU_ASSERT_FATAL(a != NULL);
+        if (a->encrypted != cases[i].encrypted)
+            fprintf(stderr, "%s: encrypted %d, expected %d ", cases[i].name, a->encrypted,
+                    cases[i].encrypted);
+        CU_ASSERT_EQUAL(a->encrypted, cases[i].encrypted);
+        CU_ASSERT_EQUAL(a->mismatch, 0);
+        /* the member's text: read when not encrypted, never when it is */
+        CU_ASSERT_EQUAL(strstr(m->att_text->str, "wang.fang@xingchen.example") != NULL,
+                        !cases[i].encrypted);
+        msg_free(&m);
+        g_free(raw);
+        g_free(data);
+        g_free(path);
+    }
+    cut_rmtree(dir);
+    g_free(dir);
+    g_free(csv);
+    g_free(bin);
+}
+
 CUS_SUITE(det_rules)
 {
     CU_pSuite s = CU_add_suite("det_rules", NULL, NULL);
@@ -358,4 +423,5 @@ CUS_SUITE(det_rules)
     CU_add_test(s, "the sender's own text", test_unquoted);
     CU_add_test(s, "word lists", test_words);
     CU_add_test(s, "attachments: encrypted, disguised", test_att_flags);
+    CU_add_test(s, "attachments: 7z, encrypted data or listing", test_att_7z);
 }
