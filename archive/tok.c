@@ -194,15 +194,20 @@ static int tok_word(struct tok_state *st, const unsigned char **pp)
     int n = 0;
 
     while (p < end) {
-        unsigned int c = *p, l;
+        unsigned int c = *p;
         int len;
 
         if (c < 0x80) {
-            if ((l = ascii_fold[c]) == 0)
-                break;
-            if (n < TOK_MAX)
-                buf[n++] = (char)l;
-            p++;
+            /* a run of ASCII word characters (most of any text) in a
+             * tight loop: folded into buf up to TOK_MAX, the rest passed */
+            const unsigned char *q = p;
+            while (q < end && *q < 0x80 && ascii_fold[*q] != 0 && n < TOK_MAX)
+                buf[n++] = (char)ascii_fold[*q++];
+            while (q < end && *q < 0x80 && ascii_fold[*q] != 0)
+                q++;
+            if (q == p)
+                break;              /* a separator */
+            p = q;
             continue;
         }
         len = utf8_next(p, end, &c);
