@@ -52,6 +52,9 @@ struct mmsg {
     char **rcpts;               /* NULL-terminated */
     size_t n_rcpts, cap_rcpts;
     struct spool_writer *w;     /* opened at DATA (or the first header) */
+    GByteArray *copy;           /* what was journalled, while no more than
+                                 * [detect] text_size: parsed from memory */
+    int copy_over;              /* it was more: parsed from the journal file */
     int forged;                 /* X-Custos-Archive headers it came with */
     int forged_flag, forged_orig;       /* X-Custos-Flag, X-Custos-Original-To */
     char *from_hdr;             /* the first From header's value, or NULL */
@@ -290,6 +293,8 @@ static void mmsg_free(struct mmsg **mp)
     if (m == NULL)
         return;
     spool_writer_abort(&m->w);
+    if (m->copy != NULL)
+        g_byte_array_unref(m->copy);
     for (size_t i = 0; i < m->n_rcpts; i++)
         g_free(m->rcpts[i]);
     g_free(m->rcpts);
@@ -367,9 +372,25 @@ static int mmsg_writer(struct mconn *c, char **error_r)
 
 static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error_r)
 {
+    struct mmsg *m = c->msg;
+
     if (mmsg_writer(c, error_r) < 0)
         return -1;
-    return spool_writer_write(c->msg->w, buf, len, error_r);
+    /* a copy in memory for the parse at end of message, as long as the
+     * message is no bigger than the text the detectors read (memory stays
+     * flat: a bigger one is parsed from the journal file) */
+    if (!m->copy_over) {
+        if (m->copy == NULL)
+            m->copy = g_byte_array_new();
+        if (m->copy->len + len <= m->conf->cfg->det_text_size) {
+            g_byte_array_append(m->copy, buf, (guint)len);
+        } else {
+            g_byte_array_unref(m->copy);
+            m->copy = NULL;
+            m->copy_over = 1;
+        }
+    }
+    return spool_writer_write(m->w, buf, len, error_r);
 }
 
 /* ---- callbacks ------------------------------------------------------------ */
@@ -679,12 +700,17 @@ static int mmsg_parse(struct mmsg *m, struct det_message *dm, char **error_r)
     GMimeParser *p;
     int fd;
 
-    if (spool_writer_flush(m->w, error_r) < 0)
-        return -1;
-    if ((fd = open(spool_writer_path(m->w), O_RDONLY | O_CLOEXEC)) < 0)
-        return cus_error_errno(error_r, "open(%s) failed", spool_writer_path(m->w));
     msg_init();
-    st = g_mime_stream_fs_new_with_bounds(fd, SPOOL_STREAM_OFFSET, -1);    /* owns fd */
+    if (m->copy != NULL) {
+        st = g_mime_stream_mem_new_with_byte_array(m->copy);   /* takes it */
+        m->copy = NULL;
+    } else {
+        if (spool_writer_flush(m->w, error_r) < 0)
+            return -1;
+        if ((fd = open(spool_writer_path(m->w), O_RDONLY | O_CLOEXEC)) < 0)
+            return cus_error_errno(error_r, "open(%s) failed", spool_writer_path(m->w));
+        st = g_mime_stream_fs_new_with_bounds(fd, SPOOL_STREAM_OFFSET, -1);    /* owns fd */
+    }
     p = g_mime_parser_new_with_stream(st);
     g_mime_parser_set_persist_stream(p, TRUE);
     mime = g_mime_parser_construct_message(p, msg_parser_options());
