@@ -1987,7 +1987,7 @@ static void test_policy_route(void)
     char *m, *subj = rfc2047("GB2312", "报价单 第三季度");
 
     MT_NEED();
-    CU_ASSERT_EQUAL_FATAL(pol_start(&p, ""), 0);
+    CU_ASSERT_EQUAL_FATAL(pol_start(&p, "action.customer-contact-private = hold\n"), 0);
     /* to a departed employee and a colleague: the successor instead, the
      * original recipient in a header, the subject tagged; a notice to the
      * external sender, in Chinese, naming the successor */
@@ -2057,6 +2057,40 @@ static void test_policy_route(void)
     CU_ASSERT_EQUAL(log_has(p.f.log, "no notice to <purchasing@xingchen.example>: one went "
                                      "within 30 days"), 1);
 
+    /* held and routed at once: a customer's mail to the departed employee
+     * that also copies a colleague's private mailbox (customer-contact-
+     * private, action hold) waits in the hold queue with its recipient
+     * already the successor; released, it reaches her, not the leaver */
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "purchasing@xingchen.example", "chen.jie@corp.example",
+                             NULL, "R-6 held and routed", "please confirm the order",
+                             "Cc: wangwei@163.com", NULL), 0);
+    {
+        double end = cus_now() + 30;
+        while (hold_count(&p.gw) < 1 && cus_now() < end)
+            g_usleep(100000);
+    }
+    CU_ASSERT_EQUAL(hold_count(&p.gw), 1);
+    m = sink_find(&p, "R-6 held and routed", NULL, 1);
+    CU_ASSERT_PTR_NULL(m);
+    g_free(m);
+    e = spool_find(&p.f, "R-6 held and routed");
+    CU_ASSERT(has_finding(e, "customer-contact-private/cc", "hold"));
+    CU_ASSERT(has_finding(e, "route/successor", "route"));
+    spool_entry_free(&e);
+    {
+        char *argv[] = { "/usr/sbin/postsuper", "-c", p.gw.conf, "-H", "ALL", NULL };
+        CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
+    }
+    m = sink_find(&p, "R-6 held and routed", "X-Custos-Original-To", 60);
+    CU_ASSERT(in_header(m, "X-Custos-Original-To: chen.jie@corp.example\n"));
+    CU_ASSERT(in_header(m, "action=hold"));
+    /* the envelope (smtp-sink's X-Rcpt-Args; Postfix's Received header
+     * names the recipient it was given) */
+    CU_ASSERT(m != NULL && strstr(m, "X-Rcpt-Args: <li.na@corp.example>") != NULL);
+    CU_ASSERT(m != NULL && strstr(m, "X-Rcpt-Args: <chen.jie@corp.example>") == NULL);
+    CU_ASSERT_EQUAL(hold_count(&p.gw), 0);
+    g_free(m);
+
     /* mail submitted on the host with sendmail(1): pickup, the milter
      * (non_smtpd_milters), archived and tagged like any other */
     {
@@ -2109,6 +2143,7 @@ CUS_SUITE(milter)
                    "released with postsuper -H, monitor, allow-list, reject 550 in English and "
                    "Chinese", test_policy_actions);
     CU_add_test(s, "Postfix: a departed employee's mail to the successor, header and subject "
-                   "tag, one notice per sender, none to automatic or list mail; sendmail(1) "
-                   "submission archived", test_policy_route);
+                   "tag, one notice per sender, none to automatic or list mail; held and "
+                   "routed at once, released to the successor; sendmail(1) submission "
+                   "archived", test_policy_route);
 }
