@@ -34,23 +34,36 @@ static int nfkc_stable(gunichar c)
 static void nfkc_append(GString *out, const char *vis, size_t n)
 {
     const char *p = vis, *end = vis + n;
+    const char *run = vis, *run_last = vis;     /* stable characters not yet copied */
     gsize last = 0;                 /* where the last character of out starts */
 
+    /* the stable ones are copied a run at a time (most of any text) */
+#define RUN_FLUSH() do { \
+        if (p > run) { \
+            last = out->len + (gsize)(run_last - run); \
+            g_string_append_len(out, run, p - run); \
+        } \
+    } while (0)
     while (p < end) {
-        gunichar c = g_utf8_get_char(p);
+        gunichar c;
         const char *q;
         char *seg, *norm;
 
-        if (nfkc_stable(c) || (c >= 0xFF01 && c <= 0xFF5E) || c == 0x3000) {
-            const char *next = g_utf8_next_char(p);
+        if ((unsigned char)*p < 0x80) {
+            run_last = p++;
+            continue;
+        }
+        c = g_utf8_get_char(p);
+        if (nfkc_stable(c)) {
+            run_last = p;
+            p = g_utf8_next_char(p);
+            continue;
+        }
+        RUN_FLUSH();
+        if ((c >= 0xFF01 && c <= 0xFF5E) || c == 0x3000) {
             last = out->len;
-            if (c >= 0xFF01 && c <= 0xFF5E)
-                g_string_append_c(out, (char)(c - 0xFEE0));
-            else if (c == 0x3000)
-                g_string_append_c(out, ' ');
-            else
-                g_string_append_len(out, p, next - p);
-            p = next;
+            g_string_append_c(out, c == 0x3000 ? ' ' : (char)(c - 0xFEE0));
+            p = run = g_utf8_next_char(p);
             continue;
         }
         /* a run of the others, up to the next stable or mapped character */
@@ -68,8 +81,10 @@ static void nfkc_append(GString *out, const char *vis, size_t n)
             last = g_utf8_find_prev_char(out->str, out->str + out->len) - out->str;
         g_free(norm);
         g_free(seg);
-        p = q;
+        p = run = q;
     }
+    RUN_FLUSH();
+#undef RUN_FLUSH
 }
 
 char *det_text_norm(const char *s, gssize len)
@@ -86,11 +101,23 @@ char *det_text_norm(const char *s, gssize len)
         n = strlen(repaired);
     }
     vis = g_string_sized_new(n + 1);
-    for (const char *p = s, *end = s + n; p < end;) {
-        const char *next = g_utf8_next_char(p);
-        if ((unsigned char)*p < 0x80 || !det_text_is_invisible(g_utf8_get_char(p)))
-            g_string_append_len(vis, p, next - p);
-        p = next;
+    {
+        /* copied a run at a time, between the invisible characters */
+        const char *p = s, *end = s + n, *run = s;
+        while (p < end) {
+            const char *next;
+            if ((unsigned char)*p < 0x80) {
+                p++;
+                continue;
+            }
+            next = g_utf8_next_char(p);
+            if (det_text_is_invisible(g_utf8_get_char(p))) {
+                g_string_append_len(vis, run, p - run);
+                run = next;
+            }
+            p = next;
+        }
+        g_string_append_len(vis, run, end - run);
     }
     out = g_string_sized_new(vis->len + 1);
     nfkc_append(out, vis->str, vis->len);
