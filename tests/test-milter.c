@@ -1820,6 +1820,30 @@ static int hold_count(struct pfx *gw)
     return n;
 }
 
+/* The one message of marker in the gateway's hold queue (waited for, 30 s
+ * at most), not delivered: its journal entry (spool_entry_free). */
+static struct spool_entry *held_one(struct pfx_policy *p, const char *marker)
+{
+    double end = cus_now() + 30;
+    char *m;
+
+    while (hold_count(&p->gw) < 1 && cus_now() < end)
+        g_usleep(100000);
+    CU_ASSERT_EQUAL(hold_count(&p->gw), 1);
+    m = sink_find(p, marker, NULL, 1);
+    CU_ASSERT_PTR_NULL(m);
+    g_free(m);
+    return spool_find(&p->f, marker);
+}
+
+/* The hold queue released, as an admin does: postsuper -H ALL. */
+static void release_held(struct pfx_policy *p)
+{
+    char *argv[] = { "/usr/sbin/postsuper", "-c", p->gw.conf, "-H", "ALL", NULL };
+
+    CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
+}
+
 static void test_policy_actions(void)
 {
     struct pfx_policy p;
@@ -1894,22 +1918,10 @@ static void test_policy_actions(void)
     CU_ASSERT_EQUAL(pol_send(&p, NULL, "wang.wei@corp.example", "buyer@acme.example",
                              "chen.jie@corp.example", "P-HOLD-3", "held until released", NULL),
                     0);
-    {
-        double end = cus_now() + 30;
-        while (hold_count(&p.gw) < 1 && cus_now() < end)
-            g_usleep(100000);
-    }
-    CU_ASSERT_EQUAL(hold_count(&p.gw), 1);
-    m = sink_find(&p, "P-HOLD-3", NULL, 1);
-    CU_ASSERT_PTR_NULL(m);
-    g_free(m);
-    e = spool_find(&p.f, "P-HOLD-3");
+    e = held_one(&p, "P-HOLD-3");
     CU_ASSERT(has_finding(e, "departed-sender/header-from", "hold"));
     spool_entry_free(&e);
-    {
-        char *argv[] = { "/usr/sbin/postsuper", "-c", p.gw.conf, "-H", "ALL", NULL };
-        CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
-    }
+    release_held(&p);
     m = sink_find(&p, "P-HOLD-3", NULL, 60);
     CU_ASSERT(in_header(m, "action=hold"));
     CU_ASSERT_EQUAL(hold_count(&p.gw), 0);
@@ -2064,23 +2076,11 @@ static void test_policy_route(void)
     CU_ASSERT_EQUAL(pol_send(&p, NULL, "purchasing@xingchen.example", "chen.jie@corp.example",
                              NULL, "R-6 held and routed", "please confirm the order",
                              "Cc: wangwei@163.com", NULL), 0);
-    {
-        double end = cus_now() + 30;
-        while (hold_count(&p.gw) < 1 && cus_now() < end)
-            g_usleep(100000);
-    }
-    CU_ASSERT_EQUAL(hold_count(&p.gw), 1);
-    m = sink_find(&p, "R-6 held and routed", NULL, 1);
-    CU_ASSERT_PTR_NULL(m);
-    g_free(m);
-    e = spool_find(&p.f, "R-6 held and routed");
+    e = held_one(&p, "R-6 held and routed");
     CU_ASSERT(has_finding(e, "customer-contact-private/cc", "hold"));
     CU_ASSERT(has_finding(e, "route/successor", "route"));
     spool_entry_free(&e);
-    {
-        char *argv[] = { "/usr/sbin/postsuper", "-c", p.gw.conf, "-H", "ALL", NULL };
-        CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
-    }
+    release_held(&p);
     m = sink_find(&p, "R-6 held and routed", "X-Custos-Original-To", 60);
     CU_ASSERT(in_header(m, "X-Custos-Original-To: chen.jie@corp.example\n"));
     CU_ASSERT(in_header(m, "action=hold"));
