@@ -53,8 +53,8 @@ struct mmsg {
     size_t n_rcpts, cap_rcpts;
     struct spool_writer *w;     /* opened at DATA (or the first header) */
     GByteArray *copy;           /* what was journalled, while no more than
-                                 * [detect] text_size: parsed from memory */
-    int copy_over;              /* it was more: parsed from the journal file */
+                                 * [detect] text_size: parsed from memory
+                                 * (NULL once more: from the journal file) */
     int forged;                 /* X-Custos-Archive headers it came with */
     int forged_flag, forged_orig;       /* X-Custos-Flag, X-Custos-Original-To */
     char *from_hdr;             /* the first From header's value, or NULL */
@@ -367,7 +367,10 @@ static int mmsg_writer(struct mconn *c, char **error_r)
 
     if (m->w != NULL)
         return 0;
-    return spool_writer_open(m->conf->spool, &m->w, error_r);
+    if (spool_writer_open(m->conf->spool, &m->w, error_r) < 0)
+        return -1;
+    m->copy = g_byte_array_new();
+    return 0;
 }
 
 static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error_r)
@@ -379,16 +382,11 @@ static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error
     /* a copy in memory for the parse at end of message, as long as the
      * message is no bigger than the text the detectors read (memory stays
      * flat: a bigger one is parsed from the journal file) */
-    if (!m->copy_over) {
-        if (m->copy == NULL)
-            m->copy = g_byte_array_new();
-        if (m->copy->len + len <= m->conf->cfg->det_text_size) {
-            g_byte_array_append(m->copy, buf, (guint)len);
-        } else {
-            g_byte_array_unref(m->copy);
-            m->copy = NULL;
-            m->copy_over = 1;
-        }
+    if (m->copy != NULL && m->copy->len + len <= m->conf->cfg->det_text_size) {
+        g_byte_array_append(m->copy, buf, (guint)len);
+    } else if (m->copy != NULL) {
+        g_byte_array_unref(m->copy);
+        m->copy = NULL;
     }
     return spool_writer_write(m->w, buf, len, error_r);
 }
