@@ -83,9 +83,11 @@ static const struct mlt_smfi *mlt_smfi;
 static gint mlt_nconn, mlt_nmsg, mlt_stopping;
 
 /* The record of route notices sent (once per sender and leaver per
- * [route] notice_days), opened on first use in [milter] state_dir. */
+ * [route] notice_days), opened on first use in [milter] state_dir, and
+ * again in the new one when a reload moved it. Used under mlt_once_lock. */
 static GMutex mlt_once_lock;
 static struct once *mlt_once;
+static char *mlt_once_path;     /* the file mlt_once is */
 
 static const char mlt_tempfail_text[] =
     "custos: the message could not be archived; please try again later";
@@ -235,6 +237,7 @@ void mlt_deinit(void)
     ntf_deinit();
     g_mutex_lock(&mlt_once_lock);
     once_close(&mlt_once);
+    g_clear_pointer(&mlt_once_path, g_free);
     g_mutex_unlock(&mlt_once_lock);
 }
 
@@ -1054,7 +1057,7 @@ static int mmsg_apply(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struc
 }
 
 struct mnotice_claim {
-    char *key, *qid;
+    char *key, *qid, *path;     /* path: the record it was claimed in */
     gint64 at;
 };
 
@@ -1065,36 +1068,43 @@ static void notice_done(int ok, void *data)
     char *err = NULL;
 
     g_mutex_lock(&mlt_once_lock);
-    if (!ok && mlt_once != NULL && once_release(mlt_once, cl->key, cl->at, &err) < 0) {
+    if (!ok && mlt_once != NULL && strcmp(cl->path, mlt_once_path) == 0 &&
+        once_release(mlt_once, cl->key, cl->at, &err) < 0) {
         log_error("%s: %s", cl->qid, err);
         g_free(err);
     }
     g_mutex_unlock(&mlt_once_lock);
     g_free(cl->key);
     g_free(cl->qid);
+    g_free(cl->path);
     g_free(cl);
 }
 
-/* The record of notices, opened on first use; NULL (logged) if it cannot be. */
-static struct once *once_get(const struct cfg *cfg, const char *qid)
+/* The record of notices in cfg's state_dir: opened on first use, and
+ * opened anew (the old one closed) when a reload moved state_dir; NULL
+ * (logged) if it cannot be. mlt_once_lock held. */
+static struct once *once_current(const struct cfg *cfg, const char *qid)
 {
-    struct once *o;
-    char *dir, *path, *err = NULL;
+    char *dir = cfg_state_dir(cfg), *path = g_build_filename(dir, "route-notices.db", NULL);
+    char *err = NULL;
 
-    g_mutex_lock(&mlt_once_lock);
+    if (mlt_once != NULL && strcmp(path, mlt_once_path) != 0) {
+        log_info("%s: [milter] state_dir is now %s: route notices recorded there", qid, dir);
+        once_close(&mlt_once);
+        g_clear_pointer(&mlt_once_path, g_free);
+    }
     if (mlt_once == NULL) {
-        dir = cfg_state_dir(cfg);
-        path = g_build_filename(dir, "route-notices.db", NULL);
         if (cus_mkdirs(dir, 0750, &err) < 0 || once_open(path, &mlt_once, &err) < 0) {
             log_error("%s: [milter] state_dir: %s: route notices are not sent", qid, err);
             g_free(err);
+        } else {
+            mlt_once_path = path;
+            path = NULL;
         }
-        g_free(dir);
-        g_free(path);
     }
-    o = mlt_once;
-    g_mutex_unlock(&mlt_once_lock);
-    return o;
+    g_free(dir);
+    g_free(path);
+    return mlt_once;
 }
 
 /* The mail that goes with an accepted or refused message: the summary to
@@ -1116,15 +1126,21 @@ static void mmsg_mail(struct mconn *c, struct mmsg *m, struct mdec *dec, const c
         return;
     for (guint i = 0; dec->notices != NULL && i < dec->notices->len; i++) {
         struct mnotice *n = g_ptr_array_index(dec->notices, i);
-        struct once *o = once_get(cfg, qid_of(c));
         gint64 now = g_get_real_time() / G_USEC_PER_SEC;
         struct mnotice_claim *cl;
-        int rc;
+        char *path = NULL;
+        int rc = -2;
 
-        if (o == NULL)
+        g_mutex_lock(&mlt_once_lock);
+        if (once_current(cfg, qid_of(c)) != NULL) {
+            rc = once_claim(mlt_once, n->key, now, (gint64)cfg->rt_notice_days * 86400, &err);
+            path = g_strdup(mlt_once_path);
+        }
+        g_mutex_unlock(&mlt_once_lock);
+        if (rc == -2)
             break;
-        rc = once_claim(o, n->key, now, (gint64)cfg->rt_notice_days * 86400, &err);
         if (rc < 0) {
+            g_free(path);
             log_error("%s: %s: no notice to <%s>", qid_of(c), err, n->to);
             g_free(err);
             err = NULL;
@@ -1133,11 +1149,13 @@ static void mmsg_mail(struct mconn *c, struct mmsg *m, struct mdec *dec, const c
         if (rc == 0) {
             log_info("%s: no notice to <%s>: one went within %d days ([route] notice_days)",
                      qid_of(c), n->to, cfg->rt_notice_days);
+            g_free(path);
             continue;
         }
         cl = g_new0(struct mnotice_claim, 1);
         cl->key = g_strdup(n->key);
         cl->qid = g_strdup(qid_of(c));
+        cl->path = path;
         cl->at = now;
         ntf_queue(cfg->mlt_sendmail, qid_of(c), n->from, n->to, n->text, notice_done, cl);
         n->text = NULL;

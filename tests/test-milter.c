@@ -1557,10 +1557,11 @@ struct pfx_policy {
     struct pfx_sink sink;
     char *extra;                /* the [directory] group and the rest */
     int reloads;
+    const char *state;          /* [milter] state_dir below the test's dir (NULL: state) */
 };
 
 static const char pol_base[] =
-    "[milter]\nsendmail = %s/sendmail.sh\nstate_dir = %s/state\n"
+    "[milter]\nsendmail = %s/sendmail.sh\nstate_dir = %s/%s\n"
     "[policy]\ncompliance = compliance@audit.example\nnotify_from = custos@corp.example\n%s"
     "[route]\nsubject_tag = [原: %%n]\nnotices = true\nnotice_days = 30\n"
     "notice_template_zh = %s\nnotice_template_en = %s\n"
@@ -1573,7 +1574,8 @@ static void pol_conf(struct pfx_policy *p, const char *policy)
     char *wm = cut_src("conf/webmail-domains.txt"), *extra;
     char *text;
 
-    extra = g_strdup_printf(pol_base, p->f.dir, p->f.dir, policy, zh, en, wm);
+    extra = g_strdup_printf(pol_base, p->f.dir, p->f.dir, p->state ? p->state : "state", policy,
+                            zh, en, wm);
     /* write_conf2 puts [milter] first: ours must not repeat the group */
     text = g_strdup_printf("[archive]\ndir = %s\nscope = departments\ngroup = postfix\n"
                            "[spool]\ndir = %s\n[milter]\nsocket = %s\nuser =\n"
@@ -2090,6 +2092,31 @@ static void test_policy_route(void)
     CU_ASSERT(m != NULL && strstr(m, "X-Rcpt-Args: <chen.jie@corp.example>") == NULL);
     CU_ASSERT_EQUAL(hold_count(&p.gw), 0);
     g_free(m);
+
+    /* [milter] state_dir moved by a reload (SIGHUP): the record of notices
+     * opened in the new one, the old one closed; the new one has not seen
+     * xingchen, so xingchen is told again */
+    p.state = "state2";
+    pol_reload(&p, "action.customer-contact-private = hold\n");
+    CU_ASSERT_EQUAL(pol_send(&p, NULL, "purchasing@xingchen.example", "chen.jie@corp.example",
+                             NULL, "R-7 after the move", "one more order", NULL), 0);
+    m = sink_find(&p, "R-7 after the move", "X-Custos-Original-To", 30);
+    CU_ASSERT(m != NULL && strstr(m, "X-Rcpt-Args: <li.na@corp.example>") != NULL);
+    g_free(m);
+    {
+        double end = cus_now() + 60;
+        char *db = g_build_filename(p.f.dir, "state2", "route-notices.db", NULL);
+        /* xingchen's second notice (the first went after R-1) */
+        while (sink_count(&p, "X-Rcpt-Args: <purchasing@xingchen.example>") < 2 &&
+               cus_now() < end) {
+            pfx_flush(&p.gw);
+            g_usleep(500000);
+        }
+        CU_ASSERT_EQUAL(sink_count(&p, "X-Rcpt-Args: <purchasing@xingchen.example>"), 2);
+        CU_ASSERT(g_file_test(db, G_FILE_TEST_IS_REGULAR));
+        CU_ASSERT_EQUAL(log_has(p.f.log, "[milter] state_dir is now "), 1);
+        g_free(db);
+    }
 
     /* mail submitted on the host with sendmail(1): pickup, the milter
      * (non_smtpd_milters), archived and tagged like any other */
