@@ -191,11 +191,6 @@ static int iconv_append(GString *out, const char *buf, size_t len,
     return 0;
 }
 
-static int is_ascii(const char *buf, size_t len)
-{
-    return cus_is_ascii(buf, len);
-}
-
 /* Big5 text also reads as GBK, but a quarter or more of its second bytes
  * fall below 0xA1, where GB2312-range text (nearly all GBK mail) has
  * none. */
@@ -236,7 +231,7 @@ void msg_append_utf8(GString *out, const char *buf, size_t len, const char *char
 {
     if (len == 0)
         return;
-    if (is_ascii(buf, len)) {
+    if (cus_is_ascii(buf, len)) {
         /* ASCII-compatible for every charset but the 7-bit stateful ones */
         if (charset == NULL || (strncmp(charset, "ISO-2022", 8) != 0 &&
                                 strncmp(charset, "UTF-7", 5) != 0 &&
@@ -386,7 +381,7 @@ char *msg_decode_header(const char *raw)
     while (end > raw && g_ascii_isspace(end[-1]))
         end--;
     /* fast path: plain ASCII */
-    if (is_ascii(raw, end - raw) && strstr(raw, "=?") == NULL) {
+    if (cus_is_ascii(raw, end - raw) && strstr(raw, "=?") == NULL) {
         char *s = g_strndup(raw, end - raw);
         g_free(unfolded);
         return s;

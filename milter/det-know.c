@@ -166,8 +166,10 @@ static struct det_know *know_build(GPtrArray *custs, const char *stamp, int name
             n->len = strlen(n->norm);
             n->cust = c;
             key = g_strndup(n->norm, key_len(n->norm, n->len));
-            if (n->len >= 2)
-                k->name_pairs[name_pair(n->norm) >> 3] |= 1 << (name_pair(n->norm) & 7);
+            if (n->len >= 2) {
+                guint pair = name_pair(n->norm);
+                k->name_pairs[pair >> 3] |= 1 << (pair & 7);
+            }
             firsts_add(firsts, n->norm[0]);
             firsts_add(firsts, g_ascii_toupper(n->norm[0]));
             if ((list = g_hash_table_lookup(k->names, key)) == NULL) {

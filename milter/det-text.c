@@ -87,13 +87,18 @@ static void nfkc_append(GString *out, const char *vis, size_t n)
 #undef RUN_FLUSH
 }
 
+int det_text_is_normal(const char *s, size_t len)
+{
+    return cus_is_ascii(s, len) && memchr(s, '\0', len) == NULL;
+}
+
 char *det_text_norm(const char *s, gssize len)
 {
     char *repaired = NULL;
     GString *vis, *out;
     size_t n = len < 0 ? strlen(s) : (size_t)len;
 
-    if (cus_is_ascii(s, n) && memchr(s, '\0', n) == NULL)
+    if (det_text_is_normal(s, n))
         return g_strndup(s, n);
     if (!g_utf8_validate(s, n, NULL) || memchr(s, '\0', n) != NULL) {
         repaired = cus_utf8_repair(s, n);

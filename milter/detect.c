@@ -211,9 +211,9 @@ const char *det_cache_text(const struct det_message *m, enum det_text_part part)
                       : part == DET_TEXT_BODY ? msg->body->str : msg->att_text->str;
         size_t n = part == DET_TEXT_SUBJECT ? strlen(s)
                  : part == DET_TEXT_BODY ? msg->body->len : msg->att_text->len;
-        /* ASCII is its own normal form: the message's text itself, not a
-         * copy (it lives as long as the message and the cache) */
-        if (cus_is_ascii(s, n) && memchr(s, '\0', n) == NULL) {
+        /* text already normal is used as it is, not copied (it lives as
+         * long as the message and the cache) */
+        if (det_text_is_normal(s, n)) {
             c->norm[part] = (char *)s;
             c->norm_borrowed |= 1u << part;
         } else {

@@ -25,6 +25,10 @@
  * UTF-8 is repaired first (U+FFFD). Never NULL; g_free. */
 char *det_text_norm(const char *s, gssize len);
 
+/* Is len bytes of s already in the normal form (ASCII, no NUL: what
+ * det_text_norm() would only copy)? */
+int det_text_is_normal(const char *s, size_t len);
+
 /* Is c one of the invisible characters det_text_norm() removes? */
 int det_text_is_invisible(gunichar c);
 
