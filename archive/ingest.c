@@ -36,7 +36,8 @@ struct ingest {
     const struct ingest_opts *o;
     struct ingest_stats *st;
     struct arc_pipe *pipe;
-    GPtrArray *batch;           /* char *: spool ids in the open batch */
+    GPtrArray *batch;           /* char *: files of new/ in the open batch */
+    guint64 batch_entries;      /* the entries in them */
     guint64 batch_bytes;
     guint64 batch_dups;
     int batch_size;
@@ -147,42 +148,29 @@ static int commit_batch(struct ingest *in, char **error_r)
             return -1;
     if (spool_sync(in->spool, error_r) < 0)
         return -1;
-    log_debug("ingest: committed %u entries (%" G_GUINT64_FORMAT " bytes)", b->len,
-              in->batch_bytes);
-    in->st->archived += b->len;
+    log_debug("ingest: committed %" G_GUINT64_FORMAT " entries (%" G_GUINT64_FORMAT " bytes)",
+              in->batch_entries, in->batch_bytes);
+    in->st->archived += in->batch_entries;
     in->st->bytes += in->batch_bytes;
     in->st->dups += in->batch_dups;
     in->st->batches++;
-    in->since_tick += b->len;
+    in->since_tick += in->batch_entries;
     in->last_work = cus_now();
+    in->batch_entries = 0;
     in->batch_bytes = 0;
     in->batch_dups = 0;
     g_ptr_array_set_size(b, 0);
     return 0;
 }
 
-/* Hand one entry to the pipeline, or move it to failed/. */
-static int ingest_one(struct ingest *in, const char *id, char **error_r)
+/* Hand one entry to the pipeline. */
+static int ingest_entry(struct ingest *in, const struct spool_entry *e, const char *name,
+                        char **error_r)
 {
-    struct spool_entry *e = NULL;
     struct idx_envelope env;
-    char *err = NULL, *where;
-    int ret, why;
+    char *where;
+    int ret;
 
-    if (spool_read(in->spool, id, &e, &err) < 0) {
-        why = errno;
-        if (why == ENOENT) {
-            log_warn("spool entry %s vanished before it was read; skipped", id);
-            g_free(err);
-            return 0;
-        }
-        log_warn("spool entry %s moved to failed/: %s", id, err);
-        ret = spool_fail(in->spool, id, err, error_r);
-        g_free(err);
-        if (ret == 0)
-            in->st->failed++;
-        return ret;
-    }
     memset(&env, 0, sizeof(env));
     env.time = e->time;
     env.sender = e->sender;
@@ -190,18 +178,54 @@ static int ingest_one(struct ingest *in, const char *id, char **error_r)
     env.queue_id = e->queue_id;
     env.source = e->source;
     env.rcpts = (const char *const *)e->rcpts;
-    env.spool_id = id;
+    env.spool_id = e->id;
     env.auth = e->auth;
     env.findings = e->findings;
     env.n_findings = e->n_findings;
-    where = g_strdup_printf("spool entry %s", id);
+    where = strcmp(e->id, name) == 0 ? g_strdup_printf("spool entry %s", name)
+                                     : g_strdup_printf("spool entry %s (journal %s)", e->id, name);
     ret = arc_pipe_add(in->pipe, e->raw, &env, where, error_r);
     g_free(where);
     if (ret == 0) {
-        g_ptr_array_add(in->batch, g_strdup(id));
+        in->batch_entries++;
         in->batch_bytes += g_bytes_get_size(e->raw);
     }
-    spool_entry_free(&e);
+    return ret;
+}
+
+/* Hand one file of new/ (an entry, or a journal of them) to the pipeline,
+ * or move it to failed/. */
+static int ingest_one(struct ingest *in, const char *name, char **error_r)
+{
+    GPtrArray *entries = NULL, *reasons = NULL;
+    char *err = NULL;
+    guint failed = 0;
+    int ret = 0, why;
+
+    if (spool_read_all(in->spool, name, &entries, &failed, &reasons, &err) < 0) {
+        why = errno;
+        if (why == ENOENT) {
+            log_warn("spool entry %s vanished before it was read; skipped", name);
+            g_free(err);
+            return 0;
+        }
+        log_warn("spool entry %s moved to failed/: %s", name, err);
+        ret = spool_fail(in->spool, name, err, error_r);
+        g_free(err);
+        if (ret == 0)
+            in->st->failed++;
+        return ret;
+    }
+    for (guint i = 0; reasons != NULL && i < reasons->len; i++)
+        log_warn("%s", (const char *)g_ptr_array_index(reasons, i));
+    in->st->failed += failed;
+    for (guint i = 0; i < entries->len && ret == 0; i++)
+        ret = ingest_entry(in, g_ptr_array_index(entries, i), name, error_r);
+    if (ret == 0)
+        g_ptr_array_add(in->batch, g_strdup(name));
+    g_ptr_array_free(entries, TRUE);
+    if (reasons != NULL)
+        g_ptr_array_free(reasons, TRUE);
     return ret;
 }
 
@@ -209,15 +233,21 @@ static int ingest_one(struct ingest *in, const char *id, char **error_r)
 static int drain(struct ingest *in, char **error_r)
 {
     GPtrArray *ids = NULL;
+    guint moved = 0;
     int ret = 0;
 
+    /* the journals of a custos-milter that is gone (killed, crashed) */
+    if (spool_recover(in->spool, &moved, error_r) < 0)
+        return -1;
+    if (moved > 0)
+        log_info("ingest: %u journals of writers gone taken from %s/journal", moved, in->spool);
     if (spool_list(in->spool, &ids, error_r) < 0)
         return -1;
     for (guint i = 0; i < ids->len && !ingest_stopping && ret == 0; i++) {
         if (in->o->cfg != NULL && in->arc == NULL && (ret = arc_ensure(in, error_r)) < 0)
             break;
         ret = ingest_one(in, g_ptr_array_index(ids, i), error_r);
-        if (ret == 0 && (int)in->batch->len >= in->batch_size) {
+        if (ret == 0 && in->batch_entries >= (guint64)in->batch_size) {
             ret = commit_batch(in, error_r);
             if (ret == 0)
                 ret = maybe_tick(in, 0, error_r);

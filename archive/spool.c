@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <openssl/evp.h>
 #include "custos/spool.h"
 
@@ -61,7 +62,7 @@ static int digits(const char *s, size_t len, size_t max)
 
 int spool_init(const char *spool_dir, char **error_r)
 {
-    static const char *subs[] = { "tmp", "new", "failed" };
+    static const char *subs[] = { "tmp", "new", "failed", "journal" };
 
     for (size_t i = 0; i < G_N_ELEMENTS(subs); i++) {
         char *p = g_build_filename(spool_dir, subs[i], NULL);
@@ -281,6 +282,21 @@ static void new_id(char id[SPOOL_ID_MAX + 1])
                g_random_int(), g_random_int());
 }
 
+/* The temp file tmp/ID of an entry whose id is already chosen (O_EXCL). */
+static int open_tmp_id(const char *spool_dir, const char *id, char **tmp_r, char **error_r)
+{
+    char *tmp = sub_path(spool_dir, "tmp", id);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
+
+    if (fd < 0) {
+        cus_error_errno(error_r, "open(%s) failed", tmp);
+        g_free(tmp);
+        return -1;
+    }
+    *tmp_r = tmp;
+    return fd;
+}
+
 /* A fresh entry's temp file in tmp/ (O_EXCL), its id and path. */
 static int open_tmp(const char *spool_dir, char id[SPOOL_ID_MAX + 1], char **tmp_r,
                     char **error_r)
@@ -379,6 +395,369 @@ out:
     return ret;
 }
 
+/* ---- the journal (spool.h) ------------------------------------------------
+ *
+ * One per process. Appends are made under jn.lock at jn.written; an append
+ * then waits for an fdatasync that covers its end, run by one of the
+ * waiting appenders for everything written before it started (group
+ * commit, as dir_commit). busy counts appends between their write and
+ * their answer: a journal is handed to the reader (closed, renamed into
+ * new/) only when none is, after `closing` stopped new appends to it (they
+ * wait, then open the next journal). A failed write is cut off again; a
+ * failed sync fails every append not yet synced (never claimed durable),
+ * and the journal is retired, cut back to what was synced. The timer thread
+ * closes a journal JOURNAL_LINGER_MS after it was opened.
+ */
+struct journal {
+    GMutex lock;
+    GCond cond;                 /* any change below */
+    char *spool;                /* the open journal's spool; NULL: none */
+    char id[SPOOL_ID_MAX + 1];
+    char *path;                 /* SPOOL/journal/ID */
+    int fd;
+    guint64 written, synced;    /* bytes of the file */
+    int syncing, busy, closing, broken;
+    int fail_errno;             /* broken by a failed sync: appends past synced fail */
+    gint64 opened;              /* monotonic, us */
+    GThread *timer;
+    int timer_stop;
+};
+
+static struct journal jn = { .fd = -1 };
+
+static void *jn_timer(void *arg);
+
+/* Open a fresh journal in spool (jn.lock held). */
+static int jn_open(const char *spool, char **error_r)
+{
+    char id[SPOOL_ID_MAX + 1], *path, *dir;
+    GError *gerr = NULL;
+    int fd;
+
+    new_id(id);
+    path = sub_path(spool, "journal", id);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
+    if (fd < 0) {
+        cus_error_errno(error_r, "open(%s) failed", path);
+        g_free(path);
+        return -1;
+    }
+    dir = g_build_filename(spool, "journal", NULL);
+    /* the file and its name durable before any entry in it is promised */
+    if (cus_write_all(fd, SPOOL_JOURNAL_MAGIC "\n", sizeof(SPOOL_JOURNAL_MAGIC)) < 0 ||
+        fsync(fd) < 0) {
+        cus_error_errno(error_r, "write(%s) failed", path);
+        goto fail;
+    }
+    if (cus_fsync_dir(dir, error_r) < 0)
+        goto fail;
+    if (jn.timer == NULL) {
+        jn.timer_stop = 0;
+        jn.timer = g_thread_try_new("spool-journal", jn_timer, NULL, &gerr);
+        if (jn.timer == NULL) {
+            cus_error(error_r, "spool: cannot start the journal's timer: %s", gerr->message);
+            g_error_free(gerr);
+            goto fail;
+        }
+    }
+    g_free(dir);
+    g_strlcpy(jn.id, id, sizeof(jn.id));
+    jn.spool = g_strdup(spool);
+    jn.path = path;
+    jn.fd = fd;
+    jn.written = jn.synced = sizeof(SPOOL_JOURNAL_MAGIC);
+    jn.syncing = jn.busy = jn.closing = jn.broken = 0;
+    jn.opened = g_get_monotonic_time();
+    g_cond_broadcast(&jn.cond);         /* the timer: one to close in time */
+    return 0;
+fail:
+    close(fd);
+    unlink(path);
+    g_free(path);
+    g_free(dir);
+    return -1;
+}
+
+/* Hand the open journal to the reader (jn.lock held, nothing in flight;
+ * dropped meanwhile). What a broken journal has past its last sync was
+ * never promised: cut off first. On error the journal stays in journal/
+ * (spool_recover() moves it). */
+static int jn_handoff(char **error_r)
+{
+    char *spool = jn.spool, *path = jn.path, *dst, *newdir;
+    int fd = jn.fd, ret = 0;
+    guint64 cut = jn.written != jn.synced ? jn.synced : 0;
+    char id[SPOOL_ID_MAX + 1];
+
+    g_strlcpy(id, jn.id, sizeof(id));
+    jn.fd = -1;
+    jn.spool = jn.path = NULL;
+    jn.id[0] = '\0';
+    g_mutex_unlock(&jn.lock);
+    if (cut > 0 && ftruncate(fd, (off_t)cut) < 0 && ret == 0)
+        ret = cus_error_errno(error_r, "ftruncate(%s) failed", path);
+    close(fd);
+    dst = sub_path(spool, "new", id);
+    newdir = g_build_filename(spool, "new", NULL);
+    if (ret == 0 && rename(path, dst) < 0)
+        ret = cus_error_errno(error_r, "rename(%s, %s) failed", path, dst);
+    if (ret == 0)
+        ret = dir_commit(newdir, error_r);
+    g_free(newdir);
+    g_free(dst);
+    g_free(path);
+    g_free(spool);
+    g_mutex_lock(&jn.lock);
+    g_cond_broadcast(&jn.cond);
+    return ret;
+}
+
+/* Close the open journal if it should be and can be (jn.lock held). */
+static void jn_maybe_handoff(void)
+{
+    if (jn.fd >= 0 && (jn.closing || jn.broken) && jn.busy == 0 && !jn.syncing)
+        jn_handoff(NULL);
+}
+
+static void *jn_timer(void *arg)
+{
+    (void)arg;
+    g_mutex_lock(&jn.lock);
+    while (!jn.timer_stop) {
+        gint64 now = g_get_monotonic_time(), due = jn.opened + SPOOL_JOURNAL_LINGER_MS * 1000;
+
+        if (jn.fd < 0) {
+            g_cond_wait(&jn.cond, &jn.lock);
+        } else if (now < due && !jn.closing) {
+            g_cond_wait_until(&jn.cond, &jn.lock, due);
+        } else {
+            jn.closing = 1;
+            if (jn.busy == 0 && !jn.syncing)
+                jn_handoff(NULL);
+            else
+                g_cond_wait(&jn.cond, &jn.lock);
+        }
+    }
+    g_mutex_unlock(&jn.lock);
+    return NULL;
+}
+
+/* write all of iov at off. */
+static int pwritev_all(int fd, struct iovec *iov, int n, off_t off)
+{
+    while (n > 0) {
+        ssize_t r = pwritev(fd, iov, n, off);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            return -1;
+        }
+        off += r;
+        while (n > 0 && (size_t)r >= iov->iov_len) {
+            r -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + r;
+            iov->iov_len -= (size_t)r;
+        }
+    }
+    return 0;
+}
+
+/* Append entry ID (header h, then the message) to the journal of spool and
+ * wait until it is synced. */
+static int journal_append(const char *spool, const char *id, const GString *h,
+                          const void *raw, size_t raw_len, char **error_r)
+{
+    char line[SPOOL_ID_MAX + 48];
+    struct iovec iov[4];
+    guint64 off, mine;
+    int n, ret = 0;
+
+    n = g_snprintf(line, sizeof(line), "entry %s %zu\n", id, h->len + raw_len);
+    iov[0] = (struct iovec){ line, (size_t)n };
+    iov[1] = (struct iovec){ h->str, h->len };
+    iov[2] = (struct iovec){ (void *)raw, raw_len };
+    iov[3] = (struct iovec){ "\n", 1 };
+    g_mutex_lock(&jn.lock);
+    /* not into a journal being closed, or of another spool (a reload) */
+    while (jn.fd >= 0 && (jn.closing || jn.broken || strcmp(jn.spool, spool) != 0)) {
+        jn.closing = 1;
+        if (jn.busy == 0 && !jn.syncing)
+            jn_handoff(NULL);
+        else
+            g_cond_wait(&jn.cond, &jn.lock);
+    }
+    if (jn.fd < 0 && jn_open(spool, error_r) < 0) {
+        g_mutex_unlock(&jn.lock);
+        return -1;
+    }
+    off = jn.written;
+    if (pwritev_all(jn.fd, iov, 4, (off_t)off) < 0) {
+        ret = cus_error_errno(error_r, "write(%s) failed", jn.path);
+        /* the torn entry cut off; if that fails, the journal goes as it
+         * was synced */
+        if (ftruncate(jn.fd, (off_t)off) < 0)
+            jn.broken = 1;
+        jn_maybe_handoff();
+        g_mutex_unlock(&jn.lock);
+        return ret;
+    }
+    jn.written = mine = off + (guint64)n + h->len + raw_len + 1;
+    jn.busy++;
+    while (jn.synced < mine && !jn.broken) {
+        if (jn.syncing) {
+            g_cond_wait(&jn.cond, &jn.lock);
+            continue;
+        }
+        guint64 target = jn.written;
+        int fd = jn.fd, r, e;
+
+        jn.syncing = 1;
+        g_mutex_unlock(&jn.lock);
+        r = fdatasync(fd);
+        e = errno;
+        g_mutex_lock(&dsync_lock);
+        dsync_rounds++;
+        g_mutex_unlock(&dsync_lock);
+        g_mutex_lock(&jn.lock);
+        jn.syncing = 0;
+        if (r == 0) {
+            jn.synced = target;
+        } else {
+            jn.broken = 1;
+            jn.fail_errno = e;
+        }
+        g_cond_broadcast(&jn.cond);
+    }
+    if (jn.synced < mine) {
+        errno = jn.fail_errno;
+        ret = cus_error_errno(error_r, "fdatasync(%s) failed", jn.path);
+    }
+    jn.busy--;
+    if (jn.written >= SPOOL_JOURNAL_MAX)
+        jn.closing = 1;
+    jn_maybe_handoff();
+    g_cond_broadcast(&jn.cond);
+    g_mutex_unlock(&jn.lock);
+    if (ret == 0) {
+        g_mutex_lock(&dsync_lock);
+        dsync_entries++;
+        g_mutex_unlock(&dsync_lock);
+    }
+    return ret;
+}
+
+/* A journal open to append to, so that a spool that cannot be written is
+ * known when a message starts, not only when it ends. */
+static int journal_ready(const char *spool, char **error_r)
+{
+    int ret = 0;
+
+    g_mutex_lock(&jn.lock);
+    if (jn.fd < 0)
+        ret = jn_open(spool, error_r);
+    g_mutex_unlock(&jn.lock);
+    return ret;
+}
+
+int spool_journal_close(char **error_r)
+{
+    GThread *t;
+    int ret = 0;
+
+    g_mutex_lock(&jn.lock);
+    while (jn.fd >= 0) {
+        jn.closing = 1;
+        if (jn.busy == 0 && !jn.syncing)
+            ret = jn_handoff(error_r);
+        else
+            g_cond_wait(&jn.cond, &jn.lock);
+    }
+    t = jn.timer;
+    jn.timer = NULL;
+    jn.timer_stop = 1;
+    g_cond_broadcast(&jn.cond);
+    g_mutex_unlock(&jn.lock);
+    if (t != NULL)
+        g_thread_join(t);
+    return ret;
+}
+
+/* Is journal/NAME one this process has open? */
+static int jn_is_open(const char *name)
+{
+    int open_now;
+
+    g_mutex_lock(&jn.lock);
+    open_now = jn.fd >= 0 && strcmp(jn.id, name) == 0;
+    g_mutex_unlock(&jn.lock);
+    return open_now;
+}
+
+/* The PID in a spool id: TIME.USEC.PID.RANDOM */
+static long id_pid(const char *id)
+{
+    return strtol(strchr(strchr(id, '.') + 1, '.') + 1, NULL, 10);
+}
+
+static int pid_gone(long pid)
+{
+    return pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
+}
+
+int spool_recover(const char *spool_dir, guint *moved_r, char **error_r)
+{
+    char *dir = g_build_filename(spool_dir, "journal", NULL);
+    char *newdir = g_build_filename(spool_dir, "new", NULL);
+    GError *gerr = NULL;
+    GDir *d = g_dir_open(dir, 0, &gerr);
+    const char *n;
+    guint moved = 0;
+    int ret = 0;
+
+    if (moved_r != NULL)
+        *moved_r = 0;
+    if (d == NULL) {
+        cus_error(error_r, "spool: cannot read %s: %s", dir, gerr->message);
+        g_error_free(gerr);
+        g_free(dir);
+        g_free(newdir);
+        return -1;
+    }
+    while ((n = g_dir_read_name(d)) != NULL && ret == 0) {
+        long pid;
+
+        if (!spool_id_valid(n))
+            continue;
+        pid = id_pid(n);
+        /* this process's own, once no longer open: a handoff that failed */
+        if (pid == (long)getpid() ? !jn_is_open(n) : pid_gone(pid)) {
+            char *src = g_build_filename(dir, n, NULL), *dst = sub_path(spool_dir, "new", n);
+
+            if (rename(src, dst) == 0)
+                moved++;
+            else if (errno != ENOENT)
+                ret = cus_error_errno(error_r, "rename(%s, %s) failed", src, dst);
+            g_free(src);
+            g_free(dst);
+        }
+    }
+    g_dir_close(d);
+    if (ret == 0 && moved > 0)
+        ret = dir_commit(newdir, error_r);
+    if (moved_r != NULL)
+        *moved_r = moved;
+    g_free(dir);
+    g_free(newdir);
+    return ret;
+}
+
 struct spool_writer {
     char *dir, *tmp;
     char id[SPOOL_ID_MAX + 1];
@@ -386,11 +765,15 @@ struct spool_writer {
     int failed;                 /* a write failed: only abort is left */
     guint64 size;
     EVP_MD_CTX *sha;
+    GByteArray *mem;            /* the message while held in memory; NULL:
+                                 * in tmp/ (fd, buf) */
+    size_t mem_max;
     size_t blen;
     char buf[SPOOL_WBUF];
 };
 
-int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **error_r)
+int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer **w_r,
+                      char **error_r)
 {
     struct spool_writer *w = g_try_new0(struct spool_writer, 1);
 
@@ -403,6 +786,15 @@ int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **e
         goto fail;
     }
     w->dir = g_strdup(spool_dir);
+    w->mem_max = mem_max;
+    if (mem_max > 0) {
+        if (journal_ready(spool_dir, error_r) < 0)
+            goto fail;
+        new_id(w->id);
+        w->mem = g_byte_array_sized_new((guint)MIN(mem_max, 16 * 1024));
+        *w_r = w;
+        return 0;
+    }
     w->fd = open_tmp(spool_dir, w->id, &w->tmp, error_r);
     if (w->fd < 0)
         goto fail;
@@ -413,6 +805,28 @@ int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **e
 fail:
     spool_writer_abort(&w);
     return -1;
+}
+
+/* An entry held in memory goes to its file in tmp/ (version 2, as if
+ * streamed there from the start). */
+static int writer_spill(struct spool_writer *w, char **error_r)
+{
+    if (w->mem == NULL)
+        return 0;
+    w->fd = open_tmp_id(w->dir, w->id, &w->tmp, error_r);
+    if (w->fd < 0) {
+        w->failed = 1;
+        return -1;
+    }
+    if (cus_write_all(w->fd, SPOOL_MAGIC2 "\n", sizeof(SPOOL_MAGIC2)) < 0 ||
+        cus_write_all(w->fd, w->mem->data, w->mem->len) < 0) {
+        w->failed = 1;
+        return cus_error_errno(error_r, "write(%s) failed", w->tmp);
+    }
+    g_byte_array_unref(w->mem);
+    w->mem = NULL;
+    w->blen = 0;
+    return 0;
 }
 
 const char *spool_writer_id(const struct spool_writer *w)
@@ -443,14 +857,16 @@ const char *spool_writer_path(const struct spool_writer *w)
 int spool_writer_flush(struct spool_writer *w, char **error_r)
 {
     if (w->failed)
-        return cus_error(error_r, "spool: %s: an earlier write failed", w->tmp);
+        return cus_error(error_r, "spool: %s: an earlier write failed", w->id);
+    if (writer_spill(w, error_r) < 0)
+        return -1;
     return writer_flush(w, error_r);
 }
 
 int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char **error_r)
 {
     if (w->failed)
-        return cus_error(error_r, "spool: %s: an earlier write failed", w->tmp);
+        return cus_error(error_r, "spool: %s: an earlier write failed", w->id);
     if (len > SPOOL_SIZE_MAX - w->size) {
         w->failed = 1;
         return cus_error(error_r, "spool: message of more than %llu bytes is over the limit",
@@ -461,6 +877,12 @@ int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char
         return cus_error(error_r, "spool: SHA-256 failed");
     }
     w->size += len;
+    if (w->mem != NULL && w->mem->len + len <= w->mem_max) {
+        g_byte_array_append(w->mem, buf, (guint)len);
+        return 0;
+    }
+    if (writer_spill(w, error_r) < 0)
+        return -1;
     if (w->blen + len <= sizeof(w->buf)) {
         memcpy(w->buf + w->blen, buf, len);
         w->blen += len;
@@ -491,7 +913,7 @@ int spool_writer_commit(struct spool_writer **wp, const struct spool_entry *env,
     int ret = -1;
 
     if (w->failed) {
-        cus_error(error_r, "spool: %s: an earlier write failed", w->tmp);
+        cus_error(error_r, "spool: %s: an earlier write failed", w->id);
         goto out;
     }
     if (env->time < 0) {
@@ -506,6 +928,23 @@ int spool_writer_commit(struct spool_writer **wp, const struct spool_entry *env,
     }
     cus_hex(sha, CUS_SHA256_LEN, hex);
     h = g_string_sized_new(512);
+    if (w->mem != NULL) {
+        /* held in memory: a version-1 entry, into the journal */
+        g_string_append(h, SPOOL_MAGIC "\n");
+        put_envelope(h, env, w->size, hex);
+        g_string_append_c(h, '\n');
+        if (h->len > SPOOL_HEADER_MAX) {
+            cus_error(error_r, "spool: envelope of %zu bytes is over the limit of %d", h->len,
+                      SPOOL_HEADER_MAX);
+            goto out;
+        }
+        if (journal_append(w->dir, w->id, h, w->mem->data, w->mem->len, error_r) < 0)
+            goto out;
+        if (sha_hex_r != NULL)
+            memcpy(sha_hex_r, hex, sizeof(hex));
+        ret = 0;
+        goto out;
+    }
     put_envelope(h, env, w->size, hex);
     elen = h->len;
     if (elen > SPOOL_HEADER_MAX) {
@@ -567,6 +1006,8 @@ void spool_writer_abort(struct spool_writer **wp)
         unlink(w->tmp);
     if (w->sha != NULL)
         EVP_MD_CTX_free(w->sha);
+    if (w->mem != NULL)
+        g_byte_array_unref(w->mem);
     g_free(w->tmp);
     g_free(w->dir);
     g_free(w);
@@ -596,12 +1037,7 @@ int spool_sweep_tmp(const char *spool_dir, int max_age, guint *removed_r, char *
 
         if (!spool_id_valid(n))
             continue;
-        /* TIME.USEC.PID.RANDOM */
-        {
-            const char *pid_s = strchr(strchr(n, '.') + 1, '.') + 1;
-            long pid = strtol(pid_s, NULL, 10);
-            gone = pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH);
-        }
+        gone = pid_gone(id_pid(n));
         p = g_build_filename(dir, n, NULL);
         if (!gone && max_age > 0 && lstat(p, &st) == 0 && now - st.st_mtime > max_age)
             gone = 1;
@@ -1075,6 +1511,213 @@ int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
     }
     g_free(err);
     g_free(path);
+    errno = saved;
+    return ret;
+}
+
+void spool_bad_free(struct spool_bad *b)
+{
+    if (b == NULL)
+        return;
+    g_free(b->name);
+    if (b->bytes != NULL)
+        g_bytes_unref(b->bytes);
+    g_free(b->reason);
+    g_free(b);
+}
+
+static void bad_add(GPtrArray *bad, char *name, GBytes *bytes, char *reason)
+{
+    struct spool_bad *b = g_new0(struct spool_bad, 1);
+
+    b->name = name;
+    b->bytes = bytes;
+    b->reason = reason;
+    g_ptr_array_add(bad, b);
+}
+
+static void entry_free_v(gpointer p)
+{
+    struct spool_entry *e = p;
+
+    spool_entry_free(&e);
+}
+
+int spool_parse_journal(GBytes *data, GPtrArray **good_r, GPtrArray **bad_r, char **error_r)
+{
+    gsize len;
+    const char *buf = g_bytes_get_data(data, &len);
+    const size_t mlen = sizeof(SPOOL_JOURNAL_MAGIC);    /* with its LF */
+    GPtrArray *good, *bad;
+    size_t pos;
+
+    if (buf == NULL || len < mlen || memcmp(buf, SPOOL_JOURNAL_MAGIC "\n", mlen) != 0)
+        return parse_error(error_r, 1, NULL, "not a custos journal (expected \"%s\")",
+                           SPOOL_JOURNAL_MAGIC);
+    good = g_ptr_array_new_with_free_func(entry_free_v);
+    bad = g_ptr_array_new_with_free_func((GDestroyNotify)spool_bad_free);
+    for (pos = mlen; pos < len;) {
+        /* "entry ID LEN" LF */
+        const size_t max_line = 6 + SPOOL_ID_MAX + 1 + 20 + 1;
+        const char *l = buf + pos, *nl = memchr(l, '\n', MIN(len - pos, max_line));
+        const char *sp = nl != NULL && nl - l > 6 ? memchr(l + 6, ' ', (size_t)(nl - l) - 6)
+                                                 : NULL;
+        char id[SPOOL_ID_MAX + 1] = "", *why = NULL;
+        guint64 n = 0;
+        size_t start = 0;
+
+        if (nl == NULL || nl - l < 8 || memcmp(l, "entry ", 6) != 0 || sp == NULL ||
+            (size_t)(sp - l - 6) > SPOOL_ID_MAX) {
+            why = g_strdup("not an entry line");
+        } else {
+            memcpy(id, l + 6, (size_t)(sp - l - 6));
+            id[sp - l - 6] = '\0';
+            if (!spool_id_valid(id) || !digits(sp + 1, (size_t)(nl - sp - 1), 19) ||
+                (n = g_ascii_strtoull(sp + 1, NULL, 10)) > SPOOL_HEADER_MAX + SPOOL_SIZE_MAX)
+                why = g_strdup("not an entry line");
+            else if ((start = (size_t)(nl + 1 - buf)) > len || n > len - start ||
+                     len - start - n < 1 || buf[start + n] != '\n')
+                why = g_strdup_printf("entry %s: %" G_GUINT64_FORMAT " bytes declared, %zu "
+                                      "follow (torn: a write that never finished)", id, n,
+                                      len - MIN(start, len));
+        }
+        if (why != NULL) {
+            /* nothing after this can be found: the rest is one piece */
+            char *s = show(l, MIN(len - pos, 40));
+
+            bad_add(bad, g_strdup_printf("tail-%zu", pos),
+                    g_bytes_new_from_bytes(data, pos, len - pos),
+                    g_strdup_printf("journal offset %zu: %s: \"%s\"", pos, why, s));
+            g_free(s);
+            g_free(why);
+            break;
+        }
+        {
+            GBytes *sub = g_bytes_new_from_bytes(data, start, (gsize)n);
+            struct spool_entry *e = NULL;
+            char *err = NULL;
+
+            if (parse_bytes(sub, &e, &err) < 0) {
+                bad_add(bad, g_strdup(id), sub,
+                        g_strdup_printf("journal offset %zu: entry %s: %s", pos, id, err));
+                g_free(err);
+            } else {
+                g_strlcpy(e->id, id, sizeof(e->id));
+                g_ptr_array_add(good, e);
+                g_bytes_unref(sub);
+            }
+        }
+        pos = start + (size_t)n + 1;
+    }
+    *good_r = good;
+    *bad_r = bad;
+    return 0;
+}
+
+/* Write bytes to failed/NAME, the reason first (as spool_fail). */
+static int fail_bytes(const char *spool_dir, const char *name, GBytes *bytes,
+                      const char *reason, char **error_r)
+{
+    char *rname = g_strconcat(name, ".reason", NULL);
+    char *rpath = sub_path(spool_dir, "failed", rname), *path = sub_path(spool_dir, "failed", name);
+    char *text = g_strdup_printf("%s\n", reason);
+    gsize len;
+    const void *data = g_bytes_get_data(bytes, &len);
+    int ret = -1;
+
+    if (cus_write_file_atomic(rpath, text, strlen(text), SPOOL_MODE_FILE, error_r) == 0 &&
+        cus_write_file_atomic(path, data != NULL ? data : "", len, SPOOL_MODE_FILE,
+                              error_r) == 0)
+        ret = 0;
+    g_free(rname);
+    g_free(rpath);
+    g_free(path);
+    g_free(text);
+    return ret;
+}
+
+int spool_read_all(const char *spool_dir, const char *name, GPtrArray **entries_r,
+                   guint *failed_r, GPtrArray **reasons_r, char **error_r)
+{
+    GBytes *data = NULL;
+    GPtrArray *good = NULL, *bad = NULL;
+    char *path, *err = NULL, *faildir = NULL;
+    int ret, saved;
+    gsize len;
+    const char *buf;
+
+    *failed_r = 0;
+    if (reasons_r != NULL)
+        *reasons_r = NULL;
+    if (!spool_id_valid(name)) {
+        errno = EINVAL;
+        return cus_error(error_r, "spool: \"%s\" is not a spool id", name);
+    }
+    path = sub_path(spool_dir, "new", name);
+    errno = 0;
+    ret = cus_read_file(path, SPOOL_HEADER_MAX + SPOOL_SIZE_MAX, &data, error_r);
+    saved = ret < 0 && errno == 0 ? EINVAL : errno;
+    if (ret < 0)
+        goto out;
+    buf = g_bytes_get_data(data, &len);
+    if (buf == NULL || len < sizeof(SPOOL_JOURNAL_MAGIC) ||
+        memcmp(buf, SPOOL_JOURNAL_MAGIC "\n", sizeof(SPOOL_JOURNAL_MAGIC)) != 0) {
+        struct spool_entry *e = NULL;
+
+        if ((ret = parse_bytes(data, &e, &err)) < 0) {
+            cus_error(error_r, "%s: %s", path, err);
+            saved = EINVAL;
+            goto out;
+        }
+        g_strlcpy(e->id, name, sizeof(e->id));
+        good = g_ptr_array_new_with_free_func(entry_free_v);
+        g_ptr_array_add(good, e);
+    } else {
+        spool_parse_journal(data, &good, &bad, NULL);   /* the magic is there */
+        if (reasons_r != NULL && bad->len > 0)
+            *reasons_r = g_ptr_array_new_with_free_func(g_free);
+        for (guint i = 0; i < bad->len; i++) {
+            struct spool_bad *b = g_ptr_array_index(bad, i);
+            char *fname = spool_id_valid(b->name) ? g_strdup(b->name)
+                                                  : g_strdup_printf("%s.%s", name, b->name);
+            char *why = g_strdup_printf("%s: %s", path, b->reason);
+
+            ret = fail_bytes(spool_dir, fname, b->bytes, why, error_r);
+            if (ret == 0 && reasons_r != NULL)
+                g_ptr_array_add(*reasons_r, g_strdup_printf("%s (kept as failed/%s)", why,
+                                                            fname));
+            g_free(fname);
+            g_free(why);
+            if (ret < 0) {
+                saved = errno;
+                g_ptr_array_free(good, TRUE);
+                good = NULL;
+                goto out;
+            }
+            (*failed_r)++;
+        }
+        faildir = g_build_filename(spool_dir, "failed", NULL);
+        if (bad->len > 0 && (ret = cus_fsync_dir(faildir, error_r)) < 0) {
+            saved = errno;
+            g_ptr_array_free(good, TRUE);
+            good = NULL;
+            goto out;
+        }
+    }
+    *entries_r = good;
+    ret = 0;
+out:
+    if (ret < 0 && reasons_r != NULL && *reasons_r != NULL) {
+        g_ptr_array_free(*reasons_r, TRUE);
+        *reasons_r = NULL;
+    }
+    if (bad != NULL)
+        g_ptr_array_free(bad, TRUE);
+    if (data != NULL)
+        g_bytes_unref(data);
+    g_free(err);
+    g_free(path);
+    g_free(faildir);
     errno = saved;
     return ret;
 }

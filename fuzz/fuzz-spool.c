@@ -8,7 +8,9 @@
  * client, sender, every rcpt in order, queue id, source, auth, every
  * finding in order, raw bytes). A
  * parse error must say what is wrong. Scratch spools left by a crash are
- * swept at the next start.
+ * swept at the next start. An input that starts as a journal is split
+ * into entries (each with an id) and failed pieces (each with a reason; a
+ * torn tail last, running to the end).
  *
  * An input that does not parse is also read as an envelope to write:
  * byte 0 the number of rcpts (low 3 bits) and of findings (next 2 bits),
@@ -210,11 +212,48 @@ out:
         g_free(fields[i]);
 }
 
+/* A journal: split into entries and failures, every byte accounted for
+ * (the entries and the failed pieces never overlap and a tail is last). */
+static void fuzz_journal(const uint8_t *data, size_t size)
+{
+    GBytes *b = g_bytes_new(data, size);
+    GPtrArray *good = NULL, *bad = NULL;
+    char *error = NULL;
+
+    if (spool_parse_journal(b, &good, &bad, &error) < 0)
+        fuzz_fail("a journal's magic line refused", error);
+    for (guint i = 0; i < good->len; i++) {
+        struct spool_entry *e = g_ptr_array_index(good, i);
+        if (!spool_id_valid(e->id) || e->raw == NULL || e->rcpts == NULL)
+            fuzz_fail("a journal entry without id, message or recipients", e->id);
+    }
+    for (guint i = 0; i < bad->len; i++) {
+        struct spool_bad *f = g_ptr_array_index(bad, i);
+        int tail = g_str_has_prefix(f->name, "tail-");
+        if (f->reason == NULL || *f->reason == '\0' || f->bytes == NULL)
+            fuzz_fail("a failed journal piece without reason or bytes", f->name);
+        if (tail ? i + 1 != bad->len : !spool_id_valid(f->name))
+            fuzz_fail("a tail not last, or a failed entry without an id", f->name);
+        if (tail && g_bytes_get_size(f->bytes) !=
+                    size - g_ascii_strtoull(f->name + 5, NULL, 10))
+            fuzz_fail("a tail that does not run to the end", f->name);
+    }
+    g_ptr_array_free(good, TRUE);
+    g_ptr_array_free(bad, TRUE);
+    g_bytes_unref(b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct spool_entry *e = NULL, *back = NULL;
     char id[SPOOL_ID_MAX + 1] = "", *error = NULL;
     int n;
+
+    if (size >= sizeof(SPOOL_JOURNAL_MAGIC) &&
+        memcmp(data, SPOOL_JOURNAL_MAGIC "\n", sizeof(SPOOL_JOURNAL_MAGIC)) == 0) {
+        fuzz_journal(data, size);
+        return 0;
+    }
 
     if (spool_parse(data, size, &e, &error) < 0) {
         if (e != NULL || error == NULL || *error == '\0')

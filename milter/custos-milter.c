@@ -314,9 +314,15 @@ int main(int argc, char **argv)
                  start->mlt_timeout);
     {
         guint64 entries, syncs;
+        char *err = NULL;
+
+        if (spool_journal_close(&err) < 0) {
+            log_warn("NOQUEUE: %s (the journal is handed to ingest at the next start)", err);
+            g_free(err);
+        }
         spool_commit_stats(&entries, &syncs);
-        log_info("NOQUEUE: stopped (%" G_GUINT64_FORMAT " messages journalled, new/ synced %"
-                 G_GUINT64_FORMAT " times)", entries, syncs);
+        log_info("NOQUEUE: stopped (%" G_GUINT64_FORMAT " messages journalled, %"
+                 G_GUINT64_FORMAT " syncs)", entries, syncs);
     }
     /* the pid file, if this user may (it may sit in a directory of root's) */
     if (start->mlt_pid_file != NULL)

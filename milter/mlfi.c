@@ -178,9 +178,10 @@ static void conf_put(struct mlt_conf **cp)
 static void spool_check(const struct mlt_conf *c)
 {
     char *err = NULL;
-    guint removed = 0;
+    guint removed = 0, moved = 0;
 
-    if (spool_init(c->spool, &err) < 0 || spool_sweep_tmp(c->spool, 0, &removed, &err) < 0) {
+    if (spool_init(c->spool, &err) < 0 || spool_sweep_tmp(c->spool, 0, &removed, &err) < 0 ||
+        spool_recover(c->spool, &moved, &err) < 0) {
         log_error("NOQUEUE: spool %s: %s (every message gets 451 until it can be written)",
                   c->spool, err);
         g_free(err);
@@ -189,6 +190,9 @@ static void spool_check(const struct mlt_conf *c)
     if (removed > 0)
         log_info("NOQUEUE: spool %s: removed %u unfinished entries of writers gone",
                  c->spool, removed);
+    if (moved > 0)
+        log_info("NOQUEUE: spool %s: %u journals of writers gone handed to ingest",
+                 c->spool, moved);
 }
 
 int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r)
@@ -370,7 +374,8 @@ static int mmsg_writer(struct mconn *c, char **error_r)
 
     if (m->w != NULL)
         return 0;
-    if (spool_writer_open(m->conf->spool, &m->w, error_r) < 0)
+    /* held in memory, and journalled, while no bigger than the copy kept */
+    if (spool_writer_open(m->conf->spool, m->conf->cfg->det_text_size, &m->w, error_r) < 0)
         return -1;
     m->copy = g_byte_array_new();
     return 0;

@@ -2069,7 +2069,7 @@ struct gw {
 
 static int gw_start(struct gw *g, struct fx *f)
 {
-    static const char *const subs[] = { "", "tmp", "new", "failed" };
+    static const char *const subs[] = { "", "tmp", "new", "failed", "journal" };
     struct passwd *pw = getpwnam("nobody");
     uid_t nobody = pw != NULL ? pw->pw_uid : 0;     /* getpw* reuse their buffer */
     struct group *gr = getgrnam("postfix");

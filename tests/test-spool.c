@@ -5,7 +5,10 @@
  * listing is oldest first and skips what is not an entry. The streaming
  * writer (format 2): any chunking reads back the same, every error of its
  * trailer names the envelope line, an aborted or failed entry leaves
- * nothing, and tmp/ files of dead writers are swept.
+ * nothing, and tmp/ files of dead writers are swept. The journal: small
+ * entries of many threads share files and syncs and each reads back once;
+ * damage and a torn tail go to failed/ whole; gone writers' journals are
+ * recovered.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -472,7 +475,7 @@ static char *stream_entry(const struct spool_entry *env, const void *raw, size_t
     char *err = NULL, *path, *file = NULL;
     size_t off = 0;
 
-    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 0, &w, &err), 0);
     g_strlcpy(id_r, spool_writer_id(w), SPOOL_ID_MAX + 1);
     CU_ASSERT(spool_id_valid(id_r));
     for (size_t i = 0; off < len; i++) {
@@ -577,7 +580,7 @@ static gpointer gc_writer(gpointer arg)
         int n = g_snprintf(body, sizeof(body), "Subject: writer %p, entry %d\r\n\r\nbody\r\n",
                            (void *)g_thread_self(), i);
 
-        if (spool_writer_open(sp_dir, &w, &err) < 0 || spool_writer_write(w, body, n, &err) < 0 ||
+        if (spool_writer_open(sp_dir, 0, &w, &err) < 0 || spool_writer_write(w, body, n, &err) < 0 ||
             spool_writer_commit(&w, &env, NULL, &err) < 0) {
             fprintf(stderr, "\n  writer: %s", err);
             g_atomic_int_inc(failures);
@@ -714,7 +717,7 @@ static void test_stream_fail(void)
     pid_t pid;
 
     /* abort: the temp file goes */
-    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 0, &w, &err), 0);
     CU_ASSERT_EQUAL(spool_writer_write(w, "abc", 3, &err), 0);
     CU_ASSERT_EQUAL(count_dir("tmp"), 1);
     spool_writer_abort(&w);
@@ -723,7 +726,7 @@ static void test_stream_fail(void)
     spool_writer_abort(&w);     /* NULL: nothing */
 
     /* new/ gone: the commit fails, names the file, leaves nothing */
-    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 0, &w, &err), 0);
     CU_ASSERT_EQUAL(spool_writer_write(w, "abc", 3, &err), 0);
     CU_ASSERT_EQUAL_FATAL(rename(newdir, moved), 0);
     CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), -1);
@@ -737,14 +740,14 @@ static void test_stream_fail(void)
 
     /* a negative time is refused at commit */
     env.time = -1;
-    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 0, &w, &err), 0);
     CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), -1);
     g_free(err);
     err = NULL;
     CU_ASSERT_EQUAL(count_dir("tmp"), 0);
 
     /* A missing spool: open names the file. */
-    CU_ASSERT_EQUAL(spool_writer_open("/nonexistent/spool", &w, &err), -1);
+    CU_ASSERT_EQUAL(spool_writer_open("/nonexistent/spool", 0, &w, &err), -1);
     CU_ASSERT_PTR_NOT_NULL(err != NULL ? strstr(err, "/nonexistent/spool/tmp/") : NULL);
     CU_ASSERT_PTR_NULL(w);
     g_free(err);
@@ -759,7 +762,7 @@ static void test_stream_fail(void)
     p = entry_path("tmp", dead);
     g_file_set_contents(p, "torn", -1, NULL);
     g_free(p);
-    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 0, &w, &err), 0);
     g_strlcpy(mine, spool_writer_id(w), sizeof(mine));
     p = entry_path("tmp", "notes.txt");         /* not an id: left alone */
     g_file_set_contents(p, "x", -1, NULL);
@@ -898,7 +901,7 @@ static void test_findings(void)
                 fprintf(stderr, "\n  %s: want \"%s\"", err ? err : "(none)", bad[i].expect);
             g_free(err);
             err = NULL;
-            CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, &w, &err), 0);
+            CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 0, &w, &err), 0);
             CU_ASSERT_EQUAL(spool_writer_write(w, "x", 1, &err), 0);
             CU_ASSERT_EQUAL(spool_writer_commit(&w, &e, NULL, &err), -1);
             CU_ASSERT(err != NULL && strstr(err, bad[i].expect) != NULL);
@@ -927,6 +930,325 @@ static void test_findings(void)
     g_bytes_unref(e.raw);
 }
 
+/* ---- the journal ---------------------------------------------------------- */
+
+/* Every entry of every file in new/ whose queue id is qid, by id; the files
+ * that held them removed. */
+static GHashTable *take_entries(const char *qid, guint *failed_r)
+{
+    GHashTable *h = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    GPtrArray *ids = NULL;
+    char *err = NULL;
+
+    *failed_r = 0;
+    CU_ASSERT_EQUAL_FATAL(spool_list(sp_dir, &ids, &err), 0);
+    for (guint i = 0; i < ids->len; i++) {
+        const char *name = g_ptr_array_index(ids, i);
+        GPtrArray *es = NULL;
+        guint failed = 0, ours = 0;
+
+        if (spool_read_all(sp_dir, name, &es, &failed, NULL, &err) < 0) {
+            g_free(err);        /* one an earlier test left on purpose */
+            err = NULL;
+            continue;
+        }
+        *failed_r += failed;
+        for (guint k = 0; k < es->len; k++) {
+            struct spool_entry *e = g_ptr_array_index(es, k);
+            if (strcmp(e->queue_id, qid) == 0) {
+                ours++;
+                CU_ASSERT_PTR_NULL(g_hash_table_lookup(h, e->id));
+                g_hash_table_insert(h, g_strdup(e->id), GINT_TO_POINTER(1));
+            }
+        }
+        if (ours > 0)
+            CU_ASSERT_EQUAL(spool_remove(sp_dir, name, &err), 0);
+        g_ptr_array_free(es, TRUE);
+    }
+    g_ptr_array_free(ids, TRUE);
+    return h;
+}
+
+#define JN_THREADS 8
+#define JN_EACH 40
+
+static gpointer jn_writer(gpointer arg)
+{
+    int *failures = arg;
+    const char *rcpts[] = { "bob@example.com", NULL };
+    struct spool_entry env = { .time = 1764556800, .client = "", .sender = "a@example.com",
+                               .queue_id = "JOURNAL", .source = "test", .rcpts = (char **)rcpts };
+
+    for (int i = 0; i < JN_EACH; i++) {
+        struct spool_writer *w = NULL;
+        char body[128], *err = NULL;
+        int n = g_snprintf(body, sizeof(body), "Subject: writer %p, entry %d\r\n\r\nbody %d\r\n",
+                           (void *)g_thread_self(), i, i);
+
+        if (spool_writer_open(sp_dir, 4096, &w, &err) < 0 ||
+            spool_writer_write(w, body, n, &err) < 0 ||
+            /* held in memory: no file yet */
+            (spool_writer_path(w) != NULL && (err = g_strdup("a file for a small entry"))) ||
+            spool_writer_commit(&w, &env, NULL, &err) < 0) {
+            fprintf(stderr, "\n  writer: %s", err);
+            g_atomic_int_inc(failures);
+            g_free(err);
+            spool_writer_abort(&w);
+        }
+    }
+    return NULL;
+}
+
+/* Small entries from 8 threads share journals: every one reads back whole
+ * and once, fewer syncs than entries, nothing in tmp/, no file per entry. */
+static void test_journal(void)
+{
+    GThread *t[JN_THREADS];
+    int failures = 0;
+    guint64 e0, s0, e1, s1;
+    GHashTable *got;
+    guint failed = 0;
+    char *err = NULL;
+
+    spool_commit_stats(&e0, &s0);
+    for (int i = 0; i < JN_THREADS; i++)
+        t[i] = g_thread_new("writer", jn_writer, &failures);
+    for (int i = 0; i < JN_THREADS; i++)
+        g_thread_join(t[i]);
+    spool_commit_stats(&e1, &s1);
+    fprintf(stderr, "(%d entries, %d syncs) ", (int)(e1 - e0), (int)(s1 - s0));
+    CU_ASSERT_EQUAL(failures, 0);
+    CU_ASSERT_EQUAL(e1 - e0, JN_THREADS * JN_EACH);
+    CU_ASSERT(s1 - s0 >= 1 && s1 - s0 < e1 - e0);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    /* handed over when closed (or earlier, by age): journal/ empty */
+    CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT(count_dir("new") < JN_THREADS * JN_EACH / 4);
+    got = take_entries("JOURNAL", &failed);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), JN_THREADS * JN_EACH);
+    CU_ASSERT_EQUAL(failed, 0);
+    g_hash_table_destroy(got);
+    /* the timer hands a journal over by itself */
+    {
+        struct spool_writer *w = NULL;
+        struct spool_entry env = { .time = 1, .queue_id = "LINGER" };
+        int n = 0;
+
+        CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 4096, &w, &err), 0);
+        CU_ASSERT_EQUAL(spool_writer_write(w, "Subject: x\r\n\r\n", 14, &err), 0);
+        CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), 0);
+        CU_ASSERT_EQUAL(count_dir("journal"), 1);
+        while (count_dir("journal") > 0 && n++ < 100)
+            g_usleep(20000);
+        CU_ASSERT_EQUAL(count_dir("journal"), 0);
+        got = take_entries("LINGER", &failed);
+        CU_ASSERT_EQUAL(g_hash_table_size(got), 1);
+        g_hash_table_destroy(got);
+    }
+    CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+}
+
+/* A message that outgrows the writer's memory goes to tmp/ and is an entry
+ * of its own; flush puts a small one in its file too. */
+static void test_journal_spill(void)
+{
+    struct spool_entry env = { .time = 7, .queue_id = "SPILL" }, *e = NULL;
+    struct spool_writer *w = NULL;
+    char big[3000], *err = NULL, id[SPOOL_ID_MAX + 1];
+    guint failed = 0;
+    GHashTable *got;
+
+    memset(big, 'x', sizeof(big));
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 1000, &w, &err), 0);
+    g_strlcpy(id, spool_writer_id(w), sizeof(id));
+    CU_ASSERT_EQUAL(spool_writer_write(w, big, 600, &err), 0);
+    CU_ASSERT_PTR_NULL(spool_writer_path(w));
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    CU_ASSERT_EQUAL(spool_writer_write(w, big, sizeof(big), &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(spool_writer_path(w));
+    CU_ASSERT_EQUAL(count_dir("tmp"), 1);
+    CU_ASSERT_STRING_EQUAL(spool_writer_id(w), id);     /* the id it was given */
+    CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), 0);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_read(sp_dir, id, &e, &err), 0);
+    CU_ASSERT_EQUAL(g_bytes_get_size(e->raw), 600 + sizeof(big));
+    spool_entry_free(&e);
+    CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
+
+    /* small, but flushed: read from its file (the milter's parse of it) */
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 1000, &w, &err), 0);
+    CU_ASSERT_EQUAL(spool_writer_write(w, "Subject: s\r\n\r\nb\r\n", 17, &err), 0);
+    CU_ASSERT_EQUAL(spool_writer_flush(w, &err), 0);
+    CU_ASSERT_PTR_NOT_NULL(spool_writer_path(w));
+    CU_ASSERT_EQUAL(count_dir("tmp"), 1);
+    spool_writer_abort(&w);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    /* aborted in memory: nothing anywhere; the journal its open made is
+     * handed over all the same, empty (by the timer, which handed over the
+     * last one and waits for the next) */
+    CU_ASSERT_EQUAL(count_dir("journal"), 1);
+    for (int n = 0; count_dir("journal") > 0 && n < 100; n++)
+        g_usleep(20000);
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 1000, &w, &err), 0);
+    CU_ASSERT_EQUAL(spool_writer_write(w, "x", 1, &err), 0);
+    spool_writer_abort(&w);
+    CU_ASSERT_EQUAL(count_dir("journal"), 1);
+    for (int n = 0; count_dir("journal") > 0 && n < 100; n++)
+        g_usleep(20000);
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+    got = take_entries("SPILL", &failed);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), 0);
+    g_hash_table_destroy(got);
+}
+
+/* Journal bytes with entries whose bodies are "Subject: N": written by the
+ * writer, handed over, read back as a file (the caller frees). */
+static GString *journal_of(int n, const char *qid)
+{
+    struct spool_entry env = { .time = 3, .queue_id = (char *)qid };
+    GPtrArray *ids = NULL;
+    GString *file = NULL;
+    char *err = NULL;
+
+    for (int i = 0; i < n; i++) {
+        struct spool_writer *w = NULL;
+        char body[32];
+        int len = g_snprintf(body, sizeof(body), "Subject: %d\r\n\r\n", i);
+
+        CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 4096, &w, &err), 0);
+        CU_ASSERT_EQUAL(spool_writer_write(w, body, len, &err), 0);
+        CU_ASSERT_EQUAL(spool_writer_commit(&w, &env, NULL, &err), 0);
+    }
+    CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+    CU_ASSERT_EQUAL_FATAL(spool_list(sp_dir, &ids, &err), 0);
+    for (guint i = 0; i < ids->len && file == NULL; i++) {
+        char *p = entry_path("new", g_ptr_array_index(ids, i)), *data = NULL;
+        gsize len = 0;
+
+        if (g_file_get_contents(p, &data, &len, NULL) &&
+            g_str_has_prefix(data, SPOOL_JOURNAL_MAGIC "\n") && strstr(data, qid) != NULL) {
+            file = g_string_new_len(data, (gssize)len);
+            unlink(p);
+        }
+        g_free(data);
+        g_free(p);
+    }
+    g_ptr_array_free(ids, TRUE);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(file);
+    return file;
+}
+
+/* A damaged entry and a torn tail: the rest is read, those go to failed/
+ * whole, with reasons; nothing is dropped. */
+static void test_journal_damage(void)
+{
+    GString *j = journal_of(3, "DAMAGE");
+    char name[SPOOL_ID_MAX + 1], *p, *err = NULL, *second, *data = NULL;
+    GPtrArray *es = NULL, *reasons = NULL;
+    guint failed = 0;
+    size_t off2, tail_off;
+
+    /* the second entry's message damaged: its sha256 no longer matches */
+    second = strstr(strstr(j->str, "Subject: 1\r\n"), "1\r\n");
+    *second = '9';
+    off2 = (size_t)(g_strrstr_len(j->str, second - j->str, "\nentry ") + 1 - j->str);
+    tail_off = j->len;
+    g_string_append(j, "entry 1764556800.000001.1.0123456789abcdef 500\nCUSTOS-SPOOL 1\ntime");
+    g_snprintf(name, sizeof(name), "1764556799.000001.%d.00000000000000aa", (int)getpid());
+    p = entry_path("new", name);
+    CU_ASSERT_TRUE_FATAL(g_file_set_contents(p, j->str, (gssize)j->len, NULL));
+    CU_ASSERT_EQUAL_FATAL(spool_read_all(sp_dir, name, &es, &failed, &reasons, &err), 0);
+    CU_ASSERT_EQUAL(es->len, 2);
+    CU_ASSERT_EQUAL(failed, 2);
+    CU_ASSERT_EQUAL_FATAL(reasons != NULL ? reasons->len : 0, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_ptr_array_index(reasons, 0), "sha256"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(g_ptr_array_index(reasons, 1), "torn"));
+    {
+        /* the damaged entry kept as it was, under its id, with its reason */
+        const char *l = j->str + off2 + 6;
+        char id[SPOOL_ID_MAX + 1], *fp, *rp, *tp;
+        size_t n = (size_t)(strchr(l, ' ') - l);
+        gsize len = 0;
+
+        memcpy(id, l, n);
+        id[n] = '\0';
+        fp = entry_path("failed", id);
+        rp = g_strconcat(fp, ".reason", NULL);
+        CU_ASSERT_TRUE(g_file_get_contents(fp, &data, &len, NULL));
+        CU_ASSERT(data != NULL && g_str_has_prefix(data, SPOOL_MAGIC "\n") &&
+                  strstr(data, "Subject: 9") != NULL);
+        g_free(data);
+        CU_ASSERT_TRUE(g_file_get_contents(rp, &data, NULL, NULL));
+        CU_ASSERT(data != NULL && strstr(data, name) != NULL && strstr(data, "sha256") != NULL);
+        g_free(data);
+        /* the torn tail: every byte of it, named after the journal */
+        tp = g_strdup_printf("%s/failed/%s.tail-%zu", sp_dir, name, tail_off);
+        CU_ASSERT_TRUE(g_file_get_contents(tp, &data, &len, NULL));
+        CU_ASSERT(len == j->len - tail_off && data != NULL &&
+                  memcmp(data, j->str + tail_off, len) == 0);
+        g_free(data);
+        unlink(fp);
+        unlink(rp);
+        unlink(tp);
+        g_free(tp);
+        tp = g_strconcat(sp_dir, "/failed/", name, ".tail-", NULL);
+        rp = g_strdup_printf("%s%zu.reason", tp, tail_off);
+        CU_ASSERT_TRUE(g_file_test(rp, G_FILE_TEST_EXISTS));
+        unlink(rp);
+        g_free(rp);
+        g_free(tp);
+        g_free(fp);
+    }
+    CU_ASSERT_STRING_EQUAL(((struct spool_entry *)g_ptr_array_index(es, 1))->queue_id, "DAMAGE");
+    g_ptr_array_free(es, TRUE);
+    g_ptr_array_free(reasons, TRUE);
+    /* not a journal, not an entry: EINVAL, as for any entry that does not parse */
+    CU_ASSERT_TRUE(g_file_set_contents(p, "CUSTOS-JOURNAL 2\n", -1, NULL));
+    CU_ASSERT_EQUAL(spool_read_all(sp_dir, name, &es, &failed, NULL, &err), -1);
+    CU_ASSERT_EQUAL(errno, EINVAL);
+    g_free(err);
+    err = NULL;
+    unlink(p);
+    g_free(p);
+    g_string_free(j, TRUE);
+}
+
+/* Journals of writers that are gone are moved to new/; a live one's stay. */
+static void test_journal_recover(void)
+{
+    GString *j = journal_of(2, "RECOVER");
+    char dead[SPOOL_ID_MAX + 1], live[SPOOL_ID_MAX + 1], *p, *err = NULL;
+    guint moved = 0, failed = 0;
+    GHashTable *got;
+    pid_t pid = fork();
+
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    g_snprintf(dead, sizeof(dead), "1764556800.000002.%d.0123456789abcdef", (int)pid);
+    g_snprintf(live, sizeof(live), "1764556800.000003.%d.0123456789abcdef", (int)getppid());
+    p = entry_path("journal", dead);
+    CU_ASSERT_TRUE(g_file_set_contents(p, j->str, (gssize)j->len, NULL));
+    g_free(p);
+    p = entry_path("journal", live);
+    CU_ASSERT_TRUE(g_file_set_contents(p, SPOOL_JOURNAL_MAGIC "\n", -1, NULL));
+    CU_ASSERT_EQUAL(spool_recover(sp_dir, &moved, &err), 0);
+    CU_ASSERT_EQUAL(moved, 1);
+    CU_ASSERT_EQUAL(count_dir("journal"), 1);
+    got = take_entries("RECOVER", &failed);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), 2);
+    g_hash_table_destroy(got);
+    unlink(p);
+    g_free(p);
+    CU_ASSERT_EQUAL(spool_recover("/nonexistent/spool", &moved, &err), -1);
+    CU_ASSERT_PTR_NOT_NULL(err != NULL ? strstr(err, "/nonexistent/spool/journal") : NULL);
+    g_free(err);
+    g_string_free(j, TRUE);
+}
+
 CUS_SUITE(spool)
 {
     CU_pSuite s = CU_add_suite("spool", sp_init, sp_clean);
@@ -944,4 +1266,12 @@ CUS_SUITE(spool)
                 test_stream_fail);
     CU_add_test(s, "findings and auth round trip in both formats; bad tokens refused",
                 test_findings);
+    CU_add_test(s, "journal: small entries from 8 threads share files and syncs, each read "
+                   "back once; handed over when closed or old", test_journal);
+    CU_add_test(s, "journal: an entry that outgrows memory is a file of its own",
+                test_journal_spill);
+    CU_add_test(s, "journal: a damaged entry and a torn tail go to failed/ whole, the rest "
+                   "is read", test_journal_damage);
+    CU_add_test(s, "journal: a gone writer's journal is moved to new/, a live one's stays",
+                test_journal_recover);
 }

@@ -64,6 +64,29 @@
  * message must be exactly size bytes; anything else (a torn file, a wrong
  * length, bytes between) is an error naming the envelope line. Readers
  * take both versions; spool_write() writes version 1.
+ *
+ * Journals. A message small enough to be held in memory (the streaming
+ * writer's mem_max: custos-milter's [detect] text_size) is not given a
+ * file of its own: its entry (version 1) is appended to the process's
+ * journal, SPOOL/journal/ID, which all its threads share, and one
+ * fdatasync makes every entry appended before it durable (group commit;
+ * no file created, renamed or fsync'd per message). A journal is handed
+ * to the reader, renamed into SPOOL/new/ under its own id, when it is
+ * JOURNAL_MAX bytes or JOURNAL_LINGER_MS old and no append is in flight,
+ * and when the process ends (spool_journal_close()). Format:
+ *   CUSTOS-JOURNAL 1
+ *   entry ID LEN                    ID a fresh spool id (the entry's), LEN
+ *   LEN bytes: a version-1 entry    decimal digits
+ *   <LF>
+ *   entry ID LEN ...                as many as were appended
+ * An entry is acknowledged only once its bytes and everything before them
+ * are synced, so a journal left by a crash ends with at most one entry
+ * that was never acknowledged, possibly torn. A journal whose writer
+ * is gone (the PID in its id is not running) is moved into new/ by
+ * spool_recover() (custos-milter at start and reload, ingest on every
+ * pass). The reader takes every entry that parses; an entry that does not,
+ * and a tail that is not an entry (torn), go to failed/ as files of their
+ * own with the reason beside them: nothing is dropped.
  */
 #ifndef CUSTOS_SPOOL_H
 #define CUSTOS_SPOOL_H
@@ -75,6 +98,9 @@
 #define SPOOL_MAGIC "CUSTOS-SPOOL 1"
 #define SPOOL_MAGIC2 "CUSTOS-SPOOL 2"
 #define SPOOL_ID_MAX 64
+#define SPOOL_JOURNAL_MAGIC "CUSTOS-JOURNAL 1"
+#define SPOOL_JOURNAL_MAX (4 * 1024 * 1024)
+#define SPOOL_JOURNAL_LINGER_MS 200
 #define SPOOL_HEADER_MAX (4 * 1024 * 1024)
 #define SPOOL_SIZE_MAX (1024ULL * 1024 * 1024)
 
@@ -106,7 +132,8 @@ void spool_finding_free(struct spool_finding **f);
 /* 1 if name has the form of a spool id (and so is safe as a file name). */
 int spool_id_valid(const char *name);
 
-/* Create SPOOL and its tmp/, new/, failed/ (mode 0770). Idempotent. */
+/* Create SPOOL and its tmp/, new/, failed/, journal/ (mode 0770).
+ * Idempotent. */
 int spool_init(const char *spool_dir, char **error_r);
 
 /* Write one entry durably (see above). e->id is ignored; the new id is
@@ -132,15 +159,22 @@ int spool_write(const char *spool_dir, const struct spool_entry *e,
  */
 struct spool_writer;
 
-/* Start an entry in SPOOL/tmp/ under a fresh id. */
-int spool_writer_open(const char *spool_dir, struct spool_writer **w_r, char **error_r);
+/* Start an entry under a fresh id: held in memory while the message is no
+ * bigger than mem_max bytes (committed into the journal, which is opened
+ * now if none is: a spool that cannot be written fails here), else in
+ * SPOOL/tmp/ (the file made when the message outgrows mem_max; mem_max 0:
+ * at once). */
+int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer **w_r,
+                      char **error_r);
 /* The id the entry gets in new/ when committed. */
 const char *spool_writer_id(const struct spool_writer *w);
 /* Bytes of the message written so far. */
 guint64 spool_writer_size(const struct spool_writer *w);
 /* The temp file being written, and everything written so far pushed to
  * it (so the message can be read from there before the commit: the
- * message starts at SPOOL_STREAM_OFFSET). */
+ * message starts at SPOOL_STREAM_OFFSET). An entry held in memory is
+ * written to its file by spool_writer_flush(); before that the path is
+ * NULL. */
 #define SPOOL_STREAM_OFFSET (sizeof(SPOOL_MAGIC2))
 const char *spool_writer_path(const struct spool_writer *w);
 int spool_writer_flush(struct spool_writer *w, char **error_r);
@@ -155,10 +189,41 @@ int spool_writer_commit(struct spool_writer **w, const struct spool_entry *env,
 /* Drop an unfinished entry: its temp file removed, the writer freed. */
 void spool_writer_abort(struct spool_writer **w);
 
-/* Entries committed (spool_write, spool_writer_commit) and fsyncs of new/
- * they took in this process so far: fewer syncs than entries is the group
- * commit at work. */
+/* Entries committed (spool_write, spool_writer_commit) and fsyncs (of new/,
+ * of a journal) they took in this process so far: fewer syncs than entries
+ * is the group commit at work. */
 void spool_commit_stats(guint64 *entries_r, guint64 *syncs_r);
+
+/* Hand the open journal (if any) to the reader and stop its timer: at the
+ * end of the process, after the last commit. Appends in flight finish
+ * first. 0, or -1 (the journal stays in journal/ for spool_recover()). */
+int spool_journal_close(char **error_r);
+
+/* Move the journals of writers that are gone (see above) from journal/ to
+ * new/; their number goes to moved_r. */
+int spool_recover(const char *spool_dir, guint *moved_r, char **error_r);
+
+/* A journal in memory (the whole file) split into its entries: good gets
+ * struct spool_entry * (id set, raw sharing data), bad gets struct
+ * spool_bad * for every entry that does not parse and for a tail that is
+ * not an entry. -1 only when data is not a journal at all. Also the fuzzing
+ * entry point. */
+struct spool_bad {
+    char *name;         /* the entry's id, or JOURNAL-ID.at-OFFSET for a tail */
+    GBytes *bytes;      /* what was there */
+    char *reason;
+};
+int spool_parse_journal(GBytes *data, GPtrArray **good_r, GPtrArray **bad_r, char **error_r);
+void spool_bad_free(struct spool_bad *b);
+
+/* Read SPOOL/new/NAME, an entry (one, its id NAME) or a journal (its
+ * entries, in order), into entries_r (struct spool_entry *; free with
+ * spool_entry_free via the array). A journal's entries that cannot be read
+ * are written to failed/ (NAME and NAME.reason, see spool_fail) and their
+ * count goes to failed_r, a line each to reasons_r (may be NULL). On -1
+ * errno is as for spool_read(). */
+int spool_read_all(const char *spool_dir, const char *name, GPtrArray **entries_r,
+                   guint *failed_r, GPtrArray **reasons_r, char **error_r);
 
 /* Remove what writers that are gone left in SPOOL/tmp/: files whose id's
  * PID is not a running process, and any file older than max_age seconds

@@ -39,10 +39,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# the spool's tmp/, new/, failed/ made here: else ingest --follow (root) may
-# make them first, and the milter (nobody) cannot write there
-mkdir -p "$T/spool/tmp" "$T/spool/new" "$T/spool/failed" "$T/sink" "$T/conf" "$T/queue" "$T/data"
-chown -R nobody:postfix "$T/spool"; chmod 0770 "$T/spool" "$T/spool/tmp" "$T/spool/new" "$T/spool/failed"
+# the spool's tmp/, new/, failed/, journal/ made here: else ingest --follow
+# (root) may make them first, and the milter (nobody) cannot write there
+mkdir -p "$T/spool/tmp" "$T/spool/new" "$T/spool/failed" "$T/spool/journal" "$T/sink" \
+    "$T/conf" "$T/queue" "$T/data"
+chown -R nobody:postfix "$T/spool"
+chmod 0770 "$T/spool" "$T/spool/tmp" "$T/spool/new" "$T/spool/failed" "$T/spool/journal"
 chown postfix "$T/sink" "$T/data"
 cat > "$T/custos.conf" <<EOF
 [archive]
