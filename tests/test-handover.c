@@ -2168,11 +2168,14 @@ static void gw_stop(struct gw *g)
 }
 
 /* Send file from -> to through the gateway; wait until Postfix is done
- * with it. swaks' exit status. */
+ * with it and custos-milter's journal is handed to ingest (new/). swaks'
+ * exit status. */
 static int gw_send(struct gw *g, const char *from, const char *to, const char *file)
 {
     char *data = g_strconcat("@", file, NULL), *out = NULL;
+    char *jdir = g_build_filename(g->spool, "journal", NULL);
     int rc = pfx_swaks(g->pf.port, &out, "--from", from, "--to", to, "--data", data, NULL);
+    double end;
 
     if (rc != 0)
         fprintf(stderr, "\nswaks %s -> %s: exit %d\n%s\n", from, to, rc, out);
@@ -2182,6 +2185,20 @@ static int gw_send(struct gw *g, const char *from, const char *to, const char *f
         g_free(log);
         CU_FAIL("Postfix did not deliver");
     }
+    for (end = cus_now() + 10;; g_usleep(20000)) {
+        GDir *d = g_dir_open(jdir, 0, NULL);
+        int empty = d == NULL || g_dir_read_name(d) == NULL;
+
+        if (d != NULL)
+            g_dir_close(d);
+        if (empty)
+            break;
+        if (cus_now() > end) {
+            CU_FAIL("custos-milter's journal was not handed over");
+            break;
+        }
+    }
+    g_free(jdir);
     g_free(out);
     g_free(data);
     return rc;
