@@ -47,16 +47,15 @@ static void thread_free(gpointer p)
 
 static int cfg_int(const struct det_envelope *env, size_t which)
 {
-    static const int dflt[] = { 5, 2, 4 };
+    static const int dflt[] = { 5, 2 };
 
     if (env->cfg == NULL)
         return dflt[which];
-    return which == 0 ? env->cfg->det_customer_data
-         : which == 1 ? env->cfg->det_webmail_data : env->cfg->det_name_min;
+    return which == 0 ? env->cfg->det_customer_data : env->cfg->det_webmail_data;
 }
 #define CUST_THRESHOLD(env) cfg_int(env, 0)
 #define WEBMAIL_THRESHOLD(env) cfg_int(env, 1)
-#define NAME_MIN(env) cfg_int(env, 2)
+#define NAME_MIN(env) det_name_min(env)
 
 /* A thread of customer c (found how, from address from); NULL if the same
  * customer is already known the same way (its also-set is then added to). */

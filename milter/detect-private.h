@@ -34,6 +34,11 @@ struct det_cache {
     unsigned norm_borrowed;             /* bit i: norm[i] is the message's own text */
 };
 
+/* [detect] name_min_length, or its default without a configuration (the
+ * tests' detectors): the snapshot of customers is made for it. */
+#define DET_NAME_MIN_DEFAULT 4
+int det_name_min(const struct det_envelope *env);
+
 struct det_cache *det_cache_new(void);
 void det_cache_free(struct det_cache **c);
 

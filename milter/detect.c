@@ -12,16 +12,28 @@
 #include <string.h>
 #include "custos/det-text.h"
 #include "detect-private.h"
-#include "custos/det-text.h"
 #include "custos/util.h"
 
-static int party_set(struct dir *d, const char *addr, struct det_party *p, char **error_r)
+/* Classify addr into p; seen: the parties classified before it (one with
+ * the same address is copied, not looked up again). */
+static int party_set(const struct det_envelope *env, const char *addr, struct det_party *p,
+                     const struct det_party *const *seen, size_t n_seen, char **error_r)
 {
+    struct dir *d = env->dir;
     int r;
 
     p->addr = g_utf8_strdown(addr != NULL ? addr : "", -1);
     if (*p->addr == '\0' || strchr(p->addr, '@') == NULL)
         return 0;
+    for (size_t i = 0; i < n_seen; i++)
+        if (strcmp(seen[i]->addr, p->addr) == 0) {
+            p->webmail = seen[i]->webmail;
+            p->internal = seen[i]->internal;
+            p->emp = seen[i]->emp;
+            p->emp_shared = 1;
+            p->cust = seen[i]->cust;
+            return 0;
+        }
     p->webmail = dir_is_webmail(d, p->addr);
     if ((r = dir_is_internal(d, p->addr, error_r)) < 0)
         return -1;
@@ -30,16 +42,16 @@ static int party_set(struct dir *d, const char *addr, struct det_party *p, char 
         return -1;
     if (r == 0 && dir_employee_of_personal(d, p->addr, &p->emp, error_r) < 0)
         return -1;
-    if (!p->internal && dir_customer_by_addr(d, p->addr, &p->cust, error_r) < 0)
-        return -1;
+    if (!p->internal)
+        p->cust = det_know_addr(env->know, p->addr);
     return 0;
 }
 
 static void party_clear(struct det_party *p)
 {
     g_free(p->addr);
-    dir_employee_free(&p->emp);
-    dir_customer_free(&p->cust);
+    if (!p->emp_shared)
+        dir_employee_free(&p->emp);
     memset(p, 0, sizeof(*p));
 }
 
@@ -63,7 +75,8 @@ int det_classify(struct dir *d, const char *departments, const char *sender,
                  struct det_envelope *env, char **error_r)
 {
     char *from = NULL, *login = NULL;
-    size_t n = 0;
+    const struct det_party **seen = NULL;
+    size_t n = 0, n_seen = 0;
     int ret = -1;
 
     if (from_header != NULL) {
@@ -88,19 +101,30 @@ int det_classify(struct dir *d, const char *departments, const char *sender,
         n++;
     env->rcpts = g_new0(struct det_party, n + 1);
     env->n_rcpts = n;
-    if (party_set(d, sender, &env->sender, error_r) < 0 ||
-        party_set(d, from, &env->from, error_r) < 0 ||
-        party_set(d, login, &env->login, error_r) < 0)
+    seen = g_new(const struct det_party *, n + 3);
+    if (det_know_get(d, det_name_min(env), &env->know, error_r) < 0)
         goto out;
+    {
+        struct det_party *const first[] = { &env->sender, &env->from, &env->login };
+        const char *const addr[] = { sender, from, login };
+
+        for (int i = 0; i < 3; i++) {
+            if (party_set(env, addr[i], first[i], seen, n_seen, error_r) < 0)
+                goto out;
+            seen[n_seen++] = first[i];
+        }
+    }
     env->sales = in_departments(&env->sender, departments) ||
                  in_departments(&env->from, departments);
     for (size_t i = 0; i < n; i++) {
-        if (party_set(d, rcpts[i], &env->rcpts[i], error_r) < 0)
+        if (party_set(env, rcpts[i], &env->rcpts[i], seen, n_seen, error_r) < 0)
             goto out;
+        seen[n_seen++] = &env->rcpts[i];
         env->sales |= in_departments(&env->rcpts[i], departments);
     }
     ret = 0;
 out:
+    g_free(seen);
     g_free(from);
     g_free(login);
     return ret;
@@ -108,14 +132,21 @@ out:
 
 void det_envelope_clear(struct det_envelope *env)
 {
-    party_clear(&env->sender);
-    party_clear(&env->from);
-    party_clear(&env->login);
+    /* the parties that share an employee first, then the ones that own it */
     for (size_t i = 0; i < env->n_rcpts; i++)
         party_clear(&env->rcpts[i]);
+    party_clear(&env->login);
+    party_clear(&env->from);
+    party_clear(&env->sender);
     g_free(env->rcpts);
     env->rcpts = NULL;
     env->n_rcpts = 0;
+    det_know_unref(&env->know);
+}
+
+int det_name_min(const struct det_envelope *env)
+{
+    return env->cfg != NULL ? env->cfg->det_name_min : DET_NAME_MIN_DEFAULT;
 }
 
 struct det_finding *det_finding_new(const char *category, const char *rule, const char *fmt,

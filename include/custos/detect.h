@@ -5,7 +5,9 @@
  * (det_classify): the envelope sender, the header From, the SASL login and
  * every envelope recipient (BCC included), each as a party: internal or
  * not, personal webmail, the employee it is (work or registered personal
- * address) and the customer it belongs to. Then every detector gets the
+ * address) and the customer it belongs to (from the customers in memory,
+ * det-know.h: what the detectors match against too). An address met twice
+ * (From and sender, usually) is looked up once. Then every detector gets the
  * classified envelope (with the directory, through which the archive's
  * index is open read-only: what customers sent us) and the message, parsed
  * once from the spool file as it streamed in and only when some detector
@@ -34,7 +36,9 @@ struct det_party {
     int internal;               /* the company's domain (any employee's) */
     int webmail;                /* a personal free-mail domain */
     struct dir_employee *emp;   /* the employee, or NULL */
-    struct dir_customer *cust;  /* the customer (by contact, else domain), or NULL */
+    int emp_shared;             /* emp is another party's (same address) */
+    const struct dir_customer *cust;    /* the customer (by contact, else domain), or
+                                         * NULL; env->know's */
 };
 
 struct det_envelope {
@@ -54,6 +58,8 @@ struct det_envelope {
                                          * directory; dir_index(dir) is the
                                          * archive's index, read-only */
     const struct cfg *cfg;              /* borrowed, set by the caller: [detect] */
+    struct det_know *know;              /* the customers in memory (a reference;
+                                         * det_classify takes it) */
 };
 
 /* The message as detectors read it (both borrowed, both the same mail). */
