@@ -561,7 +561,7 @@ int dir_webmail_load(const char *path, GHashTable **set_r, char **error_r)
 enum dir_stmt {
     DS_EMP_GET, DS_EMP_PERSONAL, DS_EMP_OF_PERSONAL, DS_CUST_CONTACT, DS_CUST_DOMAIN,
     DS_CUST_NAME, DS_CUST_ID, DS_CUST_DOMAINS, DS_CUST_CONTACTS, DS_CUST_PHONES,
-    DS_INTERNAL, DS_COUNT
+    DS_INTERNAL, DS_BEGIN, DS_COMMIT, DS_COUNT
 };
 
 static const char *const dir_sql[DS_COUNT] = {
@@ -581,6 +581,8 @@ static const char *const dir_sql[DS_COUNT] = {
     /* the expression of the index employees_domain, exactly */
     [DS_INTERNAL] = "SELECT 1 FROM employees"
                     " WHERE substr(address, instr(address, '@') + 1) = ? LIMIT 1",
+    [DS_BEGIN] = "BEGIN",
+    [DS_COMMIT] = "COMMIT",
 };
 
 struct dir {
@@ -660,6 +662,23 @@ void dir_close(struct dir **dp)
 }
 
 struct idx *dir_index(struct dir *d) { return d->idx; }
+
+int dir_read_begin(struct dir *d)
+{
+    int rc = sqlite3_step(d->st[DS_BEGIN]);
+
+    sqlite3_reset(d->st[DS_BEGIN]);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void dir_read_end(struct dir *d)
+{
+    int rc = sqlite3_step(d->st[DS_COMMIT]);
+
+    sqlite3_reset(d->st[DS_COMMIT]);
+    if (rc != SQLITE_DONE && !sqlite3_get_autocommit(d->db))
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);     /* it only read */
+}
 sqlite3 *dir_db(struct dir *d) { return d->db; }
 GHashTable *dir_webmail(struct dir *d) { return d->webmail; }
 

@@ -834,6 +834,11 @@ const char *spool_writer_id(const struct spool_writer *w)
     return w->id;
 }
 
+GByteArray *spool_writer_memory(const struct spool_writer *w)
+{
+    return w->mem;
+}
+
 guint64 spool_writer_size(const struct spool_writer *w)
 {
     return w->size;

@@ -51,10 +51,10 @@ struct mmsg {
     char *sender, *auth, *qid;
     char **rcpts;               /* NULL-terminated */
     size_t n_rcpts, cap_rcpts;
-    struct spool_writer *w;     /* opened at DATA (or the first header) */
-    GByteArray *copy;           /* what was journalled, while no more than
-                                 * [detect] text_size: parsed from memory
-                                 * (NULL once more: from the journal file) */
+    struct spool_writer *w;     /* opened at DATA (or the first header); holds
+                                 * the message in memory while no bigger than
+                                 * [detect] text_size (parsed from there),
+                                 * else streams it to its file */
     int forged;                 /* X-Custos-Archive headers it came with */
     int forged_flag, forged_orig;       /* X-Custos-Flag, X-Custos-Original-To */
     char *from_hdr;             /* the first From header's value, or NULL */
@@ -300,8 +300,6 @@ static void mmsg_free(struct mmsg **mp)
     if (m == NULL)
         return;
     spool_writer_abort(&m->w);
-    if (m->copy != NULL)
-        g_byte_array_unref(m->copy);
     for (size_t i = 0; i < m->n_rcpts; i++)
         g_free(m->rcpts[i]);
     g_free(m->rcpts);
@@ -377,7 +375,6 @@ static int mmsg_writer(struct mconn *c, char **error_r)
     /* held in memory, and journalled, while no bigger than the copy kept */
     if (spool_writer_open(m->conf->spool, m->conf->cfg->det_text_size, &m->w, error_r) < 0)
         return -1;
-    m->copy = g_byte_array_new();
     return 0;
 }
 
@@ -387,15 +384,6 @@ static int mmsg_write(struct mconn *c, const void *buf, size_t len, char **error
 
     if (mmsg_writer(c, error_r) < 0)
         return -1;
-    /* a copy in memory for the parse at end of message, as long as the
-     * message is no bigger than the text the detectors read (memory stays
-     * flat: a bigger one is parsed from the journal file) */
-    if (m->copy != NULL && m->copy->len + len <= m->conf->cfg->det_text_size) {
-        g_byte_array_append(m->copy, buf, (guint)len);
-    } else if (m->copy != NULL) {
-        g_byte_array_unref(m->copy);
-        m->copy = NULL;
-    }
     return spool_writer_write(m->w, buf, len, error_r);
 }
 
@@ -695,21 +683,23 @@ sfsistat mlfi_body(SMFICTX *ctx, unsigned char *buf, size_t len)
     return r;
 }
 
-/* The message as it streamed into the spool, parsed once for the detectors:
- * GMime's tree (bodies stay in the file, read on demand) and the message
- * model walked from it within [limits]. 0, or -1 and nothing set. */
+/* The message, parsed once for the detectors: GMime's tree (over the
+ * writer's memory, or with bodies left in its file and read on demand) and
+ * the message model walked from it within [limits]. 0, or -1 and nothing
+ * set. */
 static int mmsg_parse(struct mmsg *m, struct det_message *dm, char **error_r)
 {
     struct msg_limits lim;
     GMimeMessage *mime;
     GMimeStream *st;
     GMimeParser *p;
+    GByteArray *mem;
     int fd;
 
     msg_init();
-    if (m->copy != NULL) {
-        st = g_mime_stream_mem_new_with_byte_array(m->copy);   /* takes it */
-        m->copy = NULL;
+    if ((mem = spool_writer_memory(m->w)) != NULL) {
+        st = g_mime_stream_mem_new();
+        g_mime_stream_mem_set_byte_array(GMIME_STREAM_MEM(st), mem);   /* borrowed */
     } else {
         if (spool_writer_flush(m->w, error_r) < 0)
             return -1;
@@ -863,6 +853,8 @@ static void mmsg_inspect(struct mconn *c, struct mmsg *m, struct mdec *dec)
     dec->keep = 1;
     if (d == NULL)
         return;
+    /* every lookup of this message in one read transaction */
+    dir_read_begin(d);
     if (det_classify(d, cfg->arc_departments, m->sender, m->from_hdr, m->auth, m->rcpts, &env,
                      &err) < 0) {
         log_error("%s: cannot classify (%s): archived, no detector run", qid_of(c), err);
@@ -899,6 +891,7 @@ out:
     if (dm.mime != NULL)
         g_object_unref(dm.mime);
     det_envelope_clear(&env);
+    dir_read_end(d);
     dir_give(m->conf, d);
 }
 

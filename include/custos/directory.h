@@ -96,6 +96,12 @@ int dir_open(const struct cfg *cfg, struct dir **d_r, char **error_r);
 int dir_open_idx(struct idx *idx, const char *webmail, struct dir **d_r, char **error_r);
 void dir_close(struct dir **d);
 struct idx *dir_index(struct dir *d);
+/* One read transaction for many lookups (and the archive's index through
+ * the same handle): one snapshot of both, and the locks taken once, not
+ * for every statement. begin: 0, or -1 (the lookups then run on their
+ * own, as without it); end: always leaves the handle out of it. */
+int dir_read_begin(struct dir *d);
+void dir_read_end(struct dir *d);
 
 /* Lookups return 1 found (*r newly allocated), 0 not, -1 error. */
 /* The employee whose work address addr is. */

@@ -168,6 +168,9 @@ int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer
                       char **error_r);
 /* The id the entry gets in new/ when committed. */
 const char *spool_writer_id(const struct spool_writer *w);
+/* The message written so far while it is held in memory (borrowed: valid
+ * until the next write, commit or abort), else NULL. */
+GByteArray *spool_writer_memory(const struct spool_writer *w);
 /* Bytes of the message written so far. */
 guint64 spool_writer_size(const struct spool_writer *w);
 /* The temp file being written, and everything written so far pushed to
