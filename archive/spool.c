@@ -1487,36 +1487,50 @@ int spool_parse(const void *buf, size_t len, struct spool_entry **e_r, char **er
     return ret;
 }
 
+/* The whole of SPOOL/new/NAME and its path: 0, or -1 with errno (EINVAL
+ * for a name that is not an id, a file too big or not a file; else the
+ * system's: never a stale ENOENT) and *path_r NULL. */
+static int read_new(const char *spool_dir, const char *name, GBytes **data_r, char **path_r,
+                    char **error_r)
+{
+    char *path;
+    int saved;
+
+    *path_r = NULL;
+    if (!spool_id_valid(name)) {
+        errno = EINVAL;
+        return cus_error(error_r, "spool: \"%s\" is not a spool id", name);
+    }
+    path = sub_path(spool_dir, "new", name);
+    errno = 0;
+    if (cus_read_file(path, SPOOL_HEADER_MAX + SPOOL_SIZE_MAX, data_r, error_r) < 0) {
+        saved = errno == 0 ? EINVAL : errno;
+        g_free(path);
+        errno = saved;
+        return -1;
+    }
+    *path_r = path;
+    return 0;
+}
+
 int spool_read(const char *spool_dir, const char *id, struct spool_entry **e_r,
                char **error_r)
 {
     GBytes *data = NULL;
     char *path, *err = NULL;
-    int ret, saved;
+    int ret;
 
-    if (!spool_id_valid(id)) {
-        errno = EINVAL;
-        return cus_error(error_r, "spool: \"%s\" is not a spool id", id);
-    }
-    path = sub_path(spool_dir, "new", id);
-    errno = 0;
-    ret = cus_read_file(path, SPOOL_HEADER_MAX + SPOOL_SIZE_MAX, &data, error_r);
-    /* errno is only the system's when a call failed (not: too big, a
-     * directory): never a stale ENOENT */
-    saved = ret < 0 && errno == 0 ? EINVAL : errno;
-    if (ret == 0) {
-        ret = parse_bytes(data, e_r, &err);
-        if (ret < 0) {
-            cus_error(error_r, "%s: %s", path, err);
-            saved = EINVAL;
-        } else {
-            g_strlcpy((*e_r)->id, id, sizeof((*e_r)->id));
-        }
-        g_bytes_unref(data);
-    }
+    if (read_new(spool_dir, id, &data, &path, error_r) < 0)
+        return -1;
+    ret = parse_bytes(data, e_r, &err);
+    if (ret < 0)
+        cus_error(error_r, "%s: %s", path, err);
+    else
+        g_strlcpy((*e_r)->id, id, sizeof((*e_r)->id));
+    g_bytes_unref(data);
     g_free(err);
     g_free(path);
-    errno = saved;
+    errno = ret < 0 ? EINVAL : 0;
     return ret;
 }
 
@@ -1654,16 +1668,9 @@ int spool_read_all(const char *spool_dir, const char *name, GPtrArray **entries_
     *failed_r = 0;
     if (reasons_r != NULL)
         *reasons_r = NULL;
-    if (!spool_id_valid(name)) {
-        errno = EINVAL;
-        return cus_error(error_r, "spool: \"%s\" is not a spool id", name);
-    }
-    path = sub_path(spool_dir, "new", name);
-    errno = 0;
-    ret = cus_read_file(path, SPOOL_HEADER_MAX + SPOOL_SIZE_MAX, &data, error_r);
-    saved = ret < 0 && errno == 0 ? EINVAL : errno;
-    if (ret < 0)
-        goto out;
+    if (read_new(spool_dir, name, &data, &path, error_r) < 0)
+        return -1;
+    saved = 0;
     buf = g_bytes_get_data(data, &len);
     if (buf == NULL || len < sizeof(SPOOL_JOURNAL_MAGIC) ||
         memcmp(buf, SPOOL_JOURNAL_MAGIC "\n", sizeof(SPOOL_JOURNAL_MAGIC)) != 0) {

@@ -567,23 +567,36 @@ static void test_stream(void)
 #define GC_THREADS 8
 #define GC_EACH 40
 
+/* What a writer thread writes: GC_EACH entries of queue id qid, held in
+ * memory up to mem_max bytes; failures counted. */
+struct gc_job {
+    const char *qid;
+    size_t mem_max;
+    int failures;
+};
+
 static gpointer gc_writer(gpointer arg)
 {
-    int *failures = arg;
+    struct gc_job *job = arg;
     const char *rcpts[] = { "bob@example.com", NULL };
     struct spool_entry env = { .time = 1764556800, .client = "", .sender = "a@example.com",
-                               .queue_id = "GROUP", .source = "test", .rcpts = (char **)rcpts };
+                               .queue_id = (char *)job->qid, .source = "test",
+                               .rcpts = (char **)rcpts };
 
     for (int i = 0; i < GC_EACH; i++) {
         struct spool_writer *w = NULL;
-        char body[96], *err = NULL;
+        char body[128], *err = NULL;
         int n = g_snprintf(body, sizeof(body), "Subject: writer %p, entry %d\r\n\r\nbody\r\n",
                            (void *)g_thread_self(), i);
 
-        if (spool_writer_open(sp_dir, 0, &w, &err) < 0 || spool_writer_write(w, body, n, &err) < 0 ||
+        if (spool_writer_open(sp_dir, job->mem_max, &w, &err) < 0 ||
+            spool_writer_write(w, body, n, &err) < 0 ||
+            /* held in memory: no file yet */
+            (job->mem_max > 0 && spool_writer_path(w) != NULL &&
+             (err = g_strdup("a file for a small entry")) != NULL) ||
             spool_writer_commit(&w, &env, NULL, &err) < 0) {
             fprintf(stderr, "\n  writer: %s", err);
-            g_atomic_int_inc(failures);
+            g_atomic_int_inc(&job->failures);
             g_free(err);
             spool_writer_abort(&w);
         }
@@ -591,22 +604,30 @@ static gpointer gc_writer(gpointer arg)
     return NULL;
 }
 
-static void test_group_commit(void)
+/* GC_THREADS writers of job at once. */
+static void gc_run(struct gc_job *job)
 {
     GThread *t[GC_THREADS];
-    int failures = 0, found = 0, new0 = count_dir("new");
+
+    for (int i = 0; i < GC_THREADS; i++)
+        t[i] = g_thread_new("writer", gc_writer, job);
+    for (int i = 0; i < GC_THREADS; i++)
+        g_thread_join(t[i]);
+}
+
+static void test_group_commit(void)
+{
+    struct gc_job job = { .qid = "GROUP" };
+    int found = 0, new0 = count_dir("new");
     guint64 e0, s0, e1, s1;
     GPtrArray *ids = NULL;
     char *err = NULL;
 
     spool_commit_stats(&e0, &s0);
-    for (int i = 0; i < GC_THREADS; i++)
-        t[i] = g_thread_new("writer", gc_writer, &failures);
-    for (int i = 0; i < GC_THREADS; i++)
-        g_thread_join(t[i]);
+    gc_run(&job);
     spool_commit_stats(&e1, &s1);
     fprintf(stderr, "(%d entries, %d syncs of new/) ", (int)(e1 - e0), (int)(s1 - s0));
-    CU_ASSERT_EQUAL(failures, 0);
+    CU_ASSERT_EQUAL(job.failures, 0);
     CU_ASSERT_EQUAL(e1 - e0, GC_THREADS * GC_EACH);
     CU_ASSERT(s1 - s0 >= 1 && s1 - s0 < e1 - e0);
     CU_ASSERT_EQUAL(count_dir("tmp"), 0);
@@ -969,64 +990,30 @@ static GHashTable *take_entries(const char *qid, guint *failed_r)
     return h;
 }
 
-#define JN_THREADS 8
-#define JN_EACH 40
-
-static gpointer jn_writer(gpointer arg)
-{
-    int *failures = arg;
-    const char *rcpts[] = { "bob@example.com", NULL };
-    struct spool_entry env = { .time = 1764556800, .client = "", .sender = "a@example.com",
-                               .queue_id = "JOURNAL", .source = "test", .rcpts = (char **)rcpts };
-
-    for (int i = 0; i < JN_EACH; i++) {
-        struct spool_writer *w = NULL;
-        char body[128], *err = NULL;
-        int n = g_snprintf(body, sizeof(body), "Subject: writer %p, entry %d\r\n\r\nbody %d\r\n",
-                           (void *)g_thread_self(), i, i);
-
-        if (spool_writer_open(sp_dir, 4096, &w, &err) < 0 ||
-            spool_writer_write(w, body, n, &err) < 0 ||
-            /* held in memory: no file yet */
-            (spool_writer_path(w) != NULL && (err = g_strdup("a file for a small entry"))) ||
-            spool_writer_commit(&w, &env, NULL, &err) < 0) {
-            fprintf(stderr, "\n  writer: %s", err);
-            g_atomic_int_inc(failures);
-            g_free(err);
-            spool_writer_abort(&w);
-        }
-    }
-    return NULL;
-}
-
 /* Small entries from 8 threads share journals: every one reads back whole
  * and once, fewer syncs than entries, nothing in tmp/, no file per entry. */
 static void test_journal(void)
 {
-    GThread *t[JN_THREADS];
-    int failures = 0;
+    struct gc_job job = { .qid = "JOURNAL", .mem_max = 4096 };
     guint64 e0, s0, e1, s1;
     GHashTable *got;
     guint failed = 0;
     char *err = NULL;
 
     spool_commit_stats(&e0, &s0);
-    for (int i = 0; i < JN_THREADS; i++)
-        t[i] = g_thread_new("writer", jn_writer, &failures);
-    for (int i = 0; i < JN_THREADS; i++)
-        g_thread_join(t[i]);
+    gc_run(&job);
     spool_commit_stats(&e1, &s1);
     fprintf(stderr, "(%d entries, %d syncs) ", (int)(e1 - e0), (int)(s1 - s0));
-    CU_ASSERT_EQUAL(failures, 0);
-    CU_ASSERT_EQUAL(e1 - e0, JN_THREADS * JN_EACH);
+    CU_ASSERT_EQUAL(job.failures, 0);
+    CU_ASSERT_EQUAL(e1 - e0, GC_THREADS * GC_EACH);
     CU_ASSERT(s1 - s0 >= 1 && s1 - s0 < e1 - e0);
     CU_ASSERT_EQUAL(count_dir("tmp"), 0);
     /* handed over when closed (or earlier, by age): journal/ empty */
     CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
     CU_ASSERT_EQUAL(count_dir("journal"), 0);
-    CU_ASSERT(count_dir("new") < JN_THREADS * JN_EACH / 4);
+    CU_ASSERT(count_dir("new") < GC_THREADS * GC_EACH / 4);
     got = take_entries("JOURNAL", &failed);
-    CU_ASSERT_EQUAL(g_hash_table_size(got), JN_THREADS * JN_EACH);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), GC_THREADS * GC_EACH);
     CU_ASSERT_EQUAL(failed, 0);
     g_hash_table_destroy(got);
     /* the timer hands a journal over by itself */
