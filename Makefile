@@ -121,7 +121,7 @@ $(BUILD)/libhandover.a: $(HOV_OBJ)
 	ar rcs $@ $^
 
 $(HOV_OBJ) $(HOV_MAIN:%.c=$(BUILD)/%.o): $(wildcard handover/*-private.h)
-$(BUILD)/tests/dovecot.o $(BUILD)/tests/test-handover.o: $(wildcard tests/dovecot.h)
+$(BUILD)/tests/dovecot.o $(BUILD)/tests/test-handover.o $(BUILD)/tests/test-milter.o: $(wildcard tests/dovecot.h)
 
 install: install-handover
 install-handover: all

@@ -77,6 +77,7 @@ int dvc_start(struct dvc *d, const char *dir, const char *mail, const struct dvc
     d->log = g_build_filename(dir, "dovecot.log", NULL);
     d->port = pfx_free_port();
     run = g_build_filename(dir, "run", NULL);
+    d->auth = g_build_filename(run, "auth-smtp", NULL);     /* base_dir's */
     state = g_build_filename(dir, "state", NULL);
     conf_path = g_build_filename(dir, "dovecot.conf", NULL);
     pw_path = g_build_filename(dir, "passwd", NULL);
@@ -98,7 +99,8 @@ int dvc_start(struct dvc *d, const char *dir, const char *mail, const struct dvc
         "service imap-login {\n  chroot =\n  inet_listener imap {\n    address = 127.0.0.1\n"
         "    port = %d\n  }\n  inet_listener imaps {\n    port = 0\n  }\n}\n"
         "service pop3-login {\n  chroot =\n}\n"
-        "service anvil {\n  chroot =\n}\n",
+        "service anvil {\n  chroot =\n}\n"
+        "service auth {\n  unix_listener auth-smtp {\n    mode = 0666\n  }\n}\n",
         run, state, d->log, d->log, mail, snippet, pw_path, pw_path, d->port);
     if (!g_file_set_contents(conf_path, conf->str, -1, NULL) ||
         !g_file_set_contents(pw_path, pw->str, -1, NULL)) {
@@ -170,7 +172,8 @@ void dvc_stop(struct dvc *d)
     }
     g_free(d->dir);
     g_free(d->log);
-    d->dir = d->log = NULL;
+    g_free(d->auth);
+    d->dir = d->log = d->auth = NULL;
 }
 
 int dvc_imap(struct dvc *d, const struct dvc_user *u, const char *mailbox,

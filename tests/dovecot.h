@@ -5,7 +5,8 @@
  * under DIR, IMAP only, on a free loopback port, plain logins from a
  * passwd-file of its own (users with their own uid/gid: what a mail store's
  * owner is), Maildir++ with the listescape plugin and '/' as separator
- * (so "Handover/li.na" is two levels, not three). It runs in the
+ * (so "Handover/li.na" is two levels, not three), and an auth socket for
+ * an MTA's SASL (the same logins). It runs in the
  * foreground under setsid and is stopped by its pid (its process group is
  * checked gone). IMAP is spoken by curl (imap://). Needs root (Dovecot
  * drops to its users) and the Debian dovecot-imapd package. Nothing is
@@ -20,6 +21,8 @@ struct dvc {
     char *dir;          /* DIR: dovecot.conf, passwd, run/, state/, dovecot.log */
     char *log;
     int port;           /* imap on 127.0.0.1:port */
+    char *auth;         /* DIR/run/auth-smtp: the auth socket an MTA's SASL uses
+                         * (Postfix: smtpd_sasl_type = dovecot), mode 0666 */
     GPid pid;           /* the master, leader of its process group */
 };
 

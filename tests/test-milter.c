@@ -39,6 +39,7 @@
 #include <gmime/gmime.h>
 #include "cutest.h"
 #include "postfix.h"
+#include "dovecot.h"
 #include "custos/cfg.h"
 #include "custos/log.h"
 #include "custos/milter.h"
@@ -1931,6 +1932,133 @@ static void release_held(struct pfx_policy *p)
     CU_ASSERT_EQUAL(cut_run(argv, NULL, NULL), 0);
 }
 
+/*
+ * SASL through Postfix: logins are checked by a private Dovecot's auth
+ * socket (smtpd_sasl_type = dovecot), and Postfix hands the login to the
+ * milter ({auth_authen}). The departed employee's password was never
+ * reset: his login sends under another envelope sender and From, and is
+ * refused with 550 (departed-sender/sasl, reject by default), journalled
+ * with the login as evidence; a colleague's login is let through with the
+ * login in the spool entry.
+ */
+static void test_sasl(void)
+{
+    struct mfx f;
+    struct pfx gw;
+    struct pfx_sink sink;
+    struct dvc d;
+    const struct dvc_user users[] = {
+        { "chen.jie@corp.example", "never-reset", 65534, 65534 },
+        { "li.na@corp.example", "s3cret", 65534, 65534 },
+    };
+    char *webmail = cut_src("conf/webmail-domains.txt"), *data = cut_src("tests/detect");
+    char *extra, *err = NULL, *out = NULL, *path, *dvdir, *mail, *sasl, *sinkdir, *gwdir;
+    struct spool_entry *e;
+    GPtrArray *msgs;
+    int rc;
+
+    MT_NEED();
+    if (!dvc_usable(&err)) {
+        fprintf(stderr, "\n  %s", err);
+        CU_FAIL("SASL needs Dovecot (make deps)");
+        g_free(err);
+        return;
+    }
+    mfx_open(&f, 0);
+    sinkdir = g_build_filename(f.dir, "sink", NULL);
+    gwdir = g_build_filename(f.dir, "postfix", NULL);
+    dvdir = g_build_filename(f.dir, "dovecot", NULL);
+    mail = g_strdup_printf("%s/vmail/%%d/%%n/Maildir", f.dir);
+    extra = g_strdup_printf("[directory]\nwebmail_domains = %s\n", webmail);
+    write_conf2(&f, "group = postfix\n", extra);
+    CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "init", NULL), 0);
+    g_free(out); g_free(err);
+    path = g_strdup_printf("%s/directory/employees.csv", data);
+    CU_ASSERT_EQUAL(arc_cli(&f, &out, &err, "directory", "import", "employees", path, NULL), 0);
+    g_free(out); g_free(err); g_free(path);
+    if (dvc_start(&d, dvdir, mail, users, G_N_ELEMENTS(users), &err) < 0) {
+        fprintf(stderr, "\n  %s", err);
+        CU_FAIL("dovecot did not start");
+        g_free(err);
+        goto out_dovecot;
+    }
+    if (milter_start(&f, NULL) < 0 || pfx_sink_start(&sink, sinkdir, &err) < 0) {
+        CU_FAIL("custos-milter or smtp-sink did not start");
+        g_free(err);
+        goto out_dovecot;
+    }
+    sasl = g_strdup_printf("smtpd_sasl_auth_enable = yes\nsmtpd_sasl_type = dovecot\n"
+                           "smtpd_sasl_path = %s\n", d.auth);
+    rc = pfx_start(&gw, gwdir, sink.port, f.spec, sasl, &err);
+    g_free(sasl);
+    if (rc < 0) {
+        fprintf(stderr, "\n  %s", err);
+        CU_FAIL("private Postfix did not start");
+        g_free(err);
+        goto out_sink;
+    }
+    /* a wrong password: Postfix refuses the login, the milter never sees it */
+    rc = pfx_swaks(gw.port, &out, "--auth", "PLAIN", "--auth-user", "chen.jie@corp.example",
+                   "--auth-password", "wrong", "--from", "chen.jie@corp.example", "--to",
+                   "buyer@acme.example", "--header", "Subject: SASL-0", NULL);
+    CU_ASSERT(rc != 0 && out != NULL && strstr(out, "535") != NULL);
+    g_free(out);
+    /* the departed employee's login, another sender and From */
+    rc = pfx_swaks(gw.port, &out, "--auth", "PLAIN", "--auth-user", "chen.jie@corp.example",
+                   "--auth-password", "never-reset", "--from", "cj.backup@example.net",
+                   "--to", "buyer@acme.example", "--header", "From: <cj.backup@example.net>",
+                   "--header", "Subject: SASL-1 price list", NULL);
+    CU_ASSERT(rc != 0 && out != NULL && strstr(out, "235 ") != NULL &&
+              strstr(out, "550 5.7.1") != NULL);
+    if (out == NULL || strstr(out, "550 5.7.1") == NULL)
+        fprintf(stderr, "\n%s", out);
+    g_free(out);
+    /* a colleague's login: through, the login kept */
+    rc = pfx_swaks(gw.port, &out, "--auth", "PLAIN", "--auth-user", "li.na@corp.example",
+                   "--auth-password", "s3cret", "--from", "li.na@corp.example", "--to",
+                   "buyer@acme.example", "--header", "Subject: SASL-2 quote", NULL);
+    CU_ASSERT_EQUAL(rc, 0);
+    g_free(out);
+    msgs = pfx_sink_messages(&sink, 1, 60);
+    CU_ASSERT_EQUAL(msgs->len, 1);
+    if (msgs->len == 1)
+        CU_ASSERT(g_strstr_len(g_bytes_get_data(msgs->pdata[0], NULL),
+                               (gssize)g_bytes_get_size(msgs->pdata[0]), "SASL-2") != NULL);
+    g_ptr_array_free(msgs, TRUE);
+    msgs = pfx_sink_messages(&sink, 2, 2);
+    CU_ASSERT_EQUAL(msgs->len, 1);                  /* the refused one never arrives */
+    g_ptr_array_free(msgs, TRUE);
+    /* the journal: the refused message as evidence, with the login */
+    e = spool_find(&f, "SASL-1");
+    CU_ASSERT_PTR_NOT_NULL(e);
+    if (e != NULL) {
+        CU_ASSERT(e->auth != NULL && strcmp(e->auth, "chen.jie@corp.example") == 0);
+        CU_ASSERT(has_finding(e, "departed-sender/sasl", "reject"));
+        CU_ASSERT_FALSE(has_finding(e, "departed-sender/envelope", "reject"));
+        spool_entry_free(&e);
+    }
+    e = spool_find(&f, "SASL-2");
+    CU_ASSERT(e != NULL && e->auth != NULL && strcmp(e->auth, "li.na@corp.example") == 0 &&
+              e->n_findings == 0);
+    spool_entry_free(&e);
+    CU_ASSERT_PTR_NULL(e = spool_find(&f, "SASL-0"));
+    spool_entry_free(&e);
+    pfx_stop(&gw);
+    CU_ASSERT_EQUAL(milter_stop(&f), 0);
+out_sink:
+    pfx_sink_stop(&sink);
+out_dovecot:
+    dvc_stop(&d);
+    g_free(sinkdir);
+    g_free(gwdir);
+    g_free(dvdir);
+    g_free(mail);
+    g_free(extra);
+    g_free(webmail);
+    g_free(data);
+    mfx_close(&f);
+}
+
 static void test_policy_actions(void)
 {
     struct pfx_policy p;
@@ -2245,6 +2373,8 @@ CUS_SUITE(milter)
     CU_add_test(s, "spool read-only: 451, waits in the front queue, archived once cleared",
                 test_readonly);
     CU_add_test(s, "spool full (tmpfs): 451, waits, archived once there is room", test_full);
+    CU_add_test(s, "SASL through Postfix and Dovecot: a departed employee's login refused with "
+                   "550 whatever the sender, a colleague's kept in the journal", test_sasl);
     CU_add_test(s, "SIGKILL under load (inet socket): every accepted message archived",
                 test_kill_inet);
     CU_add_test(s, "SIGKILL under load (unix socket, answers at DATA and EOM only): every "

@@ -1182,6 +1182,7 @@ static void test_journal_damage(void)
         unlink(tp);
         g_free(tp);
         tp = g_strconcat(sp_dir, "/failed/", name, ".tail-", NULL);
+        g_free(rp);
         rp = g_strdup_printf("%s%zu.reason", tp, tail_off);
         CU_ASSERT_TRUE(g_file_test(rp, G_FILE_TEST_EXISTS));
         unlink(rp);
