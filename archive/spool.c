@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/uio.h>
 #include <openssl/evp.h>
 #include "custos/spool.h"
@@ -430,23 +431,34 @@ static void *jn_timer(void *arg);
 /* Open a fresh journal in spool (jn.lock held). */
 static int jn_open(const char *spool, char **error_r)
 {
-    char id[SPOOL_ID_MAX + 1], *path, *dir;
+    char id[SPOOL_ID_MAX + 1], dot[SPOOL_ID_MAX + 2], *path, *tmp, *dir;
     GError *gerr = NULL;
     int fd;
 
+    /* made as .ID, locked, then named: a journal under its id is always
+     * locked by its writer while it may still grow (spool_recover) */
     new_id(id);
+    g_snprintf(dot, sizeof(dot), ".%s", id);
     path = sub_path(spool, "journal", id);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
-    if (fd < 0) {
-        cus_error_errno(error_r, "open(%s) failed", path);
-        g_free(path);
-        return -1;
-    }
+    tmp = sub_path(spool, "journal", dot);
     dir = g_build_filename(spool, "journal", NULL);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
+    if (fd < 0) {
+        cus_error_errno(error_r, "open(%s) failed", tmp);
+        goto fail;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        cus_error_errno(error_r, "flock(%s) failed", tmp);
+        goto fail;
+    }
     /* the file and its name durable before any entry in it is promised */
     if (cus_write_all(fd, SPOOL_JOURNAL_MAGIC "\n", sizeof(SPOOL_JOURNAL_MAGIC)) < 0 ||
         fsync(fd) < 0) {
-        cus_error_errno(error_r, "write(%s) failed", path);
+        cus_error_errno(error_r, "write(%s) failed", tmp);
+        goto fail;
+    }
+    if (rename(tmp, path) < 0) {
+        cus_error_errno(error_r, "rename(%s, %s) failed", tmp, path);
         goto fail;
     }
     if (cus_fsync_dir(dir, error_r) < 0)
@@ -461,6 +473,7 @@ static int jn_open(const char *spool, char **error_r)
         }
     }
     g_free(dir);
+    g_free(tmp);
     g_strlcpy(jn.id, id, sizeof(jn.id));
     jn.spool = g_strdup(spool);
     jn.path = path;
@@ -471,9 +484,12 @@ static int jn_open(const char *spool, char **error_r)
     g_cond_broadcast(&jn.cond);         /* the timer: one to close in time */
     return 0;
 fail:
-    close(fd);
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
     unlink(path);
     g_free(path);
+    g_free(tmp);
     g_free(dir);
     return -1;
 }
@@ -496,11 +512,12 @@ static int jn_handoff(char **error_r)
     g_mutex_unlock(&jn.lock);
     if (cut > 0 && ftruncate(fd, (off_t)cut) < 0 && ret == 0)
         ret = cus_error_errno(error_r, "ftruncate(%s) failed", path);
-    close(fd);
     dst = sub_path(spool, "new", id);
     newdir = g_build_filename(spool, "new", NULL);
+    /* renamed while still locked, so spool_recover() never takes it too */
     if (ret == 0 && rename(path, dst) < 0)
         ret = cus_error_errno(error_r, "rename(%s, %s) failed", path, dst);
+    close(fd);
     if (ret == 0)
         ret = dir_commit(newdir, error_r);
     g_free(newdir);
@@ -689,17 +706,6 @@ int spool_journal_close(char **error_r)
     return ret;
 }
 
-/* Is journal/NAME one this process has open? */
-static int jn_is_open(const char *name)
-{
-    int open_now;
-
-    g_mutex_lock(&jn.lock);
-    open_now = jn.fd >= 0 && strcmp(jn.id, name) == 0;
-    g_mutex_unlock(&jn.lock);
-    return open_now;
-}
-
 /* The PID in a spool id: TIME.USEC.PID.RANDOM */
 static long id_pid(const char *id)
 {
@@ -731,22 +737,37 @@ int spool_recover(const char *spool_dir, guint *moved_r, char **error_r)
         return -1;
     }
     while ((n = g_dir_read_name(d)) != NULL && ret == 0) {
-        long pid;
+        int opening = n[0] == '.', fd;
+        char *src;
 
-        if (!spool_id_valid(n))
+        if (!spool_id_valid(n + opening))
             continue;
-        pid = id_pid(n);
-        /* this process's own, once no longer open: a handoff that failed */
-        if (pid == (long)getpid() ? !jn_is_open(n) : pid_gone(pid)) {
-            char *src = g_build_filename(dir, n, NULL), *dst = sub_path(spool_dir, "new", n);
+        src = g_build_filename(dir, n, NULL);
+        /* its writer holds a lock on it as long as it may grow */
+        fd = open(src, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                ret = cus_error_errno(error_r, "open(%s) failed", src);
+        } else if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            if (opening) {
+                /* a writer gone before the journal had a name: no entry in it */
+                if (unlink(src) < 0 && errno != ENOENT)
+                    ret = cus_error_errno(error_r, "unlink(%s) failed", src);
+            } else {
+                char *dst = sub_path(spool_dir, "new", n);
 
-            if (rename(src, dst) == 0)
-                moved++;
-            else if (errno != ENOENT)
-                ret = cus_error_errno(error_r, "rename(%s, %s) failed", src, dst);
-            g_free(src);
-            g_free(dst);
+                if (rename(src, dst) == 0)
+                    moved++;
+                else if (errno != ENOENT)
+                    ret = cus_error_errno(error_r, "rename(%s, %s) failed", src, dst);
+                g_free(dst);
+            }
+        } else if (errno != EWOULDBLOCK) {
+            ret = cus_error_errno(error_r, "flock(%s) failed", src);
         }
+        if (fd >= 0)
+            close(fd);
+        g_free(src);
     }
     g_dir_close(d);
     if (ret == 0 && moved > 0)

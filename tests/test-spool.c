@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/file.h>
 #include "cutest.h"
 #include "custos/spool.h"
 
@@ -1204,33 +1205,48 @@ static void test_journal_damage(void)
     g_string_free(j, TRUE);
 }
 
-/* Journals of writers that are gone are moved to new/; a live one's stay. */
+/* Journals no writer holds are moved to new/; one held (locked) stays, and
+ * a .ID of a writer gone before naming its journal is removed. */
 static void test_journal_recover(void)
 {
     GString *j = journal_of(2, "RECOVER");
-    char dead[SPOOL_ID_MAX + 1], live[SPOOL_ID_MAX + 1], *p, *err = NULL;
+    char dead[SPOOL_ID_MAX + 1], live[SPOOL_ID_MAX + 1], *p, *q, *err = NULL;
     guint moved = 0, failed = 0;
     GHashTable *got;
-    pid_t pid = fork();
+    int fd;
 
-    if (pid == 0)
-        _exit(0);
-    waitpid(pid, NULL, 0);
-    g_snprintf(dead, sizeof(dead), "1764556800.000002.%d.0123456789abcdef", (int)pid);
-    g_snprintf(live, sizeof(live), "1764556800.000003.%d.0123456789abcdef", (int)getppid());
+    g_snprintf(dead, sizeof(dead), "1764556800.000002.%d.0123456789abcdef", (int)getpid());
+    g_snprintf(live, sizeof(live), "1764556800.000003.1.0123456789abcdef");
     p = entry_path("journal", dead);
     CU_ASSERT_TRUE(g_file_set_contents(p, j->str, (gssize)j->len, NULL));
     g_free(p);
     p = entry_path("journal", live);
     CU_ASSERT_TRUE(g_file_set_contents(p, SPOOL_JOURNAL_MAGIC "\n", -1, NULL));
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_EQUAL_FATAL(flock(fd, LOCK_EX | LOCK_NB), 0);    /* its writer's lock */
+    q = g_strdup_printf("%s/journal/.1764556800.000004.1.0123456789abcdef", sp_dir);
+    CU_ASSERT_TRUE(g_file_set_contents(q, SPOOL_JOURNAL_MAGIC "\n", -1, NULL));
     CU_ASSERT_EQUAL(spool_recover(sp_dir, &moved, &err), 0);
     CU_ASSERT_EQUAL(moved, 1);
     CU_ASSERT_EQUAL(count_dir("journal"), 1);
+    CU_ASSERT_TRUE(g_file_test(p, G_FILE_TEST_EXISTS));
+    CU_ASSERT_FALSE(g_file_test(q, G_FILE_TEST_EXISTS));
     got = take_entries("RECOVER", &failed);
     CU_ASSERT_EQUAL(g_hash_table_size(got), 2);
     g_hash_table_destroy(got);
-    unlink(p);
+    /* the lock let go (its writer gone): taken */
+    close(fd);
+    CU_ASSERT_EQUAL(spool_recover(sp_dir, &moved, &err), 0);
+    CU_ASSERT_EQUAL(moved, 1);
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    {
+        char *np = entry_path("new", live);
+        CU_ASSERT_TRUE(g_file_test(np, G_FILE_TEST_EXISTS));
+        unlink(np);
+        g_free(np);
+    }
     g_free(p);
+    g_free(q);
     CU_ASSERT_EQUAL(spool_recover("/nonexistent/spool", &moved, &err), -1);
     CU_ASSERT_PTR_NOT_NULL(err != NULL ? strstr(err, "/nonexistent/spool/journal") : NULL);
     g_free(err);
@@ -1260,6 +1276,6 @@ CUS_SUITE(spool)
                 test_journal_spill);
     CU_add_test(s, "journal: a damaged entry and a torn tail go to failed/ whole, the rest "
                    "is read", test_journal_damage);
-    CU_add_test(s, "journal: a gone writer's journal is moved to new/, a live one's stays",
+    CU_add_test(s, "journal: one no writer holds is moved to new/, a held one stays",
                 test_journal_recover);
 }

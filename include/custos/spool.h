@@ -81,10 +81,11 @@
  *   entry ID LEN ...                as many as were appended
  * An entry is acknowledged only once its bytes and everything before them
  * are synced, so a journal left by a crash ends with at most one entry
- * that was never acknowledged, possibly torn. A journal whose writer
- * is gone (the PID in its id is not running) is moved into new/ by
- * spool_recover() (custos-milter at start and reload, ingest on every
- * pass). The reader takes every entry that parses; an entry that does not,
+ * that was never acknowledged, possibly torn. The writer holds an
+ * flock(2) on its journal as long as it may grow (made as journal/.ID,
+ * locked, then named); a journal no process holds locked is moved into
+ * new/ by spool_recover() (custos-milter at start and reload, ingest on
+ * every pass), whatever process or PID namespace wrote it. The reader takes every entry that parses; an entry that does not,
  * and a tail that is not an entry (torn), go to failed/ as files of their
  * own with the reason beside them: nothing is dropped.
  */
@@ -202,8 +203,9 @@ void spool_commit_stats(guint64 *entries_r, guint64 *syncs_r);
  * first. 0, or -1 (the journal stays in journal/ for spool_recover()). */
 int spool_journal_close(char **error_r);
 
-/* Move the journals of writers that are gone (see above) from journal/ to
- * new/; their number goes to moved_r. */
+/* Move the journals no writer holds (see above) from journal/ to new/;
+ * their number goes to moved_r. A .ID left by a writer gone before its
+ * journal was named (nothing in it was ever promised) is removed. */
 int spool_recover(const char *spool_dir, guint *moved_r, char **error_r);
 
 /* A journal in memory (the whole file) split into its entries: good gets
