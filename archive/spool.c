@@ -536,6 +536,18 @@ static void jn_maybe_handoff(void)
         jn_handoff(NULL);
 }
 
+/* One step of closing the open journal (jn.lock held): no new append goes
+ * into it; it is handed over if none is in flight, else this waits for a
+ * change. 0, or jn_handoff()'s -1. */
+static int jn_close_step(char **error_r)
+{
+    jn.closing = 1;
+    if (jn.busy == 0 && !jn.syncing)
+        return jn_handoff(error_r);
+    g_cond_wait(&jn.cond, &jn.lock);
+    return 0;
+}
+
 static void *jn_timer(void *arg)
 {
     (void)arg;
@@ -548,11 +560,7 @@ static void *jn_timer(void *arg)
         } else if (now < due && !jn.closing) {
             g_cond_wait_until(&jn.cond, &jn.lock, due);
         } else {
-            jn.closing = 1;
-            if (jn.busy == 0 && !jn.syncing)
-                jn_handoff(NULL);
-            else
-                g_cond_wait(&jn.cond, &jn.lock);
+            jn_close_step(NULL);    /* on error it stays for spool_recover() */
         }
     }
     g_mutex_unlock(&jn.lock);
@@ -603,13 +611,8 @@ static int journal_append(const char *spool, const char *id, const GString *h,
     iov[3] = (struct iovec){ "\n", 1 };
     g_mutex_lock(&jn.lock);
     /* not into a journal being closed, or of another spool (a reload) */
-    while (jn.fd >= 0 && (jn.closing || jn.broken || strcmp(jn.spool, spool) != 0)) {
-        jn.closing = 1;
-        if (jn.busy == 0 && !jn.syncing)
-            jn_handoff(NULL);
-        else
-            g_cond_wait(&jn.cond, &jn.lock);
-    }
+    while (jn.fd >= 0 && (jn.closing || jn.broken || strcmp(jn.spool, spool) != 0))
+        jn_close_step(NULL);
     if (jn.fd < 0 && jn_open(spool, error_r) < 0) {
         g_mutex_unlock(&jn.lock);
         return -1;
@@ -689,13 +692,9 @@ int spool_journal_close(char **error_r)
     int ret = 0;
 
     g_mutex_lock(&jn.lock);
-    while (jn.fd >= 0) {
-        jn.closing = 1;
-        if (jn.busy == 0 && !jn.syncing)
-            ret = jn_handoff(error_r);
-        else
-            g_cond_wait(&jn.cond, &jn.lock);
-    }
+    while (jn.fd >= 0)
+        if (jn_close_step(ret == 0 ? error_r : NULL) < 0)
+            ret = -1;
     t = jn.timer;
     jn.timer = NULL;
     jn.timer_stop = 1;
