@@ -236,11 +236,12 @@ static int drain(struct ingest *in, char **error_r)
     guint moved = 0;
     int ret = 0;
 
-    /* the journals of a custos-milter that is gone (killed, crashed) */
+    /* the journals no custos-milter holds (it was killed, it crashed) */
     if (spool_recover(in->spool, &moved, error_r) < 0)
         return -1;
     if (moved > 0)
-        log_info("ingest: %u journals of writers gone taken from %s/journal", moved, in->spool);
+        log_info("ingest: %u journals no writer holds taken from %s/journal", moved,
+                 in->spool);
     if (spool_list(in->spool, &ids, error_r) < 0)
         return -1;
     for (guint i = 0; i < ids->len && !ingest_stopping && ret == 0; i++) {

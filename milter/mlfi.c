@@ -191,7 +191,7 @@ static void spool_check(const struct mlt_conf *c)
         log_info("NOQUEUE: spool %s: removed %u unfinished entries of writers gone",
                  c->spool, removed);
     if (moved > 0)
-        log_info("NOQUEUE: spool %s: %u journals of writers gone handed to ingest",
+        log_info("NOQUEUE: spool %s: %u journals no writer holds handed to ingest",
                  c->spool, moved);
 }
 
@@ -372,7 +372,8 @@ static int mmsg_writer(struct mconn *c, char **error_r)
 
     if (m->w != NULL)
         return 0;
-    /* held in memory, and journalled, while no bigger than the copy kept */
+    /* held in memory (parsed from there, then journalled) while no bigger
+     * than the text the detectors read */
     if (spool_writer_open(m->conf->spool, m->conf->cfg->det_text_size, &m->w, error_r) < 0)
         return -1;
     return 0;
