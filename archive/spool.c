@@ -1622,11 +1622,11 @@ int spool_parse_journal(GBytes *data, GPtrArray **good_r, GPtrArray **bad_r, cha
         }
         if (why != NULL) {
             /* nothing after this can be found: the rest is one piece */
-            char *s = show(l, MIN(len - pos, 40));
+            char *s = show(l, len - pos);
 
             bad_add(bad, g_strdup_printf("tail-%zu", pos),
                     g_bytes_new_from_bytes(data, pos, len - pos),
-                    g_strdup_printf("journal offset %zu: %s: \"%s\"", pos, why, s));
+                    g_strdup_printf("journal offset %zu: %s: %s", pos, why, s));
             g_free(s);
             g_free(why);
             break;
