@@ -1060,15 +1060,18 @@ struct mnotice_claim {
     gint64 at;
 };
 
-/* The outbox is done with a notice: one that did not go frees its claim. */
+/* The outbox is done with a notice: one that went confirms its claim, one
+ * that did not frees it (a claim neither confirmed nor freed, the milter
+ * killed meanwhile, is gone when the record is opened again). */
 static void notice_done(int ok, void *data)
 {
     struct mnotice_claim *cl = data;
     char *err = NULL;
 
     g_mutex_lock(&mlt_once_lock);
-    if (!ok && mlt_once != NULL && strcmp(cl->path, mlt_once_path) == 0 &&
-        once_release(mlt_once, cl->key, cl->at, &err) < 0) {
+    if (mlt_once != NULL && strcmp(cl->path, mlt_once_path) == 0 &&
+        (ok ? once_confirm(mlt_once, cl->key, cl->at, &err)
+            : once_release(mlt_once, cl->key, cl->at, &err)) < 0) {
         log_error("%s: %s", cl->qid, err);
         g_free(err);
     }

@@ -43,6 +43,7 @@
 #include "custos/cfg.h"
 #include "custos/log.h"
 #include "custos/milter.h"
+#include "custos/once.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 
@@ -515,6 +516,53 @@ static long vm_kb(GPid pid, const char *field)
     return v;
 }
 
+/*
+ * The record of notices (once.c): a claim holds the key off while pending
+ * and, confirmed, for the period; released, the key is free again; a
+ * pending claim of a process that died (the record opened again) is gone,
+ * a confirmed one stays.
+ */
+static void test_once(void)
+{
+    char *dir = cut_tmpdir(), *path = g_build_filename(dir, "once.db", NULL), *err = NULL;
+    struct once *o = NULL;
+    const gint64 now = 1764556800, day = 86400;
+
+    CU_ASSERT_EQUAL_FATAL(once_open(path, &o, &err), 0);
+    CU_ASSERT_EQUAL(once_claim(o, "a", now, 30 * day, &err), 1);
+    CU_ASSERT_EQUAL(once_claim(o, "a", now + 1, 30 * day, &err), 0);       /* pending */
+    CU_ASSERT_EQUAL(once_release(o, "a", now, &err), 0);
+    CU_ASSERT_EQUAL(once_claim(o, "a", now + 2, 30 * day, &err), 1);       /* free again */
+    CU_ASSERT_EQUAL(once_confirm(o, "a", now + 2, &err), 0);
+    CU_ASSERT_EQUAL(once_release(o, "a", now + 2, &err), 0);               /* done: stays */
+    CU_ASSERT_EQUAL(once_claim(o, "a", now + 10 * day, 30 * day, &err), 0);
+    CU_ASSERT_EQUAL(once_claim(o, "a", now + 31 * day, 30 * day, &err), 1);    /* period over */
+    CU_ASSERT_EQUAL(once_confirm(o, "a", now + 31 * day, &err), 0);
+    /* pending too long (ONCE_PENDING): free again */
+    CU_ASSERT_EQUAL(once_claim(o, "b", now, 30 * day, &err), 1);
+    CU_ASSERT_EQUAL(once_claim(o, "b", now + ONCE_PENDING - 1, 30 * day, &err), 0);
+    CU_ASSERT_EQUAL(once_claim(o, "b", now + ONCE_PENDING, 30 * day, &err), 1);
+    /* the claimer killed between claim and deed: opened again, b is free, a
+     * (confirmed) is not */
+    once_close(&o);
+    CU_ASSERT_EQUAL_FATAL(once_open(path, &o, &err), 0);
+    CU_ASSERT_EQUAL(once_claim(o, "b", now + ONCE_PENDING + 1, 30 * day, &err), 1);
+    {
+        /* "a" was confirmed 31 days after now; the wall clock is what the
+         * year-old pruning uses, so claim relative to the real time */
+        gint64 t = g_get_real_time() / G_USEC_PER_SEC;
+        CU_ASSERT_EQUAL(once_claim(o, "c", t, 30 * day, &err), 1);
+        CU_ASSERT_EQUAL(once_confirm(o, "c", t, &err), 0);
+        once_close(&o);
+        CU_ASSERT_EQUAL_FATAL(once_open(path, &o, &err), 0);
+        CU_ASSERT_EQUAL(once_claim(o, "c", t + 1, 30 * day, &err), 0);
+    }
+    once_close(&o);
+    cut_rmtree(dir);
+    g_free(dir);
+    g_free(path);
+}
+
 static void test_protocol(void)
 {
     struct mfx f;
@@ -852,9 +900,10 @@ static void test_directory(void)
 /* ---- with Postfix ----------------------------------------------------- */
 
 /* One integer from index.db; -1 on error. */
-static gint64 q_int(struct mfx *f, const char *sql, const char *arg)
+/* The first column of the first row of sql (one text argument or none) in
+ * the SQLite file at path, read-only; -1 if there is none. */
+static gint64 q_int_at(const char *path, const char *sql, const char *arg)
 {
-    char *path = g_build_filename(f->arc, "index.db", NULL);
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     gint64 v = -1;
@@ -866,6 +915,15 @@ static gint64 q_int(struct mfx *f, const char *sql, const char *arg)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
+    return v;
+}
+
+/* The same in the archive's index. */
+static gint64 q_int(struct mfx *f, const char *sql, const char *arg)
+{
+    char *path = g_build_filename(f->arc, "index.db", NULL);
+    gint64 v = q_int_at(path, sql, arg);
+
     g_free(path);
     return v;
 }
@@ -2283,6 +2341,13 @@ static void test_policy_route(void)
     CU_ASSERT_EQUAL(sink_count(&p, "Auto-Submitted: auto-generated"), 2);
     CU_ASSERT_EQUAL(log_has(p.f.log, "no notice to <purchasing@xingchen.example>: one went "
                                      "within 30 days"), 1);
+    {
+        /* both notices went: their claims confirmed, none left pending */
+        char *db = g_build_filename(p.f.dir, "state", "route-notices.db", NULL);
+        CU_ASSERT_EQUAL(q_int_at(db, "SELECT count(*) FROM once WHERE at > 0", NULL), 2);
+        CU_ASSERT_EQUAL(q_int_at(db, "SELECT count(*) FROM once WHERE at < 0", NULL), 0);
+        g_free(db);
+    }
 
     /* held and routed at once: a customer's mail to the departed employee
      * that also copies a colleague's private mailbox (customer-contact-
@@ -2356,6 +2421,8 @@ static void test_policy_route(void)
 CUS_SUITE(milter)
 {
     CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
+    CU_add_test(s, "record of notices: pending, confirmed, released; a pending claim of a "
+                   "killed process gone when reopened", test_once);
     CU_add_test(s, "callbacks, fake MTA: no HELO; over unix no reply but at DATA and EOM, "
                    "MAIL FROM while stopping answered 421 at DATA; over TCP every step",
                 test_noreply);
