@@ -164,6 +164,20 @@ static void put_envelope(GString *h, const struct spool_entry *e, guint64 len, c
     g_string_append_printf(h, "size %" G_GUINT64_FORMAT "\nsha256 %s\n", len, hex);
 }
 
+/* The header of a version-1 entry: magic, envelope, empty line; -1 when
+ * it is over SPOOL_HEADER_MAX. */
+static int put_header_v1(GString *h, const struct spool_entry *e, guint64 len, const char *hex,
+                         char **error_r)
+{
+    g_string_append(h, SPOOL_MAGIC "\n");
+    put_envelope(h, e, len, hex);
+    g_string_append_c(h, '\n');
+    if (h->len > SPOOL_HEADER_MAX)
+        return cus_error(error_r, "spool: envelope of %zu bytes is over the limit of %d",
+                         h->len, SPOOL_HEADER_MAX);
+    return 0;
+}
+
 /*
  * Group commit of SPOOL/new/: a writer whose entry is renamed into new/
  * waits for an fsync of the directory that started after its rename. One
@@ -290,34 +304,39 @@ static int open_tmp_id(const char *spool_dir, const char *id, char **tmp_r, char
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
 
     if (fd < 0) {
+        int e = errno;
+
         cus_error_errno(error_r, "open(%s) failed", tmp);
         g_free(tmp);
+        errno = e;
         return -1;
     }
     *tmp_r = tmp;
     return fd;
 }
 
-/* A fresh entry's temp file in tmp/ (O_EXCL), its id and path. */
+/* A fresh entry's temp file in tmp/ (O_EXCL), its id and path: a new id
+ * while one is taken, ten times at most. */
 static int open_tmp(const char *spool_dir, char id[SPOOL_ID_MAX + 1], char **tmp_r,
                     char **error_r)
 {
-    char *tmp = NULL;
-    int fd = -1;
+    for (int tries = 0;; tries++) {
+        char *err = NULL;
+        int fd;
 
-    for (int tries = 0; fd < 0; tries++) {
         new_id(id);
-        g_free(tmp);
-        tmp = sub_path(spool_dir, "tmp", id);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
-        if (fd < 0 && (errno != EEXIST || tries >= 10)) {
-            cus_error_errno(error_r, "open(%s) failed", tmp);
-            g_free(tmp);
+        fd = open_tmp_id(spool_dir, id, tmp_r, &err);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST || tries >= 10) {
+            if (error_r != NULL)
+                *error_r = err;
+            else
+                g_free(err);
             return -1;
         }
+        g_free(err);
     }
-    *tmp_r = tmp;
-    return fd;
 }
 
 int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
@@ -344,14 +363,8 @@ int spool_write(const char *spool_dir, const struct spool_entry *e, char *id_r,
     cus_sha256(raw, len, sha);
     cus_hex(sha, CUS_SHA256_LEN, hex);
     h = g_string_sized_new(512);
-    g_string_append(h, SPOOL_MAGIC "\n");
-    put_envelope(h, e, len, hex);
-    g_string_append_c(h, '\n');
-    if (h->len > SPOOL_HEADER_MAX) {
-        cus_error(error_r, "spool: envelope of %zu bytes is over the limit of %d",
-                  h->len, SPOOL_HEADER_MAX);
+    if (put_header_v1(h, e, len, hex, error_r) < 0)
         goto out;
-    }
     newdir = g_build_filename(spool_dir, "new", NULL);
     fd = open_tmp(spool_dir, id, &tmp, error_r);
     if (fd < 0)
@@ -955,14 +968,8 @@ int spool_writer_commit(struct spool_writer **wp, const struct spool_entry *env,
     h = g_string_sized_new(512);
     if (w->mem != NULL) {
         /* held in memory: a version-1 entry, into the journal */
-        g_string_append(h, SPOOL_MAGIC "\n");
-        put_envelope(h, env, w->size, hex);
-        g_string_append_c(h, '\n');
-        if (h->len > SPOOL_HEADER_MAX) {
-            cus_error(error_r, "spool: envelope of %zu bytes is over the limit of %d", h->len,
-                      SPOOL_HEADER_MAX);
+        if (put_header_v1(h, env, w->size, hex, error_r) < 0)
             goto out;
-        }
         if (journal_append(w->dir, w->id, h, w->mem->data, w->mem->len, error_r) < 0)
             goto out;
         if (sha_hex_r != NULL)
