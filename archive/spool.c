@@ -439,6 +439,10 @@ struct journal {
 
 static struct journal jn = { .fd = -1 };
 
+/* How often a journal is made again when its .ID was removed before it was
+ * locked (jn_open). */
+#define JOURNAL_OPEN_TRIES 16
+
 static void *jn_timer(void *arg);
 
 /* Open a fresh journal in spool (jn.lock held). */
@@ -449,20 +453,46 @@ static int jn_open(const char *spool, char **error_r)
     int fd;
 
     /* made as .ID, locked, then named: a journal under its id is always
-     * locked by its writer while it may still grow (spool_recover) */
-    new_id(id);
-    g_snprintf(dot, sizeof(dot), ".%s", id);
-    path = sub_path(spool, "journal", id);
-    tmp = sub_path(spool, "journal", dot);
+     * locked by its writer while it may still grow (spool_recover). Between
+     * the open and the lock, spool_recover() may take the .ID for one of a
+     * writer gone and remove it: then it is made again under a new id. */
+    path = tmp = NULL;
     dir = g_build_filename(spool, "journal", NULL);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
-    if (fd < 0) {
-        cus_error_errno(error_r, "open(%s) failed", tmp);
-        goto fail;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        cus_error_errno(error_r, "flock(%s) failed", tmp);
-        goto fail;
+    for (int tries = 0;; tries++) {
+        struct stat st;
+
+        g_free(path);
+        g_free(tmp);
+        new_id(id);
+        g_snprintf(dot, sizeof(dot), ".%s", id);
+        path = sub_path(spool, "journal", id);
+        tmp = sub_path(spool, "journal", dot);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, SPOOL_MODE_FILE);
+        if (fd < 0) {
+            cus_error_errno(error_r, "open(%s) failed", tmp);
+            goto fail;
+        }
+        /* waits only while spool_recover() looks at it */
+        while (flock(fd, LOCK_EX) < 0) {
+            if (errno != EINTR) {
+                cus_error_errno(error_r, "flock(%s) failed", tmp);
+                goto fail;
+            }
+        }
+        if (fstat(fd, &st) < 0) {
+            cus_error_errno(error_r, "fstat(%s) failed", tmp);
+            goto fail;
+        }
+        if (st.st_nlink > 0)
+            break;
+        close(fd);
+        fd = -1;
+        if (tries == JOURNAL_OPEN_TRIES) {
+            cus_error(error_r, "spool: %s was removed %d times before it could be locked: "
+                      "is something other than custos removing files in %s?", tmp,
+                      tries + 1, dir);
+            goto fail;
+        }
     }
     /* the file and its name durable before any entry in it is promised */
     if (cus_write_all(fd, SPOOL_JOURNAL_MAGIC "\n", sizeof(SPOOL_JOURNAL_MAGIC)) < 0 ||

@@ -83,11 +83,13 @@
  * are synced, so a journal left by a crash ends with at most one entry
  * that was never acknowledged, possibly torn. The writer holds an
  * flock(2) on its journal as long as it may grow (made as journal/.ID,
- * locked, then named); a journal no process holds locked is moved into
- * new/ by spool_recover() (custos-milter at start and reload, ingest on
- * every pass), whatever process or PID namespace wrote it. The reader takes every entry that parses; an entry that does not,
- * and a tail that is not an entry (torn), go to failed/ as files of their
- * own with the reason beside them: nothing is dropped.
+ * locked, then named; a .ID that spool_recover() removed between its
+ * open and its lock is made again under a new id); a journal no process
+ * holds locked is moved into new/ by spool_recover() (custos-milter at
+ * start and reload, ingest on every pass), whatever process or PID
+ * namespace wrote it. The reader takes every entry that parses; an entry
+ * that does not, and a tail that is not an entry (torn), go to failed/ as
+ * files of their own with the reason beside them: nothing is dropped.
  */
 #ifndef CUSTOS_SPOOL_H
 #define CUSTOS_SPOOL_H
