@@ -69,6 +69,7 @@ static const struct cfg_opt cfg_opts[] = {
     { "directory", "webmail_domains", CT_PATH, "/etc/custos/webmail-domains.txt", 0, 0,
       O(dir_webmail) },
     { "spool", "dir", CT_PATH, "", 0, 0, O(spool_dir) },
+    { "spool", "ingest_delay", CT_INT, "5", 0, 3600, O(spool_ingest_delay) },
     { "chain", "sign_key", CT_PATH, "", 0, 0, O(chain_sign_key) },
     { "chain", "verify_key", CT_PATH, "", 0, 0, O(chain_verify_key) },
     { "chain", "checkpoint_interval", CT_INT, "300", 0, 86400 * 7, O(chain_interval) },

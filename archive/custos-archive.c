@@ -317,6 +317,7 @@ static int cmd_ingest(const struct cfg *cfg, int argc, char **argv)
         arc_close(&arc);
     }
     spool = cfg_spool_dir(cfg);
+    io.gather_max_ms = cfg->spool_ingest_delay * 1000;
     if (io.follow && cfg->chain_interval > 0)
         io.tick_interval = cfg->chain_interval;
     ret = ingest_run(NULL, spool, &io, &st, &err);

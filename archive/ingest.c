@@ -11,10 +11,10 @@
  * listing, so an entry renamed in at any moment either is in a listing or
  * wakes the poll(). Events only wake us; each wake-up lists the directory
  * again, so a queue overflow needs nothing more than that rescan. After a
- * wake-up it waits INGEST_GATHER_MS for the rest of the burst, so a batch
- * commits many entries (a commit's fsyncs and index pages shared) while
- * mail flows. SIGTERM
- * and SIGINT set a flag and write to a self-pipe the poll() watches.
+ * wake-up it gathers the rest of the burst (gather()), so a batch commits
+ * many entries (a commit's fsyncs and index pages shared) and the archive
+ * is written between bursts, not during them. SIGTERM and SIGINT set a
+ * flag and write to a self-pipe the poll() watches.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -280,6 +280,36 @@ static void inotify_consume(int ifd)
     }
 }
 
+/* Entries come in bursts: wait until the burst pauses (INGEST_GATHER_MS
+ * without a new entry) or gather_max_ms have passed since it began. Ingest
+ * runs at idle priority, but while it works it still takes memory
+ * bandwidth, caches and the disk from Postfix and custos-milter in the
+ * middle of a burst; after it, a bigger batch costs less per entry too. A
+ * signal or a writer waiting for the archive ends the wait at once. */
+static void gather(struct ingest *in, int ifd)
+{
+    struct pollfd fds[2] = { { ifd, POLLIN, 0 }, { sig_pipe[0], POLLIN, 0 } };
+    double end = cus_now() + in->o->gather_max_ms / 1000.0;
+
+    for (int first = 1;; first = 0) {
+        int wait = INGEST_GATHER_MS;
+
+        inotify_consume(ifd);
+        if (!first) {
+            double left = end - cus_now();
+            if (left <= 0)
+                break;
+            wait = MIN(wait, (int)(left * 1000) + 1);
+        }
+        if (poll(fds, sig_pipe[0] >= 0 ? 2 : 1, wait) <= 0)
+            break;              /* quiet (or EINTR: a signal) */
+        if ((fds[1].revents & POLLIN) || ingest_stopping ||
+            (in->arc != NULL && arc_writer_wanted(in->arc)))
+            break;
+    }
+    inotify_consume(ifd);
+}
+
 /* Wait for an entry, a signal or the next tick. */
 static int wait_for_work(struct ingest *in, int ifd, char **error_r)
 {
@@ -297,16 +327,9 @@ static int wait_for_work(struct ingest *in, int ifd, char **error_r)
     n = poll(fds, sig_pipe[0] >= 0 ? 2 : 1, timeout);
     if (n < 0 && errno != EINTR)
         return cus_error_errno(error_r, "ingest: poll() failed");
-    if (n > 0 && (fds[0].revents & POLLIN)) {
-        /* Entries come in bursts: let the burst gather (a signal still ends
-         * the wait), so one batch commits many entries, not one each. */
-        if (sig_pipe[0] >= 0)
-            poll(&fds[1], 1, INGEST_GATHER_MS);
-        else
-            g_usleep(INGEST_GATHER_MS * 1000);
-        inotify_consume(ifd);
-    }
-    if (n > 0 && sig_pipe[0] >= 0 && (fds[1].revents & POLLIN))
+    if (n > 0 && (fds[0].revents & POLLIN))
+        gather(in, ifd);
+    if (n > 0 && sig_pipe[0] >= 0)
         while (read(sig_pipe[0], &c, 1) > 0)
             ;
     return 0;

@@ -595,6 +595,83 @@ static void test_follow(void)
     fx_close(&fx);
 }
 
+/* Entries in new/ now. */
+static guint count_new(struct fx *fx)
+{
+    GPtrArray *a = list_dir(fx->spool, "new", 1);
+    guint n = a->len;
+
+    g_ptr_array_free(a, TRUE);
+    return n;
+}
+
+/* Enqueue entries first..last, one every gap_ms: a burst of mail. */
+static void feed(struct fx *fx, guint first, guint last, int gap_ms)
+{
+    char id[SPOOL_ID_MAX + 1];
+
+    for (guint i = first; i <= last; i++) {
+        CU_ASSERT_EQUAL(enqueue_direct(fx->spool, i, id, NULL), 0);
+        g_usleep((gulong)gap_ms * 1000);
+    }
+}
+
+/* --follow keeps off the archive while entries keep coming: the batch
+ * starts once they pause, or [spool] ingest_delay after the first. */
+static void test_follow_gather(void)
+{
+    struct fx fx;
+    char *log, *text, *conf = NULL;
+    int status = 0;
+    guint during;
+    GPid pid;
+
+    fx_open(&fx, 1);
+    g_file_get_contents(fx.conf, &conf, NULL, NULL);
+    text = g_strdup_printf("%singest_delay = 2\n", conf);
+    g_file_set_contents(fx.conf, text, -1, NULL);
+    g_free(text);
+    g_free(conf);
+    log = g_build_filename(fx.dir, "gather.log", NULL);
+    pid = spawn_bg(&fx, log, "ingest", "--follow", NULL);
+    CU_ASSERT_FATAL(pid > 0);
+    g_usleep(300000);
+    /* 12 entries, one each 100 ms (less than INGEST_GATHER_MS apart), in
+     * 1.2 s (less than ingest_delay): none archived while they come... */
+    feed(&fx, 0, 11, 100);
+    during = count_new(&fx);
+    CU_ASSERT_EQUAL(during, 12);
+    /* ...all of them in one commit once they stop */
+    CU_ASSERT(wait_for(spool_empty, &fx, 12, 20));
+    /* A burst longer than ingest_delay: archived while it still comes */
+    feed(&fx, 100, 139, 100);
+    CU_ASSERT(count_new(&fx) < 40);
+    CU_ASSERT(q_int(fx.arc, "SELECT count(*) FROM deliveries") > 12);
+    CU_ASSERT(wait_for(spool_empty, &fx, 52, 20));
+    CU_ASSERT_EQUAL(kill(pid, SIGTERM), 0);
+    if (wait_child(pid, 20, &status) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        CU_FAIL("ingest --follow did not stop on SIGTERM");
+    }
+    g_spawn_close_pid(pid);
+    text = NULL;
+    g_file_get_contents(log, &text, NULL, NULL);
+    /* 1 commit for the first burst, at least 2 for the second (at least one
+     * before it ended, one after) and at most 4 (every 2 s of its 4 s) */
+    {
+        const char *at = text != NULL ? strstr(text, " MB in ") : NULL;
+        unsigned long commits = 0;
+
+        CU_ASSERT(at != NULL && sscanf(at, " MB in %lu commits", &commits) == 1);
+        fprintf(stderr, "(%lu commits) ", commits);
+        CU_ASSERT(commits >= 3 && commits <= 5);
+    }
+    g_free(text);
+    g_free(log);
+    fx_close(&fx);
+}
+
 /*
  * Disk full: the archive on a small tmpfs in a private mount namespace
  * (nothing leaks out of it: the mount ends with the shell). Run 1 must
@@ -936,6 +1013,8 @@ CUS_SUITE(ingest)
     CU_add_test(s, "enqueue real mail with envelopes, ingest, search, stats", test_enqueue_ingest);
     CU_add_test(s, "broken entries to failed/ with the reason, exit 1", test_broken_entries);
     CU_add_test(s, "--follow: woken by new entries, exits 0 on SIGTERM", test_follow);
+    CU_add_test(s, "--follow: a burst is archived when it pauses, or ingest_delay after it "
+                   "began", test_follow_gather);
     CU_add_test(s, "disk full: stops, loses nothing; with room, each entry once", test_disk_full);
     CU_add_test(s, "SIGKILL at many points, then every entry exactly once", test_kill);
     CU_add_test(s, "ingest_run: the tick hook, its error, SIGTERM in --follow", test_tick);

@@ -80,6 +80,8 @@ struct cfg {
 
     /* [spool] */
     char *spool_dir;            /* dir: NULL = ARCHIVE_DIR/spool (cfg_spool_dir) */
+    int spool_ingest_delay;     /* ingest_delay: seconds ingest --follow gathers a
+                                 * burst at most */
 
     /* [chain] */
     char *chain_sign_key;       /* sign_key: Ed25519 private key (PEM), or NULL */

@@ -41,6 +41,9 @@ struct ingest_opts {
     int threads;        /* parser threads; <= 0: one per CPU, at most 4 */
     int follow;         /* after the spool is empty, wait (inotify on
                          * SPOOL/new/) for more until stopped by a signal */
+    int gather_max_ms;  /* --follow: while entries keep arriving, gather them
+                         * for up to this long before a batch starts (see
+                         * INGEST_GATHER_MS); <= 0: INGEST_GATHER_MS once */
     int signals;        /* catch SIGTERM and SIGINT while running: finish and
                          * commit the current batch, then return 0 */
     /* Periodic work (e.g. a chain checkpoint): called between batches, with
@@ -55,10 +58,13 @@ struct ingest_opts {
 };
 
 #define INGEST_BATCH_DEFAULT 500
-/* --follow: after an entry arrives, wait this long for more before the
- * batch starts (an archive a quarter of a second behind, batches of many
- * entries while mail flows instead of one commit per message). */
-#define INGEST_GATHER_MS 250
+/* --follow: after an entry arrives, the batch starts once no other has
+ * come for this long (or gather_max_ms after the first): batches of many
+ * entries while mail flows instead of one commit per message, and no
+ * archiving in the middle of a burst, when Postfix and custos-milter need
+ * the CPU. custos-milter hands its journal over every fifth of a second
+ * while mail comes: this is longer. */
+#define INGEST_GATHER_MS 500
 
 struct ingest_stats {
     guint64 archived;   /* entries committed to the archive and removed */
