@@ -13,8 +13,10 @@
 # messages of 10 KB and of 200 KB over SESS sessions into each listener,
 # RUNS times, setups interleaved; the queue (and the archive's spool) is
 # drained between runs, outside the timing. Printed: the median msg/s of
-# each setup and the ratios against the baselines of this same run. Then
-# custos-milter's peak resident memory with 10 KB and with 10 MB messages.
+# each setup and the ratios against the baselines of this same run. Then a
+# sustained load (LONG_N messages, longer than [spool] ingest_delay, so
+# ingest archives while mail comes) and custos-milter's peak resident
+# memory with 10 KB and with 10 MB messages.
 #
 # CPU per message: each part runs in a cpuacct cgroup of its own (Postfix
 # with all its daemons, the milter, ingest, smtp-source and smtp-sink), and
@@ -28,8 +30,8 @@
 # Needs root (Postfix's master) and `make` done. Only 127.0.0.1 is used.
 #   sh bench/milter.sh            RUNS=3 N=2000 SESS=10
 #   RUNS=1 N=300 sh bench/milter.sh   (a quick look)
-#   SETUPS="none null-unix custos-unix" MEM=0 sh bench/milter.sh  (some setups,
-#                                       no memory run)
+#   SETUPS="none null-unix custos-unix" MEM=0 LONG_RUNS=0 sh bench/milter.sh
+#                                       (some setups, no memory or sustained run)
 set -eu
 
 BUILD=${1:-build}
@@ -40,6 +42,8 @@ BIG_N=${BIG_N:-40}
 SIZES=${SIZES:-"10240 204800"}
 SETUPS=${SETUPS:-"none null-unix null-inet null0-unix null0-inet custos-unix custos-inet custos-nagle-inet"}
 MEM=${MEM:-1}
+LONG_N=${LONG_N:-12000}
+LONG_RUNS=${LONG_RUNS:-2}
 
 case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -356,6 +360,37 @@ print(" ".join("%.3f" % statistics.median(col) for col in zip(*runs)))' "$(eval 
         python3 -c "print('  inet: custos with Nagle (tcp_nodelay = false) %.1f msg/s, %.2fx of custos-inet' % ($M_custos_nagle_inet, $M_custos_nagle_inet/$M_custos_inet))"
     fi
 done
+
+# ---- sustained load: longer than [spool] ingest_delay -----------------------
+# A push of N messages lasts a few seconds, mostly less than ingest_delay
+# (5 s), and then ingest archives it after the push. Under a load that does
+# not pause, ingest runs every ingest_delay seconds while mail comes: LONG_N
+# messages of 10 KB (several times ingest_delay at these rates), LONG_RUNS
+# runs each, show what custos costs then.
+if [ "$LONG_RUNS" -gt 0 ] && has none && has null-unix && has custos-unix; then
+    R_none=''; R_null_unix=''; R_custos_unix=''; IP=''
+    drain
+    for run in $(seq "$LONG_RUNS"); do
+        for s in none null-unix custos-unix; do
+            push "$s" 10240 "$LONG_N"
+            v=$(v_of "$s")
+            eval "R_$v=\"\$R_$v $RATE\""
+            [ "$s" != custos-unix ] || [ -z "$CPU" ] ||
+                IP="$IP $(echo "$CPU_PUSH" | cut -d' ' -f3)/$(echo "$CPU" | cut -d' ' -f3)"
+            echo "  sustained run $run $s: $RATE msg/s${CPU:+, CPU ms/msg (postfix milter ingest smtp total) $CPU, of it in the push $CPU_PUSH}" >&2
+        done
+    done
+    echo
+    echo "sustained: $LONG_N x 10 KB per run, ingest archiving while mail comes (load now $(cut -d' ' -f1-3 /proc/loadavg)):"
+    for s in none null-unix custos-unix; do
+        v=$(v_of "$s")
+        runs=$(eval "echo \$R_$v")
+        eval "M_$v=$(median $runs)"
+        printf "  %-18s %8s %6s  %s\n" "$s" "$(eval "echo \$M_$v")" "" "$runs"
+    done
+    python3 -c "print('  unix, sustained: custos/null %.2fx, custos/no-milter %.2fx, null/no-milter %.2fx' % ($M_custos_unix/$M_null_unix, $M_custos_unix/$M_none, $M_null_unix/$M_none))"
+    [ -z "$IP" ] || echo "  ingest CPU ms/msg of custos-unix in the push / in all, per run:$IP"
+fi
 
 # ---- resident memory: 10 KB vs 10 MB messages -------------------------------
 hwm() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
