@@ -500,6 +500,24 @@ static GPid spawn_bg(struct fx *fx, const char *log, const char *a1, const char 
     return pid;
 }
 
+/* SIGTERM to ingest --follow pid: it must exit 0 within 20 s (else it is
+ * killed and the test fails). Its wait status. */
+static int stop_follow(GPid pid)
+{
+    int status = 0;
+
+    CU_ASSERT_EQUAL(kill(pid, SIGTERM), 0);
+    if (wait_child(pid, 20, &status) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        CU_FAIL("ingest --follow did not stop on SIGTERM");
+    } else {
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    g_spawn_close_pid(pid);
+    return status;
+}
+
 static void test_follow(void)
 {
     struct fx fx;
@@ -559,15 +577,7 @@ static void test_follow(void)
     }
     CU_ASSERT(wait_for(spool_new_empty, &fx, 0, 30));
 
-    CU_ASSERT_EQUAL(kill(pid, SIGTERM), 0);
-    if (wait_child(pid, 20, &status) < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        CU_FAIL("ingest --follow did not stop on SIGTERM");
-    } else {
-        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    }
-    g_spawn_close_pid(pid);
+    status = stop_follow(pid);
     g_file_get_contents(log, &text, NULL, NULL);
     /* Everything the feeder spooled is archived, once. */
     {
@@ -622,7 +632,6 @@ static void test_follow_gather(void)
 {
     struct fx fx;
     char *log, *text, *conf = NULL;
-    int status = 0;
     guint during;
     GPid pid;
 
@@ -648,13 +657,7 @@ static void test_follow_gather(void)
     CU_ASSERT(count_new(&fx) < 40);
     CU_ASSERT(q_int(fx.arc, "SELECT count(*) FROM deliveries") > 12);
     CU_ASSERT(wait_for(spool_empty, &fx, 52, 20));
-    CU_ASSERT_EQUAL(kill(pid, SIGTERM), 0);
-    if (wait_child(pid, 20, &status) < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        CU_FAIL("ingest --follow did not stop on SIGTERM");
-    }
-    g_spawn_close_pid(pid);
+    stop_follow(pid);
     text = NULL;
     g_file_get_contents(log, &text, NULL, NULL);
     /* 1 commit for the first burst, at least 2 for the second (at least one

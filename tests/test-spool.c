@@ -1316,7 +1316,7 @@ static void test_journal_race(void)
     CU_ASSERT_EQUAL(failures, 0);
     CU_ASSERT_EQUAL(count_dir("journal"), 0);
     got = take_entries("RACE", &failed);
-    CU_ASSERT_EQUAL(g_hash_table_size(got), 2 * RACE_CYCLES - failures);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), (guint)(2 * RACE_CYCLES - failures));
     CU_ASSERT_EQUAL(failed, 0);
     g_hash_table_destroy(got);
 }
