@@ -1275,6 +1275,7 @@ static gpointer race_recover(gpointer arg)
 
 static gpointer race_writer(gpointer arg)
 {
+    static const char race_msg[] = "Subject: race\r\n\r\nbody\r\n";
     int *failures = arg;
     struct spool_entry env = { .time = 1764556800, .client = "", .sender = "a@example.com",
                                .queue_id = "RACE", .source = "test" };
@@ -1284,7 +1285,7 @@ static gpointer race_writer(gpointer arg)
         char *err = NULL;
 
         if (spool_writer_open(sp_dir, 4096, &w, &err) < 0 ||
-            spool_writer_write(w, "Subject: race\r\n\r\nbody\r\n", 25, &err) < 0 ||
+            spool_writer_write(w, race_msg, sizeof(race_msg) - 1, &err) < 0 ||
             spool_writer_commit(&w, &env, NULL, &err) < 0 ||
             /* the next writer opens a journal of its own */
             spool_journal_close(&err) < 0) {
