@@ -6,10 +6,12 @@
  * Han-Latin); the part of a body its sender wrote; [detect] word lists
  * inline and from a file; attachments flagged encrypted (a zip made with
  * Debian's zip -P, 7z archives with 7-Zip's -p, data only and listing too,
- * at test time) or not what their extension says.
+ * at test time; RAR 4 archives built here, as no free tool writes RAR) or
+ * not what their extension says.
  */
 #include <string.h>
 #include <glib/gstdio.h>
+#include <zlib.h>
 
 #include "cutest.h"
 #include "custos/det-account.h"
@@ -412,6 +414,116 @@ static void test_att_7z(void)
     g_free(bin);
 }
 
+/* One RAR 4 block: HEAD_CRC (the low 16 bits of the CRC-32 of the rest of
+ * the header), HEAD_TYPE, HEAD_FLAGS, HEAD_SIZE, then rest (its fields). */
+static void rar_block(GByteArray *out, guint8 type, guint16 flags, const guint8 *rest,
+                      size_t rlen)
+{
+    guint16 size = (guint16)(7 + rlen);
+    guint8 h[7] = { 0, 0, type, flags & 0xff, flags >> 8, size & 0xff, size >> 8 };
+    uLong crc = crc32(crc32(0, h + 2, 5), rest, (uInt)rlen);
+
+    h[0] = crc & 0xff;
+    h[1] = (crc >> 8) & 0xff;
+    g_byte_array_append(out, h, 7);
+    g_byte_array_append(out, rest, (guint)rlen);
+}
+
+static void le32(guint8 *p, guint32 v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (v >> (8 * i)) & 0xff;
+}
+
+enum rar_how { RAR_PLAIN, RAR_DATA_ENCRYPTED, RAR_HEADERS_ENCRYPTED };
+
+/* A RAR 4 archive (the format of WinRAR 2.9 to 4, and of WinRAR 5 when
+ * asked) holding the stored member name with data: plain; with the member
+ * encrypted (FHD_PASSWORD, its salt, data as AES would leave it: blocks of
+ * 16 bytes of noise); or with the headers encrypted (MHD_PASSWORD: after
+ * the main header nothing can be read, not even the names). */
+static GByteArray *rar4(enum rar_how how, const char *name, const char *data, size_t len)
+{
+    static const guint8 mark[] = { 0x52, 0x61, 0x72, 0x21, 0x1a, 0x07, 0x00 };
+    GByteArray *out = g_byte_array_new();
+    guint8 main_rest[6] = { 0 }, f[25 + 64 + 8];
+    size_t nl = strlen(name), flen, plen = how == RAR_PLAIN ? len : (len + 15) / 16 * 16;
+    guint32 dos_time = (46u << 25) | (12u << 21) | (1u << 16);     /* 2026-12-01 */
+    guint16 flags = 0x8000 | (how == RAR_DATA_ENCRYPTED ? 0x0004 | 0x0400 : 0);
+
+    g_assert(nl <= 64);
+    g_byte_array_append(out, mark, sizeof(mark));
+    rar_block(out, 0x73, how == RAR_HEADERS_ENCRYPTED ? 0x0080 : 0, main_rest,
+              sizeof(main_rest));
+    if (how == RAR_HEADERS_ENCRYPTED) {
+        /* the salt, then every other header encrypted */
+        for (int i = 0; i < 8 + 48; i++)
+            g_byte_array_append(out, (guint8[]){ (guint8)(i * 37 + 11) }, 1);
+        return out;
+    }
+    le32(f, (guint32)plen);                     /* PACK_SIZE */
+    le32(f + 4, (guint32)len);                  /* UNP_SIZE */
+    f[8] = 3;                                   /* HOST_OS: Unix */
+    le32(f + 9, (guint32)crc32(0, (const Bytef *)data, (uInt)len));
+    le32(f + 13, dos_time);
+    f[17] = 29;                                 /* UNP_VER 2.9 */
+    f[18] = 0x30;                               /* METHOD: stored */
+    f[19] = nl & 0xff;
+    f[20] = (nl >> 8) & 0xff;
+    le32(f + 21, 0100644);                      /* ATTR: a regular file */
+    memcpy(f + 25, name, nl);
+    flen = 25 + nl;
+    if (how == RAR_DATA_ENCRYPTED) {
+        memcpy(f + flen, "\x5a\x17\xc3\x08\x91\x4e\x2b\xd6", 8);     /* SALT */
+        flen += 8;
+    }
+    rar_block(out, 0x74, flags, f, flen);
+    if (how == RAR_PLAIN) {
+        g_byte_array_append(out, (const guint8 *)data, (guint)len);
+    } else {
+        for (size_t i = 0; i < plen; i++)
+            g_byte_array_append(out, (guint8[]){ (guint8)(i * 73 + 5) }, 1);
+    }
+    rar_block(out, 0x7b, 0x4000, NULL, 0);      /* end of archive */
+    return out;
+}
+
+/* RAR: a member encrypted, or the whole listing, is flagged; the same
+ * archive without a password is not, and its member's text is read. */
+static void test_att_rar(void)
+{
+    static const char csv[] = "name,email\n王芳,wang.fang@xingchen.example\n";
+    static const struct {
+        const char *name;
+        enum rar_how how;
+        int encrypted;
+    } cases[] = {
+        { "data.rar", RAR_DATA_ENCRYPTED, 1 },
+        { "listing.rar", RAR_HEADERS_ENCRYPTED, 1 },
+        { "plain.rar", RAR_PLAIN, 0 },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        GByteArray *rar = rar4(cases[i].how, "kehu.csv", csv, sizeof(csv) - 1);
+        char *raw = mail_with(cases[i].name, "application/vnd.rar", (char *)rar->data,
+                              rar->len);
+        struct msg *m = parse(raw);
+        const struct msg_att *a = att_named(m, cases[i].name);
+
+        CU_ASSERT_FATAL(a != NULL);
+        if (a->encrypted != cases[i].encrypted)
+            fprintf(stderr, "%s: encrypted %d, expected %d ", cases[i].name, a->encrypted,
+                    cases[i].encrypted);
+        CU_ASSERT_EQUAL(a->encrypted, cases[i].encrypted);
+        CU_ASSERT_EQUAL(a->mismatch, 0);
+        CU_ASSERT_EQUAL(strstr(m->att_text->str, "wang.fang@xingchen.example") != NULL,
+                        !cases[i].encrypted);
+        msg_free(&m);
+        g_free(raw);
+        g_byte_array_free(rar, TRUE);
+    }
+}
+
 CUS_SUITE(det_rules)
 {
     CU_pSuite s = CU_add_suite("det_rules", NULL, NULL);
@@ -424,4 +536,5 @@ CUS_SUITE(det_rules)
     CU_add_test(s, "word lists", test_words);
     CU_add_test(s, "attachments: encrypted, disguised", test_att_flags);
     CU_add_test(s, "attachments: 7z, encrypted data or listing", test_att_7z);
+    CU_add_test(s, "attachments: RAR, encrypted data or listing", test_att_rar);
 }
