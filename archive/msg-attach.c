@@ -12,6 +12,7 @@
 #include <string.h>
 #include <archive.h>
 #include <archive_entry.h>
+#include <zlib.h>
 #include "msg-private.h"
 
 /* Ratios below this many decompressed bytes are not checked. */
@@ -540,6 +541,90 @@ static const char *member_name(struct archive_entry *e)
 static int archive_walk_in(struct msg_ctx *ctx, const char *data, size_t len, int depth,
                            const char *partid, const char *apath, const char *aname);
 
+/* ---- RAR 5 encryption ------------------------------------------------------
+ *
+ * libarchive (3.6, Debian 12) reads RAR 5, the format WinRAR writes by
+ * default, but says nothing of its encryption: an encrypted member reads as
+ * a damaged one, and an encrypted listing as no archive at all. So the
+ * headers are looked at here (RAR 5.0 archive format, rarlab.com): each is
+ * CRC32, size (vint), type, flags, [extra area size], [data size], its
+ * fields, its extra area, then its data. An archive encryption header
+ * (type 4) means the listing is encrypted; a file header (type 2) with a
+ * file encryption record (type 1) in its extra area, an encrypted member.
+ * Only headers whose CRC is right count. */
+
+static const char rar5_sig[] = "Rar!\x1a\x07\x01\x00";
+
+/* A RAR 5 vint at *p (< end): 7 bits a byte, low first. 0, or -1 at the
+ * end or past 63 bits. */
+static int rar5_vint(const guchar **p, const guchar *end, guint64 *v_r)
+{
+    guint64 v = 0;
+
+    for (int shift = 0; *p < end && shift < 63; shift += 7) {
+        guchar b = *(*p)++;
+
+        v |= (guint64)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v_r = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Does the extra area [p, end) of a file header hold a file encryption
+ * record? */
+static int rar5_extra_crypt(const guchar *p, const guchar *end)
+{
+    while (p < end) {
+        guint64 size, type;
+        const guchar *rec;
+
+        if (rar5_vint(&p, end, &size) < 0 || size == 0 || size > (guint64)(end - p))
+            return 0;
+        rec = p;
+        if (rar5_vint(&rec, p + size, &type) == 0 && type == 1)
+            return 1;
+        p += size;
+    }
+    return 0;
+}
+
+/* 1 if the RAR 5 archive data has an encrypted listing or member. */
+static int rar5_encrypted(const char *data, size_t len)
+{
+    const guchar *p = (const guchar *)data + sizeof(rar5_sig) - 1;
+    const guchar *end = (const guchar *)data + len;
+
+    if (len < sizeof(rar5_sig) - 1 || memcmp(data, rar5_sig, sizeof(rar5_sig) - 1) != 0)
+        return 0;
+    for (int n = 0; n < 100000 && end - p >= 4; n++) {
+        guint64 hsize, type, flags, extra = 0, dsize = 0;
+        const guchar *h = p + 4, *hend;
+        guint32 crc = (guint32)p[0] | (guint32)p[1] << 8 | (guint32)p[2] << 16 |
+                      (guint32)p[3] << 24;
+
+        if (rar5_vint(&h, end, &hsize) < 0 || hsize == 0 || hsize > (guint64)(end - h))
+            return 0;
+        hend = h + hsize;
+        if (crc32(crc32(0, NULL, 0), p + 4, (uInt)(hend - (p + 4))) != crc)
+            return 0;
+        if (rar5_vint(&h, hend, &type) < 0 || rar5_vint(&h, hend, &flags) < 0 ||
+            ((flags & 1) && rar5_vint(&h, hend, &extra) < 0) ||
+            ((flags & 2) && rar5_vint(&h, hend, &dsize) < 0) || extra > hsize)
+            return 0;
+        if (type == 4)
+            return 1;                           /* archive encryption header */
+        if (type == 2 && extra > 0 && rar5_extra_crypt(hend - extra, hend))
+            return 1;
+        if (type == 5 || dsize > (guint64)(end - hend))
+            return 0;                           /* end of archive, or cut */
+        p = hend + dsize;
+    }
+    return 0;
+}
+
 /* Members of an archive, their names read in a UTF-8 locale; 1 if some
  * member (or the listing itself) is encrypted, else 0. */
 static int archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int depth,
@@ -548,6 +633,8 @@ static int archive_walk(struct msg_ctx *ctx, const char *data, size_t len, int d
     locale_t loc = cus_utf8_locale(), old = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
     int encrypted = archive_walk_in(ctx, data, len, depth, partid, apath, aname);
 
+    if (!encrypted)
+        encrypted = rar5_encrypted(data, len);
     if (old != (locale_t)0)
         uselocale(old);
     return encrypted;
