@@ -264,3 +264,60 @@ scenario("neg-ccp-friend", "a friend (not a customer) copies the rep's private a
          msg(addr("老同学", "oldfriend@sina.com"), LI, "聚会",
              text_part("周六聚会别忘了。\n", "utf-8", "base64"), cc="lina1990@qq.com"),
          "oldfriend@sina.com", ["li.na@corp.example"], [])
+
+# ---- RAR 5 (WinRAR's own format), deterministic -----------------------------------------
+# libarchive reads RAR 5 but reports no encryption; msg-attach.c reads the headers.
+
+
+def rar5_vint(v):
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def rar5_header(htype, fields, extra=None, dsize=0):
+    h = rar5_vint(htype) + rar5_vint((1 if extra is not None else 0) | (2 if dsize else 0))
+    if extra is not None:
+        h += rar5_vint(len(extra))
+    if dsize:
+        h += rar5_vint(dsize)
+    h += fields + (extra or b"")
+    body = rar5_vint(len(h)) + h
+    return struct.pack("<I", zlib.crc32(body)) + body
+
+
+def rar5(name, data, encrypted):
+    """One stored member; encrypted: a file encryption record (AES-256, salt
+    and IV) and its data as blocks of 16 bytes of noise."""
+    nb = name.encode("utf-8")
+    f = (rar5_vint(0x4) + rar5_vint(len(data)) + rar5_vint(0o100644) +
+         struct.pack("<I", zlib.crc32(data)) + rar5_vint(0) + rar5_vint(1) +
+         rar5_vint(len(nb)) + nb)
+    extra, body = None, data
+    if encrypted:
+        rec = rar5_vint(1) + rar5_vint(0) + rar5_vint(0) + bytes([15]) + \
+            bytes((i * 73 + 5) & 0xFF for i in range(32))
+        extra = rar5_vint(len(rec)) + rec
+        body = bytes((i * 73 + 7) & 0xFF for i in range((len(data) + 15) // 16 * 16))
+    return (b"Rar!\x1a\x07\x01\x00" + rar5_header(1, rar5_vint(0)) +
+            rar5_header(2, f, extra, len(body)) + body + rar5_header(5, rar5_vint(0)))
+
+
+scenario("evasion-encrypted-rar5-gbk", "a RAR 5 archive with an encrypted member to a qq.com "
+         "address (GBK)",
+         msg(addr("李娜", "li.na@corp.example", "gbk"), "kh_ziliao@qq.com", "资料",
+             [text_part("解压密码微信发你。\n", "gbk", "base64"),
+              file_part("资料.rar", rar5("客户名单.xlsx", b"PK\x03\x04 not readable", True),
+                        "application/vnd.rar")], charset="gbk"),
+         "li.na@corp.example", ["kh_ziliao@qq.com"], ["evasion"])
+
+scenario("neg-evasion-plain-rar5", "a RAR 5 archive without a password (holiday photos list) "
+         "to a qq.com address",
+         msg(LI, "kh_ziliao@qq.com", "照片",
+             [text_part("照片清单见附件。\n", "utf-8", "base64"),
+              file_part("照片.rar", rar5("清单.txt", "海边 12 张\n".encode(), False),
+                        "application/vnd.rar")]),
+         "li.na@corp.example", ["kh_ziliao@qq.com"], [])
