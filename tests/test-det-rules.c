@@ -351,6 +351,29 @@ static void test_att_flags(void)
     g_free(zipbin);
 }
 
+/* A mail with the archive data attached as name: flagged encrypted or
+ * not as expected, not a mismatch, and the text of its member (a CSV with
+ * wang.fang@xingchen.example) read when not encrypted, never when it is. */
+static void check_archive(const char *name, const char *ctype, const void *data, gsize len,
+                          int encrypted)
+{
+    char *raw = mail_with(name, ctype, data, len);
+    struct msg *m = parse(raw);
+    const struct msg_att *a = att_named(m, name);
+    int read;
+
+    CU_ASSERT_FATAL(a != NULL);
+    read = strstr(m->att_text->str, "wang.fang@xingchen.example") != NULL;
+    if (a->encrypted != encrypted || read == encrypted)
+        fprintf(stderr, "%s: encrypted %d, text %s; expected encrypted %d ", name,
+                a->encrypted, read ? "read" : "not read", encrypted);
+    CU_ASSERT_EQUAL(a->encrypted, encrypted);
+    CU_ASSERT_EQUAL(a->mismatch, 0);
+    CU_ASSERT_EQUAL(read, !encrypted);
+    msg_free(&m);
+    g_free(raw);
+}
+
 /* 7z: encrypted data (the listing readable) and an encrypted listing
  * (-mhe=on: not even the names without the password) are both flagged;
  * the same archive without a password is not, and its text is read. The
@@ -373,10 +396,8 @@ static void test_att_7z(void)
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         char *path = g_build_filename(dir, cases[i].name, NULL);
         GPtrArray *argv = g_ptr_array_new();
-        char *data = NULL, *raw;
+        char *data = NULL;
         gsize len = 0;
-        struct msg *m;
-        const struct msg_att *a;
 
         g_ptr_array_add(argv, bin);
         g_ptr_array_add(argv, "a");
@@ -392,20 +413,8 @@ static void test_att_7z(void)
         CU_ASSERT_EQUAL_FATAL(cut_run((char **)argv->pdata, NULL, NULL), 0);
         g_ptr_array_free(argv, TRUE);
         CU_ASSERT_FATAL(g_file_get_contents(path, &data, &len, NULL));
-        raw = mail_with(cases[i].name, "application/x-7z-compressed", data, len);
-        m = parse(raw);
-        a = att_named(m, cases[i].name);
-        CU_ASSERT_FATAL(a != NULL);
-        if (a->encrypted != cases[i].encrypted)
-            fprintf(stderr, "%s: encrypted %d, expected %d ", cases[i].name, a->encrypted,
-                    cases[i].encrypted);
-        CU_ASSERT_EQUAL(a->encrypted, cases[i].encrypted);
-        CU_ASSERT_EQUAL(a->mismatch, 0);
-        /* the member's text: read when not encrypted, never when it is */
-        CU_ASSERT_EQUAL(strstr(m->att_text->str, "wang.fang@xingchen.example") != NULL,
-                        !cases[i].encrypted);
-        msg_free(&m);
-        g_free(raw);
+        check_archive(cases[i].name, "application/x-7z-compressed", data, len,
+                      cases[i].encrypted);
         g_free(data);
         g_free(path);
     }
@@ -621,25 +630,9 @@ static void test_att_rar(void)
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
         GByteArray *rar = (cases[i].v5 ? rar5 : rar4)(cases[i].how, "kehu.csv", csv,
                                                       sizeof(csv) - 1);
-        char *raw = mail_with(cases[i].name, "application/vnd.rar", (char *)rar->data,
-                              rar->len);
-        struct msg *m = parse(raw);
-        const struct msg_att *a = att_named(m, cases[i].name);
 
-        CU_ASSERT_FATAL(a != NULL);
-        if (a->encrypted != cases[i].encrypted)
-            fprintf(stderr, "%s: encrypted %d, expected %d ", cases[i].name, a->encrypted,
-                    cases[i].encrypted);
-        CU_ASSERT_EQUAL(a->encrypted, cases[i].encrypted);
-        CU_ASSERT_EQUAL(a->mismatch, 0);
-        if ((strstr(m->att_text->str, "wang.fang@xingchen.example") != NULL) ==
-            cases[i].encrypted)
-            fprintf(stderr, "%s: text %s ", cases[i].name,
-                    cases[i].encrypted ? "read" : "not read");
-        CU_ASSERT_EQUAL(strstr(m->att_text->str, "wang.fang@xingchen.example") != NULL,
-                        !cases[i].encrypted);
-        msg_free(&m);
-        g_free(raw);
+        check_archive(cases[i].name, "application/vnd.rar", rar->data, rar->len,
+                      cases[i].encrypted);
         g_byte_array_free(rar, TRUE);
     }
     /* a RAR 5 header with a wrong CRC is no evidence: not flagged */

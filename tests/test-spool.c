@@ -605,33 +605,34 @@ static gpointer gc_writer(gpointer arg)
     return NULL;
 }
 
-/* GC_THREADS writers of job at once. */
-static void gc_run(struct gc_job *job)
+/* GC_THREADS writers of job at once: every entry committed, with fewer
+ * syncs (of what, for the message) than entries, nothing left in tmp/. */
+static void gc_run(struct gc_job *job, const char *what)
 {
     GThread *t[GC_THREADS];
+    guint64 e0, s0, e1, s1;
 
+    spool_commit_stats(&e0, &s0);
     for (int i = 0; i < GC_THREADS; i++)
         t[i] = g_thread_new("writer", gc_writer, job);
     for (int i = 0; i < GC_THREADS; i++)
         g_thread_join(t[i]);
+    spool_commit_stats(&e1, &s1);
+    fprintf(stderr, "(%d entries, %d syncs%s) ", (int)(e1 - e0), (int)(s1 - s0), what);
+    CU_ASSERT_EQUAL(job->failures, 0);
+    CU_ASSERT_EQUAL(e1 - e0, GC_THREADS * GC_EACH);
+    CU_ASSERT(s1 - s0 >= 1 && s1 - s0 < e1 - e0);
+    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
 }
 
 static void test_group_commit(void)
 {
     struct gc_job job = { .qid = "GROUP" };
     int found = 0, new0 = count_dir("new");
-    guint64 e0, s0, e1, s1;
     GPtrArray *ids = NULL;
     char *err = NULL;
 
-    spool_commit_stats(&e0, &s0);
-    gc_run(&job);
-    spool_commit_stats(&e1, &s1);
-    fprintf(stderr, "(%d entries, %d syncs of new/) ", (int)(e1 - e0), (int)(s1 - s0));
-    CU_ASSERT_EQUAL(job.failures, 0);
-    CU_ASSERT_EQUAL(e1 - e0, GC_THREADS * GC_EACH);
-    CU_ASSERT(s1 - s0 >= 1 && s1 - s0 < e1 - e0);
-    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    gc_run(&job, " of new/");
     CU_ASSERT_EQUAL(count_dir("new"), new0 + GC_THREADS * GC_EACH);
     CU_ASSERT_EQUAL_FATAL(spool_list(sp_dir, &ids, &err), 0);
     for (guint i = 0; i < ids->len; i++) {
@@ -996,19 +997,11 @@ static GHashTable *take_entries(const char *qid, guint *failed_r)
 static void test_journal(void)
 {
     struct gc_job job = { .qid = "JOURNAL", .mem_max = 4096 };
-    guint64 e0, s0, e1, s1;
     GHashTable *got;
     guint failed = 0;
     char *err = NULL;
 
-    spool_commit_stats(&e0, &s0);
-    gc_run(&job);
-    spool_commit_stats(&e1, &s1);
-    fprintf(stderr, "(%d entries, %d syncs) ", (int)(e1 - e0), (int)(s1 - s0));
-    CU_ASSERT_EQUAL(job.failures, 0);
-    CU_ASSERT_EQUAL(e1 - e0, GC_THREADS * GC_EACH);
-    CU_ASSERT(s1 - s0 >= 1 && s1 - s0 < e1 - e0);
-    CU_ASSERT_EQUAL(count_dir("tmp"), 0);
+    gc_run(&job, "");
     /* handed over when closed (or earlier, by age): journal/ empty */
     CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
     CU_ASSERT_EQUAL(count_dir("journal"), 0);
