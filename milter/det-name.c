@@ -1,8 +1,8 @@
 /*
  * det-name.c - a name's spellings in mailbox names (ICU Han-Latin); see det-name.h
  *
- * The transliterator ("Han-Latin/Names; Latin-ASCII; Lower", names
- * reading of surnames) is opened once (det_name_init at start-up, else on
+ * The transliterator (Han-Latin/Names: names reading of surnames; lower
+ * case; ASCII, ü marked: trans_rules) is opened once (det_name_init at start-up, else on
  * first use) and used under a lock: opening costs about half a second, a
  * name a tenth of a millisecond.
  */
@@ -19,14 +19,23 @@ static UTransliterator *trans;
 static UErrorCode trans_status = U_ZERO_ERROR;
 static int trans_tried;
 
+/* Han-Latin with the surnames' readings, lower case, then ASCII; but ü
+ * (with its tones: 吕 lǚ, 女 nǚ) becomes UMLAUT_MARK, so that its spellings
+ * in mailbox names can all be made: lu (ASCII), lv (as typed with a pinyin
+ * input method), lyu (Chinese passports). */
+#define UMLAUT_MARK '#'
+static const UChar trans_rules[] =
+    u"::Han-Latin/Names; ::Lower; ::NFC; [\u00FC\u01D6\u01D8\u01DA\u01DC] > '#'; "
+    u"::Latin-ASCII;";
+
 /* Open the transliterator once (under trans_lock). */
 static int trans_open(char **error_r)
 {
     if (!trans_tried) {
         UParseError pe;
         trans_tried = 1;
-        trans = utrans_openU(u"Han-Latin/Names; Latin-ASCII; Lower", -1, UTRANS_FORWARD,
-                             NULL, 0, &pe, &trans_status);
+        trans = utrans_openU(u"custos-names", -1, UTRANS_FORWARD, trans_rules, -1, &pe,
+                             &trans_status);
     }
     if (trans == NULL || U_FAILURE(trans_status))
         return cus_error(error_r, "ICU transliterator Han-Latin/Names unavailable: %s",
@@ -156,39 +165,47 @@ int det_name_variants(const char *name, GPtrArray **variants_r, char **error_r)
     GHashTable *set = g_hash_table_new(g_str_hash, g_str_equal);   /* keys owned by out */
     char *latin = NULL, **t;
     GString *clean;
-    int n;
+    int n, han;
 
     if (to_latin(name, &latin, error_r) < 0) {
         g_hash_table_destroy(set);
         g_ptr_array_free(out, TRUE);
         return -1;
     }
-    /* letters and spaces; apostrophes vanish (o'brien -> obrien) */
-    clean = g_string_new(NULL);
-    for (const char *p = latin; *p != '\0'; p++)
-        if (g_ascii_isalpha(*p))
-            g_string_append_c(clean, g_ascii_tolower(*p));
-        else if (*p != '\'')
-            g_string_append_c(clean, ' ');
-    t = g_strsplit(clean->str, " ", -1);
-    n = 0;
-    for (int i = 0; t[i] != NULL; i++)          /* drop the empty tokens */
-        if (*t[i] != '\0')
-            t[n++] = t[i];
-        else
-            g_free(t[i]);
-    t[n] = NULL;
-    if (n == 1) {
-        variants_of(set, out, t, 0, 1, 1, 1);
-    } else if (n > 1 && has_han(name)) {
-        int ns = compound_surname(name) || n == 4 ? 2 : 1;
-        variants_of(set, out, t, 0, ns, ns, n);
-    } else if (n > 1) {
-        variants_of(set, out, t, n - 1, n, 0, n - 1);      /* Western order */
-        variants_of(set, out, t, 0, 1, 1, n);              /* surname first */
+    /* the spellings of ü: u, v, yu in Chinese names; u in others (Müller) */
+    han = has_han(name);
+    for (int u = 0; u < (han && strchr(latin, UMLAUT_MARK) != NULL ? 3 : 1); u++) {
+        static const char *const umlaut[] = { "u", "v", "yu" };
+
+        /* letters and spaces; apostrophes vanish (o'brien -> obrien) */
+        clean = g_string_new(NULL);
+        for (const char *p = latin; *p != '\0'; p++)
+            if (*p == UMLAUT_MARK)
+                g_string_append(clean, umlaut[u]);
+            else if (g_ascii_isalpha(*p))
+                g_string_append_c(clean, g_ascii_tolower(*p));
+            else if (*p != '\'')
+                g_string_append_c(clean, ' ');
+        t = g_strsplit(clean->str, " ", -1);
+        n = 0;
+        for (int i = 0; t[i] != NULL; i++)      /* drop the empty tokens */
+            if (*t[i] != '\0')
+                t[n++] = t[i];
+            else
+                g_free(t[i]);
+        t[n] = NULL;
+        if (n == 1) {
+            variants_of(set, out, t, 0, 1, 1, 1);
+        } else if (n > 1 && han) {
+            int ns = compound_surname(name) || n == 4 ? 2 : 1;
+            variants_of(set, out, t, 0, ns, ns, n);
+        } else if (n > 1) {
+            variants_of(set, out, t, n - 1, n, 0, n - 1);  /* Western order */
+            variants_of(set, out, t, 0, 1, 1, n);          /* surname first */
+        }
+        g_strfreev(t);
+        g_string_free(clean, TRUE);
     }
-    g_strfreev(t);
-    g_string_free(clean, TRUE);
     g_free(latin);
     g_hash_table_destroy(set);
     *variants_r = out;

@@ -118,6 +118,10 @@ static const struct {
     { "John Smith", "johnsmith john.smith smithjohn smith.john js jsmith johns", "john" },
     { "Sean O'Brien", "seanobrien sean.obrien obrien.sean sobrien", "o" },
     { "李娜", "lina li.na nali ln", "" },
+    /* ü: as ASCII, as typed with a pinyin input method, as on a passport */
+    { "吕方", "lufang lvfang lyufang lv.fang fanglv lf lvf", "l#fang" },
+    { "张女士", "zhangnushi zhangnvshi zhang.nvshi", "" },
+    { "Jürgen Müller", "jurgenmuller muller.jurgen", "mvller myuller" },
 };
 
 static void test_name_variants(void)
