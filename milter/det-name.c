@@ -2,9 +2,9 @@
  * det-name.c - a name's spellings in mailbox names (ICU Han-Latin); see det-name.h
  *
  * The transliterator (Han-Latin/Names: names reading of surnames; lower
- * case; ASCII, ü marked: trans_rules) is opened once (det_name_init at start-up, else on
- * first use) and used under a lock: opening costs about half a second, a
- * name a tenth of a millisecond.
+ * case; ASCII, ü marked: trans_rules) is opened once (det_name_init at
+ * start-up, else on first use) and used under a lock: opening costs about
+ * half a second, a name a tenth of a millisecond.
  */
 #include <string.h>
 #include <unicode/utrans.h>
@@ -20,12 +20,13 @@ static UErrorCode trans_status = U_ZERO_ERROR;
 static int trans_tried;
 
 /* Han-Latin with the surnames' readings, lower case, then ASCII; but ü
- * (with its tones: 吕 lǚ, 女 nǚ) becomes UMLAUT_MARK, so that its spellings
- * in mailbox names can all be made: lu (ASCII), lv (as typed with a pinyin
- * input method), lyu (Chinese passports). */
-#define UMLAUT_MARK '#'
+ * (with its tones: 吕 lǚ, 女 nǚ) becomes UMLAUT_MARK, a private-use
+ * character no name has and Latin-ASCII leaves alone, so that its
+ * spellings in mailbox names can all be made: lu (ASCII), lv (as typed with
+ * a pinyin input method), lyu (Chinese passports). */
+#define UMLAUT_MARK "\xee\x80\x80"            /* U+E000 in UTF-8 */
 static const UChar trans_rules[] =
-    u"::Han-Latin/Names; ::Lower; ::NFC; [\u00FC\u01D6\u01D8\u01DA\u01DC] > '#'; "
+    u"::Han-Latin/Names; ::Lower; ::NFC; [\u00FC\u01D6\u01D8\u01DA\u01DC] > \uE000; "
     u"::Latin-ASCII;";
 
 /* Open the transliterator once (under trans_lock). */
@@ -174,18 +175,21 @@ int det_name_variants(const char *name, GPtrArray **variants_r, char **error_r)
     }
     /* the spellings of ü: u, v, yu in Chinese names; u in others (Müller) */
     han = has_han(name);
-    for (int u = 0; u < (han && strchr(latin, UMLAUT_MARK) != NULL ? 3 : 1); u++) {
+    for (int u = 0; u < (han && strstr(latin, UMLAUT_MARK) != NULL ? 3 : 1); u++) {
         static const char *const umlaut[] = { "u", "v", "yu" };
 
         /* letters and spaces; apostrophes vanish (o'brien -> obrien) */
         clean = g_string_new(NULL);
-        for (const char *p = latin; *p != '\0'; p++)
-            if (*p == UMLAUT_MARK)
+        for (const char *p = latin; *p != '\0'; p++) {
+            if (g_str_has_prefix(p, UMLAUT_MARK)) {
                 g_string_append(clean, umlaut[u]);
-            else if (g_ascii_isalpha(*p))
+                p += strlen(UMLAUT_MARK) - 1;
+            } else if (g_ascii_isalpha(*p)) {
                 g_string_append_c(clean, g_ascii_tolower(*p));
-            else if (*p != '\'')
+            } else if (*p != '\'') {
                 g_string_append_c(clean, ' ');
+            }
+        }
         t = g_strsplit(clean->str, " ", -1);
         n = 0;
         for (int i = 0; t[i] != NULL; i++)      /* drop the empty tokens */
