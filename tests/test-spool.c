@@ -568,11 +568,13 @@ static void test_stream(void)
 #define GC_THREADS 8
 #define GC_EACH 40
 
-/* What a writer thread writes: GC_EACH entries of queue id qid, held in
- * memory up to mem_max bytes; failures counted. */
+/* What a writer thread writes: each entries (0: GC_EACH) of queue id qid,
+ * held in memory up to mem_max bytes; close_each: the journal closed after
+ * each, so that the next opens one of its own; failures counted. */
 struct gc_job {
     const char *qid;
     size_t mem_max;
+    int each, close_each;
     int failures;
 };
 
@@ -584,7 +586,7 @@ static gpointer gc_writer(gpointer arg)
                                .queue_id = (char *)job->qid, .source = "test",
                                .rcpts = (char **)rcpts };
 
-    for (int i = 0; i < GC_EACH; i++) {
+    for (int i = 0; i < (job->each > 0 ? job->each : GC_EACH); i++) {
         struct spool_writer *w = NULL;
         char body[128], *err = NULL;
         int n = g_snprintf(body, sizeof(body), "Subject: writer %p, entry %d\r\n\r\nbody\r\n",
@@ -595,7 +597,8 @@ static gpointer gc_writer(gpointer arg)
             /* held in memory: no file yet */
             (job->mem_max > 0 && spool_writer_path(w) != NULL &&
              (err = g_strdup("a file for a small entry")) != NULL) ||
-            spool_writer_commit(&w, &env, NULL, &err) < 0) {
+            spool_writer_commit(&w, &env, NULL, &err) < 0 ||
+            (job->close_each && spool_journal_close(&err) < 0)) {
             fprintf(stderr, "\n  writer: %s", err);
             g_atomic_int_inc(&job->failures);
             g_free(err);
@@ -1266,51 +1269,28 @@ static gpointer race_recover(gpointer arg)
     return NULL;
 }
 
-static gpointer race_writer(gpointer arg)
-{
-    static const char race_msg[] = "Subject: race\r\n\r\nbody\r\n";
-    int *failures = arg;
-    struct spool_entry env = { .time = 1764556800, .client = "", .sender = "a@example.com",
-                               .queue_id = "RACE", .source = "test" };
-
-    for (int i = 0; i < RACE_CYCLES; i++) {
-        struct spool_writer *w = NULL;
-        char *err = NULL;
-
-        if (spool_writer_open(sp_dir, 4096, &w, &err) < 0 ||
-            spool_writer_write(w, race_msg, sizeof(race_msg) - 1, &err) < 0 ||
-            spool_writer_commit(&w, &env, NULL, &err) < 0 ||
-            /* the next writer opens a journal of its own */
-            spool_journal_close(&err) < 0) {
-            fprintf(stderr, "\n  writer: %s", err);
-            g_atomic_int_inc(failures);
-            g_free(err);
-            spool_writer_abort(&w);
-        }
-    }
-    return NULL;
-}
-
 static void test_journal_race(void)
 {
+    struct gc_job job = { .qid = "RACE", .mem_max = 4096, .each = RACE_CYCLES,
+                          .close_each = 1 };
     GThread *rec[2], *wr[2];
-    int stop = 0, failures = 0;
+    int stop = 0;
     guint failed = 0;
     GHashTable *got;
 
     for (int i = 0; i < 2; i++)
         rec[i] = g_thread_new("recover", race_recover, &stop);
     for (int i = 0; i < 2; i++)
-        wr[i] = g_thread_new("writer", race_writer, &failures);
+        wr[i] = g_thread_new("writer", gc_writer, &job);
     for (int i = 0; i < 2; i++)
         g_thread_join(wr[i]);
     g_atomic_int_set(&stop, 1);
     for (int i = 0; i < 2; i++)
         g_thread_join(rec[i]);
-    CU_ASSERT_EQUAL(failures, 0);
+    CU_ASSERT_EQUAL(job.failures, 0);
     CU_ASSERT_EQUAL(count_dir("journal"), 0);
     got = take_entries("RACE", &failed);
-    CU_ASSERT_EQUAL(g_hash_table_size(got), (guint)(2 * RACE_CYCLES - failures));
+    CU_ASSERT_EQUAL(g_hash_table_size(got), (guint)(2 * RACE_CYCLES - job.failures));
     CU_ASSERT_EQUAL(failed, 0);
     g_hash_table_destroy(got);
 }
