@@ -796,6 +796,7 @@ struct arc_job {
     GBytes *raw;
     char *where;
     unsigned char sha[CUS_SHA256_LEN];
+    int have_sha;               /* sha given by arc_pipe_add's caller */
     struct msg *msg;
     char *err;
     int parse_rc;
@@ -841,8 +842,12 @@ static void pipe_work(gpointer data, gpointer user)
     gsize len;
     const void *raw = g_bytes_get_data(j->raw, &len);
 
-    cus_sha256(raw, len, j->sha);
+    if (!j->have_sha)
+        cus_sha256(raw, len, j->sha);
     j->parse_rc = msg_parse(raw, len, &p->arc->lim, &j->msg, &j->err);
+    /* the body's hash here too, in parallel, not in the writer's turn */
+    if (j->parse_rc == 0)
+        j->msg->body_hashed = idx_body_hash(j->msg, j->msg->body_sha256) ? 1 : -1;
     g_mutex_lock(&p->lock);
     j->done = 1;
     g_cond_broadcast(&p->cond);
@@ -910,6 +915,10 @@ int arc_pipe_add(struct arc_pipe *p, GBytes *raw, const struct idx_envelope *env
 
     j->raw = g_bytes_ref(raw);
     j->where = g_strdup(where);
+    if (env->sha256 != NULL) {
+        memcpy(j->sha, env->sha256, CUS_SHA256_LEN);
+        j->have_sha = 1;
+    }
     j->env.time = env->time;
     j->env.sender = g_strdup(env->sender);
     j->env.client = g_strdup(env->client);

@@ -755,7 +755,13 @@ int idx_add_message(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN],
         goto out;
     {
         unsigned char body[CUS_SHA256_LEN];
-        if (idx_body_hash(m, body)) {
+        int hashed = m->body_hashed;
+
+        if (hashed == 1)
+            memcpy(body, m->body_sha256, CUS_SHA256_LEN);
+        else if (hashed == 0)
+            hashed = idx_body_hash(m, body) ? 1 : -1;
+        if (hashed == 1) {
             st = stmt(idx, S_SET_BODY);
             sqlite3_bind_blob(st, 1, body, CUS_SHA256_LEN, SQLITE_TRANSIENT);
             sqlite3_bind_int64(st, 2, id);

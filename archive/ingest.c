@@ -182,6 +182,7 @@ static int ingest_entry(struct ingest *in, const struct spool_entry *e, const ch
     env.auth = e->auth;
     env.findings = e->findings;
     env.n_findings = e->n_findings;
+    env.sha256 = e->sha256;     /* checked by spool_read_all(): not hashed again */
     where = strcmp(e->id, name) == 0 ? g_strdup_printf("spool entry %s", name)
                                      : g_strdup_printf("spool entry %s (journal %s)", e->id, name);
     ret = arc_pipe_add(in->pipe, e->raw, &env, where, error_r);

@@ -1510,6 +1510,7 @@ static int parse_bytes(GBytes *data, struct spool_entry **e_r, char **error_r)
         goto out;
     }
     e->raw = g_bytes_new_from_bytes(data, raw_pos, raw_len);
+    memcpy(e->sha256, sha, CUS_SHA256_LEN);
     g_ptr_array_add(rcpts, NULL);
     e->rcpts = (char **)g_ptr_array_free(rcpts, FALSE);
     rcpts = NULL;

@@ -64,8 +64,8 @@ static void test_deliveries_and_bcc(void)
     struct fixture fx;
     const char *r1[] = { "bob@customer.example", "alice.private@163.com", NULL };
     const char *r2[] = { "bob@customer.example", NULL };
-    struct idx_envelope e1 = { 1000, "alice@corp.example", "127.0.0.1", "ABC", "test", r1, NULL, NULL, NULL, 0 };
-    struct idx_envelope e2 = { 2000, "alice@corp.example", "127.0.0.1", "DEF", "test", r2, NULL, NULL, NULL, 0 };
+    struct idx_envelope e1 = { 1000, "alice@corp.example", "127.0.0.1", "ABC", "test", r1, NULL, NULL, NULL, 0, NULL };
+    struct idx_envelope e2 = { 2000, "alice@corp.example", "127.0.0.1", "DEF", "test", r2, NULL, NULL, NULL, 0, NULL };
     struct idx_stats st;
     gint64 id1, id2;
     int dup1, dup2;

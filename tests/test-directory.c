@@ -1181,7 +1181,7 @@ static void corpus_archive(struct fx *fx, GArray *m)
         GString *raw = g_string_new(NULL);
         char **rcpts;
         char *date = NULL, *rc;
-        struct idx_envelope env = { 1700000000 + i, c->from, "", "", "test", NULL, NULL, NULL, NULL, 0 };
+        struct idx_envelope env = { 1700000000 + i, c->from, "", "", "test", NULL, NULL, NULL, NULL, 0, NULL };
         gint64 id;
         int dup;
 

@@ -21,7 +21,9 @@
 #include "cutest.h"
 #include "custos/archive.h"
 #include "custos/cfg.h"
+#include "custos/index.h"
 #include "custos/ingest.h"
+#include "custos/msg.h"
 #include "custos/spool.h"
 #include "custos/util.h"
 
@@ -62,6 +64,7 @@ static int ing_init(void)
     GPtrArray *paths = g_ptr_array_new_with_free_func(g_free);
     char *corpus = cut_corpus("");
 
+    msg_init();     /* the body hashes are checked against msg_parse() here */
     ing_bin = cut_bin("custos-archive");
     ing_msgs = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     load_dir(corpus, paths);
@@ -373,10 +376,38 @@ static void test_enqueue_ingest(void)
     CU_ASSERT_EQUAL(atoi(out), 20);
     g_free(out); g_free(err);
 
-    /* Each delivery has its entry's envelope and spool id. */
+    /* Each delivery has its entry's envelope and spool id; its message
+     * the SHA-256 of its bytes (given on from the spool's check, not
+     * hashed again) and the body hash of its text (taken in the parser
+     * threads). */
     for (int i = 0; i < 21; i++) {
+        GBytes *raw = g_ptr_array_index(ing_msgs, i < 20 ? (guint)i * 7 : 0);
+        unsigned char sha[CUS_SHA256_LEN], body[CUS_SHA256_LEN];
+        char hex[CUS_SHA256_HEX], bhex[CUS_SHA256_HEX];
+        struct msg_limits lim;
+        struct msg *m = NULL;
+        gsize len;
+        const void *b = g_bytes_get_data(raw, &len);
+
         q = g_strdup_printf("SELECT count(*) FROM deliveries WHERE spool_id = '%s' AND "
                             "source = '%s'", ids[i], i < 20 ? "milter" : "enqueue");
+        CU_ASSERT_EQUAL(q_int(fx.arc, q), 1);
+        g_free(q);
+        cus_sha256(b, len, sha);
+        cus_hex(sha, CUS_SHA256_LEN, hex);
+        msg_limits_default(&lim);
+        CU_ASSERT_EQUAL_FATAL(msg_parse(b, len, &lim, &m, &err), 0);
+        idx_body_hash_use(cus_sha256);
+        if (idx_body_hash(m, body))
+            cus_hex(body, CUS_SHA256_LEN, bhex);
+        else
+            bhex[0] = '\0';     /* none: NULL, which hex() makes '' */
+        idx_body_hash_use(NULL);
+        msg_free(&m);
+        q = g_strdup_printf("SELECT count(*) FROM deliveries d JOIN messages m ON m.id = d.msg "
+                            "WHERE d.spool_id = '%s' AND lower(hex(m.sha256)) = '%s' AND "
+                            "lower(hex(m.body_sha256)) = '%s'", ids[i], hex,
+                            bhex);
         CU_ASSERT_EQUAL(q_int(fx.arc, q), 1);
         g_free(q);
         g_free(ids[i]);

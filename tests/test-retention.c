@@ -154,7 +154,7 @@ static void rt_add(struct rt *t, const struct spec *s, int n, gint64 *ids)
         char *mk = marker(i + 1);
         const char *rcpts[] = { s[i].rcpt, NULL };
         struct idx_envelope env = { t->t0, s[i].sender ? s[i].sender : "", "", "", "test",
-                                    s[i].rcpt ? rcpts : NULL, NULL, NULL, NULL, 0 };
+                                    s[i].rcpt ? rcpts : NULL, NULL, NULL, NULL, 0, NULL };
         int dup = 0;
 
         g_string_append_printf(m, "From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <m%d@t>\r\n"
@@ -909,7 +909,7 @@ static void test_reindex(void)
     {
         gsize len;
         const void *d = g_bytes_get_data(raw1, &len);
-        struct idx_envelope env = { t->t0, "", "", "", "again", NULL, NULL, NULL, NULL, 0 };
+        struct idx_envelope env = { t->t0, "", "", "", "again", NULL, NULL, NULL, NULL, 0, NULL };
         CU_ASSERT(arc_add(arc, d, len, &env, &again, &dup, &err) == 0);
     }
     arc_close(&arc);

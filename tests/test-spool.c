@@ -88,6 +88,14 @@ static void round_trip(const struct spool_entry *e, const char *const *want_rcpt
     }
     CU_ASSERT_PTR_NULL(r->rcpts[n]);
     CU_ASSERT(g_bytes_equal(r->raw, e->raw));
+    {   /* the hash the reader checked, given on to ingest (not hashed again) */
+        unsigned char sha[CUS_SHA256_LEN];
+        gsize rlen;
+        const void *raw = g_bytes_get_data(r->raw, &rlen);
+
+        cus_sha256(raw != NULL ? raw : "", rlen, sha);
+        CU_ASSERT_EQUAL(memcmp(r->sha256, sha, CUS_SHA256_LEN), 0);
+    }
 
     /* spool_parse of the same bytes: the same entry, with no id. */
     path = entry_path("new", id);
@@ -96,6 +104,7 @@ static void round_trip(const struct spool_entry *e, const char *const *want_rcpt
     CU_ASSERT_STRING_EQUAL(p->id, "");
     CU_ASSERT_STRING_EQUAL(p->sender, r->sender);
     CU_ASSERT(g_bytes_equal(p->raw, e->raw));
+    CU_ASSERT_EQUAL(memcmp(p->sha256, r->sha256, CUS_SHA256_LEN), 0);
     CU_ASSERT_EQUAL(spool_remove(sp_dir, id, &err), 0);
     CU_ASSERT_FALSE(g_file_test(path, G_FILE_TEST_EXISTS));
     spool_entry_free(&r);

@@ -109,6 +109,9 @@ struct idx_envelope {
     struct spool_finding *const *findings;  /* what was flagged (spool.h):
                             * one incident each (incident.h) */
     size_t n_findings;
+    const unsigned char *sha256;    /* the message's SHA-256 when the caller
+                            * has it already (a spool entry's, checked when
+                            * read), or NULL: then it is computed */
 };
 
 /* One search hit, as search --json prints it. */

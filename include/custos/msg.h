@@ -77,6 +77,9 @@ struct msg {
     GString *att_text;      /* text extracted from attachments, UTF-8 */
     GPtrArray *limits;      /* char *: each limit hit, human-readable */
     int malformed;          /* GMime reported broken structure/headers */
+    int body_hashed;        /* 1: body_sha256 is idx_body_hash()'s, -1: it has
+                             * none, 0: not computed yet */
+    unsigned char body_sha256[CUS_SHA256_LEN];
 };
 
 /* Parse raw bytes. *msg_r is always set on success. */

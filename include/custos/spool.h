@@ -125,6 +125,8 @@ struct spool_entry {
     struct spool_finding **findings;    /* n_findings of them; NULL when none */
     size_t n_findings;
     GBytes *raw;
+    unsigned char sha256[CUS_SHA256_LEN];   /* raw's, checked against the
+                                             * entry's sha256 line when read */
 };
 
 /* Is s (len bytes of s) a finding token: [a-z0-9./_-]+ ? */
