@@ -545,7 +545,7 @@ static int jn_handoff(char **error_r)
 {
     char *spool = jn.spool, *path = jn.path, *dst, *newdir;
     int fd = jn.fd, ret = 0;
-    guint64 cut = jn.written != jn.synced ? jn.synced : 0;
+    guint64 cut = jn.written != jn.synced ? jn.synced : 0, written = jn.written;
     char id[SPOOL_ID_MAX + 1];
 
     g_strlcpy(id, jn.id, sizeof(id));
@@ -557,12 +557,20 @@ static int jn_handoff(char **error_r)
         ret = cus_error_errno(error_r, "ftruncate(%s) failed", path);
     dst = sub_path(spool, "new", id);
     newdir = g_build_filename(spool, "new", NULL);
-    /* renamed while still locked, so spool_recover() never takes it too */
-    if (ret == 0 && rename(path, dst) < 0)
-        ret = cus_error_errno(error_r, "rename(%s, %s) failed", path, dst);
-    close(fd);
-    if (ret == 0)
-        ret = dir_commit(newdir, error_r);
+    if (written <= sizeof(SPOOL_JOURNAL_MAGIC)) {
+        /* nothing in it but its magic (its messages were dropped: not archived, or
+         * refused): nothing for ingest */
+        if (unlink(path) < 0 && errno != ENOENT)
+            ret = cus_error_errno(error_r, "unlink(%s) failed", path);
+        close(fd);
+    } else {
+        /* renamed while still locked, so spool_recover() never takes it too */
+        if (ret == 0 && rename(path, dst) < 0)
+            ret = cus_error_errno(error_r, "rename(%s, %s) failed", path, dst);
+        close(fd);
+        if (ret == 0)
+            ret = dir_commit(newdir, error_r);
+    }
     g_free(newdir);
     g_free(dst);
     g_free(path);

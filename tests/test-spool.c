@@ -1050,6 +1050,7 @@ static void test_journal_spill(void)
     struct spool_writer *w = NULL;
     char big[3000], *err = NULL, id[SPOOL_ID_MAX + 1];
     guint failed = 0;
+    int n_new;
     GHashTable *got;
 
     memset(big, 'x', sizeof(big));
@@ -1078,12 +1079,15 @@ static void test_journal_spill(void)
     spool_writer_abort(&w);
     CU_ASSERT_EQUAL(count_dir("tmp"), 0);
     /* aborted in memory: nothing anywhere; the journal its open made is
-     * handed over all the same, empty (by the timer, which handed over the
-     * last one and waits for the next) */
+     * closed all the same, by the timer (which closed the last one and
+     * waits for the next), and with no entry in it, removed: not handed
+     * to ingest */
+    n_new = count_dir("new");
     CU_ASSERT_EQUAL(count_dir("journal"), 1);
     for (int n = 0; count_dir("journal") > 0 && n < 100; n++)
         g_usleep(20000);
     CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), n_new);
     CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 1000, &w, &err), 0);
     CU_ASSERT_EQUAL(spool_writer_write(w, "x", 1, &err), 0);
     spool_writer_abort(&w);
@@ -1091,7 +1095,14 @@ static void test_journal_spill(void)
     for (int n = 0; count_dir("journal") > 0 && n < 100; n++)
         g_usleep(20000);
     CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), n_new);
+    /* one by spool_journal_close() too */
+    CU_ASSERT_EQUAL_FATAL(spool_writer_open(sp_dir, 1000, &w, &err), 0);
+    spool_writer_abort(&w);
+    CU_ASSERT_EQUAL(count_dir("journal"), 1);
     CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), n_new);
     got = take_entries("SPILL", &failed);
     CU_ASSERT_EQUAL(g_hash_table_size(got), 0);
     g_hash_table_destroy(got);
