@@ -974,10 +974,12 @@ static int rcpt_removed(const struct mmsg *m, const struct mdec *dec, size_t i)
     return 0;
 }
 
-/* Carry out an accepted message's verdict: flags, strip, routes, subject,
- * hold. -1 when the MTA refused a change (it will not take the message). */
+/* Ask the MTA for the verdict's changes: flags, strip, routes, subject,
+ * hold. What was done goes to notes, to be logged once the message is
+ * journalled. -1 when the MTA refused a change (it will not take the
+ * message). */
 static int mmsg_apply(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struct mdec *dec,
-                      char **error_r)
+                      GPtrArray *notes, char **error_r)
 {
     GPtrArray *added = g_ptr_array_new_with_free_func(g_free);
     unsigned long need = 0;
@@ -1012,7 +1014,8 @@ static int mmsg_apply(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struc
     for (size_t i = 0; ok && i < m->n_rcpts; i++)
         if (in_list(dec->v.strip, m->rcpts[i])) {
             ok = mlt_smfi->delrcpt(ctx, m->rcpts[i]) == MI_SUCCESS;
-            log_info("%s: stripped recipient <%s>", qid_of(c), m->rcpts[i]);
+            g_ptr_array_add(notes, g_strdup_printf("%s: stripped recipient <%s>", qid_of(c),
+                                                   m->rcpts[i]));
         }
     for (guint i = 0; ok && dec->routes != NULL && i < dec->routes->len; i++) {
         const struct rt_route *r = g_ptr_array_index(dec->routes, i);
@@ -1031,8 +1034,8 @@ static int mmsg_apply(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struc
             v = hval(m, r->leaver);
             ok = mlt_smfi->insheader(ctx, 0, RT_HEADER, v) == MI_SUCCESS;
             g_free(v);
-            log_info("%s: routed: <%s> (departed) to <%s>", qid_of(c), m->rcpts[r->rcpt],
-                     r->to);
+            g_ptr_array_add(notes, g_strdup_printf("%s: routed: <%s> (departed) to <%s>",
+                                                   qid_of(c), m->rcpts[r->rcpt], r->to));
         }
     }
     if (ok && dec->subject != NULL) {
@@ -1046,7 +1049,8 @@ static int mmsg_apply(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struc
         ok = mlt_smfi->quarantine(ctx, v) == MI_SUCCESS;
         g_free(v);
         if (ok)
-            log_info("%s: held (Postfix hold queue; postsuper -H releases it)", qid_of(c));
+            g_ptr_array_add(notes, g_strdup_printf("%s: held (Postfix hold queue; postsuper -H "
+                                                   "releases it)", qid_of(c)));
     }
     g_ptr_array_free(added, TRUE);
     if (!ok)
@@ -1179,6 +1183,32 @@ static sfsistat mmsg_reject(SMFICTX *ctx, struct mconn *c, struct mdec *dec)
     return SMFIS_REJECT;
 }
 
+/* Every change of the message asked of the MTA, before it is journalled:
+ * our headers that came with it removed (the archived copy keeps them, as
+ * received), X-Custos-Archive added, then the verdict's (mmsg_apply). */
+static int mmsg_changes(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struct mdec *dec,
+                        const char *id, GPtrArray *notes, char **error_r)
+{
+    char *v;
+    int ok;
+
+    for (int i = m->forged; i >= 1; i--)
+        if (mlt_smfi->chgheader(ctx, MLT_HEADER, i, NULL) != MI_SUCCESS)
+            log_warn("%s: could not remove a forged %s header", qid_of(c), MLT_HEADER);
+    for (int i = m->forged_flag; i >= 1; i--)
+        if (mlt_smfi->chgheader(ctx, POL_FLAG_HEADER, i, NULL) != MI_SUCCESS)
+            log_warn("%s: could not remove a forged %s header", qid_of(c), POL_FLAG_HEADER);
+    for (int i = m->forged_orig; i >= 1; i--)
+        if (mlt_smfi->chgheader(ctx, RT_HEADER, i, NULL) != MI_SUCCESS)
+            log_warn("%s: could not remove a forged %s header", qid_of(c), RT_HEADER);
+    v = hval(m, id);
+    ok = mlt_smfi->insheader(ctx, 0, MLT_HEADER, v) == MI_SUCCESS;
+    g_free(v);
+    if (!ok)    /* the MTA is gone or refused: it will not accept the message */
+        return cus_error(error_r, "the MTA refused the %s header", MLT_HEADER);
+    return mmsg_apply(ctx, c, m, dec, notes, error_r);
+}
+
 sfsistat mlfi_eom(SMFICTX *ctx)
 {
     struct mconn *c = conn_of(ctx);
@@ -1186,9 +1216,11 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     struct spool_entry env = { .source = "milter" };
     struct mdec dec = { 0 };
     char id[SPOOL_ID_MAX + 1], sha[CUS_SHA256_HEX], *err = NULL;
+    const char *what = "cannot journal the message";
+    GPtrArray *notes = NULL;
     guint64 size;
     sfsistat r;
-    int rc;
+    int rc, reject;
 
     if (m == NULL) {
         if (c != NULL && c->failed != NULL)
@@ -1208,6 +1240,16 @@ sfsistat mlfi_eom(SMFICTX *ctx)
         mmsg_free(&c->msg);
         return SMFIS_CONTINUE;
     }
+    notes = g_ptr_array_new_with_free_func(g_free);
+    reject = mdec_nitems(&dec) > 0 && dec.v.action == CFG_ACT_REJECT;
+    g_strlcpy(id, spool_writer_id(m->w), sizeof(id));
+    if (!reject && mmsg_changes(ctx, c, m, &dec, id, notes, &err) < 0) {
+        /* Nothing journalled (the writer is dropped with the message): the
+         * MTA will not take it, and the try that it takes is archived,
+         * once. */
+        what = "cannot pass the message";
+        goto fail;
+    }
     env.time = m->time;
     env.client = c->client;
     env.sender = m->sender;
@@ -1215,8 +1257,10 @@ sfsistat mlfi_eom(SMFICTX *ctx)
     env.queue_id = m->qid;
     env.auth = m->auth;
     env.findings = mdec_findings(&dec, &env.n_findings);
-    g_strlcpy(id, spool_writer_id(m->w), sizeof(id));
     size = spool_writer_size(m->w);
+    /* The last step of the message: the changes are asked for, and the
+     * MTA makes them only if it takes the message, which it does only on
+     * our CONTINUE, after this. */
     rc = spool_writer_commit(&m->w, &env, sha, &err);
     findings_free(env.findings, env.n_findings);
     if (rc < 0)
@@ -1228,44 +1272,26 @@ sfsistat mlfi_eom(SMFICTX *ctx)
              mdec_nitems(&dec) > 0 ? cfg_action_name(dec.v.action) : "");
     /* Journalled, findings and all: from here on the message may be taken
      * or refused. */
-    if (mdec_nitems(&dec) > 0 && dec.v.action == CFG_ACT_REJECT) {
+    if (reject) {
         mmsg_mail(c, m, &dec, id);
         r = mmsg_reject(ctx, c, &dec);
         mdec_clear(&dec);
         mmsg_free(&c->msg);
+        g_ptr_array_free(notes, TRUE);
         return r;
     }
-    /* Headers of ours that came with it are not ours: removed (the archived
-     * copy keeps them, as received). */
-    for (int i = m->forged; i >= 1; i--)
-        if (mlt_smfi->chgheader(ctx, MLT_HEADER, i, NULL) != MI_SUCCESS)
-            log_warn("%s: could not remove a forged %s header", qid_of(c), MLT_HEADER);
-    for (int i = m->forged_flag; i >= 1; i--)
-        if (mlt_smfi->chgheader(ctx, POL_FLAG_HEADER, i, NULL) != MI_SUCCESS)
-            log_warn("%s: could not remove a forged %s header", qid_of(c), POL_FLAG_HEADER);
-    for (int i = m->forged_orig; i >= 1; i--)
-        if (mlt_smfi->chgheader(ctx, RT_HEADER, i, NULL) != MI_SUCCESS)
-            log_warn("%s: could not remove a forged %s header", qid_of(c), RT_HEADER);
-    {
-        char *v = hval(m, id);
-        int ok = mlt_smfi->insheader(ctx, 0, MLT_HEADER, v) == MI_SUCCESS;
-        g_free(v);
-        if (!ok) {
-            /* the MTA is gone or refused: it will not accept the message */
-            err = g_strdup_printf("archived as %s, but the MTA refused the %s header",
-                                  id, MLT_HEADER);
-            goto fail;
-        }
-    }
-    if (mmsg_apply(ctx, c, m, &dec, &err) < 0)
-        goto fail;
+    for (guint i = 0; i < notes->len; i++)
+        log_info("%s", (const char *)g_ptr_array_index(notes, i));
+    g_ptr_array_free(notes, TRUE);
     mmsg_mail(c, m, &dec, id);
     mdec_clear(&dec);
     mmsg_free(&c->msg);
     return SMFIS_CONTINUE;
 fail:
     mdec_clear(&dec);
-    r = mlt_tempfail(ctx, c, "cannot journal the message", err);
+    if (notes != NULL)
+        g_ptr_array_free(notes, TRUE);
+    r = mlt_tempfail(ctx, c, what, err);
     g_free(err);
     return r;
 }

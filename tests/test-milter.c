@@ -713,9 +713,11 @@ static int fk_setreply(SMFICTX *ctx, char *rcode, char *xcode, char *message)
     return MI_SUCCESS;
 }
 
+static int fk_ins_fail;      /* 1: the MTA refuses every header added */
+
 static int fk_insheader(SMFICTX *ctx, int idx, char *name, char *value)
 {
-    return MI_SUCCESS;
+    return fk_ins_fail ? MI_FAILURE : MI_SUCCESS;
 }
 
 static int fk_chgheader(SMFICTX *ctx, char *name, int idx, char *value)
@@ -810,6 +812,25 @@ static void test_noreply(void)
     CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
     CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_CONTINUE);
     CU_ASSERT_EQUAL(spool_journal_close(NULL), 0);     /* the journal handed over */
+    CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
+    CU_ASSERT(ids != NULL && ids->len == 1);
+    if (ids != NULL)
+        g_ptr_array_free(ids, TRUE);
+    ids = NULL;
+    /* the MTA refuses X-Custos-Archive (as when it is gone): 451, and
+     * nothing journalled, so the try that it takes is archived once */
+    fk_ins_fail = 1;
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", " refused by the MTA"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
+    fk_rcode[0] = '\0';
+    CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_TEMPFAIL);
+    CU_ASSERT_STRING_EQUAL(fk_rcode, "451");
+    fk_ins_fail = 0;
+    CU_ASSERT_EQUAL(spool_journal_close(NULL), 0);
     CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
     CU_ASSERT(ids != NULL && ids->len == 1);
     if (ids != NULL)
