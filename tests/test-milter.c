@@ -765,6 +765,17 @@ static int fk_init(const char *dir, const char *socket)
     return ret;
 }
 
+/* A message up to its end, over a socket with no replies but at DATA. */
+static void fk_message_noreply(SMFICTX *ctx, char **from, char **to, char *subject)
+{
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", subject), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
+}
+
 /* What custos-milter asks of the MTA: no HELO ever; over a unix socket no
  * reply but at DATA and end of message (connect, MAIL, RCPT, headers, end of
  * header and body get none, and say nothing); over TCP every step answered.
@@ -804,12 +815,7 @@ static void test_noreply(void)
                          SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_EOH |
                          SMFIP_NR_BODY);
     CU_ASSERT_EQUAL(mlfi_connect(ctx, "mx.example", (_SOCK_ADDR *)&sin), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
-    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", " no replies"), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
+    fk_message_noreply(ctx, from, to, " no replies");
     CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_CONTINUE);
     CU_ASSERT_EQUAL(spool_journal_close(NULL), 0);     /* the journal handed over */
     CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
@@ -820,12 +826,7 @@ static void test_noreply(void)
     /* the MTA refuses X-Custos-Archive (as when it is gone): 451, and
      * nothing journalled, so the try that it takes is archived once */
     fk_ins_fail = 1;
-    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
-    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", " refused by the MTA"), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_NOREPLY);
-    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
+    fk_message_noreply(ctx, from, to, " refused by the MTA");
     fk_rcode[0] = '\0';
     CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_TEMPFAIL);
     CU_ASSERT_STRING_EQUAL(fk_rcode, "451");
