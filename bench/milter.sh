@@ -351,6 +351,16 @@ print(" ".join("%.3f" % statistics.median(col) for col in zip(*runs)))' "$(eval 
         has none && has "null-$sock" && has "custos-$sock" && has "null0-$sock" || continue
         c=$(eval "echo \$M_custos_$sock"); n=$(eval "echo \$M_null_$sock"); n0=$(eval "echo \$M_null0_$sock")
         python3 -c "print('  %s: custos/null %.2fx (target >= 0.8), custos/no-milter %.2fx (target >= 0.65), null/no-milter %.2fx, null0/no-milter %.2fx' % ('$sock', $c/$n, $c/$M_none, $n/$M_none, $n0/$M_none))"
+        # the same ratios run by run: each setup against the baselines pushed
+        # in the same run, minutes apart, so under much the same load
+        python3 -c '
+import statistics, sys
+sock, c, n, none = sys.argv[1], *[[float(x) for x in a.split()] for a in sys.argv[2:]]
+def line(name, num, den):
+    r = [a / b for a, b in zip(num, den)]
+    return "%s %s (median %.2fx)" % (name, " ".join("%.2f" % x for x in r), statistics.median(r))
+print("  %s, run by run: %s; %s" % (sock, line("custos/null", c, n), line("custos/no-milter", c, none)))' \
+            "$sock" "$(eval "echo \$R_custos_$sock")" "$(eval "echo \$R_null_$sock")" "$R_none"
         if [ -n "$CG" ]; then
             c=$(eval "echo \$CT_custos_$sock"); n=$(eval "echo \$CT_null_$sock")
             python3 -c "print('  %s by CPU per message: custos/null %.2fx, custos/no-milter %.2fx, null/no-milter %.2fx' % ('$sock', $n/$c, $CT_none/$c, $CT_none/$n))"
