@@ -78,7 +78,6 @@ struct mconn {
 
 static GMutex mlt_lock;
 static struct mlt_conf *mlt_cur;
-static int mlt_noreply;         /* ask for no replies but at DATA and EOM */
 static const struct mlt_smfi *mlt_smfi;
 static gint mlt_nconn, mlt_nmsg, mlt_stopping;
 
@@ -200,13 +199,6 @@ int mlt_init(struct cfg *cfg, const struct mlt_smfi *smfi, char **error_r)
     if (mlt_cur != NULL)
         return cus_error(error_r, "custos-milter: initialised twice");
     mlt_smfi = smfi;
-    /* Over a unix socket Postfix may send every step but DATA and end of
-     * message without waiting for an answer (it buffers them and sends
-     * them with the next step that is answered: connect, MAIL and RCPT go
-     * with DATA, headers, body and EOH with EOM). Not over TCP: the MTA's
-     * writes would then follow each other, and its Nagle would wait for
-     * our delayed ACK. */
-    mlt_noreply = cfg->mlt_socket != NULL && !g_str_has_prefix(cfg->mlt_socket, "inet");
     mlt_cur = conf_new(cfg);
     spool_check(mlt_cur);
     if (cfg->pol_compliance == NULL)
@@ -446,7 +438,13 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
     /* every step is wanted but HELO and unknown commands; header values
      * with their leading space, so the archived copy is exact */
     *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN | SMFIP_NOHELO);
-    if (mlt_noreply) {
+    /* and no answer wanted but at DATA and end of message, where offered:
+     * Postfix then keeps the steps in its buffer and sends them with the
+     * next that is answered (connect, MAIL and RCPT with DATA; headers,
+     * end of header and body with end of message), in writes of its buffer
+     * (over TCP twice the MSS, so Nagle never holds them back): three
+     * round trips a message, over either socket */
+    {
         const unsigned long env = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_RCPT;
         *pf1 |= f1 & (SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_NR_EOH);
         if ((f1 & env) == env)

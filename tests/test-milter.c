@@ -776,11 +776,11 @@ static void fk_message_noreply(SMFICTX *ctx, char **from, char **to, char *subje
     CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
 }
 
-/* What custos-milter asks of the MTA: no HELO ever; over a unix socket no
+/* What custos-milter asks of the MTA: no HELO ever; over either socket no
  * reply but at DATA and end of message (connect, MAIL, RCPT, headers, end of
- * header and body get none, and say nothing); over TCP every step answered.
- * A failure in a step with no reply is answered at the next that has one:
- * MAIL FROM while stopping gets 421 at DATA. */
+ * header and body get none, and say nothing), where the MTA offers that;
+ * else every step answered. A failure in a step with no reply is answered
+ * at the next that has one: MAIL FROM while stopping gets 421 at DATA. */
 static void test_noreply(void)
 {
     SMFICTX *ctx = (SMFICTX *)&fk_priv;     /* any pointer: the fake ignores it */
@@ -795,19 +795,36 @@ static void test_noreply(void)
     char *spool = g_build_filename(dir, "spool", NULL);
 
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    /* over TCP: every step answered */
+    /* over TCP as over a unix socket: answers at DATA and end of message
+     * only; an MTA that offers no such thing gets every step answered */
     CU_ASSERT_EQUAL_FATAL(fk_init(dir, "inet:10099@127.0.0.1"), 0);
     CU_ASSERT_EQUAL(mlfi_negotiate(ctx, SMFIF_ADDHDRS | SMFIF_CHGHDRS, all, 0, 0, &pf0, &pf1,
                                    &pf2, &pf3), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(pf1, SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC | SMFIP_NR_CONN |
+                         SMFIP_NR_MAIL | SMFIP_NR_RCPT | SMFIP_NR_HDR | SMFIP_NR_EOH |
+                         SMFIP_NR_BODY);
+    CU_ASSERT_EQUAL(mlfi_connect(ctx, "mx.example", (_SOCK_ADDR *)&sin), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_close(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_PTR_NULL(fk_priv);
+    CU_ASSERT_EQUAL(mlfi_negotiate(ctx, SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+                                   SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC, 0, 0,
+                                   &pf0, &pf1, &pf2, &pf3), SMFIS_CONTINUE);
     CU_ASSERT_EQUAL(pf1, SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_HDR_LEADSPC);
     CU_ASSERT_EQUAL(mlfi_connect(ctx, "mx.example", (_SOCK_ADDR *)&sin), SMFIS_CONTINUE);
     CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_CONTINUE);
     CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", " answered"), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_abort(ctx), SMFIS_CONTINUE);
     CU_ASSERT_EQUAL(mlfi_close(ctx), SMFIS_CONTINUE);
     CU_ASSERT_PTR_NULL(fk_priv);
     mlt_deinit();
 
-    /* over a unix socket: answers at DATA and end of message only */
+    /* a unix socket: a whole message, then one while stopping */
     CU_ASSERT_EQUAL_FATAL(fk_init(dir, "unix:/nonexistent/milter.sock"), 0);
     CU_ASSERT_EQUAL(mlfi_negotiate(ctx, SMFIF_ADDHDRS | SMFIF_CHGHDRS, all, 0, 0, &pf0, &pf1,
                                    &pf2, &pf3), SMFIS_CONTINUE);
@@ -2445,8 +2462,9 @@ CUS_SUITE(milter)
     CU_pSuite s = CU_add_suite("milter", mt_init, mt_clean);
     CU_add_test(s, "record of notices: pending, confirmed, released; a pending claim of a "
                    "killed process gone when reopened", test_once);
-    CU_add_test(s, "callbacks, fake MTA: no HELO; over unix no reply but at DATA and EOM, "
-                   "MAIL FROM while stopping answered 421 at DATA; over TCP every step",
+    CU_add_test(s, "callbacks, fake MTA: no HELO; over unix and TCP no reply but at DATA and "
+                   "EOM, MAIL FROM while stopping answered 421 at DATA; every step answered "
+                   "for an MTA with no such option; header refused: 451, nothing journalled",
                 test_noreply);
     CU_add_test(s, "miltertest: abort, several per connection, 40 MB flat, no macros, 451, "
                    "SIGHUP, SIGTERM", test_protocol);
