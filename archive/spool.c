@@ -555,8 +555,6 @@ static int jn_handoff(char **error_r)
     g_mutex_unlock(&jn.lock);
     if (cut > 0 && ftruncate(fd, (off_t)cut) < 0 && ret == 0)
         ret = cus_error_errno(error_r, "ftruncate(%s) failed", path);
-    dst = sub_path(spool, "new", id);
-    newdir = g_build_filename(spool, "new", NULL);
     if (written <= sizeof(SPOOL_JOURNAL_MAGIC)) {
         /* nothing in it but its magic (its messages were dropped: not archived, or
          * refused): nothing for ingest */
@@ -564,15 +562,17 @@ static int jn_handoff(char **error_r)
             ret = cus_error_errno(error_r, "unlink(%s) failed", path);
         close(fd);
     } else {
+        dst = sub_path(spool, "new", id);
+        newdir = g_build_filename(spool, "new", NULL);
         /* renamed while still locked, so spool_recover() never takes it too */
         if (ret == 0 && rename(path, dst) < 0)
             ret = cus_error_errno(error_r, "rename(%s, %s) failed", path, dst);
         close(fd);
         if (ret == 0)
             ret = dir_commit(newdir, error_r);
+        g_free(newdir);
+        g_free(dst);
     }
-    g_free(newdir);
-    g_free(dst);
     g_free(path);
     g_free(spool);
     g_mutex_lock(&jn.lock);

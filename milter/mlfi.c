@@ -426,6 +426,7 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
                         unsigned long *pf2, unsigned long *pf3)
 {
     const unsigned long actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS;
+    const unsigned long nr_env = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_RCPT;
 
     if ((f0 & actions) != actions) {
         log_error("NOQUEUE: the MTA does not offer adding and changing headers: "
@@ -444,12 +445,9 @@ sfsistat mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsign
      * end of header and body with end of message), in writes of its buffer
      * (over TCP twice the MSS, so Nagle never holds them back): three
      * round trips a message, over either socket */
-    {
-        const unsigned long env = SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_RCPT;
-        *pf1 |= f1 & (SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_NR_EOH);
-        if ((f1 & env) == env)
-            *pf1 |= env;
-    }
+    *pf1 |= f1 & (SMFIP_NR_HDR | SMFIP_NR_BODY | SMFIP_NR_EOH);
+    if ((f1 & nr_env) == nr_env)
+        *pf1 |= nr_env;
     *pf2 = *pf3 = 0;
     {
         /* negotiate comes before connect: the connection's state starts here */
