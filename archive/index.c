@@ -22,6 +22,9 @@ enum idx_stmt {
     S_REF_RCPTS, S_SET_BODY, S_BODY_IDS, S_COUNT
 };
 
+/* an archived message's (m's) first From address, for the refs */
+#define REF_FROM "SELECT addr FROM addrs WHERE msg = m.id AND role = 0 ORDER BY rowid LIMIT 1"
+
 static const char *const idx_sql[S_COUNT] = {
     [S_FIND_SHA] = "SELECT id, segment, offset, length FROM messages WHERE sha256 = ?",
     [S_FIND_ID] = "SELECT sha256, segment, offset, length FROM messages WHERE id = ?",
@@ -51,12 +54,13 @@ static const char *const idx_sql[S_COUNT] = {
                  " length) VALUES (?,?,?,?,?,?,?,?)",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?",
     [S_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)",
-    [S_REF_IDS] = "SELECT id FROM messages WHERE message_id = ? ORDER BY id DESC LIMIT ?",
-    [S_REF_ADDRS] = "SELECT role, addr FROM addrs WHERE msg = ? AND role IN (0,1,2)"
-                    " ORDER BY rowid",
+    [S_REF_IDS] = "SELECT id, (" REF_FROM ") FROM messages m WHERE message_id = ?"
+                  " ORDER BY id DESC LIMIT ?",
+    [S_REF_ADDRS] = "SELECT addr FROM addrs WHERE msg = ? AND role IN (1,2) ORDER BY rowid",
     [S_REF_RCPTS] = "SELECT DISTINCT addr FROM rcpts WHERE msg = ?",
     [S_SET_BODY] = "UPDATE messages SET body_sha256 = ? WHERE id = ?",
-    [S_BODY_IDS] = "SELECT id FROM messages WHERE body_sha256 = ? ORDER BY id DESC LIMIT ?",
+    [S_BODY_IDS] = "SELECT id, (" REF_FROM ") FROM messages m WHERE body_sha256 = ?"
+                   " ORDER BY id DESC LIMIT ?",
 };
 
 struct idx {
@@ -425,41 +429,42 @@ static void ref_free(gpointer p)
     struct idx_ref *r = p;
 
     g_free(r->from);
-    g_ptr_array_free(r->rcpts, TRUE);
+    if (r->rcpts != NULL)
+        g_ptr_array_free(r->rcpts, TRUE);
     g_free(r);
 }
 
-/* The addresses of archived message r->id into r. */
-static int ref_fill(struct idx *idx, struct idx_ref *r, char **error_r)
+int idx_ref_rcpts(struct idx *idx, struct idx_ref *r, char **error_r)
 {
-    sqlite3_stmt *st = stmt(idx, S_REF_ADDRS);
+    sqlite3_stmt *st;
+    GPtrArray *a;
     int rc;
 
+    if (r->rcpts != NULL)
+        return 0;
+    a = g_ptr_array_new_with_free_func(g_free);
+    st = stmt(idx, S_REF_ADDRS);
     sqlite3_bind_int64(st, 1, r->id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *a = (const char *)sqlite3_column_text(st, 1);
-        if (a == NULL || *a == '\0')
-            continue;
-        if (sqlite3_column_int(st, 0) == MSG_FROM) {
-            if (r->from == NULL)
-                r->from = g_utf8_strdown(a, -1);
-        } else {
-            g_ptr_array_add(r->rcpts, g_utf8_strdown(a, -1));
-        }
+        const char *addr = (const char *)sqlite3_column_text(st, 0);
+        if (addr != NULL && *addr != '\0')
+            g_ptr_array_add(a, g_utf8_strdown(addr, -1));
     }
     if (rc != SQLITE_DONE)
-        return stmt_fail(idx, st, error_r);
+        goto fail;
     sqlite3_reset(st);
     st = stmt(idx, S_REF_RCPTS);
     sqlite3_bind_int64(st, 1, r->id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        g_ptr_array_add(r->rcpts, g_strdup((const char *)sqlite3_column_text(st, 0)));
+        g_ptr_array_add(a, g_strdup((const char *)sqlite3_column_text(st, 0)));
     if (rc != SQLITE_DONE)
-        return stmt_fail(idx, st, error_r);
+        goto fail;
     sqlite3_reset(st);
-    if (r->from == NULL)
-        r->from = g_strdup("");
+    r->rcpts = a;
     return 0;
+fail:
+    g_ptr_array_free(a, TRUE);
+    return stmt_fail(idx, st, error_r);
 }
 
 static void (*body_sha256)(const void *, size_t, unsigned char *);
@@ -540,7 +545,8 @@ int idx_body_hash(const struct msg *m, unsigned char sha_r[CUS_SHA256_LEN])
     return ok;
 }
 
-/* The messages statement st (bound but for its limit, parameter 2) finds. */
+/* The messages statement st (bound but for its limit, parameter 2) finds,
+ * each with its From address. */
 static int refs_find(struct idx *idx, sqlite3_stmt *st, int max, GPtrArray **refs_r,
                      char **error_r)
 {
@@ -551,8 +557,9 @@ static int refs_find(struct idx *idx, sqlite3_stmt *st, int max, GPtrArray **ref
     sqlite3_bind_int(st, 2, max);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct idx_ref *r = g_new0(struct idx_ref, 1);
+        const char *from = (const char *)sqlite3_column_text(st, 1);
         r->id = sqlite3_column_int64(st, 0);
-        r->rcpts = g_ptr_array_new_with_free_func(g_free);
+        r->from = from != NULL ? g_utf8_strdown(from, -1) : g_strdup("");
         g_ptr_array_add(refs, r);
     }
     if (rc != SQLITE_DONE) {
@@ -560,11 +567,6 @@ static int refs_find(struct idx *idx, sqlite3_stmt *st, int max, GPtrArray **ref
         return stmt_fail(idx, st, error_r);
     }
     sqlite3_reset(st);
-    for (guint i = 0; i < refs->len; i++)
-        if (ref_fill(idx, refs->pdata[i], error_r) < 0) {
-            g_ptr_array_free(refs, TRUE);
-            return -1;
-        }
     *refs_r = refs;
     return 0;
 }

@@ -317,12 +317,16 @@ static int refs_scan(struct det_cache *c, const struct det_envelope *env, const 
             ret = -1;
             break;
         }
-        for (guint i = 0; i < refs->len; i++) {
-            const struct idx_ref *r = refs->pdata[i];
+        for (guint i = 0; i < refs->len && ret == 0; i++) {
+            struct idx_ref *r = refs->pdata[i];
             const struct dir_customer *cust = det_know_addr(c->know, r->from);
             struct det_thread *t;
             if (cust == NULL)
                 continue;
+            if (idx_ref_rcpts(dir_index(env->dir), r, error_r) < 0) {
+                ret = -1;
+                break;
+            }
             t = thread_add(c, "thread", cust, r->from);
             also_add(t, r->from);
             for (guint k = 0; k < r->rcpts->len; k++)
@@ -554,21 +558,24 @@ static int names_internal(const struct det_envelope *env, const char *v)
 
 /* The first of refs that came from outside to us; one finding for the
  * recipients of to it did not go to then. */
-static void resent_inbound(const struct det_envelope *env, GPtrArray *refs, GPtrArray *to,
-                           const char *rule, const char *same, GPtrArray *out)
+static int resent_inbound(const struct det_envelope *env, GPtrArray *refs, GPtrArray *to,
+                          const char *rule, const char *same, GPtrArray *out, char **error_r)
 {
     const struct idx_ref *in = NULL;
     GPtrArray *new_to;
 
     for (guint i = 0; i < refs->len && in == NULL; i++) {
-        const struct idx_ref *r = refs->pdata[i];
-        int ext = *r->from && dir_is_internal(env->dir, r->from, NULL) == 0;
-        for (guint k = 0; ext && k < r->rcpts->len && in == NULL; k++)
+        struct idx_ref *r = refs->pdata[i];
+        if (!*r->from || dir_is_internal(env->dir, r->from, NULL) != 0)
+            continue;
+        if (idx_ref_rcpts(dir_index(env->dir), r, error_r) < 0)
+            return -1;
+        for (guint k = 0; k < r->rcpts->len && in == NULL; k++)
             if (dir_is_internal(env->dir, r->rcpts->pdata[k], NULL) > 0)
                 in = r;
     }
     if (in == NULL)
-        return;
+        return 0;
     new_to = g_ptr_array_new();
     for (guint i = 0; i < to->len; i++) {
         int seen = 0;
@@ -586,6 +593,7 @@ static void resent_inbound(const struct det_envelope *env, GPtrArray *refs, GPtr
         g_free(from);
     }
     g_ptr_array_free(new_to, TRUE);
+    return 0;
 }
 
 static int auto_forward(const struct det_envelope *env, const struct det_message *dm,
@@ -640,8 +648,11 @@ static int auto_forward(const struct det_envelope *env, const struct det_message
             ret = -1;
             goto out;
         }
-        resent_inbound(env, refs, to, "auto-forward/message-id", "the same Message-ID", out);
+        ret = resent_inbound(env, refs, to, "auto-forward/message-id", "the same Message-ID",
+                             out, error_r);
         g_ptr_array_free(refs, TRUE);
+        if (ret < 0)
+            goto out;
     }
     if (env->dir != NULL && idx_body_hash(m, body)) {
         GPtrArray *refs = NULL;
@@ -649,7 +660,8 @@ static int auto_forward(const struct det_envelope *env, const struct det_message
             ret = -1;
             goto out;
         }
-        resent_inbound(env, refs, to, "auto-forward/body-hash", "the same body text", out);
+        ret = resent_inbound(env, refs, to, "auto-forward/body-hash", "the same body text",
+                             out, error_r);
         g_ptr_array_free(refs, TRUE);
     }
 out:

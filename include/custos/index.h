@@ -148,14 +148,15 @@ int idx_find_id(struct idx *idx, gint64 id, unsigned char sha_r[CUS_SHA256_LEN],
 int idx_find_spool(struct idx *idx, const char *spool_id, gint64 *msg_r, char **error_r);
 
 /* Archived messages with a Message-ID (without <>; the messages_msgid
- * index), newest first, at most max: each one's archive id, its From
- * address ("" if none) and every address it went to (To, Cc and envelope
- * recipients, lower case). For the detectors: what a reply or a re-sent
- * message refers to. refs_r: struct idx_ref *, freed with the array. */
+ * index), newest first, at most max: each one's archive id and its From
+ * address ("" if none), lower case. For the detectors: what a reply or a
+ * re-sent message refers to. The addresses it went to are read only when
+ * asked for (idx_ref_rcpts): most refs are ruled out by their From.
+ * refs_r: struct idx_ref *, freed with the array. */
 struct idx_ref {
     gint64 id;
     char *from;
-    GPtrArray *rcpts;       /* char * */
+    GPtrArray *rcpts;       /* char *; NULL until idx_ref_rcpts */
 };
 int idx_find_refs(struct idx *idx, const char *message_id, int max, GPtrArray **refs_r,
                   char **error_r);
@@ -174,6 +175,9 @@ void idx_body_hash_use(void (*sha256)(const void *buf, size_t len,
  * the same text re-sent under other headers (the messages_body index). */
 int idx_find_body_refs(struct idx *idx, const unsigned char sha[CUS_SHA256_LEN], int max,
                        GPtrArray **refs_r, char **error_r);
+/* Every address ref r went to (To, Cc and envelope recipients, lower case)
+ * into r->rcpts, if not there yet: 0, or -1 and r unchanged. */
+int idx_ref_rcpts(struct idx *idx, struct idx_ref *r, char **error_r);
 
 /* Insert a new message (its sha must not be there yet) as archive id
  * want_id, or if want_id is 0 the one after the highest of every message
