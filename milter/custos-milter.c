@@ -273,6 +273,14 @@ int main(int argc, char **argv)
      * what is freed above 8 MB goes back to the system. */
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 8 << 20);
+    /* Each connection is a thread of its own, and malloc gives threads up
+     * to eight arenas a CPU, each keeping what its threads freed: with
+     * the above, the peak of every one stays resident. As many arenas as
+     * CPUs share what is kept (measured: no more CPU per message, 10 MB
+     * messages' peak 1.12-1.19x that of 10 KB messages down to 1.02-1.06x).
+     * The environment's MALLOC_ARENA_MAX or GLIBC_TUNABLES still rule. */
+    if (getenv("MALLOC_ARENA_MAX") == NULL && getenv("GLIBC_TUNABLES") == NULL)
+        mallopt(M_ARENA_MAX, (int)MAX(2, sysconf(_SC_NPROCESSORS_ONLN)));
     g_mime_init();      /* once, before any thread parses */
     idx_body_hash_use(cus_sha256);  /* OpenSSL's: auto-forward hashes every body */
     if (det_name_init(&err) < 0) {   /* ICU's Han-Latin, not at the first message */
