@@ -23,7 +23,8 @@ enum idx_stmt {
 };
 
 /* an archived message's (m's) first From address, for the refs */
-#define REF_FROM "SELECT addr FROM addrs WHERE msg = m.id AND role = 0 ORDER BY rowid LIMIT 1"
+#define REF_FROM "SELECT addr FROM addrs WHERE msg = m.id AND role = 0 AND addr <> ''" \
+                 " ORDER BY rowid LIMIT 1"
 
 static const char *const idx_sql[S_COUNT] = {
     [S_FIND_SHA] = "SELECT id, segment, offset, length FROM messages WHERE sha256 = ?",

@@ -277,7 +277,7 @@ int main(int argc, char **argv)
      * to eight arenas a CPU, each keeping what its threads freed: with
      * the above, the peak of every one stays resident. As many arenas as
      * CPUs share what is kept (measured: no more CPU per message, 10 MB
-     * messages' peak 1.12-1.19x that of 10 KB messages down to 1.02-1.06x).
+     * messages' peak 1.12-1.19x that of 10 KB messages down to 1.01-1.07x).
      * The environment's MALLOC_ARENA_MAX or GLIBC_TUNABLES still rule. */
     if (getenv("MALLOC_ARENA_MAX") == NULL && getenv("GLIBC_TUNABLES") == NULL)
         mallopt(M_ARENA_MAX, (int)MAX(2, sysconf(_SC_NPROCESSORS_ONLN)));

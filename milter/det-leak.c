@@ -317,7 +317,7 @@ static int refs_scan(struct det_cache *c, const struct det_envelope *env, const 
             ret = -1;
             break;
         }
-        for (guint i = 0; i < refs->len && ret == 0; i++) {
+        for (guint i = 0; i < refs->len; i++) {
             struct idx_ref *r = refs->pdata[i];
             const struct dir_customer *cust = det_know_addr(c->know, r->from);
             struct det_thread *t;
