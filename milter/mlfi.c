@@ -1185,18 +1185,19 @@ static sfsistat mmsg_reject(SMFICTX *ctx, struct mconn *c, struct mdec *dec)
 static int mmsg_changes(SMFICTX *ctx, struct mconn *c, struct mmsg *m, const struct mdec *dec,
                         const char *id, GPtrArray *notes, char **error_r)
 {
+    const struct {
+        char *name;             /* as chgheader takes it */
+        int n;
+    } forged[] = { { MLT_HEADER, m->forged }, { POL_FLAG_HEADER, m->forged_flag },
+                   { RT_HEADER, m->forged_orig } };
     char *v;
     int ok;
 
-    for (int i = m->forged; i >= 1; i--)
-        if (mlt_smfi->chgheader(ctx, MLT_HEADER, i, NULL) != MI_SUCCESS)
-            log_warn("%s: could not remove a forged %s header", qid_of(c), MLT_HEADER);
-    for (int i = m->forged_flag; i >= 1; i--)
-        if (mlt_smfi->chgheader(ctx, POL_FLAG_HEADER, i, NULL) != MI_SUCCESS)
-            log_warn("%s: could not remove a forged %s header", qid_of(c), POL_FLAG_HEADER);
-    for (int i = m->forged_orig; i >= 1; i--)
-        if (mlt_smfi->chgheader(ctx, RT_HEADER, i, NULL) != MI_SUCCESS)
-            log_warn("%s: could not remove a forged %s header", qid_of(c), RT_HEADER);
+    /* each the last first, so that the others keep their index */
+    for (size_t k = 0; k < G_N_ELEMENTS(forged); k++)
+        for (int i = forged[k].n; i >= 1; i--)
+            if (mlt_smfi->chgheader(ctx, forged[k].name, i, NULL) != MI_SUCCESS)
+                log_warn("%s: could not remove a forged %s header", qid_of(c), forged[k].name);
     v = hval(m, id);
     ok = mlt_smfi->insheader(ctx, 0, MLT_HEADER, v) == MI_SUCCESS;
     g_free(v);

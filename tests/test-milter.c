@@ -720,8 +720,12 @@ static int fk_insheader(SMFICTX *ctx, int idx, char *name, char *value)
     return fk_ins_fail ? MI_FAILURE : MI_SUCCESS;
 }
 
+static GString *fk_chg;      /* non-NULL: each header change, "NAME:INDEX:VALUE;" */
+
 static int fk_chgheader(SMFICTX *ctx, char *name, int idx, char *value)
 {
+    if (fk_chg != NULL)
+        g_string_append_printf(fk_chg, "%s:%d:%s;", name, idx, value != NULL ? value : "-");
     return MI_SUCCESS;
 }
 
@@ -834,6 +838,24 @@ static void test_noreply(void)
     CU_ASSERT_EQUAL(mlfi_connect(ctx, "mx.example", (_SOCK_ADDR *)&sin), SMFIS_NOREPLY);
     fk_message_noreply(ctx, from, to, " no replies");
     CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_CONTINUE);
+    /* headers of ours that came with a message are removed, each one, the
+     * last first (the MTA counts them from 1) */
+    fk_chg = g_string_new(NULL);
+    CU_ASSERT_EQUAL(mlfi_envfrom(ctx, from), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_envrcpt(ctx, to), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_data(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "X-Custos-Archive", " forged-1"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "Subject", " forged headers"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "x-custos-flag", " forged"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "X-Custos-Archive", " forged-2"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_header(ctx, "X-Custos-Original-To", " forged"), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_eoh(ctx), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_body(ctx, (unsigned char *)"body\r\n", 6), SMFIS_NOREPLY);
+    CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_CONTINUE);
+    CU_ASSERT_STRING_EQUAL(fk_chg->str, "X-Custos-Archive:2:-;X-Custos-Archive:1:-;"
+                                        "X-Custos-Flag:1:-;X-Custos-Original-To:1:-;");
+    g_string_free(fk_chg, TRUE);
+    fk_chg = NULL;
     CU_ASSERT_EQUAL(spool_journal_close(NULL), 0);     /* the journal handed over */
     CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
     CU_ASSERT(ids != NULL && ids->len == 1);
