@@ -568,8 +568,9 @@ static const char *const dir_sql[DS_COUNT] = {
     [DS_EMP_GET] = "SELECT address, name, department, status, departed, successor, manager,"
                    " mobile FROM employees WHERE address = ?",
     [DS_EMP_PERSONAL] = "SELECT addr FROM employee_personal WHERE employee = ? ORDER BY addr",
-    [DS_EMP_OF_PERSONAL] = "SELECT employee FROM employee_personal WHERE addr = ?"
-                           " ORDER BY employee LIMIT 1",
+    /* the first by name, without sorting: min() over the index on addr */
+    [DS_EMP_OF_PERSONAL] = "SELECT min(employee) FROM employee_personal WHERE addr = ?"
+                           " GROUP BY addr",
     [DS_CUST_CONTACT] = "SELECT customer FROM customer_contacts WHERE addr = ?",
     [DS_CUST_DOMAIN] = "SELECT customer FROM customer_domains WHERE domain = ?",
     [DS_CUST_NAME] = "SELECT id FROM customers WHERE name = ?1 COLLATE NOCASE"

@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 #include "custos/util.h"
 
-static EVP_MD *sha256_md(void)
+const EVP_MD *cus_sha256_md(void)
 {
     static gsize once;
     static EVP_MD *md;
@@ -28,7 +28,7 @@ static GPrivate ctx_key = G_PRIVATE_INIT((GDestroyNotify)EVP_MD_CTX_free);
 void cus_sha256(const void *buf, size_t len, unsigned char out[CUS_SHA256_LEN])
 {
     EVP_MD_CTX *ctx = g_private_get(&ctx_key);
-    EVP_MD *md = sha256_md();
+    const EVP_MD *md = cus_sha256_md();
 
     if (ctx == NULL) {
         ctx = EVP_MD_CTX_new();

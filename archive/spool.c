@@ -840,7 +840,7 @@ struct spool_writer {
                                  * in tmp/ (fd, buf) */
     size_t mem_max;
     size_t blen;
-    char buf[SPOOL_WBUF];
+    char *buf;                  /* SPOOL_WBUF bytes, once in tmp/ */
 };
 
 int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer **w_r,
@@ -852,7 +852,8 @@ int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer
         return cus_error(error_r, "spool: out of memory for a writer");
     w->fd = -1;
     w->sha = EVP_MD_CTX_new();
-    if (w->sha == NULL || EVP_DigestInit_ex(w->sha, EVP_sha256(), NULL) != 1) {
+    if (w->sha == NULL || cus_sha256_md() == NULL ||
+        EVP_DigestInit_ex2(w->sha, cus_sha256_md(), NULL) != 1) {
         cus_error(error_r, "spool: cannot start a SHA-256 (out of memory)");
         goto fail;
     }
@@ -865,6 +866,10 @@ int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer
         w->mem = g_byte_array_sized_new((guint)MIN(mem_max, 16 * 1024));
         *w_r = w;
         return 0;
+    }
+    if ((w->buf = g_try_malloc(SPOOL_WBUF)) == NULL) {
+        cus_error(error_r, "spool: out of memory for a writer");
+        goto fail;
     }
     w->fd = open_tmp(spool_dir, w->id, &w->tmp, error_r);
     if (w->fd < 0)
@@ -884,6 +889,10 @@ static int writer_spill(struct spool_writer *w, char **error_r)
 {
     if (w->mem == NULL)
         return 0;
+    if ((w->buf = g_try_malloc(SPOOL_WBUF)) == NULL) {
+        w->failed = 1;
+        return cus_error(error_r, "spool: out of memory for a writer");
+    }
     w->fd = open_tmp_id(w->dir, w->id, &w->tmp, error_r);
     if (w->fd < 0) {
         w->failed = 1;
@@ -959,14 +968,14 @@ int spool_writer_write(struct spool_writer *w, const void *buf, size_t len, char
     }
     if (writer_spill(w, error_r) < 0)
         return -1;
-    if (w->blen + len <= sizeof(w->buf)) {
+    if (w->blen + len <= SPOOL_WBUF) {
         memcpy(w->buf + w->blen, buf, len);
         w->blen += len;
         return 0;
     }
     if (writer_flush(w, error_r) < 0)
         return -1;
-    if (len >= sizeof(w->buf)) {
+    if (len >= SPOOL_WBUF) {
         if (cus_write_all(w->fd, buf, len) < 0) {
             w->failed = 1;
             return cus_error_errno(error_r, "write(%s) failed", w->tmp);
@@ -1078,6 +1087,7 @@ void spool_writer_abort(struct spool_writer **wp)
         EVP_MD_CTX_free(w->sha);
     if (w->mem != NULL)
         g_byte_array_unref(w->mem);
+    g_free(w->buf);
     g_free(w->tmp);
     g_free(w->dir);
     g_free(w);

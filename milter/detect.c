@@ -35,12 +35,16 @@ static int party_set(const struct det_envelope *env, const char *addr, struct de
             return 0;
         }
     p->webmail = dir_is_webmail(d, p->addr);
-    if ((r = dir_is_internal(d, p->addr, error_r)) < 0)
-        return -1;
-    p->internal = r;
     if ((r = dir_employee_get(d, p->addr, &p->emp, error_r)) < 0)
         return -1;
-    if (r == 0 && dir_employee_of_personal(d, p->addr, &p->emp, error_r) < 0)
+    if (r == 1 && strchr(strrchr(p->addr, '@'), '.') != NULL) {
+        p->internal = 1;    /* an employee's domain is ours: dir_is_internal() says so */
+    } else {
+        if ((r = dir_is_internal(d, p->addr, error_r)) < 0)
+            return -1;
+        p->internal = r;
+    }
+    if (p->emp == NULL && dir_employee_of_personal(d, p->addr, &p->emp, error_r) < 0)
         return -1;
     if (!p->internal)
         p->cust = det_know_addr(env->know, p->addr);
@@ -84,9 +88,14 @@ int det_classify(struct dir *d, const char *departments, const char *sender,
         InternetAddressList *l = internet_address_list_parse(NULL, from_header);
         for (int i = 0; l != NULL && i < internet_address_list_length(l) && from == NULL; i++) {
             InternetAddress *a = internet_address_list_get_address(l, i);  /* borrowed */
-            if (INTERNET_ADDRESS_IS_MAILBOX(a))
-                from = g_strdup(internet_address_mailbox_get_idn_addr(
-                    INTERNET_ADDRESS_MAILBOX(a)));
+            if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
+                /* the IDNA form of a domain is asked of libidn2 even when
+                 * it is ASCII already (then it is the same) */
+                InternetAddressMailbox *mb = INTERNET_ADDRESS_MAILBOX(a);
+                const char *addr = internet_address_mailbox_get_addr(mb);
+                from = g_strdup(cus_is_ascii(addr, strlen(addr))
+                                    ? addr : internet_address_mailbox_get_idn_addr(mb));
+            }
         }
         if (l != NULL)
             g_object_unref(l);

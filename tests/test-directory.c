@@ -803,6 +803,22 @@ static void test_dir_lookup(void)
     CU_ASSERT_EQUAL(dir_employee_of_personal(d, "Alice@QQ.com", &e, &err), 1);
     CU_ASSERT_STRING_EQUAL(e->address, "alice@corp.example");
     dir_employee_free(&e);
+    CU_ASSERT_EQUAL(dir_employee_of_personal(d, "nobody@qq.com", &e, &err), 0);
+    CU_ASSERT_PTR_NULL(e);
+    {
+        /* an address two employees gave: the first of them by address */
+        char *path = g_build_filename(fx.dir, "archive", "index.db", NULL);
+        sqlite3 *db = NULL;
+        CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+        CU_ASSERT_EQUAL(sqlite3_exec(db, "INSERT INTO employee_personal(employee, addr)"
+                                     " VALUES ('boss@corp.example', 'zoe.xu@163.com')",
+                                     NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        g_free(path);
+        CU_ASSERT_EQUAL(dir_employee_of_personal(d, "zoe.xu@163.com", &e, &err), 1);
+        CU_ASSERT(e != NULL && strcmp(e->address, "boss@corp.example") == 0);
+        dir_employee_free(&e);
+    }
     CU_ASSERT_EQUAL(dir_employee_get(d, "zoe@corp.example", &e, &err), 1);
     CU_ASSERT_EQUAL(e->status, DIR_DEPARTED);
     CU_ASSERT_STRING_EQUAL(e->successor, "alice@corp.example");

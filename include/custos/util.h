@@ -28,6 +28,12 @@ int cus_error_errno(char **error_r, const char *fmt, ...)
 /* SHA-256 of buf into out (OpenSSL). */
 void cus_sha256(const void *buf, size_t len, unsigned char out[CUS_SHA256_LEN]);
 
+/* OpenSSL's SHA-256 (an EVP_MD), fetched once: for EVP_DigestInit_ex2(),
+ * which with EVP_sha256() would fetch it again, under a lock, every time.
+ * NULL if OpenSSL has none. */
+struct evp_md_st;
+const struct evp_md_st *cus_sha256_md(void);
+
 /* Lower-case hex of len bytes; out must hold 2*len+1 bytes. */
 void cus_hex(const unsigned char *in, size_t len, char *out);
 
