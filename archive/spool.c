@@ -545,7 +545,8 @@ static int jn_handoff(char **error_r)
 {
     char *spool = jn.spool, *path = jn.path, *dst, *newdir;
     int fd = jn.fd, ret = 0;
-    guint64 cut = jn.written != jn.synced ? jn.synced : 0, written = jn.written;
+    /* a failed sync: only what was synced before it stays */
+    guint64 cut = jn.written != jn.synced ? jn.synced : 0, left = cut > 0 ? cut : jn.written;
     char id[SPOOL_ID_MAX + 1];
 
     g_strlcpy(id, jn.id, sizeof(id));
@@ -555,7 +556,7 @@ static int jn_handoff(char **error_r)
     g_mutex_unlock(&jn.lock);
     if (cut > 0 && ftruncate(fd, (off_t)cut) < 0 && ret == 0)
         ret = cus_error_errno(error_r, "ftruncate(%s) failed", path);
-    if (written <= sizeof(SPOOL_JOURNAL_MAGIC)) {
+    if (left <= sizeof(SPOOL_JOURNAL_MAGIC)) {
         /* nothing in it but its magic (its messages were dropped: not archived, or
          * refused): nothing for ingest */
         if (unlink(path) < 0 && errno != ENOENT)
@@ -645,6 +646,19 @@ static int pwritev_all(int fd, struct iovec *iov, int n, off_t off)
     return 0;
 }
 
+/* fdatasync(fd); for the tests, CUSTOS_FAULT=journal-sync makes it fail
+ * with EIO, as a disk that lost the write. */
+static int jn_sync(int fd)
+{
+    const char *f = getenv("CUSTOS_FAULT");
+
+    if (f != NULL && strcmp(f, "journal-sync") == 0) {
+        errno = EIO;
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
 /* Append entry ID (header h, then the message) to the journal of spool and
  * wait until it is synced. */
 static int journal_append(const char *spool, const char *id, const GString *h,
@@ -691,7 +705,7 @@ static int journal_append(const char *spool, const char *id, const GString *h,
 
         jn.syncing = 1;
         g_mutex_unlock(&jn.lock);
-        r = fdatasync(fd);
+        r = jn_sync(fd);
         e = errno;
         g_mutex_lock(&dsync_lock);
         dsync_rounds++;

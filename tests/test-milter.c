@@ -875,6 +875,20 @@ static void test_noreply(void)
     CU_ASSERT(ids != NULL && ids->len == 1);
     if (ids != NULL)
         g_ptr_array_free(ids, TRUE);
+    ids = NULL;
+    /* the journal's sync fails (a disk that lost the write): 451, and
+     * nothing of it handed over */
+    setenv("CUSTOS_FAULT", "journal-sync", 1);
+    fk_message_noreply(ctx, from, to, " not synced");
+    fk_rcode[0] = '\0';
+    CU_ASSERT_EQUAL(mlfi_eom(ctx), SMFIS_TEMPFAIL);
+    CU_ASSERT_STRING_EQUAL(fk_rcode, "451");
+    unsetenv("CUSTOS_FAULT");
+    CU_ASSERT_EQUAL(spool_journal_close(NULL), 0);
+    CU_ASSERT_EQUAL(spool_list(spool, &ids, NULL), 0);
+    CU_ASSERT(ids != NULL && ids->len == 1);
+    if (ids != NULL)
+        g_ptr_array_free(ids, TRUE);
     /* the next message, with the milter stopping: no answer to MAIL and RCPT,
      * 421 at DATA, nothing journalled */
     mlt_stop();
@@ -892,6 +906,7 @@ static void test_noreply(void)
     if (ids != NULL)
         g_ptr_array_free(ids, TRUE);
     mlt_deinit();
+    cut_rmtree(dir);
     g_free(spool);
     g_free(dir);
 }
@@ -2486,8 +2501,8 @@ CUS_SUITE(milter)
                    "killed process gone when reopened", test_once);
     CU_add_test(s, "callbacks, fake MTA: no HELO; over unix and TCP no reply but at DATA and "
                    "EOM, MAIL FROM while stopping answered 421 at DATA; every step answered "
-                   "for an MTA with no such option; header refused: 451, nothing journalled",
-                test_noreply);
+                   "for an MTA with no such option; header refused or the journal's sync "
+                   "failed: 451, nothing journalled", test_noreply);
     CU_add_test(s, "miltertest: abort, several per connection, 40 MB flat, no macros, 451, "
                    "SIGHUP, SIGTERM", test_protocol);
     CU_add_test(s, "directory: departed sender by envelope, From and SASL flagged; scope = "

@@ -1315,6 +1315,65 @@ static void test_journal_race(void)
     g_hash_table_destroy(got);
 }
 
+/* One small entry committed into the journal; 0 or -1 (error in *err). */
+static int journal_one(const char *qid, char **err)
+{
+    struct spool_entry env = { .time = 3, .queue_id = (char *)qid };
+    struct spool_writer *w = NULL;
+
+    if (spool_writer_open(sp_dir, 4096, &w, err) < 0)
+        return -1;
+    if (spool_writer_write(w, "Subject: s\r\n\r\nbody\r\n", 21, err) < 0) {
+        spool_writer_abort(&w);
+        return -1;
+    }
+    return spool_writer_commit(&w, &env, NULL, err);
+}
+
+/* A journal whose sync fails (CUSTOS_FAULT=journal-sync: EIO) is handed
+ * over at once with only what was synced before: an entry whose sync
+ * failed is never read back (its sender was answered 451), and a journal
+ * with nothing synced in it is removed, not handed over. */
+static void test_journal_sync_fail(void)
+{
+    char *err = NULL;
+    int new0;
+    guint failed = 0;
+    GHashTable *got;
+
+    CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+    new0 = count_dir("new");
+    /* the first sync fails: nothing left */
+    setenv("CUSTOS_FAULT", "journal-sync", 1);
+    CU_ASSERT_EQUAL(journal_one("SYNCFAIL", &err), -1);
+    CU_ASSERT(err != NULL && strstr(err, "fdatasync(") != NULL &&
+              strstr(err, g_strerror(EIO)) != NULL);
+    g_free(err);
+    err = NULL;
+    unsetenv("CUSTOS_FAULT");
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), new0);
+    /* one synced, then one whose sync fails: the first only */
+    CU_ASSERT_EQUAL(journal_one("SYNCFAIL", &err), 0);
+    setenv("CUSTOS_FAULT", "journal-sync", 1);
+    CU_ASSERT_EQUAL(journal_one("SYNCFAIL", &err), -1);
+    g_free(err);
+    err = NULL;
+    unsetenv("CUSTOS_FAULT");
+    CU_ASSERT_EQUAL(count_dir("journal"), 0);
+    CU_ASSERT_EQUAL(count_dir("new"), new0 + 1);
+    got = take_entries("SYNCFAIL", &failed);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), 1);
+    CU_ASSERT_EQUAL(failed, 0);
+    g_hash_table_destroy(got);
+    /* and the next goes into a new journal, as ever */
+    CU_ASSERT_EQUAL(journal_one("SYNCFAIL", &err), 0);
+    CU_ASSERT_EQUAL(spool_journal_close(&err), 0);
+    got = take_entries("SYNCFAIL", &failed);
+    CU_ASSERT_EQUAL(g_hash_table_size(got), 1);
+    g_hash_table_destroy(got);
+}
+
 CUS_SUITE(spool)
 {
     CU_pSuite s = CU_add_suite("spool", sp_init, sp_clean);
@@ -1342,4 +1401,6 @@ CUS_SUITE(spool)
                 test_journal_recover);
     CU_add_test(s, "journal: recovery running all the while never takes a writer's journal",
                 test_journal_race);
+    CU_add_test(s, "journal: a failed sync hands it over with only what was synced before; "
+                   "nothing synced, nothing handed over", test_journal_sync_fail);
 }
