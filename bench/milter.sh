@@ -166,6 +166,10 @@ if [ -d /sys/fs/cgroup/cpu ] && [ ! -f /sys/fs/cgroup/cgroup.controllers ] &&
     echo 2 > "$CPU_IDLE/cpu.shares"
     [ ! -f "$CPU_IDLE/cpu.idle" ] || echo 1 > "$CPU_IDLE/cpu.idle"
 fi
+# ingest once custos-milter has made the spool's directories (as nobody): made
+# first by ingest, as root, they would be root's, and every message 451
+i=0
+while [ ! -d "$T/spool/journal" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
 start_bg ingest "$T/ingest.log" sh -c '[ -z "$0" ] || echo $$ > "$0/cgroup.procs"; exec "$@"' \
     "$CPU_IDLE" nice -n 19 ionice -c 3 "$BUILD/custos-archive" -c "$T/custos-unix.conf" ingest --follow
 sleep 1
