@@ -64,11 +64,29 @@ static int digits(const char *s, size_t len, size_t max)
 int spool_init(const char *spool_dir, char **error_r)
 {
     static const char *subs[] = { "tmp", "new", "failed", "journal" };
+    struct stat top;
 
+    if (cus_mkdirs(spool_dir, SPOOL_MODE_DIR, error_r) < 0)
+        return -1;
+    if (stat(spool_dir, &top) < 0)
+        return cus_error_errno(error_r, "stat(%s) failed", spool_dir);
     for (size_t i = 0; i < G_N_ELEMENTS(subs); i++) {
         char *p = g_build_filename(spool_dir, subs[i], NULL);
-        int ret = cus_mkdirs(p, SPOOL_MODE_DIR, error_r);
+        int ret = 0;
 
+        if (mkdir(p, SPOOL_MODE_DIR) < 0) {
+            int e = errno;
+            if (!g_file_test(p, G_FILE_TEST_IS_DIR)) {      /* else there already */
+                errno = e;
+                ret = cus_error_errno(error_r, "mkdir(%s) failed", p);
+            }
+        } else if (geteuid() == 0 && (top.st_uid != 0 || top.st_gid != 0) &&
+                   chown(p, top.st_uid, top.st_gid) < 0) {
+            /* made by root (ingest run by hand, say) in the spool of
+             * another user: that user's, as the spool is, else
+             * custos-milter could not write it */
+            ret = cus_error_errno(error_r, "chown(%s) failed", p);
+        }
         g_free(p);
         if (ret < 0)
             return -1;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/file.h>
+#include <pwd.h>
 #include "cutest.h"
 #include "custos/spool.h"
 
@@ -1374,6 +1375,47 @@ static void test_journal_sync_fail(void)
     g_hash_table_destroy(got);
 }
 
+/* spool_init as root in a spool of another user: what it makes is that
+ * user's and group's (custos-milter, that user, must write it); what was
+ * there is left as it was; a file where a directory goes is an error that
+ * names it. */
+static void test_init_owner(void)
+{
+    struct passwd *pw = getpwnam("nobody");
+    char *top = cut_tmpdir(), *spool = g_build_filename(top, "spool", NULL);
+    char *sub = g_build_filename(spool, "new", NULL), *err = NULL;
+    struct stat sb;
+
+    if (geteuid() != 0 || pw == NULL) {
+        printf("(not root, or no user nobody: skipped) ");
+        goto out;
+    }
+    CU_ASSERT_EQUAL_FATAL(mkdir(spool, 0770), 0);
+    CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0700), 0);             /* root's, already there */
+    CU_ASSERT_EQUAL_FATAL(chown(spool, pw->pw_uid, pw->pw_gid), 0);
+    CU_ASSERT_EQUAL(spool_init(spool, &err), 0);
+    for (const char *const *n = (const char *const[]){ "tmp", "failed", "journal", NULL };
+         *n != NULL; n++) {
+        char *p = g_build_filename(spool, *n, NULL);
+        CU_ASSERT(stat(p, &sb) == 0 && S_ISDIR(sb.st_mode) && sb.st_uid == pw->pw_uid &&
+                  sb.st_gid == pw->pw_gid);
+        g_free(p);
+    }
+    CU_ASSERT(stat(sub, &sb) == 0 && sb.st_uid == 0);
+    /* a file in the way */
+    cut_rmtree(top);
+    CU_ASSERT_EQUAL_FATAL(g_mkdir_with_parents(spool, 0770), 0);
+    CU_ASSERT(g_file_set_contents(sub, "", 0, NULL));
+    CU_ASSERT_EQUAL(spool_init(spool, &err), -1);
+    CU_ASSERT(err != NULL && strstr(err, sub) != NULL);
+out:
+    g_free(err);
+    cut_rmtree(top);
+    g_free(sub);
+    g_free(spool);
+    g_free(top);
+}
+
 CUS_SUITE(spool)
 {
     CU_pSuite s = CU_add_suite("spool", sp_init, sp_clean);
@@ -1403,4 +1445,6 @@ CUS_SUITE(spool)
                 test_journal_race);
     CU_add_test(s, "journal: a failed sync hands it over with only what was synced before; "
                    "nothing synced, nothing handed over", test_journal_sync_fail);
+    CU_add_test(s, "init as root in another user's spool: what it makes is that user's; a "
+                   "file in the way named", test_init_owner);
 }

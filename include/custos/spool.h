@@ -138,7 +138,8 @@ void spool_finding_free(struct spool_finding **f);
 int spool_id_valid(const char *name);
 
 /* Create SPOOL and its tmp/, new/, failed/, journal/ (mode 0770).
- * Idempotent. */
+ * Idempotent. Run as root in a spool of another user, the directories it
+ * makes are that user's (and group's), as SPOOL is. */
 int spool_init(const char *spool_dir, char **error_r);
 
 /* Write one entry durably (see above). e->id is ignored; the new id is
