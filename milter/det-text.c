@@ -406,21 +406,28 @@ attribution:
 
 char *det_text_unquoted(const char *text, size_t len)
 {
-    GString *o = g_string_sized_new(len < 65536 ? len + 1 : 65536);
-    const char *p = text, *end = text + len;
+    /* the kept lines copied a run at a time, into room for all of them
+     * (line by line, growing, it was 5% of custos-milter's CPU on a
+     * 200 KB message) */
+    GString *o = g_string_sized_new(len + 1);
+    const char *p = text, *end = text + len, *run = text;
 
     while (p < end) {
         const char *nl = memchr(p, '\n', end - p);
-        const char *e = nl != NULL ? nl : end;
+        const char *e = nl != NULL ? nl : end, *next = nl != NULL ? nl + 1 : end;
         const char *q = p;
 
         while (q < e && (*q == ' ' || *q == '\t'))
             q++;
         if (quote_start(p, e))
             break;
-        if (q >= e || *q != '>')
-            g_string_append_len(o, p, (nl != NULL ? nl + 1 : end) - p);
-        p = nl != NULL ? nl + 1 : end;
+        if (q < e && *q == '>') {
+            /* a quoted line: the run ends before it */
+            g_string_append_len(o, run, p - run);
+            run = next;
+        }
+        p = next;
     }
+    g_string_append_len(o, run, p - run);
     return g_string_free(o, FALSE);
 }
