@@ -875,6 +875,17 @@ struct spool_writer {
     char *buf;                  /* SPOOL_WBUF bytes, once in tmp/ */
 };
 
+/* The file buffer of a writer that writes to tmp/ (one held in memory has
+ * none). */
+static int writer_buf(struct spool_writer *w, char **error_r)
+{
+    if ((w->buf = g_try_malloc(SPOOL_WBUF)) == NULL) {
+        w->failed = 1;
+        return cus_error(error_r, "spool: out of memory for a writer");
+    }
+    return 0;
+}
+
 int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer **w_r,
                       char **error_r)
 {
@@ -899,10 +910,8 @@ int spool_writer_open(const char *spool_dir, size_t mem_max, struct spool_writer
         *w_r = w;
         return 0;
     }
-    if ((w->buf = g_try_malloc(SPOOL_WBUF)) == NULL) {
-        cus_error(error_r, "spool: out of memory for a writer");
+    if (writer_buf(w, error_r) < 0)
         goto fail;
-    }
     w->fd = open_tmp(spool_dir, w->id, &w->tmp, error_r);
     if (w->fd < 0)
         goto fail;
@@ -921,10 +930,8 @@ static int writer_spill(struct spool_writer *w, char **error_r)
 {
     if (w->mem == NULL)
         return 0;
-    if ((w->buf = g_try_malloc(SPOOL_WBUF)) == NULL) {
-        w->failed = 1;
-        return cus_error(error_r, "spool: out of memory for a writer");
-    }
+    if (writer_buf(w, error_r) < 0)
+        return -1;
     w->fd = open_tmp_id(w->dir, w->id, &w->tmp, error_r);
     if (w->fd < 0) {
         w->failed = 1;
